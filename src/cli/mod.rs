@@ -1,0 +1,78 @@
+//! The command line: `clap` definitions and one module per subcommand.
+//!
+//! `main.rs` parses [`Cli`], sets up logging and calls [`run`]; each subcommand lives in its own
+//! module and returns a [`CliError`] whose [`CliError::exit_code`] tells configuration mistakes
+//! (exit 2) from runtime failures (exit 1).
+
+pub mod demo;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Archives WeCom 会话内容存档 chat records for many corps.
+#[derive(Debug, Parser)]
+#[command(name = "wework-msgaudit", version, about)]
+pub struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `wework_msgaudit=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "WEWORK_MSGAUDIT_LOG",
+        default_value = "info"
+    )]
+    pub log: String,
+
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull and decrypt the built-in demo corp of the emulator, and show what arrives.
+    Demo(demo::DemoArgs),
+}
+
+/// Why a subcommand failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The user asked for something impossible (bad flag value, missing file, bad key).
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// Something failed while running.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl CliError {
+    /// The process exit code: 2 for configuration errors, 1 for runtime failures.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config(_) => 2,
+            Self::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Demo(args) => demo::run(&args),
+    }
+}
+
+/// Where the vendor library is looked for when no path is configured: `lib/` beside the working
+/// directory, then `lib/` beside the executable.
+pub fn default_sdk_paths() -> Vec<PathBuf> {
+    const NAME: &str = "libWeWorkFinanceSdk_C.so";
+    let mut paths = vec![PathBuf::from("lib").join(NAME)];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+    {
+        paths.push(dir.join("lib").join(NAME));
+    }
+    paths
+}

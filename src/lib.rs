@@ -1,0 +1,17 @@
+//! wework-msgaudit: archives WeCom (企业微信) 会话内容存档 chat records for many corps.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`) on top, so that every part can be
+//! tested on its own:
+//!
+//! - [`sdk`]: the vendor SDK behind a safe trait (the only `unsafe` code), and the emulator
+//!   standing in for it;
+//! - [`crypto`]: private keys, the per-corp keyring, RSA, and the native `DecryptData`;
+//! - [`message`]: reading decrypted records tolerantly;
+//! - [`secret`]: a string type that never prints itself;
+//! - [`cli`]: the subcommands.
+
+pub mod cli;
+pub mod crypto;
+pub mod message;
+pub mod sdk;
+pub mod secret;

@@ -1,0 +1,20 @@
+//! The `wework-msgaudit` binary: parse the command line, set up logging, run, map errors to exit
+//! codes. Everything else is in the library crate.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wework_msgaudit::cli::{self, Cli};
+
+fn main() {
+    let cli = Cli::parse();
+    // Logs go to stderr: the vendor SDK printf()s to stdout (sdk-facts.md §2).
+    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = cli::run(cli) {
+        eprintln!("wework-msgaudit: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,0 +1,68 @@
+//! [`Secret`]: a string that never shows itself.
+//!
+//! Corp secrets, proxy passwords and access tokens travel through the daemon as `Secret`s. Their
+//! `Debug` and `Display` print `"<redacted>"`, and the bytes are zeroed when dropped, so a secret
+//! cannot end up in a log line, an error message or a panic message by accident (DESIGN.md,
+//! invariant 4). Reading the value is explicit: [`Secret::expose`].
+
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// A secret string. Cloning copies the secret; both copies are zeroed on drop.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Zeroizing::new(value.into()))
+    }
+
+    /// The secret itself. Call this only where the value is handed to the SDK or a database.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when no secret was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let s = Secret::new("tOpS3cr3t-value-0123456789");
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(format!("{s}"), "<redacted>");
+        assert!(!format!("{s:#?}").contains("tOpS3cr3t"));
+        assert_eq!(s.expose(), "tOpS3cr3t-value-0123456789");
+    }
+}
