@@ -61,8 +61,7 @@ fn records(len: usize) -> Vec<Rec> {
         .map(|i| {
             let sealed = emulator::codec::seal(&plaintext(len, i), i as u64);
             Rec {
-                encrypt_random_key: emulator::codec::rsa_encrypt(&public, &sealed.encrypt_key)
-                    .expect("RSA encrypt"),
+                encrypt_random_key: emulator::codec::rsa_encrypt(&public, &sealed.encrypt_key).expect("RSA encrypt"),
                 encrypt_chat_msg: sealed.encrypt_chat_msg,
                 encrypt_key: sealed.encrypt_key,
             }
@@ -150,23 +149,14 @@ fn openssl_rsa2048_private_ops() -> Result<f64, String> {
     let text = String::from_utf8_lossy(&out.stdout);
     // OpenSSL 3:   "                  sign    verify    sign/s verify/s"
     //              "rsa 2048 bits 0.000630s 0.000018s   1586.3  54575.7"
-    let header = text
-        .lines()
-        .find(|l| l.contains("sign/s"))
-        .ok_or_else(|| format!("no sign/s column in: {text}"))?;
-    let col = header
-        .split_whitespace()
-        .position(|w| w == "sign/s")
-        .ok_or("no sign/s column")?;
+    let header = text.lines().find(|l| l.contains("sign/s")).ok_or_else(|| format!("no sign/s column in: {text}"))?;
+    let col = header.split_whitespace().position(|w| w == "sign/s").ok_or("no sign/s column")?;
     let row = text
         .lines()
         .find(|l| l.trim_start().starts_with("rsa") && l.contains("2048"))
         .ok_or_else(|| format!("no rsa 2048 row in: {text}"))?;
     let values: Vec<&str> = row.split_whitespace().skip_while(|w| *w != "bits").skip(1).collect();
-    values
-        .get(col)
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| format!("cannot parse {row:?}"))
+    values.get(col).and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| format!("cannot parse {row:?}"))
 }
 
 fn main() {

@@ -11,6 +11,7 @@
 //! - [`cli`]: the subcommands.
 
 pub mod cli;
+pub mod config;
 pub mod crypto;
 pub mod message;
 pub mod sdk;

@@ -9,10 +9,7 @@ fn main() {
     let cli = Cli::parse();
     // Logs go to stderr: the vendor SDK printf()s to stdout (sdk-facts.md §2).
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     if let Err(e) = cli::run(cli) {
         eprintln!("wework-msgaudit: {e}");
         std::process::exit(e.exit_code());

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use crypto_support::{fixture, rsa_encrypt_b64, SplitMix};
-use wework_msgaudit::crypto::{
-    self, decrypt_record, parse_private_key, CryptoError, KeyError, Keyring, PrivateKey,
-};
+use wework_msgaudit::crypto::{self, decrypt_record, parse_private_key, CryptoError, KeyError, Keyring, PrivateKey};
 
 const FORMS_2048: &[&str] = &[
     "rsa2048.pkcs8.pem",
@@ -70,10 +68,7 @@ fn secret_windows(input: &[u8]) -> Vec<String> {
 
 fn assert_no_echo(input: &[u8], shown: &str) {
     for w in secret_windows(input) {
-        assert!(
-            !shown.contains(&w),
-            "output {shown:?} echoes key material {w:?}"
-        );
+        assert!(!shown.contains(&w), "output {shown:?} echoes key material {w:?}");
     }
 }
 
@@ -115,10 +110,7 @@ fn mangled_pastes_parse() {
         ("tabs and CRLF", pem1.replace('\n', "\r\n\t")),
         (
             "preceded by a certificate-ish block",
-            format!(
-                "{}\n{pem8}",
-                String::from_utf8(fixture("rsa2048.public.pem")).unwrap()
-            ),
+            format!("{}\n{pem8}", String::from_utf8(fixture("rsa2048.public.pem")).unwrap()),
         ),
     ];
     for (what, text) in variants {
@@ -198,10 +190,7 @@ fn rejections_say_what_was_wrong_and_never_echo_the_key() {
     for (what, input, expected) in cases {
         let err = expect_err(&input);
         let shown = err.to_string();
-        assert!(
-            shown.contains(expected),
-            "{what}: expected {expected:?} in {shown:?}"
-        );
+        assert!(shown.contains(expected), "{what}: expected {expected:?} in {shown:?}");
     }
 }
 
@@ -278,14 +267,8 @@ fn keyring_looks_up_the_version() {
     assert_eq!(ring.versions(), vec![1, 7]);
     assert!(!ring.has_fallback());
     let t = random_key_text(1);
-    assert_eq!(
-        &*ring.decrypt_random_key(1, &rsa_encrypt_b64(&p2048, t.as_bytes(), 2)).unwrap(),
-        &t
-    );
-    assert_eq!(
-        &*ring.decrypt_random_key(7, &rsa_encrypt_b64(&p1024, t.as_bytes(), 3)).unwrap(),
-        &t
-    );
+    assert_eq!(&*ring.decrypt_random_key(1, &rsa_encrypt_b64(&p2048, t.as_bytes(), 2)).unwrap(), &t);
+    assert_eq!(&*ring.decrypt_random_key(7, &rsa_encrypt_b64(&p1024, t.as_bytes(), 3)).unwrap(), &t);
     // Line-wrapped base64 is fine too.
     let wrapped = rsa_encrypt_b64(&p2048, t.as_bytes(), 4)
         .as_bytes()
@@ -306,10 +289,7 @@ fn keyring_uses_the_fallback_only_for_absent_versions() {
     // ver 5 is absent: the fallback decrypts it.
     assert_eq!(&*ring.decrypt_random_key(5, &erk).unwrap(), &t);
     // ver 2 is present with another key: WrongKey, the fallback is not tried.
-    assert_eq!(
-        ring.decrypt_random_key(2, &erk).unwrap_err(),
-        CryptoError::WrongKey { ver: 2 }
-    );
+    assert_eq!(ring.decrypt_random_key(2, &erk).unwrap_err(), CryptoError::WrongKey { ver: 2 });
 }
 
 #[test]
@@ -327,13 +307,7 @@ fn keyring_missing_version_and_wrong_key() {
     for seed in 0..20 {
         let erk = rsa_encrypt_b64(&key2048().public_key_der(), t.as_bytes(), seed);
         let err = ring.decrypt_random_key(3, &erk).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CryptoError::WrongKey { ver: 3 } | CryptoError::RandomKeyNotText { ver: 3 }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, CryptoError::WrongKey { ver: 3 } | CryptoError::RandomKeyNotText { ver: 3 }), "{err}");
         assert!(!err.is_retryable());
         assert_eq!(err.sdk_code(), None);
     }
@@ -355,19 +329,14 @@ fn keyring_corrupt_ciphertext_and_non_text_plaintext() {
     }
     // Decrypts fine but is not base64 text.
     for pt in [&b"hello world"[..], b"\x00\x01\x02", "中文".as_bytes()] {
-        let err = ring
-            .decrypt_random_key(1, &rsa_encrypt_b64(&pubder, pt, 1))
-            .unwrap_err();
+        let err = ring.decrypt_random_key(1, &rsa_encrypt_b64(&pubder, pt, 1)).unwrap_err();
         assert_eq!(err, CryptoError::RandomKeyNotText { ver: 1 });
     }
 }
 
 #[test]
 fn decrypt_record_end_to_end_with_the_emulator() {
-    let der = emulator::codec::pem_to_der(
-        &String::from_utf8(fixture("rsa2048.pkcs8.pem")).unwrap(),
-    )
-    .unwrap();
+    let der = emulator::codec::pem_to_der(&String::from_utf8(fixture("rsa2048.pkcs8.pem")).unwrap()).unwrap();
     let public = emulator::codec::public_key_from_pkcs8_der(&der).unwrap();
     let mut ring = Keyring::new();
     ring.insert(1, key2048());
@@ -379,11 +348,7 @@ fn decrypt_record_end_to_end_with_the_emulator() {
         let got = decrypt_record(&ring, 1, &erk, &sealed.encrypt_chat_msg).unwrap();
         assert_eq!(got, plaintext);
         // Fallback (1024-bit key, rsa crate) for an unknown version.
-        let erk_small = rsa_encrypt_b64(
-            &key1024().public_key_der(),
-            sealed.encrypt_key.as_bytes(),
-            seed,
-        );
+        let erk_small = rsa_encrypt_b64(&key1024().public_key_der(), sealed.encrypt_key.as_bytes(), seed);
         let got = decrypt_record(&ring, 99, &erk_small, &sealed.encrypt_chat_msg).unwrap();
         assert_eq!(got, plaintext);
         // A truncated message: a native error with its SDK code.
@@ -435,15 +400,8 @@ fn mutated_keys_never_panic_and_errors_never_echo_them() {
     .map(|n| fixture(n))
     .collect();
     // (source, [(position, operation, byte)]): flip a bit, overwrite, insert, delete, truncate.
-    let strategy = (
-        0..sources.len(),
-        prop::collection::vec((any::<prop::sample::Index>(), 0u8..5, any::<u8>()), 1..4),
-    );
-    let mut runner = TestRunner::new(Config {
-        cases: 400,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let strategy = (0..sources.len(), prop::collection::vec((any::<prop::sample::Index>(), 0u8..5, any::<u8>()), 1..4));
+    let mut runner = TestRunner::new(Config { cases: 400, failure_persistence: None, ..Config::default() });
     let result = runner.run(&strategy, |(src, ops)| {
         let mut input = sources[src].clone();
         for (at, op, byte) in ops {

@@ -4,9 +4,7 @@
 
 mod crypto_support;
 
-use crypto_support::{
-    core_len, encode_info, hand_seal, hand_seal_with, seal_key_blob, HandSealed, SplitMix,
-};
+use crypto_support::{core_len, encode_info, hand_seal, hand_seal_with, seal_key_blob, HandSealed, SplitMix};
 use wework_msgaudit::crypto::native::{self, InfoError, NativeError};
 
 fn plaintext(len: usize, seed: u64) -> Vec<u8> {
@@ -111,11 +109,7 @@ fn check_layout_rejects_every_truncated_message() {
                 // shape of IV + whole blocks: it cannot be told from a shorter record without
                 // decrypting it, and the padding check then (almost always) refuses it.
                 let c = truncated_core_len(&h, cut).expect("layout fits");
-                assert!(
-                    c % 64 == 0 && c >= 64,
-                    "len {len}: cut to {cut} of {} accepted with |C'| = {c}",
-                    m.len()
-                );
+                assert!(c % 64 == 0 && c >= 64, "len {len}: cut to {cut} of {} accepted with |C'| = {c}", m.len());
                 assert_ne!(full.ok().as_deref(), Some(&p[..]));
                 shorter_shape += 1;
             }
@@ -174,37 +168,27 @@ fn error_codes_follow_the_sdk_mapping() {
 
     // 10005: hostile info, re-sealed so that it is what the SDK would parse.
     let k1 = &h.k1[..];
-    let cases: Vec<(Vec<u8>, fn(&InfoError) -> bool)> = vec![
+    type Expect = fn(&InfoError) -> bool;
+    let cases: Vec<(Vec<u8>, Expect)> = vec![
         (encode_info(None, Some(10), Some(30), Some(20)), |e| *e == InfoError::MissingK1),
-        (encode_info(Some(k1), Some(10), Some(30), Some(0)), |e| {
-            *e == InfoError::NonPositiveSLen(0)
-        }),
-        (encode_info(Some(k1), Some(10), Some(30), None), |e| {
-            *e == InfoError::NonPositiveSLen(0)
-        }),
-        (encode_info(Some(k1), Some(10), Some(30), Some(-5)), |e| {
-            *e == InfoError::NonPositiveSLen(-5)
-        }),
+        (encode_info(Some(k1), Some(10), Some(30), Some(0)), |e| *e == InfoError::NonPositiveSLen(0)),
+        (encode_info(Some(k1), Some(10), Some(30), None), |e| *e == InfoError::NonPositiveSLen(0)),
+        (encode_info(Some(k1), Some(10), Some(30), Some(-5)), |e| *e == InfoError::NonPositiveSLen(-5)),
         (encode_info(Some(k1), Some(-1), Some(30), Some(20)), |e| {
             matches!(e, InfoError::NegativeLength { name: "pre_len", value: -1 })
         }),
         (encode_info(Some(k1), Some(10), Some(i64::from(i32::MIN)), Some(20)), |e| {
             matches!(e, InfoError::NegativeLength { name: "end_len", .. })
         }),
-        (
-            encode_info(Some(k1), Some(i64::from(i32::MAX)), Some(i64::from(i32::MAX)), Some(i64::from(i32::MAX))),
-            |e| matches!(e, InfoError::OutOfRange { .. }),
-        ),
-        // s_len larger than what is left for C.
-        (encode_info(Some(k1), Some(10), Some(30), Some(2000)), |e| {
+        (encode_info(Some(k1), Some(i64::from(i32::MAX)), Some(i64::from(i32::MAX)), Some(i64::from(i32::MAX))), |e| {
             matches!(e, InfoError::OutOfRange { .. })
         }),
+        // s_len larger than what is left for C.
+        (encode_info(Some(k1), Some(10), Some(30), Some(2000)), |e| matches!(e, InfoError::OutOfRange { .. })),
         (b"\x0a\x05ab".to_vec(), |e| matches!(e, InfoError::Truncated(_))),
         (b"\x08\x01".to_vec(), |e| matches!(e, InfoError::WireType { field: 1, .. })),
         (b"\x00".to_vec(), |e| matches!(e, InfoError::ZeroField(0))),
-        ([&[0x20][..], &[0xff; 10], &[0x01]].concat(), |e| {
-            matches!(e, InfoError::OverlongVarint(1))
-        }),
+        ([&[0x20][..], &[0xff; 10], &[0x01]].concat(), |e| matches!(e, InfoError::OverlongVarint(1))),
     ];
     for (i, (info, expected)) in cases.iter().enumerate() {
         let err = native::decrypt_data(reseal(&h, info).as_bytes(), m.as_bytes()).unwrap_err();
@@ -255,11 +239,8 @@ fn errors_never_show_the_keys() {
     let mut m = h.encrypt_chat_msg.clone().into_bytes();
     let n = m.len();
     m[n - h.end_len - 1] ^= 0x01;
-    let inputs: [(&[u8], &[u8]); 3] = [
-        (h.encrypt_key.as_bytes(), &m),
-        (h.encrypt_key.as_bytes(), &m[..60]),
-        (b"AAAA", &m),
-    ];
+    let inputs: [(&[u8], &[u8]); 3] =
+        [(h.encrypt_key.as_bytes(), &m), (h.encrypt_key.as_bytes(), &m[..60]), (b"AAAA", &m)];
     for (k, m) in inputs {
         let err = native::decrypt_data(k, m).unwrap_err();
         let shown = format!("{err} {err:?}");

@@ -47,11 +47,7 @@ fn check(key: &[u8], msg: &[u8]) -> usize {
         match (&got, &reference) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "plaintexts differ"),
             (Err(e), Err(code)) => assert_eq!(e.sdk_code(), *code, "codes differ: {e}"),
-            _ => panic!(
-                "native {:?} vs reference {:?}",
-                got.as_ref().map(Vec::len),
-                reference.as_ref().map(Vec::len)
-            ),
+            _ => panic!("native {:?} vs reference {:?}", got.as_ref().map(Vec::len), reference.as_ref().map(Vec::len)),
         }
         match got.map_err(|e| e.sdk_code()) {
             Ok(_) => 0,
@@ -65,16 +61,12 @@ fn check(key: &[u8], msg: &[u8]) -> usize {
     match outcome {
         Ok(i) => i,
         Err(panic) => {
-        let what = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
-            panic!(
-                "{what}\n  key = {:?}\n  msg = {:?}",
-                String::from_utf8_lossy(key),
-                String::from_utf8_lossy(msg)
-            );
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            panic!("{what}\n  key = {:?}\n  msg = {:?}", String::from_utf8_lossy(key), String::from_utf8_lossy(msg));
         }
     }
 }
@@ -89,22 +81,13 @@ struct Record {
 fn corpus() -> Vec<Record> {
     let mut out = Vec::new();
     let mut rng = SplitMix(0xC0FFEE);
-    for (i, len) in [0usize, 1, 15, 16, 17, 31, 32, 48, 100, 300, 700, 1500, 5000]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, len) in [0usize, 1, 15, 16, 17, 31, 32, 48, 100, 300, 700, 1500, 5000].into_iter().enumerate() {
         for j in 0..3u64 {
             let p: Vec<u8> = (0..len).map(|n| b"{\"msgid\":1}"[n % 11]).collect();
             let s = emulator::codec::seal(&p, i as u64 * 10 + j);
-            out.push(Record {
-                key: s.encrypt_key.into_bytes(),
-                msg: s.encrypt_chat_msg.into_bytes(),
-            });
+            out.push(Record { key: s.encrypt_key.into_bytes(), msg: s.encrypt_chat_msg.into_bytes() });
             let h = hand_seal(&p, &mut rng, [0, 32, 40][j as usize]);
-            out.push(Record {
-                key: h.encrypt_key.into_bytes(),
-                msg: h.encrypt_chat_msg.into_bytes(),
-            });
+            out.push(Record { key: h.encrypt_key.into_bytes(), msg: h.encrypt_chat_msg.into_bytes() });
         }
     }
     out
@@ -155,12 +138,9 @@ fn hostile_info(rng: &mut SplitMix, msg_len: usize) -> Vec<u8> {
             let s = (room / 2 + rng.below(5) as i64 - 2).max(-1);
             encode_info(k1.as_deref(), Some(pre), Some(end), Some(s))
         }
-        3..=5 => encode_info(
-            k1.as_deref(),
-            hostile_len(rng, msg_len),
-            hostile_len(rng, msg_len),
-            hostile_len(rng, msg_len),
-        ),
+        3..=5 => {
+            encode_info(k1.as_deref(), hostile_len(rng, msg_len), hostile_len(rng, msg_len), hostile_len(rng, msg_len))
+        }
         6 => {
             let n = rng.below(80) as usize;
             rng.bytes(n)
@@ -220,11 +200,7 @@ fn mutate(rng: &mut SplitMix, corpus: &[Record], key: &mut Vec<u8>, msg: &mut Ve
         4 => {
             let at = pick(rng, msg);
             let n = 1 + rng.below(8) as usize;
-            let ins = if rng.below(2) == 0 {
-                rng.b64_chars(n)
-            } else {
-                rng.bytes(n)
-            };
+            let ins = if rng.below(2) == 0 { rng.b64_chars(n) } else { rng.bytes(n) };
             msg.splice(at..at, ins);
         }
         5 => {
@@ -288,15 +264,10 @@ fn mutation_worker(seed: u64, n: u64, corpus: &[Record], tally: &Tally) {
 
 /// Random inputs, and random `info` bytes re-sealed under a random message's `K`.
 fn random_strategy() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
-    let b64 = prop::sample::select(
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=".to_vec(),
-    );
+    let b64 = prop::sample::select(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=".to_vec());
     let b64_text = move |max: usize| prop::collection::vec(b64.clone(), 0..max);
     prop_oneof![
-        (
-            prop::collection::vec(any::<u8>(), 0..128),
-            prop::collection::vec(any::<u8>(), 0..400)
-        ),
+        (prop::collection::vec(any::<u8>(), 0..128), prop::collection::vec(any::<u8>(), 0..400)),
         (b64_text(130), b64_text(500)),
         (
             prop::collection::vec(any::<u8>(), 0..96),
@@ -324,9 +295,7 @@ fn a_million_inputs_never_panic() {
         assert!(native::decrypt_data(&r.key, &r.msg).is_ok());
     }
     let tally: Tally = Default::default();
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, 8) as u64;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8) as u64;
     let mutations = TOTAL - u64::from(PROPTEST_CASES);
     let per_worker = mutations.div_ceil(workers);
 
@@ -335,11 +304,8 @@ fn a_million_inputs_never_panic() {
             let (corpus, tally) = (&corpus, &tally);
             scope.spawn(move || mutation_worker(0x5EED + w, per_worker, corpus, tally));
         }
-        let mut runner = TestRunner::new(Config {
-            cases: PROPTEST_CASES,
-            failure_persistence: None,
-            ..Config::default()
-        });
+        let mut runner =
+            TestRunner::new(Config { cases: PROPTEST_CASES, failure_persistence: None, ..Config::default() });
         let result = runner.run(&random_strategy(), |(key, msg)| {
             tally[check(&key, &msg)].fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -351,11 +317,7 @@ fn a_million_inputs_never_panic() {
 
     let counts: Vec<u64> = tally.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let n: u64 = counts.iter().sum();
-    let by_outcome: Vec<String> = OUTCOMES
-        .iter()
-        .zip(&counts)
-        .map(|(name, c)| format!("{name}: {c}"))
-        .collect();
+    let by_outcome: Vec<String> = OUTCOMES.iter().zip(&counts).map(|(name, c)| format!("{name}: {c}")).collect();
     eprintln!(
         "native DecryptData fuzz: {n} inputs ({} mutated with {workers} threads, {PROPTEST_CASES} \
          proptest), no panic, in {:.1?}; outcomes {}",

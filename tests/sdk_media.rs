@@ -46,7 +46,11 @@ fn download_everything(sdk: &dyn FinanceSdk) {
         assert_eq!(n, item.size, "seq {seq} item {} size", item.item);
         assert_eq!(sink.bytes, item.size);
         assert_eq!(hex(&sink.md5.finalize()), item.md5, "seq {seq} item {} md5", item.item);
-        assert!(sink.largest_write <= MEDIA_CHUNK_BYTES, "streamed in chunks, not whole ({} B write)", sink.largest_write);
+        assert!(
+            sink.largest_write <= MEDIA_CHUNK_BYTES,
+            "streamed in chunks, not whole ({} B write)",
+            sink.largest_write
+        );
     }
 }
 
@@ -68,7 +72,9 @@ fn every_demo_media_item_downloads_byte_exact_through_the_so() {
 fn an_unknown_sdkfileid_is_a_permanent_error() {
     let sdk = VendorSdk::load(common::emulator_so()).unwrap();
     let mut session = sdk.open(emulator::DEMO_CORPID, &Secret::new(emulator::DEMO_SECRET)).unwrap();
-    let err = sdk::download_media(session.as_mut(), "Tm90QVJlYWxGaWxlSWQ=", &NetOptions::default(), 3, &mut std::io::sink()).unwrap_err();
+    let err =
+        sdk::download_media(session.as_mut(), "Tm90QVJlYWxGaWxlSWQ=", &NetOptions::default(), 3, &mut std::io::sink())
+            .unwrap_err();
     assert_eq!(err.code(), Some(wework_msgaudit::sdk::SdkCode::BadFileId), "{err:?}");
     assert!(!err.is_retryable());
 }

@@ -32,7 +32,12 @@ fn sdk_loading_after_libavformat_aborts() {
         .expect("spawn child");
     use std::os::unix::process::ExitStatusExt;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.signal(), Some(6), "expected SIGABRT while loading the SDK after libavformat; got {:?}\n{stderr}", out.status);
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "expected SIGABRT while loading the SDK after libavformat; got {:?}\n{stderr}",
+        out.status
+    );
     assert!(stderr.contains("free(): invalid pointer"), "{stderr}");
 }
 

@@ -43,6 +43,8 @@ struct Tally {
     decrypted: u64,
     failed: u64,
     last_seq: u64,
+    /// True once the backlog is done: every new record is then printed.
+    following: bool,
     by_type: BTreeMap<String, u64>,
 }
 
@@ -53,15 +55,8 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         None => Box::new(EmulatedSdk::new(Arc::new(emulator::Emulator::demo()))),
     };
     let keyring = demo_keyring()?;
-    println!(
-        "demo corp {} through {}",
-        emulator::DEMO_CORPID,
-        sdk.describe()
-    );
-    println!(
-        "keyring: publickey_ver {:?} (DEMO-ONLY keys, see lib/emulator/keys/README.md)",
-        keyring.versions()
-    );
+    println!("demo corp {} through {}", emulator::DEMO_CORPID, sdk.describe());
+    println!("keyring: publickey_ver {:?} (DEMO-ONLY keys, see lib/emulator/keys/README.md)", keyring.versions());
     let mut session = sdk
         .open(emulator::DEMO_CORPID, &Secret::new(emulator::DEMO_SECRET))
         .map_err(|e| CliError::Runtime(e.to_string()))?;
@@ -71,7 +66,8 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     pull_until_caught_up(session.as_mut(), &net, &keyring, args, &mut tally)?;
     let backlog_time = started.elapsed();
     if let Some(follow) = args.follow {
-        println!("-- following live growth for {follow:?} --");
+        println!("-- following live growth for {} --", humantime::format_duration(follow));
+        tally.following = true;
         let until = Instant::now() + follow;
         while Instant::now() < until {
             std::thread::sleep(Duration::from_millis(500));
@@ -94,8 +90,7 @@ fn demo_keyring() -> Result<Keyring, CliError> {
     for ver in 1..=3 {
         let pem = emulator::demo_private_key_pem(ver)
             .ok_or_else(|| CliError::Runtime(format!("the emulator has no demo key {ver}")))?;
-        let key = crypto::keys::parse_private_key(pem.as_bytes())
-            .map_err(|e| CliError::Runtime(e.to_string()))?;
+        let key = crypto::keys::parse_private_key(pem.as_bytes()).map_err(|e| CliError::Runtime(e.to_string()))?;
         keyring.insert(ver, key);
     }
     Ok(keyring)
@@ -122,7 +117,7 @@ fn pull_until_caught_up(
         for record in &page.records {
             tally.records += 1;
             tally.last_seq = tally.last_seq.max(record.seq);
-            let shown = tally.records <= args.show as u64;
+            let shown = tally.following || tally.records <= args.show as u64;
             match crypto::decrypt_record(
                 keyring,
                 record.publickey_ver,
@@ -141,10 +136,7 @@ fn pull_until_caught_up(
                             summary.msgtype,
                             summary.action,
                             summary.from,
-                            summary
-                                .text
-                                .unwrap_or_default()
-                                .replace(char::is_control, " ")
+                            summary.text.unwrap_or_default().replace(char::is_control, " ")
                         );
                     }
                 }
@@ -152,10 +144,7 @@ fn pull_until_caught_up(
                     tally.failed += 1;
                     *tally.by_type.entry("(undecryptable)".into()).or_default() += 1;
                     if shown {
-                        println!(
-                            "seq {:>5} v{} undecryptable: {e}",
-                            record.seq, record.publickey_ver
-                        );
+                        println!("seq {:>5} v{} undecryptable: {e}", record.seq, record.publickey_ver);
                     }
                 }
             }

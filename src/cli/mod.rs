@@ -15,12 +15,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "wework-msgaudit", version, about)]
 pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `wework_msgaudit=debug`.
-    #[arg(
-        long,
-        global = true,
-        env = "WEWORK_MSGAUDIT_LOG",
-        default_value = "info"
-    )]
+    #[arg(long, global = true, env = "WEWORK_MSGAUDIT_LOG", default_value = "info")]
     pub log: String,
 
     /// The subcommand.
@@ -68,10 +63,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 pub fn default_sdk_paths() -> Vec<PathBuf> {
     const NAME: &str = "libWeWorkFinanceSdk_C.so";
     let mut paths = vec![PathBuf::from("lib").join(NAME)];
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(PathBuf::from))
-    {
+    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)) {
         paths.push(dir.join("lib").join(NAME));
     }
     paths

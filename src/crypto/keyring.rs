@@ -31,11 +31,7 @@ pub struct Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let versions: Vec<String> = self
-            .keys
-            .iter()
-            .map(|(v, k)| format!("{v}: {}", k.fingerprint()))
-            .collect();
+        let versions: Vec<String> = self.keys.iter().map(|(v, k)| format!("{v}: {}", k.fingerprint())).collect();
         f.debug_struct("Keyring")
             .field("versions", &versions)
             .field("fallback", &self.fallback.as_ref().map(|k| k.fingerprint()))
@@ -93,37 +89,23 @@ impl Keyring {
     /// [`CryptoError::MissingKeyVersion`] (no key, no fallback), [`CryptoError::CorruptCiphertext`]
     /// (not base64, wrong length), [`CryptoError::WrongKey`] (padding check failed) or
     /// [`CryptoError::RandomKeyNotText`] (decrypted, but not base64 text).
-    pub fn decrypt_random_key(
-        &self,
-        ver: u32,
-        encrypt_random_key_b64: &str,
-    ) -> Result<Zeroizing<String>, CryptoError> {
-        let key = self
-            .key_for(ver)
-            .ok_or(CryptoError::MissingKeyVersion(ver))?;
-        let compact: String = encrypt_random_key_b64
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let ciphertext =
-            B64.decode(compact.as_bytes())
-                .map_err(|_| CryptoError::CorruptCiphertext {
-                    reason: "encrypt_random_key is not base64",
-                })?;
+    pub fn decrypt_random_key(&self, ver: u32, encrypt_random_key_b64: &str) -> Result<Zeroizing<String>, CryptoError> {
+        let key = self.key_for(ver).ok_or(CryptoError::MissingKeyVersion(ver))?;
+        let compact: String = encrypt_random_key_b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let ciphertext = B64
+            .decode(compact.as_bytes())
+            .map_err(|_| CryptoError::CorruptCiphertext { reason: "encrypt_random_key is not base64" })?;
         let plain = key.decrypt_pkcs1(&ciphertext).map_err(|e| match e {
             CryptoError::RsaDecrypt => CryptoError::WrongKey { ver },
             other => other,
         })?;
         let is_b64_text = !plain.is_empty()
-            && plain
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
+            && plain.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
         if !is_b64_text {
             return Err(CryptoError::RandomKeyNotText { ver });
         }
         // All bytes are ASCII, so this cannot fail; map defensively anyway.
-        let text =
-            String::from_utf8(plain.to_vec()).map_err(|_| CryptoError::RandomKeyNotText { ver })?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| CryptoError::RandomKeyNotText { ver })?;
         Ok(Zeroizing::new(text))
     }
 }

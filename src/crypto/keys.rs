@@ -71,7 +71,9 @@ pub enum KeyError {
         label: String,
     },
     /// Encrypted PKCS#8 or legacy encrypted PEM.
-    #[error("encrypted private keys are not supported: decrypt it first, e.g. `openssl pkey -in enc.pem -out plain.pem`")]
+    #[error(
+        "encrypted private keys are not supported: decrypt it first, e.g. `openssl pkey -in enc.pem -out plain.pem`"
+    )]
     Encrypted,
     /// PKCS#8 for another algorithm (EC, Ed25519, …).
     #[error("not an RSA key: the PKCS#8 algorithm is {oid}")]
@@ -80,9 +82,7 @@ pub enum KeyError {
         oid: String,
     },
     /// The DER is neither PKCS#1 `RSAPrivateKey` nor PKCS#8 `PrivateKeyInfo`.
-    #[error(
-        "not an RSA private key: the DER is neither PKCS#1 RSAPrivateKey nor PKCS#8 PrivateKeyInfo"
-    )]
+    #[error("not an RSA private key: the DER is neither PKCS#1 RSAPrivateKey nor PKCS#8 PrivateKeyInfo")]
     UnknownStructure,
     /// The DER started like the expected structure but did not parse.
     #[error("DER parse failed ({format}): {detail}")]
@@ -127,9 +127,7 @@ pub struct PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PrivateKey")
-            .field("bits", &self.bits)
-            .finish_non_exhaustive()
+        f.debug_struct("PrivateKey").field("bits", &self.bits).finish_non_exhaustive()
     }
 }
 
@@ -185,17 +183,12 @@ impl PrivateKey {
     /// [`CryptoError::RsaDecrypt`] if the padding check fails (wrong key or corrupt data).
     pub fn decrypt_pkcs1(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if ciphertext.len() != self.size_bytes() {
-            return Err(CryptoError::CorruptCiphertext {
-                reason: "RSA ciphertext length differs from the key size",
-            });
+            return Err(CryptoError::CorruptCiphertext { reason: "RSA ciphertext length differs from the key size" });
         }
         match &self.backend {
             Backend::AwsLc(key) => {
                 let mut out = Zeroizing::new(vec![0u8; key.min_output_size()]);
-                let n = key
-                    .decrypt(ciphertext, &mut out)
-                    .map_err(|_| CryptoError::RsaDecrypt)?
-                    .len();
+                let n = key.decrypt(ciphertext, &mut out).map_err(|_| CryptoError::RsaDecrypt)?.len();
                 out.truncate(n);
                 Ok(out)
             }
@@ -229,8 +222,7 @@ impl rsa::rand_core::RngCore for SystemRng {
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
         aws_lc_rs::rand::fill(dest).map_err(|_| {
             rsa::rand_core::Error::from(
-                std::num::NonZeroU32::new(rsa::rand_core::Error::CUSTOM_START)
-                    .unwrap_or(std::num::NonZeroU32::MIN),
+                std::num::NonZeroU32::new(rsa::rand_core::Error::CUSTOM_START).unwrap_or(std::num::NonZeroU32::MIN),
             )
         })
     }
@@ -334,9 +326,7 @@ fn find_pem(text: &str) -> Result<Option<(String, &str)>, KeyError> {
         found_any = true;
         let after = rest.get(at + BEGIN.len()..).unwrap_or("");
         let Some(label_end) = after.find("-----") else {
-            return Err(KeyError::PemUnterminated {
-                label: "?".to_owned(),
-            });
+            return Err(KeyError::PemUnterminated { label: "?".to_owned() });
         };
         let raw_label = after.get(..label_end).unwrap_or("");
         let label = sanitize_label(raw_label);
@@ -365,9 +355,7 @@ fn sanitize_label(raw: &str) -> String {
     let raw = raw.trim();
     if !raw.is_empty()
         && raw.len() <= 40
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ')
+        && raw.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ')
     {
         raw.to_owned()
     } else {
@@ -388,20 +376,12 @@ fn format_for_label(label: &str, body: &str) -> Result<Format, KeyError> {
         "PRIVATE KEY" => Ok(Format::Pkcs8),
         "ENCRYPTED PRIVATE KEY" => Err(KeyError::Encrypted),
         "PUBLIC KEY" | "RSA PUBLIC KEY" => Err(KeyError::NotPrivate("public key")),
-        "CERTIFICATE" | "TRUSTED CERTIFICATE" | "X509 CERTIFICATE" => {
-            Err(KeyError::NotPrivate("certificate"))
-        }
-        "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => {
-            Err(KeyError::NotPrivate("certificate request"))
-        }
+        "CERTIFICATE" | "TRUSTED CERTIFICATE" | "X509 CERTIFICATE" => Err(KeyError::NotPrivate("certificate")),
+        "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => Err(KeyError::NotPrivate("certificate request")),
         "EC PRIVATE KEY" | "DSA PRIVATE KEY" | "OPENSSH PRIVATE KEY" => {
-            Err(KeyError::UnsupportedPem {
-                label: label.to_owned(),
-            })
+            Err(KeyError::UnsupportedPem { label: label.to_owned() })
         }
-        other => Err(KeyError::UnsupportedPem {
-            label: other.to_owned(),
-        }),
+        other => Err(KeyError::UnsupportedPem { label: other.to_owned() }),
     }
 }
 
@@ -423,24 +403,16 @@ fn decode_base64_body(body: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     if compact.is_empty() {
         return Err(KeyError::Empty);
     }
-    if let Some(pos) = compact
-        .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='))
+    if let Some(pos) = compact.iter().position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='))
     {
         return Err(KeyError::NotBase64 { offset: pos });
     }
-    LAX.decode(&*compact)
-        .map(Zeroizing::new)
-        .map_err(|e| match e {
-            base64::DecodeError::InvalidByte(offset, _) => KeyError::NotBase64 { offset },
-            base64::DecodeError::InvalidLength(_) => {
-                KeyError::Base64Length("invalid length (truncated?)")
-            }
-            base64::DecodeError::InvalidLastSymbol(_, _) => {
-                KeyError::Base64Length("invalid last symbol (truncated?)")
-            }
-            base64::DecodeError::InvalidPadding => KeyError::Base64Length("invalid padding"),
-        })
+    LAX.decode(&*compact).map(Zeroizing::new).map_err(|e| match e {
+        base64::DecodeError::InvalidByte(offset, _) => KeyError::NotBase64 { offset },
+        base64::DecodeError::InvalidLength(_) => KeyError::Base64Length("invalid length (truncated?)"),
+        base64::DecodeError::InvalidLastSymbol(_, _) => KeyError::Base64Length("invalid last symbol (truncated?)"),
+        base64::DecodeError::InvalidPadding => KeyError::Base64Length("invalid padding"),
+    })
 }
 
 /// DER header reader: returns `(tag, declared content length, bytes after the header)`.
@@ -455,9 +427,7 @@ fn der_header(buf: &[u8]) -> Option<(u8, usize, &[u8])> {
         return None;
     }
     let bytes = rest.get(..n)?;
-    let len = bytes.iter().try_fold(0usize, |acc, &b| {
-        acc.checked_mul(256)?.checked_add(usize::from(b))
-    })?;
+    let len = bytes.iter().try_fold(0usize, |acc, &b| acc.checked_mul(256)?.checked_add(usize::from(b)))?;
     Some((tag, len, rest.get(n..)?))
 }
 
@@ -497,10 +467,7 @@ fn sniff_der(der: &[u8]) -> Option<Format> {
 }
 
 fn der_error(format: &'static str, e: &rsa::pkcs1::der::Error) -> KeyError {
-    KeyError::Der {
-        format,
-        detail: e.to_string(),
-    }
+    KeyError::Der { format, detail: e.to_string() }
 }
 
 fn modulus_bits(bytes: &[u8]) -> usize {
@@ -520,15 +487,10 @@ fn build(der: &[u8], format: Format) -> Result<PrivateKey, KeyError> {
         Format::Pkcs8 => {
             let pki = rsa::pkcs8::PrivateKeyInfo::try_from(der).map_err(|e| match e {
                 rsa::pkcs8::Error::Asn1(e) => der_error("PKCS#8", &e),
-                other => KeyError::Der {
-                    format: "PKCS#8",
-                    detail: other.to_string(),
-                },
+                other => KeyError::Der { format: "PKCS#8", detail: other.to_string() },
             })?;
             if pki.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
-                return Err(KeyError::NotRsa {
-                    oid: pki.algorithm.oid.to_string(),
-                });
+                return Err(KeyError::NotRsa { oid: pki.algorithm.oid.to_string() });
             }
             (der, pki.private_key)
         }
@@ -537,10 +499,7 @@ fn build(der: &[u8], format: Format) -> Result<PrivateKey, KeyError> {
             let pki = rsa::pkcs8::PrivateKeyInfo::new(rsa::pkcs1::ALGORITHM_ID, der);
             let doc = SecretDocument::try_from(&pki).map_err(|e| match e {
                 rsa::pkcs8::Error::Asn1(e) => der_error("PKCS#1", &e),
-                other => KeyError::Der {
-                    format: "PKCS#1",
-                    detail: other.to_string(),
-                },
+                other => KeyError::Der { format: "PKCS#1", detail: other.to_string() },
             })?;
             pkcs8_doc = Some(doc);
             let bytes = pkcs8_doc.as_ref().map_or(&[][..], SecretDocument::as_bytes);
@@ -567,27 +526,18 @@ fn build(der: &[u8], format: Format) -> Result<PrivateKey, KeyError> {
             let bits = key.key_size_bits();
             let key = Pkcs1PrivateDecryptingKey::new(key)
                 .map_err(|_| KeyError::Rejected("aws-lc-rs refused the key".to_owned()))?;
-            Ok(PrivateKey {
-                backend: Backend::AwsLc(key),
-                bits,
-                public_der,
-            })
+            Ok(PrivateKey { backend: Backend::AwsLc(key), bits, public_der })
         }
         Err(aws_err) if bits < AWS_LC_MIN_BITS => {
             let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der)
                 .map_err(|e| KeyError::Rejected(format!("rsa crate: {e}; aws-lc-rs: {aws_err}")))?;
-            key.validate()
-                .map_err(|e| KeyError::Rejected(format!("inconsistent key: {e}")))?;
+            key.validate().map_err(|e| KeyError::Rejected(format!("inconsistent key: {e}")))?;
             let public_der = key
                 .to_public_key()
                 .to_public_key_der()
                 .map_err(|e| KeyError::Rejected(format!("cannot encode the public key: {e}")))?
                 .into_vec();
-            Ok(PrivateKey {
-                backend: Backend::RustCrypto(Box::new(key)),
-                bits,
-                public_der,
-            })
+            Ok(PrivateKey { backend: Backend::RustCrypto(Box::new(key)), bits, public_der })
         }
         Err(aws_err) => Err(KeyError::Rejected(format!("aws-lc-rs: {aws_err}"))),
     }
@@ -601,10 +551,7 @@ mod tests {
     fn unescape_handles_json_and_sql_forms() {
         assert_eq!(&*unescape(r"a\nb\r\nc\/d").unwrap(), "a\nb\n\nc/d");
         assert_eq!(&*unescape(r"a\\nb").unwrap(), "a\nb");
-        assert!(matches!(
-            unescape(r"a\qb"),
-            Err(KeyError::BadEscape { offset: 1 })
-        ));
+        assert!(matches!(unescape(r"a\qb"), Err(KeyError::BadEscape { offset: 1 })));
     }
 
     #[test]
@@ -620,10 +567,7 @@ mod tests {
             let _ = der_tlv(&buf[..len]);
             let _ = sniff_der(&buf[..len]);
         }
-        assert_eq!(
-            sniff_der(&[0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00]),
-            Some(Format::Pkcs1)
-        );
+        assert_eq!(sniff_der(&[0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00]), Some(Format::Pkcs1));
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub enum CryptoError {
     MissingKeyVersion(u32),
     /// The RSA padding check failed with the key chosen for `ver`: that key does not match the
     /// public key the record was encrypted with.
-    #[error("RSA decryption of encrypt_random_key failed with the key for publickey_ver {ver}: wrong key for this record")]
+    #[error(
+        "RSA decryption of encrypt_random_key failed with the key for publickey_ver {ver}: wrong key for this record"
+    )]
     WrongKey {
         /// The record's `publickey_ver`.
         ver: u32,
@@ -112,8 +114,5 @@ pub fn decrypt_record(
     encrypt_chat_msg: &str,
 ) -> Result<Vec<u8>, CryptoError> {
     let encrypt_key = keyring.decrypt_random_key(publickey_ver, encrypt_random_key)?;
-    Ok(native::decrypt_data(
-        encrypt_key.as_bytes(),
-        encrypt_chat_msg.as_bytes(),
-    )?)
+    Ok(native::decrypt_data(encrypt_key.as_bytes(), encrypt_chat_msg.as_bytes())?)
 }

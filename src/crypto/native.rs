@@ -112,7 +112,9 @@ pub enum InfoError {
     },
     /// The lengths do not fit `encrypt_msg` (`45 + pre_len + s_len + end_len + |C| = len`,
     /// with `|C| ≥ s_len`).
-    #[error("lengths out of range: pre_len {pre_len}, s_len {s_len}, end_len {end_len} for a message of {msg_len} bytes")]
+    #[error(
+        "lengths out of range: pre_len {pre_len}, s_len {s_len}, end_len {end_len} for a message of {msg_len} bytes"
+    )]
     OutOfRange {
         /// `pre_len` from `info`.
         pre_len: i32,
@@ -162,13 +164,9 @@ pub fn decrypt_data(encrypt_key: &[u8], encrypt_msg: &[u8]) -> Result<Vec<u8>, N
     if let (Some(dst), Some(src)) = (k1.get_mut(..n), info.k1.get(..n)) {
         dst.copy_from_slice(src);
     }
-    let plain_len = cbc_decrypt_with_iv(&k1[..], &mut core)
-        .map_err(|e| NativeError::BadMessage(e.describe()))?
-        .len();
+    let plain_len = cbc_decrypt_with_iv(&k1[..], &mut core).map_err(|e| NativeError::BadMessage(e.describe()))?.len();
     // The plaintext sits at core[16..16 + plain_len]: move it to the front in place.
-    let end = BLOCK
-        .checked_add(plain_len)
-        .ok_or(NativeError::BadMessage("length overflow"))?;
+    let end = BLOCK.checked_add(plain_len).ok_or(NativeError::BadMessage("length overflow"))?;
     if end > core.len() {
         return Err(NativeError::BadMessage("length overflow"));
     }
@@ -214,31 +212,22 @@ fn open_layout(encrypt_key: &[u8], encrypt_msg: &[u8]) -> Result<Layout, NativeE
     // Step 1: K.
     let k = encrypt_msg
         .get(PREFIX_LEN..PREFIX_LEN + KEY_LEN)
-        .ok_or(NativeError::BadInfo(InfoError::MessageTooShort(
-            encrypt_msg.len(),
-        )))?;
+        .ok_or(NativeError::BadInfo(InfoError::MessageTooShort(encrypt_msg.len())))?;
 
     // Step 2: the key blob.
-    let mut blob = zeroize::Zeroizing::new(
-        B64.decode(encrypt_key)
-            .map_err(|_| NativeError::BadEncryptKey("not base64"))?,
-    );
-    let info_bytes =
-        cbc_decrypt_with_iv(k, &mut blob).map_err(|e| NativeError::BadEncryptKey(e.describe()))?;
+    let mut blob =
+        zeroize::Zeroizing::new(B64.decode(encrypt_key).map_err(|_| NativeError::BadEncryptKey("not base64"))?);
+    let info_bytes = cbc_decrypt_with_iv(k, &mut blob).map_err(|e| NativeError::BadEncryptKey(e.describe()))?;
     let info = parse_info(info_bytes).map_err(NativeError::BadInfo)?;
 
     // Step 3: cut C out of the junk and decode it (no decryption yet).
     let c = extract_core(encrypt_msg, &info).map_err(NativeError::BadInfo)?;
-    let core = B64
-        .decode(&c)
-        .map_err(|_| NativeError::BadMessage("core is not base64"))?;
+    let core = B64.decode(&c).map_err(|_| NativeError::BadMessage("core is not base64"))?;
     if core.len() < 2 * BLOCK {
         return Err(NativeError::BadMessage(CbcError::TooShort.describe()));
     }
     if core.len() % BLOCK != 0 {
-        return Err(NativeError::BadMessage(
-            CbcError::NotBlockMultiple.describe(),
-        ));
+        return Err(NativeError::BadMessage(CbcError::NotBlockMultiple.describe()));
     }
     Ok(Layout { info, core })
 }
@@ -258,9 +247,7 @@ impl CbcError {
             CbcError::TooShort => "shorter than IV + one AES block",
             CbcError::NotBlockMultiple => "ciphertext is not a whole number of AES blocks",
             CbcError::Key => "AES key setup failed",
-            CbcError::Padding => {
-                "AES-CBC decryption failed (bad PKCS#7 padding: wrong key or corrupt data)"
-            }
+            CbcError::Padding => "AES-CBC decryption failed (bad PKCS#7 padding: wrong key or corrupt data)",
         }
     }
 }
@@ -277,8 +264,7 @@ fn cbc_decrypt_with_iv<'a>(key: &[u8], buf: &'a mut [u8]) -> Result<&'a mut [u8]
     let iv: [u8; BLOCK] = (&*iv).try_into().map_err(|_| CbcError::TooShort)?;
     let unbound = UnboundCipherKey::new(&AES_256, key).map_err(|_| CbcError::Key)?;
     let dk = PaddedBlockDecryptingKey::cbc_pkcs7(unbound).map_err(|_| CbcError::Key)?;
-    dk.decrypt(ct, DecryptionContext::Iv128(iv.into()))
-        .map_err(|_| CbcError::Padding)
+    dk.decrypt(ct, DecryptionContext::Iv128(iv.into())).map_err(|_| CbcError::Padding)
 }
 
 /// Bounds-checked reader for the 4-field `info` protobuf.
@@ -374,16 +360,10 @@ fn extract_core(msg: &[u8], info: &Info) -> Result<Vec<u8>, InfoError> {
         return Err(InfoError::NonPositiveSLen(info.s_len));
     }
     if info.pre_len < 0 {
-        return Err(InfoError::NegativeLength {
-            name: "pre_len",
-            value: info.pre_len,
-        });
+        return Err(InfoError::NegativeLength { name: "pre_len", value: info.pre_len });
     }
     if info.end_len < 0 {
-        return Err(InfoError::NegativeLength {
-            name: "end_len",
-            value: info.end_len,
-        });
+        return Err(InfoError::NegativeLength { name: "end_len", value: info.end_len });
     }
     let out_of_range = || InfoError::OutOfRange {
         pre_len: info.pre_len,
@@ -397,9 +377,7 @@ fn extract_core(msg: &[u8], info: &Info) -> Result<Vec<u8>, InfoError> {
     let end = to_usize(info.end_len)?;
 
     // first = msg[a .. a + s]; second = msg[a + 2s .. len - end]
-    let a = (PREFIX_LEN + KEY_LEN)
-        .checked_add(pre)
-        .ok_or_else(out_of_range)?;
+    let a = (PREFIX_LEN + KEY_LEN).checked_add(pre).ok_or_else(out_of_range)?;
     let first_end = a.checked_add(s).ok_or_else(out_of_range)?;
     let second_start = first_end.checked_add(s).ok_or_else(out_of_range)?;
     let second_end = msg.len().checked_sub(end).ok_or_else(out_of_range)?;
@@ -446,23 +424,12 @@ mod tests {
 
     #[test]
     fn skips_unknown_fields_and_rejects_bad_wire_types() {
-        let mut b = vec![
-            0x0a, 0, 0x28, 1, 0x31, 0, 0, 0, 0, 0, 0, 0, 0, 0x3a, 1, 0, 0x45, 0, 0, 0, 0,
-        ];
+        let mut b = vec![0x0a, 0, 0x28, 1, 0x31, 0, 0, 0, 0, 0, 0, 0, 0, 0x3a, 1, 0, 0x45, 0, 0, 0, 0];
         b.extend([0x20, 9]);
         assert_eq!(parse_info(&b).unwrap().s_len, 9);
-        assert!(matches!(
-            parse_info(&[0x08, 1]),
-            Err(InfoError::WireType { field: 1, .. })
-        ));
-        assert!(matches!(
-            parse_info(&[0x22, 0]),
-            Err(InfoError::WireType { field: 4, .. })
-        ));
-        assert!(matches!(
-            parse_info(&[0x2b]),
-            Err(InfoError::WireType { field: 5, .. })
-        ));
+        assert!(matches!(parse_info(&[0x08, 1]), Err(InfoError::WireType { field: 1, .. })));
+        assert!(matches!(parse_info(&[0x22, 0]), Err(InfoError::WireType { field: 4, .. })));
+        assert!(matches!(parse_info(&[0x2b]), Err(InfoError::WireType { field: 5, .. })));
         assert!(matches!(parse_info(&[0x00]), Err(InfoError::ZeroField(0))));
         assert!(matches!(parse_info(&[0x20, 1]), Err(InfoError::MissingK1)));
     }
@@ -477,14 +444,8 @@ mod tests {
         b.extend([0xff; 9]);
         b.push(0x02);
         assert!(matches!(parse_info(&b), Err(InfoError::OverlongVarint(1))));
-        assert!(matches!(
-            parse_info(&[0x20, 0x80]),
-            Err(InfoError::Truncated(2))
-        ));
-        assert!(matches!(
-            parse_info(&[0x0a, 5, 1]),
-            Err(InfoError::Truncated(2))
-        ));
+        assert!(matches!(parse_info(&[0x20, 0x80]), Err(InfoError::Truncated(2))));
+        assert!(matches!(parse_info(&[0x0a, 5, 1]), Err(InfoError::Truncated(2))));
         let mut b = vec![0x0a];
         varint(u64::MAX, &mut b);
         assert!(parse_info(&b).is_err());
@@ -493,12 +454,7 @@ mod tests {
     #[test]
     fn extract_core_bounds() {
         let msg: Vec<u8> = (0..100u8).collect();
-        let info = |pre, s, end| Info {
-            k1: vec![],
-            pre_len: pre,
-            s_len: s,
-            end_len: end,
-        };
+        let info = |pre, s, end| Info { k1: vec![], pre_len: pre, s_len: s, end_len: end };
         // 45 + 5 + 10 + 5 => C = 100 - 65 = 35 bytes total, first 10 then 25
         let core = extract_core(&msg, &info(5, 10, 5)).unwrap();
         assert_eq!(core.len(), 35);
@@ -517,23 +473,9 @@ mod tests {
     fn short_and_empty_inputs() {
         assert_eq!(decrypt_data(b"", b"x").unwrap_err().sdk_code(), 10000);
         assert_eq!(decrypt_data(b"x", b"").unwrap_err().sdk_code(), 10000);
-        assert_eq!(
-            decrypt_data(b"=", &[b'A'; 44]).unwrap_err().sdk_code(),
-            10005
-        );
-        assert_eq!(
-            decrypt_data(b"=", &[b'A'; 45]).unwrap_err().sdk_code(),
-            10008
-        );
-        assert_eq!(
-            decrypt_data(b"A==", &[b'A'; 45]).unwrap_err().sdk_code(),
-            10008
-        );
-        assert_eq!(
-            decrypt_data(&[b'A'; 44], &[b'A'; 45])
-                .unwrap_err()
-                .sdk_code(),
-            10008
-        );
+        assert_eq!(decrypt_data(b"=", &[b'A'; 44]).unwrap_err().sdk_code(), 10005);
+        assert_eq!(decrypt_data(b"=", &[b'A'; 45]).unwrap_err().sdk_code(), 10008);
+        assert_eq!(decrypt_data(b"A==", &[b'A'; 45]).unwrap_err().sdk_code(), 10008);
+        assert_eq!(decrypt_data(&[b'A'; 44], &[b'A'; 45]).unwrap_err().sdk_code(), 10008);
     }
 }

@@ -60,33 +60,19 @@ pub fn parse_chat_page(body: &[u8]) -> Result<ChatPage, SdkError> {
     }
     let parsed: Body = serde_json::from_slice(body).map_err(|e| SdkError::BadBody {
         call: CALL,
-        reason: format!(
-            "{} at line {} column {}",
-            e.classify_kind(),
-            e.line(),
-            e.column()
-        ),
+        reason: format!("{} at line {} column {}", e.classify_kind(), e.line(), e.column()),
     })?;
     let Some(errcode) = parsed.errcode else {
-        return Err(SdkError::BadBody {
-            call: CALL,
-            reason: "no errcode field".into(),
-        });
+        return Err(SdkError::BadBody { call: CALL, reason: "no errcode field".into() });
     };
     if errcode != 0 {
         let mut errmsg = parsed.errmsg.unwrap_or_default();
         if let Some((cut, _)) = errmsg.char_indices().nth(MAX_ERRMSG) {
             errmsg.truncate(cut);
         }
-        return Err(SdkError::Api {
-            call: CALL,
-            errcode,
-            errmsg,
-        });
+        return Err(SdkError::Api { call: CALL, errcode, errmsg });
     }
-    Ok(ChatPage {
-        records: parsed.chatdata.unwrap_or_default(),
-    })
+    Ok(ChatPage { records: parsed.chatdata.unwrap_or_default() })
 }
 
 trait ClassifyKind {
@@ -122,19 +108,13 @@ mod tests {
     fn no_chatdata_is_an_empty_page() {
         let page = parse_chat_page(br#"{"errcode":0,"errmsg":"ok","chatdata":[]}"#).unwrap();
         assert!(page.records.is_empty());
-        assert_eq!(
-            parse_chat_page(br#"{"errcode":0}"#).unwrap(),
-            ChatPage::default()
-        );
+        assert_eq!(parse_chat_page(br#"{"errcode":0}"#).unwrap(), ChatPage::default());
     }
 
     #[test]
     fn nonzero_errcode_is_an_error_even_with_rc_zero() {
         let err = parse_chat_page(br#"{"errcode":48002,"errmsg":"api forbidden"}"#).unwrap_err();
-        assert!(
-            matches!(err, SdkError::Api { errcode: 48002, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, SdkError::Api { errcode: 48002, .. }), "{err:?}");
         assert!(!err.is_retryable());
         let err = parse_chat_page(br#"{"errcode":45009,"errmsg":"freq"}"#).unwrap_err();
         assert!(err.is_retryable());
@@ -142,20 +122,11 @@ mod tests {
 
     #[test]
     fn empty_or_garbage_body_is_retryable_never_empty_page() {
-        for body in [
-            &b""[..],
-            b"  \n",
-            b"<html>502</html>",
-            b"{\"errcode\":0,\"chatdata\":[{",
-            b"[]",
-        ] {
+        for body in [&b""[..], b"  \n", b"<html>502</html>", b"{\"errcode\":0,\"chatdata\":[{", b"[]"] {
             let err = parse_chat_page(body).unwrap_err();
             assert!(err.is_retryable(), "{body:?} -> {err:?}");
         }
-        assert!(matches!(
-            parse_chat_page(b"").unwrap_err(),
-            SdkError::EmptyBody { .. }
-        ));
+        assert!(matches!(parse_chat_page(b"").unwrap_err(), SdkError::EmptyBody { .. }));
     }
 
     #[test]

@@ -36,15 +36,8 @@ pub struct CMediaData {
 
 type NewSdkFn = unsafe extern "C" fn() -> *mut c_void;
 type InitFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> c_int;
-type GetChatDataFn = unsafe extern "C" fn(
-    *mut c_void,
-    c_ulonglong,
-    c_uint,
-    *const c_char,
-    *const c_char,
-    c_int,
-    *mut CSlice,
-) -> c_int;
+type GetChatDataFn =
+    unsafe extern "C" fn(*mut c_void, c_ulonglong, c_uint, *const c_char, *const c_char, c_int, *mut CSlice) -> c_int;
 type DecryptDataFn = unsafe extern "C" fn(*const c_char, *const c_char, *mut CSlice) -> c_int;
 type GetMediaDataFn = unsafe extern "C" fn(
     *mut c_void,
@@ -115,10 +108,8 @@ impl Api {
         // SAFETY: loading a library runs its initialisers. The vendor SDK's initialisers only set up
         // its private OpenSSL/protobuf state; RTLD_LOCAL | RTLD_DEEPBIND keep its symbols from
         // interposing on the process's own libraries and vice versa.
-        let lib = unsafe { Library::open(Some(path), flags) }.map_err(|e| SdkError::Load {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let lib = unsafe { Library::open(Some(path), flags) }
+            .map_err(|e| SdkError::Load { path: path.to_path_buf(), reason: e.to_string() })?;
         macro_rules! sym {
             ($name:literal, $ty:ty) => {{
                 // SAFETY: the type is the C prototype of this symbol in WeWorkFinanceSdk_C.h
@@ -165,22 +156,14 @@ impl<'a> OwnedSlice<'a> {
     fn new(api: &'a Api, call: &'static str) -> Result<Self, SdkError> {
         // SAFETY: NewSlice takes no arguments and returns a heap Slice_t or NULL.
         let ptr = unsafe { (api.new_slice)() };
-        NonNull::new(ptr)
-            .map(|ptr| Self { api, ptr })
-            .ok_or(SdkError::Code {
-                call,
-                code: SdkCode::System,
-            })
+        NonNull::new(ptr).map(|ptr| Self { api, ptr }).ok_or(SdkError::Code { call, code: SdkCode::System })
     }
 
     /// Copies the content out (exactly `len` bytes; the SDK NUL-terminates but `len` is exact).
     fn to_vec(&self) -> Vec<u8> {
         // SAFETY: the pointer came from NewSlice and is not freed until drop.
         let (buf, len) = unsafe {
-            (
-                (self.api.get_content_from_slice)(self.ptr.as_ptr()),
-                (self.api.get_slice_len)(self.ptr.as_ptr()),
-            )
+            ((self.api.get_content_from_slice)(self.ptr.as_ptr()), (self.api.get_slice_len)(self.ptr.as_ptr()))
         };
         match usize::try_from(len) {
             Ok(len) if !buf.is_null() && len > 0 => {
@@ -212,10 +195,7 @@ impl<'a> OwnedMediaData<'a> {
         let ptr = unsafe { (api.new_media_data)() };
         NonNull::new(ptr)
             .map(|ptr| Self { api, ptr })
-            .ok_or(SdkError::Code {
-                call: "NewMediaData",
-                code: SdkCode::System,
-            })
+            .ok_or(SdkError::Code { call: "NewMediaData", code: SdkCode::System })
     }
 
     fn copy(&self, buf: MediaBufFn, len: MediaIntFn) -> Vec<u8> {
@@ -258,9 +238,7 @@ pub struct VendorSdk {
 
 impl std::fmt::Debug for VendorSdk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VendorSdk")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("VendorSdk").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -269,15 +247,9 @@ impl VendorSdk {
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SdkError> {
         let path = path.as_ref();
         if !path.is_file() {
-            return Err(SdkError::Load {
-                path: path.to_path_buf(),
-                reason: "no such file".into(),
-            });
+            return Err(SdkError::Load { path: path.to_path_buf(), reason: "no such file".into() });
         }
-        Ok(Self {
-            api: Arc::new(Api::load(path)?),
-            path: path.to_path_buf(),
-        })
+        Ok(Self { api: Arc::new(Api::load(path)?), path: path.to_path_buf() })
     }
 
     /// The file it was loaded from.
@@ -311,18 +283,9 @@ impl FinanceSdk for VendorSdk {
         let session = VendorSession::new_handle(&self.api)?;
         // SAFETY: the handle is live, both strings are NUL-terminated and outlive the call; Init
         // copies them (it only stores corpid/secret, sdk-facts.md §2).
-        let rc = unsafe {
-            (self.api.init)(
-                session.ptr.as_ptr(),
-                c_corpid.as_ptr(),
-                c_secret.as_ptr().cast(),
-            )
-        };
+        let rc = unsafe { (self.api.init)(session.ptr.as_ptr(), c_corpid.as_ptr(), c_secret.as_ptr().cast()) };
         if rc != 0 {
-            return Err(SdkError::Code {
-                call: "Init",
-                code: SdkCode::from_raw(rc),
-            });
+            return Err(SdkError::Code { call: "Init", code: SdkCode::from_raw(rc) });
         }
         Ok(Box::new(session))
     }
@@ -337,14 +300,9 @@ impl FinanceSdk for VendorSdk {
         let slice = OwnedSlice::new(&self.api, CALL)?;
         // SAFETY: both strings are NUL-terminated and were checked by `check_decrypt_input` against
         // every input known to crash DecryptData; the slice is fresh and non-NULL.
-        let rc = unsafe {
-            (self.api.decrypt_data)(key.as_ptr().cast(), msg.as_ptr(), slice.ptr.as_ptr())
-        };
+        let rc = unsafe { (self.api.decrypt_data)(key.as_ptr().cast(), msg.as_ptr(), slice.ptr.as_ptr()) };
         if rc != 0 {
-            return Err(SdkError::Code {
-                call: CALL,
-                code: SdkCode::from_raw(rc),
-            });
+            return Err(SdkError::Code { call: CALL, code: SdkCode::from_raw(rc) });
         }
         Ok(slice.to_vec())
     }
@@ -366,31 +324,15 @@ impl VendorSession {
         // SAFETY: NewSdk takes no arguments and returns a new handle or NULL.
         let ptr = unsafe { (api.new_sdk)() };
         NonNull::new(ptr)
-            .map(|ptr| Self {
-                api: Arc::clone(api),
-                ptr,
-            })
-            .ok_or(SdkError::Code {
-                call: "NewSdk",
-                code: SdkCode::System,
-            })
+            .map(|ptr| Self { api: Arc::clone(api), ptr })
+            .ok_or(SdkError::Code { call: "NewSdk", code: SdkCode::System })
     }
 
-    fn net_strings(
-        net: &NetOptions,
-        call: &'static str,
-    ) -> Result<(CString, zeroize::Zeroizing<Vec<u8>>), SdkError> {
-        let proxy = guard::c_string(
-            call,
-            net.proxy.as_deref().unwrap_or(""),
-            "proxy contains NUL",
-        )?;
+    fn net_strings(net: &NetOptions, call: &'static str) -> Result<(CString, zeroize::Zeroizing<Vec<u8>>), SdkError> {
+        let proxy = guard::c_string(call, net.proxy.as_deref().unwrap_or(""), "proxy contains NUL")?;
         let passwd = guard::c_string(
             call,
-            net.proxy_password
-                .as_ref()
-                .map(Secret::expose)
-                .unwrap_or(""),
+            net.proxy_password.as_ref().map(Secret::expose).unwrap_or(""),
             "proxy password contains NUL",
         )?;
         Ok((proxy, zeroize::Zeroizing::new(passwd.into_bytes_with_nul())))
@@ -405,12 +347,7 @@ impl Drop for VendorSession {
 }
 
 impl SdkSession for VendorSession {
-    fn get_chat_data(
-        &mut self,
-        seq: u64,
-        limit: u32,
-        net: &NetOptions,
-    ) -> Result<ChatPage, SdkError> {
+    fn get_chat_data(&mut self, seq: u64, limit: u32, net: &NetOptions) -> Result<ChatPage, SdkError> {
         const CALL: &str = "GetChatData";
         let (proxy, passwd) = Self::net_strings(net, CALL)?;
         let slice = OwnedSlice::new(&self.api, CALL)?;
@@ -430,20 +367,12 @@ impl SdkSession for VendorSession {
             )
         };
         if rc != 0 {
-            return Err(SdkError::Code {
-                call: CALL,
-                code: SdkCode::from_raw(rc),
-            });
+            return Err(SdkError::Code { call: CALL, code: SdkCode::from_raw(rc) });
         }
         super::chatdata::parse_chat_page(&slice.to_vec())
     }
 
-    fn get_media_chunk(
-        &mut self,
-        sdkfileid: &str,
-        index: &str,
-        net: &NetOptions,
-    ) -> Result<MediaChunk, SdkError> {
+    fn get_media_chunk(&mut self, sdkfileid: &str, index: &str, net: &NetOptions) -> Result<MediaChunk, SdkError> {
         const CALL: &str = "GetMediaData";
         guard::check_media(sdkfileid, index)?;
         let (proxy, passwd) = Self::net_strings(net, CALL)?;
@@ -465,10 +394,7 @@ impl SdkSession for VendorSession {
             )
         };
         if rc != 0 {
-            return Err(SdkError::Code {
-                call: CALL,
-                code: SdkCode::from_raw(rc),
-            });
+            return Err(SdkError::Code { call: CALL, code: SdkCode::from_raw(rc) });
         }
         Ok(media.to_chunk())
     }
@@ -488,4 +414,3 @@ pub fn open_global(name: &str) -> Result<(), SdkError> {
     std::mem::forget(lib);
     Ok(())
 }
-

@@ -33,14 +33,8 @@ impl EmulatedSdk {
 fn guarded<T>(call: &'static str, f: impl FnOnce() -> Result<T, i32>) -> Result<T, SdkError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(rc)) => Err(SdkError::Code {
-            call,
-            code: SdkCode::from_raw(rc),
-        }),
-        Err(panic) => Err(SdkError::Panicked {
-            call,
-            message: panic_message(panic.as_ref()),
-        }),
+        Ok(Err(rc)) => Err(SdkError::Code { call, code: SdkCode::from_raw(rc) }),
+        Err(panic) => Err(SdkError::Panicked { call, message: panic_message(panic.as_ref()) }),
     }
 }
 
@@ -65,11 +59,7 @@ impl FinanceSdk for EmulatedSdk {
         let emulator = Arc::clone(&self.emulator);
         let session = guarded("Init", || {
             let mut session = emulator.new_session();
-            match emulator.init(
-                &mut session,
-                Some(corpid.as_bytes()),
-                Some(secret.expose().as_bytes()),
-            ) {
+            match emulator.init(&mut session, Some(corpid.as_bytes()), Some(secret.expose().as_bytes())) {
                 0 => Ok(session),
                 rc => Err(rc),
             }
@@ -80,8 +70,7 @@ impl FinanceSdk for EmulatedSdk {
     fn decrypt_data(&self, encrypt_key: &str, encrypt_msg: &str) -> Result<Vec<u8>, SdkError> {
         guard::check_decrypt_input(encrypt_key, encrypt_msg)?;
         guarded("DecryptData", || {
-            self.emulator
-                .decrypt_data(Some(encrypt_key.as_bytes()), Some(encrypt_msg.as_bytes()))
+            self.emulator.decrypt_data(Some(encrypt_key.as_bytes()), Some(encrypt_msg.as_bytes()))
         })
     }
 }
@@ -92,33 +81,16 @@ struct EmulatedSession {
 }
 
 impl SdkSession for EmulatedSession {
-    fn get_chat_data(
-        &mut self,
-        seq: u64,
-        limit: u32,
-        net: &NetOptions,
-    ) -> Result<ChatPage, SdkError> {
+    fn get_chat_data(&mut self, seq: u64, limit: u32, net: &NetOptions) -> Result<ChatPage, SdkError> {
         let proxy = net.proxy.as_deref().map(str::as_bytes);
         let passwd = net.proxy_password.as_ref().map(|p| p.expose().as_bytes());
         let body = guarded("GetChatData", || {
-            self.emulator.get_chat_data(
-                &mut self.session,
-                seq,
-                limit,
-                proxy,
-                passwd,
-                net.timeout.secs(),
-            )
+            self.emulator.get_chat_data(&mut self.session, seq, limit, proxy, passwd, net.timeout.secs())
         })?;
         super::chatdata::parse_chat_page(&body)
     }
 
-    fn get_media_chunk(
-        &mut self,
-        sdkfileid: &str,
-        index: &str,
-        net: &NetOptions,
-    ) -> Result<MediaChunk, SdkError> {
+    fn get_media_chunk(&mut self, sdkfileid: &str, index: &str, net: &NetOptions) -> Result<MediaChunk, SdkError> {
         guard::check_media(sdkfileid, index)?;
         let proxy = net.proxy.as_deref().map(str::as_bytes);
         let passwd = net.proxy_password.as_ref().map(|p| p.expose().as_bytes());

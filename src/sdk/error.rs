@@ -82,9 +82,7 @@ impl SdkCode {
     pub fn meaning(self) -> &'static str {
         match self {
             Self::BadArgument => "bad argument",
-            Self::Network => {
-                "network error (or wrong secret / unknown corp: the token request failed)"
-            }
+            Self::Network => "network error (or wrong secret / unknown corp: the token request failed)",
             Self::ParseFailure => "the server's response could not be parsed",
             Self::System => "system failure inside the SDK",
             Self::EncryptKey => "key error while encrypting",
@@ -210,31 +208,17 @@ impl SdkError {
         match self {
             Self::Code { code, .. } => code.is_retryable(),
             Self::Api { errcode, .. } => {
-                matches!(
-                    *errcode,
-                    errcode::RATE_LIMITED | errcode::TOKEN_EXPIRED | errcode::BUSY
-                )
+                matches!(*errcode, errcode::RATE_LIMITED | errcode::TOKEN_EXPIRED | errcode::BUSY)
             }
-            Self::EmptyBody { .. } | Self::BadBody { .. } | Self::Protocol(_) | Self::Write(_) => {
-                true
-            }
-            Self::Load { .. }
-            | Self::MissingSymbol { .. }
-            | Self::InvalidInput { .. }
-            | Self::Panicked { .. } => false,
+            Self::EmptyBody { .. } | Self::BadBody { .. } | Self::Protocol(_) | Self::Write(_) => true,
+            Self::Load { .. } | Self::MissingSymbol { .. } | Self::InvalidInput { .. } | Self::Panicked { .. } => false,
         }
     }
 
     /// True when the handle must be destroyed and a new one made before the next call
     /// (errcode 42001: the SDK keeps an expired token until its own cached expiry passes).
     pub fn needs_new_handle(&self) -> bool {
-        matches!(
-            self,
-            Self::Api {
-                errcode: errcode::TOKEN_EXPIRED,
-                ..
-            }
-        ) || matches!(self, Self::Panicked { .. })
+        matches!(self, Self::Api { errcode: errcode::TOKEN_EXPIRED, .. }) || matches!(self, Self::Panicked { .. })
     }
 
     /// The SDK return code, when there is one.
@@ -279,11 +263,7 @@ mod tests {
 
     #[test]
     fn api_errcodes_classify() {
-        let api = |errcode| SdkError::Api {
-            call: "GetChatData",
-            errcode,
-            errmsg: String::new(),
-        };
+        let api = |errcode| SdkError::Api { call: "GetChatData", errcode, errmsg: String::new() };
         assert!(api(45009).is_retryable());
         assert!(api(42001).is_retryable());
         assert!(api(42001).needs_new_handle());
@@ -291,10 +271,10 @@ mod tests {
         assert!(!api(48002).is_retryable());
         assert!(!api(301052).is_retryable());
         assert_eq!(api(48002).metric_label(), "errcode_48002");
-        let e = SdkError::Code {
-            call: "GetChatData",
-            code: SdkCode::Network,
-        };
-        assert_eq!(e.to_string(), "GetChatData returned 10001 (network error (or wrong secret / unknown corp: the token request failed))");
+        let e = SdkError::Code { call: "GetChatData", code: SdkCode::Network };
+        assert_eq!(
+            e.to_string(),
+            "GetChatData returned 10001 (network error (or wrong secret / unknown corp: the token request failed))"
+        );
     }
 }

@@ -23,11 +23,7 @@ const MAX_SDKFILEID: usize = 16 * 1024;
 const MAX_INDEX: usize = 1024;
 
 /// A Rust string as a C string, refusing interior NULs.
-pub fn c_string(
-    call: &'static str,
-    value: &str,
-    reason: &'static str,
-) -> Result<CString, SdkError> {
+pub fn c_string(call: &'static str, value: &str, reason: &'static str) -> Result<CString, SdkError> {
     CString::new(value).map_err(|_| SdkError::InvalidInput { call, reason })
 }
 
@@ -35,28 +31,16 @@ pub fn c_string(
 pub fn check_init(corpid: &str, secret: &str) -> Result<(), SdkError> {
     const CALL: &str = "Init";
     if corpid.is_empty() || corpid.len() > MAX_CORPID {
-        return Err(SdkError::InvalidInput {
-            call: CALL,
-            reason: "corpid must be 1 to 64 characters",
-        });
+        return Err(SdkError::InvalidInput { call: CALL, reason: "corpid must be 1 to 64 characters" });
     }
-    if !corpid
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !corpid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         return Err(SdkError::InvalidInput {
             call: CALL,
             reason: "corpid may contain only ASCII letters, digits, '_' and '-'",
         });
     }
-    if secret.is_empty()
-        || secret.len() > MAX_SECRET
-        || secret.bytes().any(|b| b.is_ascii_control())
-    {
-        return Err(SdkError::InvalidInput {
-            call: CALL,
-            reason: "secret must be 1 to 256 printable characters",
-        });
+    if secret.is_empty() || secret.len() > MAX_SECRET || secret.bytes().any(|b| b.is_ascii_control()) {
+        return Err(SdkError::InvalidInput { call: CALL, reason: "secret must be 1 to 256 printable characters" });
     }
     Ok(())
 }
@@ -65,16 +49,10 @@ pub fn check_init(corpid: &str, secret: &str) -> Result<(), SdkError> {
 pub fn check_media(sdkfileid: &str, index: &str) -> Result<(), SdkError> {
     const CALL: &str = "GetMediaData";
     if sdkfileid.is_empty() || sdkfileid.len() > MAX_SDKFILEID {
-        return Err(SdkError::InvalidInput {
-            call: CALL,
-            reason: "sdkfileid must be 1 to 16384 characters",
-        });
+        return Err(SdkError::InvalidInput { call: CALL, reason: "sdkfileid must be 1 to 16384 characters" });
     }
     if !sdkfileid.bytes().all(is_base64_byte) {
-        return Err(SdkError::InvalidInput {
-            call: CALL,
-            reason: "sdkfileid is not base64",
-        });
+        return Err(SdkError::InvalidInput { call: CALL, reason: "sdkfileid is not base64" });
     }
     if index.len() > MAX_INDEX || !index.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(SdkError::InvalidInput {
@@ -100,10 +78,7 @@ pub fn check_decrypt_input(encrypt_key: &str, encrypt_msg: &str) -> Result<(), S
     const CALL: &str = "DecryptData";
     let blob = base64::engine::general_purpose::STANDARD
         .decode(encrypt_key)
-        .map_err(|_| SdkError::InvalidInput {
-            call: CALL,
-            reason: "encrypt_key is not canonical base64",
-        })?;
+        .map_err(|_| SdkError::InvalidInput { call: CALL, reason: "encrypt_key is not canonical base64" })?;
     if blob.len() < 32 || blob.len() % 16 != 0 {
         return Err(SdkError::InvalidInput {
             call: CALL,
@@ -111,17 +86,14 @@ pub fn check_decrypt_input(encrypt_key: &str, encrypt_msg: &str) -> Result<(), S
         });
     }
     if encrypt_msg.len() <= 45 || !encrypt_msg.bytes().all(is_base64_byte) {
-        return Err(SdkError::InvalidInput {
-            call: CALL,
-            reason: "encrypt_msg is too short or not base64 text",
-        });
+        return Err(SdkError::InvalidInput { call: CALL, reason: "encrypt_msg is too short or not base64 text" });
     }
-    crate::crypto::native::check_layout(encrypt_key.as_bytes(), encrypt_msg.as_bytes()).map_err(
-        |_| SdkError::InvalidInput {
+    crate::crypto::native::check_layout(encrypt_key.as_bytes(), encrypt_msg.as_bytes()).map_err(|_| {
+        SdkError::InvalidInput {
             call: CALL,
             reason: "encrypt_key does not describe encrypt_msg (truncated or mismatched message)",
-        },
-    )
+        }
+    })
 }
 
 #[cfg(test)]

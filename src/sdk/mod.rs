@@ -38,7 +38,7 @@ pub const MEDIA_CHUNK_BYTES: usize = 512 * 1024;
 pub const MAX_LIMIT: u32 = 1000;
 
 /// The network settings of one SDK call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NetOptions {
     /// `http://host:port`, `socks5://…` or `socks5h://…`; `None` connects directly.
     pub proxy: Option<String>,
@@ -46,16 +46,6 @@ pub struct NetOptions {
     pub proxy_password: Option<Secret>,
     /// Per-call timeout handed to the SDK.
     pub timeout: SdkTimeout,
-}
-
-impl Default for NetOptions {
-    fn default() -> Self {
-        Self {
-            proxy: None,
-            proxy_password: None,
-            timeout: SdkTimeout::default(),
-        }
-    }
 }
 
 /// A timeout the SDK accepts: whole seconds, at least 1 (0 or less blocks forever, sdk-facts §2).
@@ -116,20 +106,10 @@ pub trait FinanceSdk: Send + Sync {
 /// One SDK handle for one corp. Not shared between threads: one call at a time.
 pub trait SdkSession: Send {
     /// `GetChatData` from `seq` (exclusive) for at most `limit` (1..=1000) records.
-    fn get_chat_data(
-        &mut self,
-        seq: u64,
-        limit: u32,
-        net: &NetOptions,
-    ) -> Result<ChatPage, SdkError>;
+    fn get_chat_data(&mut self, seq: u64, limit: u32, net: &NetOptions) -> Result<ChatPage, SdkError>;
 
     /// One `GetMediaData` call: the chunk at `index` (`""` for the first).
-    fn get_media_chunk(
-        &mut self,
-        sdkfileid: &str,
-        index: &str,
-        net: &NetOptions,
-    ) -> Result<MediaChunk, SdkError>;
+    fn get_media_chunk(&mut self, sdkfileid: &str, index: &str, net: &NetOptions) -> Result<MediaChunk, SdkError>;
 }
 
 /// Progress of one media download; lets a caller retry the failed chunk instead of the whole file.
@@ -159,9 +139,7 @@ pub fn fetch_next_chunk(
     }
     let chunk = session.get_media_chunk(sdkfileid, &progress.index, net)?;
     if !chunk.is_finish && chunk.next_index.is_empty() {
-        return Err(SdkError::Protocol(
-            "a chunk that is not the last came without a next index",
-        ));
+        return Err(SdkError::Protocol("a chunk that is not the last came without a next index"));
     }
     if !chunk.is_finish && chunk.next_index == progress.index {
         return Err(SdkError::Protocol("the next index equals the current one"));
@@ -190,11 +168,7 @@ pub fn download_media(
         loop {
             match fetch_next_chunk(session, sdkfileid, net, &mut progress, out) {
                 Ok(()) => break,
-                Err(e)
-                    if e.is_retryable()
-                        && attempt < retries_per_chunk
-                        && !matches!(e, SdkError::Write(_)) =>
-                {
+                Err(e) if e.is_retryable() && attempt < retries_per_chunk && !matches!(e, SdkError::Write(_)) => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(50 * u64::from(attempt.min(20))));
                 }

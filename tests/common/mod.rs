@@ -7,9 +7,7 @@ use std::sync::Once;
 
 /// True when running under CI, where nothing that CI can provide may be skipped.
 pub fn in_ci() -> bool {
-    std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false)
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
 }
 
 /// Skips a test loudly, or fails it under CI (`CI=true`).
@@ -17,9 +15,7 @@ pub fn skip_or_fail(what: &str, why: &str) {
     if in_ci() {
         panic!("CI=true but {what} cannot run: {why}");
     }
-    eprintln!(
-        "\n\n!!!!! SKIPPED: {what}: {why} !!!!!\n(run scripts/test.sh, or see README: Testing)\n"
-    );
+    eprintln!("\n\n!!!!! SKIPPED: {what}: {why} !!!!!\n(run scripts/test.sh, or see README: Testing)\n");
 }
 
 /// The emulator's drop-in `libWeWorkFinanceSdk_C.so`, built by cargo beside the test binaries
@@ -28,15 +24,15 @@ pub fn emulator_so() -> PathBuf {
     const NAME: &str = "libWeWorkFinanceSdk_C.so";
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("test binary has a directory");
-    for candidate in [
-        deps.join(NAME),
-        deps.parent().map(|p| p.join(NAME)).unwrap_or_default(),
-    ] {
+    for candidate in [deps.join(NAME), deps.parent().map(|p| p.join(NAME)).unwrap_or_default()] {
         if candidate.is_file() {
             return candidate;
         }
     }
-    panic!("the emulator library {NAME} was not built next to {}; run `cargo build -p wework-emulator`", deps.display());
+    panic!(
+        "the emulator library {NAME} was not built next to {}; run `cargo build -p wework-emulator`",
+        deps.display()
+    );
 }
 
 /// The real vendor SDK named by `WWF_REAL_SDK` (scripts/test.sh downloads it from PyPI and checks
@@ -46,17 +42,10 @@ pub fn emulator_so() -> PathBuf {
 /// private network namespace with nothing but loopback: this panics anywhere else.
 pub fn real_sdk(test: &str) -> Option<PathBuf> {
     let Some(path) = std::env::var_os("WWF_REAL_SDK").map(PathBuf::from) else {
-        skip_or_fail(
-            test,
-            "WWF_REAL_SDK is not set (path of the real libWeWorkFinanceSdk_C_x86.so)",
-        );
+        skip_or_fail(test, "WWF_REAL_SDK is not set (path of the real libWeWorkFinanceSdk_C_x86.so)");
         return None;
     };
-    assert!(
-        path.is_file(),
-        "WWF_REAL_SDK={} is not a file",
-        path.display()
-    );
+    assert!(path.is_file(), "WWF_REAL_SDK={} is not a file", path.display());
     assert_network_isolated();
     Some(path)
 }

@@ -11,9 +11,7 @@ use base64::Engine as _;
 use rsa::pkcs8::DecodePublicKey as _;
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/keys")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys").join(name)
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -50,10 +48,8 @@ impl SplitMix {
 
 pub fn aes_cbc_encrypt(key: &[u8; 32], iv: [u8; 16], data: &[u8]) -> Vec<u8> {
     let mut buf = data.to_vec();
-    let k = PaddedBlockEncryptingKey::cbc_pkcs7(UnboundCipherKey::new(&AES_256, key).unwrap())
-        .unwrap();
-    k.less_safe_encrypt(&mut buf, EncryptionContext::Iv128(iv.into()))
-        .unwrap();
+    let k = PaddedBlockEncryptingKey::cbc_pkcs7(UnboundCipherKey::new(&AES_256, key).unwrap()).unwrap();
+    k.less_safe_encrypt(&mut buf, EncryptionContext::Iv128(iv.into())).unwrap();
     buf
 }
 
@@ -133,12 +129,7 @@ pub fn hand_seal_with(
     let c = STANDARD.encode(d).into_bytes();
     assert_eq!(c.len(), core_len(plaintext.len()));
     assert!((1..=c.len()).contains(&s_len), "s_len {s_len} for |C| {}", c.len());
-    let info = encode_info(
-        Some(&k1),
-        Some(pre_len as i64),
-        Some(end_len as i64),
-        Some(s_len as i64),
-    );
+    let info = encode_info(Some(&k1), Some(pre_len as i64), Some(end_len as i64), Some(s_len as i64));
     let iv: [u8; 16] = rng.bytes(16).try_into().unwrap();
     let encrypt_key = seal_key_blob(&big_k, iv, &info);
     let mut msg = rng.b64_chars(13);
@@ -148,15 +139,7 @@ pub fn hand_seal_with(
     msg.extend(rng.b64_chars(s_len));
     msg.extend_from_slice(&c[s_len..]);
     msg.extend(rng.b64_chars(end_len));
-    HandSealed {
-        encrypt_key,
-        encrypt_chat_msg: String::from_utf8(msg).unwrap(),
-        big_k,
-        k1,
-        pre_len,
-        s_len,
-        end_len,
-    }
+    HandSealed { encrypt_key, encrypt_chat_msg: String::from_utf8(msg).unwrap(), big_k, k1, pre_len, s_len, end_len }
 }
 
 /// `rand_core` 0.6 RNG for the `rsa` crate's encryption (test only).
@@ -184,8 +167,6 @@ impl rsa::rand_core::CryptoRng for TestRng {}
 /// an `encrypt_random_key`.
 pub fn rsa_encrypt_b64(spki_der: &[u8], plaintext: &[u8], seed: u64) -> String {
     let pk = rsa::RsaPublicKey::from_public_key_der(spki_der).unwrap();
-    let ct = pk
-        .encrypt(&mut TestRng(SplitMix(seed)), rsa::Pkcs1v15Encrypt, plaintext)
-        .unwrap();
+    let ct = pk.encrypt(&mut TestRng(SplitMix(seed)), rsa::Pkcs1v15Encrypt, plaintext).unwrap();
     STANDARD.encode(ct)
 }

@@ -1,0 +1,366 @@
+//! Configuration: defaults < TOML file < environment.
+//!
+//! [`Config::load`] reads the TOML file (every key optional, unknown keys are errors), overlays
+//! every `WEWORK_MSGAUDIT__<SECTION>__<KEY>` environment variable onto it, then deserialises the
+//! result once, so that a value from the environment is validated exactly like one from the file.
+//! Durations are humantime strings. Secrets ([`Secret`]) print as `<redacted>` in `Debug`.
+//! `config/example.toml` documents every key with its default; a test keeps the two in step.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// The prefix of environment overrides: `WEWORK_MSGAUDIT__DATABASE__URL`.
+pub const ENV_PREFIX: &str = "WEWORK_MSGAUDIT__";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML (after environment overrides) is invalid.
+    #[error("invalid configuration{}: {message}", path.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]
+    Invalid {
+        /// The file, when there is one.
+        path: Option<PathBuf>,
+        /// What is wrong, with the key.
+        message: String,
+    },
+    /// An environment override names no key of the configuration.
+    #[error("environment variable {0} does not name a configuration key (expected {ENV_PREFIX}<SECTION>__<KEY>)")]
+    BadEnv(String),
+}
+
+impl ConfigError {
+    /// Configuration errors never fix themselves.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where records are stored.
+    pub database: DatabaseConfig,
+    /// The vendor SDK.
+    pub sdk: SdkConfig,
+    /// Pulling records.
+    pub pull: PullConfig,
+    /// Where the corps come from.
+    pub corps: CorpsConfig,
+    /// Media downloads.
+    pub media: MediaConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[database]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `mysql://…` or `sqlite://…` (may hold a password: see [`DatabaseConfig::redacted_url`]).
+    pub url: Secret,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl DatabaseConfig {
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose())
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.redacted_url())
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: Secret::new("sqlite://wework-msgaudit.db"), max_connections: 8 }
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host/…` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &rest[..colon], &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// How records are decrypted (DESIGN.md decision 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecryptMode {
+    /// The native implementation (default).
+    #[default]
+    Native,
+    /// The vendor's DecryptData, behind input guards.
+    Sdk,
+}
+
+/// `[sdk]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SdkConfig {
+    /// Path of the vendor library, or `emulator`.
+    pub library: PathBuf,
+    /// GetChatData threads.
+    pub threads: usize,
+    /// Per-call timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Proxy URL, `""` for none.
+    pub proxy: String,
+    /// Proxy credentials.
+    pub proxy_password: Secret,
+    /// Decryption path.
+    pub decrypt: DecryptMode,
+}
+
+impl Default for SdkConfig {
+    fn default() -> Self {
+        Self {
+            library: PathBuf::from("lib/libWeWorkFinanceSdk_C.so"),
+            threads: 4,
+            timeout: Duration::from_secs(10),
+            proxy: String::new(),
+            proxy_password: Secret::default(),
+            decrypt: DecryptMode::Native,
+        }
+    }
+}
+
+/// `[pull]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PullConfig {
+    /// Records per call.
+    pub limit: u32,
+    /// Wait after a short page.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// First backoff delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Backoff cap.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Decrypt threads (0 = cores).
+    pub decrypt_threads: usize,
+}
+
+impl Default for PullConfig {
+    fn default() -> Self {
+        Self {
+            limit: 1000,
+            poll_interval: Duration::from_secs(5),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            decrypt_threads: 0,
+        }
+    }
+}
+
+/// `[corps]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorpsConfig {
+    /// Read `corplist`/`corp_keys`.
+    pub table: bool,
+    /// A corps TOML file (empty = none).
+    pub file: PathBuf,
+    /// Re-read interval.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for CorpsConfig {
+    fn default() -> Self {
+        Self { table: true, file: PathBuf::new(), reload_interval: Duration::from_secs(30) }
+    }
+}
+
+/// `[media]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Media root directory.
+    pub root: PathBuf,
+    /// Download threads.
+    pub workers: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self { root: PathBuf::from("msgfile"), workers: 2 }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Human }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or only defaults when `None`) with the process environment on top.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => {
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?
+            }
+            None => String::new(),
+        };
+        Self::from_parts(&text, path, std::env::vars())
+    }
+
+    /// Parses TOML `text` with the given environment on top (testable without touching the process
+    /// environment).
+    pub fn from_parts(
+        text: &str,
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.map(Path::to_path_buf), message };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let mut parts = rest.split("__").map(str::to_ascii_lowercase);
+            let (Some(section), Some(key), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(ConfigError::BadEnv(name));
+            };
+            if section.is_empty() || key.is_empty() {
+                return Err(ConfigError::BadEnv(name));
+            }
+            let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else { return Err(ConfigError::BadEnv(name)) };
+            section_table.insert(key, env_value(&value));
+        }
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.message().to_string()))
+    }
+}
+
+/// An environment value as TOML: integers, floats and booleans keep their type, anything else is
+/// a string (so `WEWORK_MSGAUDIT__PULL__LIMIT=500` is the number 500).
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    toml::Value::String(raw.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_example_toml() {
+        let example = include_str!("../../config/example.toml");
+        let from_file = Config::from_parts(example, None, env(&[])).expect("example.toml parses");
+        let defaults = Config::default();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"), "config/example.toml must show the defaults");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_with_types() {
+        let text = "[database]\nurl = \"sqlite://a.db\"\n[pull]\nlimit = 100\n";
+        let cfg = Config::from_parts(
+            text,
+            None,
+            env(&[
+                ("WEWORK_MSGAUDIT__DATABASE__URL", "mysql://u:pw@db/x"),
+                ("WEWORK_MSGAUDIT__PULL__LIMIT", "500"),
+                ("WEWORK_MSGAUDIT__PULL__POLL_INTERVAL", "250ms"),
+                ("WEWORK_MSGAUDIT__CORPS__TABLE", "false"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.database.url.expose(), "mysql://u:pw@db/x");
+        assert_eq!(cfg.pull.limit, 500);
+        assert_eq!(cfg.pull.poll_interval, Duration::from_millis(250));
+        assert!(!cfg.corps.table);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let err = Config::from_parts("[pull]\nlimt = 5\n", Some(Path::new("x.toml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("limt") && err.to_string().contains("x.toml"), "{err}");
+        let err = Config::from_parts("", None, env(&[("WEWORK_MSGAUDIT__PULL__NOPE", "1")])).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = Config::from_parts("", None, env(&[("WEWORK_MSGAUDIT__PULL", "1")])).unwrap_err();
+        assert!(matches!(err, ConfigError::BadEnv(_)), "{err}");
+        let err = Config::from_parts("[pull]\npoll_interval = \"soon\"\n", None, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("soon") || err.to_string().contains("poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let text =
+            "[database]\nurl = \"mysql://archiver:S3cretPw@db:3306/x\"\n[sdk]\nproxy_password = \"user:Pr0xyPw\"\n";
+        let cfg = Config::from_parts(text, None, env(&[])).unwrap();
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("S3cretPw") && !debug.contains("Pr0xyPw"), "{debug}");
+        assert!(debug.contains("mysql://archiver:***@db:3306/x"), "{debug}");
+    }
+
+    #[test]
+    fn redact_url_cases() {
+        assert_eq!(redact_url("mysql://u:p@h/db"), "mysql://u:***@h/db");
+        assert_eq!(redact_url("mysql://u@h/db?socket=/x"), "mysql://u@h/db?socket=/x");
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+        assert_eq!(redact_url("mysql://u:p@ss@h/db"), "mysql://u:***@h/db");
+    }
+}
