@@ -16,3 +16,4 @@ pub mod crypto;
 pub mod message;
 pub mod sdk;
 pub mod secret;
+pub mod store;

@@ -1,0 +1,517 @@
+//! Storage: the [`Store`] trait and its two implementations, [`MysqlStore`] (MySQL, MariaDB,
+//! TiDB) and [`SqliteStore`] (the embedded default).
+//!
+//! Tables (DESIGN.md "Storage", compatible with the Java version):
+//! - `corplist`, `corp_keys`, `corp_cursor`: fixed, created by [`Store::migrate`] (sqlx
+//!   migrations in `migrations/mysql` and `migrations/sqlite`); an existing Java `corplist` is
+//!   adopted in place;
+//! - `message_<corpid>` and `media_<corpid>`: one pair per corp, created on demand by
+//!   [`Store::ensure_corp_tables`]. Their names are built only by [`CorpId`], whose constructor
+//!   validates the corpid, so no SQL metacharacter ever reaches a statement.
+//!
+//! The batch write ([`Store::write_batch`]) is the heart of invariants 1 and 2: rows, media rows
+//! and the cursor go in ONE transaction, inserts are idempotent (`INSERT IGNORE` /
+//! `INSERT OR IGNORE` against unique `msgid`, `seq` and `(msgid, item)`), and the cursor only
+//! moves forward.
+
+mod mysql;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use crate::message::{MediaRef, Row};
+use crate::secret::Secret;
+pub use mysql::MysqlStore;
+pub use sqlite::SqliteStore;
+
+/// Longest corpid accepted: MySQL table names have at most 64 characters and the longest prefix
+/// is `message_` (8). Real corpids have 18 characters.
+pub const MAX_CORPID_LEN: usize = 56;
+
+/// Rows per multi-row INSERT statement (16 parameters per message row: far below SQLite's 32,766
+/// and MySQL's 65,535 bind parameters).
+const CHUNK_ROWS: usize = 500;
+/// Bytes of bound text per statement: stays below MySQL's smallest common `max_allowed_packet`
+/// (4 MiB on MySQL 5.7). A single larger row goes alone.
+const CHUNK_BYTES: usize = 3 << 20;
+
+/// A validated corpid (`^[A-Za-z0-9_]{1,56}$`); the only way to build a per-corp table name.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CorpId(String);
+
+impl CorpId {
+    /// Validates `corpid`: 1 to [`MAX_CORPID_LEN`] ASCII letters, digits or `_`.
+    pub fn new(corpid: &str) -> Result<Self, StoreError> {
+        let ok = !corpid.is_empty()
+            && corpid.len() <= MAX_CORPID_LEN
+            && corpid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if ok {
+            Ok(Self(corpid.to_string()))
+        } else {
+            Err(StoreError::InvalidCorpId(corpid.chars().take(80).collect()))
+        }
+    }
+
+    /// The corpid.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `message_<corpid>` (unquoted; safe to quote with backticks or double quotes).
+    pub fn message_table(&self) -> String {
+        format!("message_{}", self.0)
+    }
+
+    /// `media_<corpid>` (unquoted; safe to quote with backticks or double quotes).
+    pub fn media_table(&self) -> String {
+        format!("media_{}", self.0)
+    }
+}
+
+impl fmt::Debug for CorpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CorpId({})", self.0)
+    }
+}
+
+impl fmt::Display for CorpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything the storage layer can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The corpid is not `^[A-Za-z0-9_]{1,56}$`; it never reaches SQL.
+    #[error("invalid corpid {0:?}: expected 1 to 56 ASCII letters, digits or '_'")]
+    InvalidCorpId(String),
+    /// The URL scheme is none of `mysql://`, `mariadb://`, `sqlite://`, `sqlite::memory:`.
+    /// Holds the URL with its password redacted.
+    #[error("unsupported database URL {0} (expected mysql://, mariadb://, sqlite:// or sqlite::memory:)")]
+    UnsupportedUrl(String),
+    /// Data the schema cannot hold without losing information (e.g. a msgid over 128 chars).
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+    /// A row id that does not exist (e.g. in `replace_decrypted`).
+    #[error("{table} has no row with id {id}")]
+    NoSuchRow {
+        /// Table name.
+        table: String,
+        /// The id asked for.
+        id: u64,
+    },
+    /// Applying the sqlx migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any error from the database or the driver.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// True for transient failures worth retrying the same operation for: connection lost,
+    /// pool timeout, deadlock, lock wait timeout, SQLite busy/locked, TiDB write conflicts.
+    /// Schema, constraint and validation errors are false.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => sqlx_retryable(e),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_retryable(e),
+            _ => false,
+        }
+    }
+}
+
+fn sqlx_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                // 1205 lock wait timeout, 1213 deadlock, 1040 too many connections, 1053 server
+                // shutdown, 1927 connection killed (MariaDB), 2006/2013 server gone / lost;
+                // TiDB: 8022 commit failed, 8028 schema changed, 9001-9007 PD/TiKV busy,
+                // region unavailable, write conflict.
+                return matches!(
+                    my.number(),
+                    1040 | 1053 | 1205 | 1213 | 1927 | 2006 | 2013 | 8022 | 8028 | 9001..=9007
+                ) || my.code() == Some("40001");
+            }
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Extended result code; the primary code is its low byte: 5 BUSY, 6 LOCKED.
+                let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+                return matches!(code & 0xff, 5 | 6);
+            }
+            db.code().as_deref() == Some("40001")
+        }
+        _ => false,
+    }
+}
+
+/// A `corplist` row. `secret` and `prikey` never print themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorpRow {
+    /// Corp id (as stored; validate with [`CorpId::new`] before use).
+    pub corpid: String,
+    /// 会话存档 secret.
+    pub secret: Secret,
+    /// Corp name.
+    pub corpname: String,
+    /// Private key (any format `crypto` accepts).
+    pub prikey: Secret,
+    /// Records per pull.
+    pub limits: i32,
+    /// Pull timeout in seconds.
+    pub timeout: i32,
+    /// 1 enabled, 0 disabled.
+    pub status: i32,
+    /// 1 = changed, apply it.
+    pub update: i32,
+}
+
+/// A row whose record could not be decrypted and whose ciphertext was kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecrypted {
+    /// `message_<corpid>.id`.
+    pub id: u64,
+    /// Record seq.
+    pub seq: u64,
+    /// Record msgid.
+    pub msgid: String,
+    /// Key version the record was encrypted for.
+    pub publickey_ver: u32,
+    /// The kept `encrypt_random_key`.
+    pub encrypt_random_key: String,
+    /// The kept `encrypt_chat_msg`.
+    pub encrypt_chat_msg: String,
+}
+
+/// What a [`Store::write_batch`] inserted (duplicates excluded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Message rows inserted.
+    pub inserted_rows: u64,
+    /// Media rows inserted.
+    pub inserted_media: u64,
+}
+
+/// A media row to insert: `(msgid, seq, item)` of the record it belongs to.
+pub type MediaItem = (String, u64, MediaRef);
+
+/// The storage layer. Object safe: the daemon holds an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// `"mysql"` or `"sqlite"`.
+    fn dialect(&self) -> &'static str;
+
+    /// Creates or adopts the fixed tables (`corplist`, `corp_keys`, `corp_cursor`). Idempotent.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Creates `message_<corpid>` and `media_<corpid>` if missing (upgrading a Java-created
+    /// message table in place, MySQL only). Cached per corp: cheap to call before every batch.
+    async fn ensure_corp_tables(&self, corpid: &CorpId) -> Result<(), StoreError>;
+
+    /// Upgrades a Java-created `message_<corpid>` (DESIGN.md decision 9). Called by
+    /// [`Store::ensure_corp_tables`]; a no-op on an already upgraded or new table.
+    async fn migrate_java_corp_table(&self, corpid: &CorpId) -> Result<(), StoreError>;
+
+    /// ONE transaction: insert `rows` and `media` (ignoring duplicates), then move the corp's
+    /// cursor forward to `new_cursor` (never backward). Ensures the corp tables first.
+    async fn write_batch(
+        &self,
+        corpid: &CorpId,
+        rows: &[Row],
+        media: &[MediaItem],
+        new_cursor: u64,
+    ) -> Result<BatchOutcome, StoreError>;
+
+    /// Where to resume: max(`corp_cursor.seq`, MAX(seq) of `message_<corpid>`), 0 for a new corp.
+    async fn cursor(&self, corpid: &CorpId) -> Result<u64, StoreError>;
+
+    /// Every `corplist` row.
+    async fn list_corps(&self) -> Result<Vec<CorpRow>, StoreError>;
+
+    /// Every `corp_keys` row: `(corpid, publickey_ver, prikey)`.
+    async fn list_corp_keys(&self) -> Result<Vec<(String, u32, Secret)>, StoreError>;
+
+    /// Inserts or replaces a `corplist` row (by corpid; the corpid is validated).
+    async fn upsert_corp(&self, corp: &CorpRow) -> Result<(), StoreError>;
+
+    /// Sets `corplist.status` (1 enabled, 0 disabled).
+    async fn set_corp_status(&self, corpid: &CorpId, status: i32) -> Result<(), StoreError>;
+
+    /// Inserts or replaces a key version of a corp.
+    async fn put_corp_key(&self, corpid: &CorpId, publickey_ver: u32, prikey: &Secret) -> Result<(), StoreError>;
+
+    /// Sets `corplist.update` back to 0 once a change was applied.
+    async fn clear_update_flag(&self, corpid: &CorpId) -> Result<(), StoreError>;
+
+    /// Up to `limit` rows with a decrypt error and kept ciphertext, with `id > after_id`, by id.
+    async fn undecrypted(&self, corpid: &CorpId, after_id: u64, limit: u32) -> Result<Vec<Undecrypted>, StoreError>;
+
+    /// ONE transaction: overwrite row `id` with the decrypted `row` (its msgid and seq stay;
+    /// `decrypt_error`, `encrypt_random_key`, `encrypt_chat_msg` take the row's values, so pass
+    /// `None` to clear them) and insert its media rows.
+    async fn replace_decrypted(
+        &self,
+        corpid: &CorpId,
+        id: u64,
+        row: &Row,
+        media: &[MediaRef],
+    ) -> Result<(), StoreError>;
+}
+
+/// Connects to the database named by `url`: `mysql://…` or `mariadb://…` (MySQL, MariaDB,
+/// TiDB), `sqlite://path` or `sqlite::memory:`. Does not migrate: call [`Store::migrate`].
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(rest) = url.strip_prefix("mariadb://") {
+        Ok(Arc::new(MysqlStore::connect(&format!("mysql://{rest}")).await?))
+    } else if url.starts_with("mysql://") {
+        Ok(Arc::new(MysqlStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// `url` with its password (userinfo or `password=` parameter) replaced by `***`: the only form
+/// of a database URL that may be logged.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        let auth_end = out[auth_start..].find(['/', '?', '#']).map_or(out.len(), |i| auth_start + i);
+        if let Some(at) = out[auth_start..auth_end].rfind('@') {
+            let userinfo = &out[auth_start..auth_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(auth_start + colon + 1..auth_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => {
+                    format!("{k}=***")
+                }
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", redacted.join("&"));
+    }
+    out
+}
+
+/// Splits `items` into chunks of at most [`CHUNK_ROWS`] items and about [`CHUNK_BYTES`] bytes.
+fn chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, item) in items.iter().enumerate() {
+        let s = size(item);
+        if i > start && (i - start >= CHUNK_ROWS || bytes + s > CHUNK_BYTES) {
+            out.push(&items[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += s;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+fn row_bytes(r: &Row) -> usize {
+    r.msgid.len()
+        + r.action.len()
+        + r.msgfrom.len()
+        + r.tolist.len()
+        + r.msgtype.len()
+        + r.text.len()
+        + r.sdkfield.len()
+        + r.msgdata.len()
+        + r.roomid.len()
+        + r.decrypt_error.as_ref().map_or(0, String::len)
+        + r.encrypt_random_key.as_ref().map_or(0, String::len)
+        + r.encrypt_chat_msg.as_ref().map_or(0, String::len)
+        + 64
+}
+
+/// Longest msgid the schema holds (VARCHAR(128)); a longer one is refused rather than truncated
+/// (MySQL's INSERT IGNORE would truncate it silently and break uniqueness).
+const MAX_MSGID_CHARS: usize = 128;
+
+fn check_rows(rows: &[Row], media: &[MediaItem]) -> Result<(), StoreError> {
+    let long =
+        rows.iter().map(|r| &r.msgid).chain(media.iter().map(|m| &m.0)).find(|id| id.chars().count() > MAX_MSGID_CHARS);
+    match long {
+        Some(id) => Err(StoreError::InvalidData(format!(
+            "msgid of {} characters (at most {MAX_MSGID_CHARS}): {}…",
+            id.chars().count(),
+            id.chars().take(40).collect::<String>()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `s` cut to at most `max` characters (for short descriptive columns such as ext, filename).
+fn clip(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// One media row to insert, from a [`MediaItem`] or from a Java-era message row.
+struct MediaInsert<'a> {
+    msgid: &'a str,
+    seq: u64,
+    item: u32,
+    kind: &'a str,
+    sdkfileid: &'a str,
+    md5: Option<&'a str>,
+    size: Option<u64>,
+    ext: &'a str,
+    filename: Option<&'a str>,
+    play_length: Option<u32>,
+    status: u8,
+    path: Option<&'a str>,
+}
+
+impl<'a> MediaInsert<'a> {
+    /// A pending (status 1) media row.
+    fn pending(msgid: &'a str, seq: u64, m: &'a MediaRef) -> Self {
+        Self {
+            msgid,
+            seq,
+            item: m.item,
+            kind: m.kind.as_str(),
+            sdkfileid: &m.sdkfileid,
+            md5: m.md5sum.as_deref().filter(|s| s.len() <= 32),
+            size: m.size,
+            ext: clip(&m.ext_hint, 16),
+            filename: m.filename.as_deref().map(|f| clip(f, 255)),
+            play_length: m.play_length,
+            status: 1,
+            path: None,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.msgid.len() + self.sdkfileid.len() + self.filename.map_or(0, str::len) + self.path.map_or(0, str::len) + 64
+    }
+}
+
+const MEDIA_COLUMNS: &str = "msgid, item, seq, kind, sdkfileid, md5, size, ext, filename, play_length, status, path";
+
+const ROW_COLUMNS: &str = "msgid, publickey_ver, seq, action, msgfrom, tolist, msgtype, msgtime, text, sdkfield, \
+     msgdata, status, roomid, decrypt_error, encrypt_random_key, encrypt_chat_msg";
+
+/// What the Java upgrade needs of a Java media row to create its media item.
+struct JavaMedia {
+    msgid: String,
+    seq: u64,
+    msgtype: String,
+    sdkfield: String,
+    msgdata: String,
+    media_path: String,
+    status: u8,
+}
+
+/// Owned fields of the media item created for a Java-era media row (item 0).
+struct JavaMediaFields {
+    kind: &'static str,
+    md5: Option<String>,
+    size: Option<u64>,
+    ext: String,
+    filename: Option<String>,
+    play_length: Option<u32>,
+}
+
+impl JavaMedia {
+    /// Reads what it can of the Java `msgdata` (the payload sub-object as JSON).
+    fn fields(&self) -> JavaMediaFields {
+        let v: serde_json::Value = serde_json::from_str(&self.msgdata).unwrap_or_default();
+        let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_string);
+        let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+        let kind = match self.msgtype.as_str() {
+            "image" => "image",
+            "voice" => "voice",
+            "video" => "video",
+            "emotion" => "emotion",
+            "meeting_voice_call" => "meeting_voice_call",
+            "voip_doc_share" => "voip_doc_share",
+            _ => "file",
+        };
+        let ext = match kind {
+            "image" => "jpg".to_string(),
+            "voice" | "meeting_voice_call" => "amr".to_string(),
+            "video" => "mp4".to_string(),
+            "emotion" => if n("type") == Some(2) { "png" } else { "gif" }.to_string(),
+            _ => s("fileext").unwrap_or_default(),
+        };
+        JavaMediaFields {
+            kind,
+            md5: s("md5sum").filter(|m| m.len() <= 32),
+            size: n("filesize").or_else(|| n("voice_size")).or_else(|| n("imagesize")),
+            ext: clip(&ext, 16).to_string(),
+            filename: s("filename").map(|f| clip(&f, 255).to_string()),
+            play_length: n("play_length").and_then(|p| u32::try_from(p).ok()),
+        }
+    }
+}
+
+/// Text written into `decrypt_error` of the Java version's `解密失败` rows.
+pub const JAVA_UNDECRYPTABLE: &str = "Java version could not decrypt (no ciphertext kept)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpid_validation() {
+        assert!(CorpId::new("ww1234567890abcdef").is_ok());
+        assert!(CorpId::new("A_b_9").is_ok());
+        for bad in ["", "ww'; DROP TABLE x;--", "ww-1", "ww 1", "ww`x", "ww\"x", "ww.x", "中文", &"a".repeat(57)] {
+            assert!(matches!(CorpId::new(bad), Err(StoreError::InvalidCorpId(_))), "{bad:?}");
+        }
+        let c = CorpId::new("wwabc").unwrap();
+        assert_eq!((c.message_table().as_str(), c.media_table().as_str()), ("message_wwabc", "media_wwabc"));
+    }
+
+    #[test]
+    fn retryable_classification() {
+        assert!(StoreError::Db(sqlx::Error::PoolTimedOut).is_retryable());
+        assert!(StoreError::Db(sqlx::Error::Io(std::io::Error::other("reset"))).is_retryable());
+        assert!(!StoreError::Db(sqlx::Error::RowNotFound).is_retryable());
+        assert!(!StoreError::InvalidCorpId("x".into()).is_retryable());
+        assert!(!StoreError::InvalidData("x".into()).is_retryable());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("mysql://u:p%40ss@h:3306/db"), "mysql://u:***@h:3306/db");
+        assert_eq!(redact_url("mysql://u@h/db?socket=/x"), "mysql://u@h/db?socket=/x");
+        assert_eq!(redact_url("mysql://h/db?user=a&password=zz"), "mysql://h/db?user=a&password=***");
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+        assert!(!redact_url("mariadb://root:hunter2@x/y").contains("hunter2"));
+    }
+
+    #[test]
+    fn chunking_respects_count_and_bytes() {
+        let v: Vec<usize> = vec![1; 1201];
+        let c = chunks(&v, |x| *x);
+        assert_eq!(c.iter().map(|c| c.len()).collect::<Vec<_>>(), vec![500, 500, 201]);
+        let big: Vec<usize> = vec![CHUNK_BYTES; 3];
+        assert_eq!(chunks(&big, |x| *x).len(), 3);
+        assert!(chunks::<usize>(&[], |x| *x).is_empty());
+        assert_eq!(clip("ab中文", 3), "ab中");
+        assert_eq!(clip("ab", 3), "ab");
+    }
+}

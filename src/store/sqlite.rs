@@ -1,0 +1,462 @@
+//! [`SqliteStore`]: the embedded default (WAL, busy timeout, created if missing).
+//!
+//! SQLite integers are signed 64-bit: unsigned 64-bit values (seq, msgtime, size) are stored in
+//! two's complement, so every value up to 2^63-1 reads as itself and larger ones (never seen in
+//! practice, but a u64 must round-trip) are negative; the cursor comparisons treat them as
+//! unsigned. Writes are serialised inside the process (one writer at a time is all SQLite
+//! allows anyway), so busy errors come only from other processes and the busy timeout.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row as _, Sqlite};
+
+use super::{
+    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, MediaInsert, MediaItem, MediaRef, Row, Store,
+    StoreError, Undecrypted, MEDIA_COLUMNS, ROW_COLUMNS,
+};
+use crate::secret::Secret;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite store.
+pub struct SqliteStore {
+    pool: SqlitePool,
+    redacted_url: String,
+    ensured: Mutex<HashSet<CorpId>>,
+    ddl_lock: tokio::sync::Mutex<()>,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").field("url", &self.redacted_url).finish_non_exhaustive()
+    }
+}
+
+/// u64 → SQLite INTEGER (two's complement).
+fn to_db(v: u64) -> i64 {
+    v as i64
+}
+
+/// SQLite INTEGER → u64 (two's complement).
+fn from_db(v: i64) -> u64 {
+    v as u64
+}
+
+fn corp_ddl(c: &CorpId) -> Vec<String> {
+    let t = c.message_table();
+    let m = c.media_table();
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS \"{t}\" (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  msgid TEXT NOT NULL UNIQUE,
+  publickey_ver INTEGER NOT NULL DEFAULT 1,
+  seq INTEGER NOT NULL UNIQUE,
+  action TEXT NOT NULL DEFAULT '',
+  msgfrom TEXT NOT NULL DEFAULT '',
+  tolist TEXT NULL,
+  msgtype TEXT NOT NULL DEFAULT '',
+  msgtime INTEGER NOT NULL DEFAULT 0,
+  text TEXT NULL,
+  sdkfield TEXT NULL,
+  msgdata TEXT NULL,
+  status INTEGER NOT NULL DEFAULT 0,
+  media_code INTEGER NOT NULL DEFAULT 0,
+  media_path TEXT NOT NULL DEFAULT '',
+  roomid TEXT NOT NULL DEFAULT '',
+  created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  decrypt_error TEXT NULL,
+  encrypt_random_key TEXT NULL,
+  encrypt_chat_msg TEXT NULL
+)"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_msgtime\" ON \"{t}\" (msgtime)"),
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_roomid\" ON \"{t}\" (roomid)"),
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_msgfrom\" ON \"{t}\" (msgfrom)"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS \"{m}\" (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  msgid TEXT NOT NULL,
+  item INTEGER NOT NULL DEFAULT 0,
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  sdkfileid TEXT NOT NULL,
+  md5 TEXT NULL,
+  size INTEGER NULL,
+  ext TEXT NOT NULL DEFAULT '',
+  filename TEXT NULL,
+  play_length INTEGER NULL,
+  status INTEGER NOT NULL DEFAULT 1,
+  media_code INTEGER NOT NULL DEFAULT 0,
+  path TEXT NULL,
+  transcoded_path TEXT NULL,
+  transcode_error TEXT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  claimed_by TEXT NULL,
+  claimed_at TEXT NULL,
+  created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  updated TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  UNIQUE (msgid, item)
+)"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{m}_status\" ON \"{m}\" (status)"),
+    ]
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) `sqlite://path` or `sqlite::memory:`.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(30))
+            .synchronous(SqliteSynchronous::Normal);
+        if !memory {
+            opts = opts.journal_mode(SqliteJournalMode::Wal);
+        }
+        // An in-memory database lives as long as its one connection: keep exactly one, forever.
+        let pool_opts = if memory {
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(4)
+        };
+        let pool = pool_opts.acquire_timeout(Duration::from_secs(60)).connect_with(opts).await?;
+        Ok(Self {
+            pool,
+            redacted_url: super::redact_url(url),
+            ensured: Mutex::new(HashSet::new()),
+            ddl_lock: tokio::sync::Mutex::new(()),
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The pool (for tests and tools).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn is_ensured(&self, corpid: &CorpId) -> bool {
+        self.ensured.lock().unwrap_or_else(|e| e.into_inner()).contains(corpid)
+    }
+
+    async fn table_exists(&self, table: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(table)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+}
+
+/// Multi-row `INSERT OR IGNORE` of media rows, chunked; returns the number inserted.
+async fn insert_media(conn: &mut SqliteConnection, table: &str, items: &[MediaInsert<'_>]) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    for chunk in chunks(items, MediaInsert::bytes) {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT OR IGNORE INTO \"{table}\" ({MEDIA_COLUMNS}) "));
+        qb.push_values(chunk, |mut b, m| {
+            b.push_bind(m.msgid)
+                .push_bind(m.item)
+                .push_bind(to_db(m.seq))
+                .push_bind(m.kind)
+                .push_bind(m.sdkfileid)
+                .push_bind(m.md5)
+                .push_bind(m.size.map(to_db))
+                .push_bind(m.ext)
+                .push_bind(m.filename)
+                .push_bind(m.play_length)
+                .push_bind(m.status)
+                .push_bind(m.path);
+        });
+        inserted += qb.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(inserted)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn dialect(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let _w = self.write_lock.lock().await;
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ensure_corp_tables(&self, corpid: &CorpId) -> Result<(), StoreError> {
+        if self.is_ensured(corpid) {
+            return Ok(());
+        }
+        let _ddl = self.ddl_lock.lock().await;
+        if self.is_ensured(corpid) {
+            return Ok(());
+        }
+        {
+            let _w = self.write_lock.lock().await;
+            let mut tx = self.pool.begin().await?;
+            for stmt in corp_ddl(corpid) {
+                sqlx::query(&stmt).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+        self.ensured.lock().unwrap_or_else(|e| e.into_inner()).insert(corpid.clone());
+        Ok(())
+    }
+
+    async fn migrate_java_corp_table(&self, _corpid: &CorpId) -> Result<(), StoreError> {
+        // The Java version only ever wrote MySQL: nothing to upgrade here.
+        Ok(())
+    }
+
+    async fn write_batch(
+        &self,
+        corpid: &CorpId,
+        rows: &[Row],
+        media: &[MediaItem],
+        new_cursor: u64,
+    ) -> Result<BatchOutcome, StoreError> {
+        check_rows(rows, media)?;
+        self.ensure_corp_tables(corpid).await?;
+        let t = corpid.message_table();
+        let mut out = BatchOutcome::default();
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        // Lease fencing goes here (DESIGN.md "Beyond one machine"): re-check, inside this
+        // transaction and before any insert, that this instance still holds the corp's lease
+        // with the expected fencing token; roll back if not.
+        for chunk in chunks(rows, row_bytes) {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT OR IGNORE INTO \"{t}\" ({ROW_COLUMNS}) "));
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.msgid.as_str())
+                    .push_bind(r.publickey_ver)
+                    .push_bind(to_db(r.seq))
+                    .push_bind(r.action.as_str())
+                    .push_bind(r.msgfrom.as_str())
+                    .push_bind(r.tolist.as_str())
+                    .push_bind(r.msgtype.as_str())
+                    .push_bind(to_db(r.msgtime))
+                    .push_bind(r.text.as_str())
+                    .push_bind(r.sdkfield.as_str())
+                    .push_bind(r.msgdata.as_str())
+                    .push_bind(r.status)
+                    .push_bind(r.roomid.as_str())
+                    .push_bind(r.decrypt_error.as_deref())
+                    .push_bind(r.encrypt_random_key.as_deref())
+                    .push_bind(r.encrypt_chat_msg.as_deref());
+            });
+            out.inserted_rows += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+        let items: Vec<MediaInsert<'_>> = media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m)).collect();
+        out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items).await?;
+        // Unsigned max: a negative INTEGER is a u64 above 2^63-1.
+        sqlx::query(
+            "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
+             ON CONFLICT (corpid) DO UPDATE SET seq = CASE \
+               WHEN (excluded.seq < 0) > (corp_cursor.seq < 0) THEN excluded.seq \
+               WHEN (excluded.seq < 0) = (corp_cursor.seq < 0) THEN max(corp_cursor.seq, excluded.seq) \
+               ELSE corp_cursor.seq END, \
+             updated = CURRENT_TIMESTAMP",
+        )
+        .bind(corpid.as_str())
+        .bind(to_db(new_cursor))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn cursor(&self, corpid: &CorpId) -> Result<u64, StoreError> {
+        let stored: Option<i64> = sqlx::query_scalar("SELECT seq FROM corp_cursor WHERE corpid = ?")
+            .bind(corpid.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let t = corpid.message_table();
+        let max: Option<i64> = if self.table_exists(&t).await? {
+            sqlx::query_scalar(&format!(
+                "SELECT COALESCE((SELECT MAX(seq) FROM \"{t}\" WHERE seq < 0), (SELECT MAX(seq) FROM \"{t}\"))"
+            ))
+            .fetch_one(&self.pool)
+            .await?
+        } else {
+            None
+        };
+        Ok(stored.map_or(0, from_db).max(max.map_or(0, from_db)))
+    }
+
+    async fn list_corps(&self) -> Result<Vec<CorpRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT corpid, secret, corpname, prikey, limits, timeout, status, \"update\" FROM corplist ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let int = |i: usize, default: i32| -> Result<i32, sqlx::Error> {
+                    Ok(r.try_get::<Option<i64>, _>(i)?.map_or(default, |v| i32::try_from(v).unwrap_or(default)))
+                };
+                Ok(CorpRow {
+                    corpid: r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                    secret: Secret::new(r.try_get::<Option<String>, _>(1)?.unwrap_or_default()),
+                    corpname: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+                    prikey: Secret::new(r.try_get::<Option<String>, _>(3)?.unwrap_or_default()),
+                    limits: int(4, 100)?,
+                    timeout: int(5, 5)?,
+                    status: int(6, 1)?,
+                    update: int(7, 0)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn list_corp_keys(&self) -> Result<Vec<(String, u32, Secret)>, StoreError> {
+        let rows = sqlx::query("SELECT corpid, publickey_ver, prikey FROM corp_keys ORDER BY corpid, publickey_ver")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, Secret::new(r.try_get::<String, _>(2)?))))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn upsert_corp(&self, corp: &CorpRow) -> Result<(), StoreError> {
+        let corpid = CorpId::new(&corp.corpid)?;
+        let _w = self.write_lock.lock().await;
+        sqlx::query(
+            "INSERT INTO corplist (corpid, secret, corpname, prikey, limits, timeout, status, \"update\") \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (corpid) DO UPDATE SET secret = excluded.secret, \
+             corpname = excluded.corpname, prikey = excluded.prikey, limits = excluded.limits, \
+             timeout = excluded.timeout, status = excluded.status, \"update\" = excluded.\"update\"",
+        )
+        .bind(corpid.as_str())
+        .bind(corp.secret.expose())
+        .bind(&corp.corpname)
+        .bind(corp.prikey.expose())
+        .bind(corp.limits)
+        .bind(corp.timeout)
+        .bind(corp.status)
+        .bind(corp.update)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_corp_status(&self, corpid: &CorpId, status: i32) -> Result<(), StoreError> {
+        let _w = self.write_lock.lock().await;
+        sqlx::query("UPDATE corplist SET status = ? WHERE corpid = ?")
+            .bind(status)
+            .bind(corpid.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_corp_key(&self, corpid: &CorpId, publickey_ver: u32, prikey: &Secret) -> Result<(), StoreError> {
+        let _w = self.write_lock.lock().await;
+        sqlx::query(
+            "INSERT INTO corp_keys (corpid, publickey_ver, prikey) VALUES (?, ?, ?) \
+             ON CONFLICT (corpid, publickey_ver) DO UPDATE SET prikey = excluded.prikey",
+        )
+        .bind(corpid.as_str())
+        .bind(publickey_ver)
+        .bind(prikey.expose())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn clear_update_flag(&self, corpid: &CorpId) -> Result<(), StoreError> {
+        let _w = self.write_lock.lock().await;
+        sqlx::query("UPDATE corplist SET \"update\" = 0 WHERE corpid = ?")
+            .bind(corpid.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn undecrypted(&self, corpid: &CorpId, after_id: u64, limit: u32) -> Result<Vec<Undecrypted>, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT id, seq, msgid, publickey_ver, COALESCE(encrypt_random_key, ''), encrypt_chat_msg FROM \"{}\" \
+             WHERE id > ? AND decrypt_error IS NOT NULL AND encrypt_chat_msg IS NOT NULL ORDER BY id LIMIT ?",
+            corpid.message_table()
+        ))
+        .bind(to_db(after_id))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Undecrypted {
+                    id: from_db(r.try_get(0)?),
+                    seq: from_db(r.try_get(1)?),
+                    msgid: r.try_get(2)?,
+                    publickey_ver: r.try_get(3)?,
+                    encrypt_random_key: r.try_get(4)?,
+                    encrypt_chat_msg: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn replace_decrypted(
+        &self,
+        corpid: &CorpId,
+        id: u64,
+        row: &Row,
+        media: &[MediaRef],
+    ) -> Result<(), StoreError> {
+        check_rows(std::slice::from_ref(row), &[])?;
+        self.ensure_corp_tables(corpid).await?;
+        let t = corpid.message_table();
+        let _w = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        // Lease fencing goes here as well (see write_batch). The UPDATE comes first so that the
+        // transaction takes the write lock before it reads.
+        let updated = sqlx::query(&format!(
+            "UPDATE \"{t}\" SET publickey_ver = ?, action = ?, msgfrom = ?, tolist = ?, msgtype = ?, msgtime = ?, \
+             text = ?, sdkfield = ?, msgdata = ?, status = ?, roomid = ?, decrypt_error = ?, \
+             encrypt_random_key = ?, encrypt_chat_msg = ? WHERE id = ?"
+        ))
+        .bind(row.publickey_ver)
+        .bind(&row.action)
+        .bind(&row.msgfrom)
+        .bind(&row.tolist)
+        .bind(&row.msgtype)
+        .bind(to_db(row.msgtime))
+        .bind(&row.text)
+        .bind(&row.sdkfield)
+        .bind(&row.msgdata)
+        .bind(row.status)
+        .bind(&row.roomid)
+        .bind(row.decrypt_error.as_deref())
+        .bind(row.encrypt_random_key.as_deref())
+        .bind(row.encrypt_chat_msg.as_deref())
+        .bind(to_db(id))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NoSuchRow { table: t, id });
+        }
+        let (msgid, seq): (String, i64) = sqlx::query_as(&format!("SELECT msgid, seq FROM \"{t}\" WHERE id = ?"))
+            .bind(to_db(id))
+            .fetch_one(&mut *tx)
+            .await?;
+        let items: Vec<MediaInsert<'_>> = media.iter().map(|m| MediaInsert::pending(&msgid, from_db(seq), m)).collect();
+        insert_media(&mut tx, &corpid.media_table(), &items).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
