@@ -15,6 +15,8 @@
 //!    SDK's `DecryptData` (`docs/sdk-facts.md` §3) in safe Rust on aws-lc-rs AES-256-CBC. It is
 //!    the only in-process path (DESIGN decision 4): the vendor's `DecryptData` aborts on some
 //!    inputs, this one returns a typed error for any input and never panics.
+//!    [`native::check_layout`] is the same code without the final AES step: the guard the `sdk`
+//!    module runs before it hands a record to the vendor's `DecryptData`.
 //!
 //! [`decrypt_record`] chains 2 and 3 for one record. The plaintext is returned as bytes; the
 //! caller decides what to do with invalid UTF-8 (decision 6).
