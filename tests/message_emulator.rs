@@ -99,40 +99,7 @@ fn every_demo_record_parses_to_its_truth() {
         }
         msgtypes.insert(t.msgtype.clone());
     }
-    for want in [
-        "text",
-        "image",
-        "revoke",
-        "agree",
-        "disagree",
-        "voice",
-        "video",
-        "card",
-        "location",
-        "emotion",
-        "file",
-        "link",
-        "weapp",
-        "chatrecord",
-        "todo",
-        "vote",
-        "collect",
-        "redpacket",
-        "external_redpacket",
-        "meeting",
-        "docmsg",
-        "markdown",
-        "news",
-        "calendar",
-        "mixed",
-        "meeting_voice_call",
-        "voip_doc_share",
-        "sphfeed",
-        "voiptext",
-        "qydiskfile",
-        "future_type",
-        "switch",
-    ] {
+    for want in emulator::truth::ALL_MSGTYPES {
         assert!(msgtypes.contains(want), "the demo covers {want}");
     }
     assert!(nested > 0, "nested media were checked");

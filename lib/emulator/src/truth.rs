@@ -33,3 +33,41 @@ pub struct TruthMedia {
     /// The true format of the bytes: jpg/png/gif/amr/silk/mp4/bin...
     pub ext: String,
 }
+
+/// Every msgtype of `docs/message-format.md`, plus `switch` records and one unknown type
+/// (`future_type`): what a scenario's records cover (the demo corp within its first 80 records).
+/// Tests check coverage against this list rather than against the generator's own.
+pub const ALL_MSGTYPES: [&str; 32] = [
+    "text",
+    "image",
+    "revoke",
+    "agree",
+    "disagree",
+    "voice",
+    "video",
+    "card",
+    "location",
+    "emotion",
+    "file",
+    "link",
+    "weapp",
+    "chatrecord",
+    "todo",
+    "vote",
+    "collect",
+    "redpacket",
+    "external_redpacket",
+    "meeting",
+    "docmsg",
+    "markdown",
+    "news",
+    "calendar",
+    "mixed",
+    "meeting_voice_call",
+    "voip_doc_share",
+    "sphfeed",
+    "voiptext",
+    "qydiskfile",
+    "future_type",
+    "switch",
+];

@@ -75,40 +75,7 @@ fn every_msgtype_in_the_first_records() {
     let truth = e.truth(DEMO_CORPID);
     assert_eq!(truth.len(), 80);
     let types: BTreeSet<&str> = truth.iter().map(|t| t.msgtype.as_str()).collect();
-    let want = [
-        "text",
-        "image",
-        "revoke",
-        "agree",
-        "disagree",
-        "voice",
-        "video",
-        "card",
-        "location",
-        "emotion",
-        "file",
-        "link",
-        "weapp",
-        "chatrecord",
-        "todo",
-        "vote",
-        "collect",
-        "redpacket",
-        "external_redpacket",
-        "meeting",
-        "docmsg",
-        "markdown",
-        "news",
-        "calendar",
-        "mixed",
-        "meeting_voice_call",
-        "voip_doc_share",
-        "sphfeed",
-        "voiptext",
-        "qydiskfile",
-        "future_type",
-        "switch",
-    ];
+    let want = WeWorkFinanceSdk_C::truth::ALL_MSGTYPES;
     for w in want {
         assert!(types.contains(w), "missing msgtype {w}");
     }
