@@ -59,6 +59,36 @@ impl fmt::Display for Secret {
     }
 }
 
+/// `url` with its password (userinfo or `password=` parameter) replaced by `***`: the only form
+/// of a database URL that may be logged.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        let auth_end = out[auth_start..].find(['/', '?', '#']).map_or(out.len(), |i| auth_start + i);
+        if let Some(at) = out[auth_start..auth_end].rfind('@') {
+            let userinfo = &out[auth_start..auth_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(auth_start + colon + 1..auth_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => {
+                    format!("{k}=***")
+                }
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", redacted.join("&"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +100,12 @@ mod tests {
         assert_eq!(format!("{s}"), "<redacted>");
         assert!(!format!("{s:#?}").contains("tOpS3cr3t"));
         assert_eq!(s.expose(), "tOpS3cr3t-value-0123456789");
+    }
+
+    #[test]
+    fn redact_url_hides_every_password_form() {
+        assert_eq!(redact_url("mysql://u:p@h/db"), "mysql://u:***@h/db");
+        assert_eq!(redact_url("mysql://u:p@ss@h/db"), "mysql://u:***@h/db");
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
     }
 }

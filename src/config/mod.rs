@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::secret::Secret;
+use crate::secret::{redact_url, Secret};
 
 /// The prefix of environment overrides: `WEWORK_MSGAUDIT__DATABASE__URL`.
 pub const ENV_PREFIX: &str = "WEWORK_MSGAUDIT__";
@@ -97,20 +97,6 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host/…` with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &rest[..colon], &rest[at..]),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
 /// How records are decrypted (DESIGN.md decision 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -139,6 +125,8 @@ pub struct SdkConfig {
     pub proxy_password: Secret,
     /// Decryption path.
     pub decrypt: DecryptMode,
+    /// More GetChatData calls hung at once than this: exit non-zero (decision 3).
+    pub max_hung_threads: usize,
 }
 
 impl Default for SdkConfig {
@@ -150,6 +138,7 @@ impl Default for SdkConfig {
             proxy: String::new(),
             proxy_password: Secret::default(),
             decrypt: DecryptMode::Native,
+            max_hung_threads: 8,
         }
     }
 }
@@ -354,13 +343,5 @@ mod tests {
         let debug = format!("{cfg:?}");
         assert!(!debug.contains("S3cretPw") && !debug.contains("Pr0xyPw"), "{debug}");
         assert!(debug.contains("mysql://archiver:***@db:3306/x"), "{debug}");
-    }
-
-    #[test]
-    fn redact_url_cases() {
-        assert_eq!(redact_url("mysql://u:p@h/db"), "mysql://u:***@h/db");
-        assert_eq!(redact_url("mysql://u@h/db?socket=/x"), "mysql://u@h/db?socket=/x");
-        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
-        assert_eq!(redact_url("mysql://u:p@ss@h/db"), "mysql://u:***@h/db");
     }
 }

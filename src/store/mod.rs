@@ -23,6 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use crate::message::{MediaRef, Row};
+pub use crate::secret::redact_url;
 use crate::secret::Secret;
 pub use mysql::MysqlStore;
 pub use sqlite::SqliteStore;
@@ -275,36 +276,6 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }
-}
-
-/// `url` with its password (userinfo or `password=` parameter) replaced by `***`: the only form
-/// of a database URL that may be logged.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let auth_start = scheme_end + 3;
-        let auth_end = out[auth_start..].find(['/', '?', '#']).map_or(out.len(), |i| auth_start + i);
-        if let Some(at) = out[auth_start..auth_end].rfind('@') {
-            let userinfo = &out[auth_start..auth_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                out.replace_range(auth_start + colon + 1..auth_start + at, "***");
-            }
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => {
-                    format!("{k}=***")
-                }
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", redacted.join("&"));
-    }
-    out
 }
 
 /// Splits `items` into chunks of at most [`CHUNK_ROWS`] items and about [`CHUNK_BYTES`] bytes.
