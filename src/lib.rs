@@ -8,10 +8,14 @@
 //! - [`crypto`]: private keys, the per-corp keyring, RSA, and the native `DecryptData`;
 //! - [`message`]: reading decrypted records tolerantly;
 //! - [`secret`]: a string type that never prints itself;
+//! - [`corps`]: corp sources (tables, file) → the desired set of corps;
+//! - [`actors`]: the ingestion pipeline (supervisor, one actor per corp, DB writer, SDK pool);
 //! - [`cli`]: the subcommands.
 
+pub mod actors;
 pub mod cli;
 pub mod config;
+pub mod corps;
 pub mod crypto;
 pub mod message;
 pub mod sdk;

@@ -1,87 +1,158 @@
-//! `demo`: the emulator's demo corp pulled and decrypted end to end, with no setup at all.
+//! `demo`: the emulator's demo corp through the full pipeline into a SQLite file, no setup.
 //!
-//! It opens the built-in demo corp (DEMO-ONLY keys, made-up records) through the same
-//! [`FinanceSdk`] trait the daemon uses — the in-process emulator by default, or any drop-in
-//! `libWeWorkFinanceSdk_C.so` given with `--sdk` — pulls every page from seq 0, decrypts each
-//! record natively with the corp's keyring, and prints what arrives: a line per record (first
-//! ones), then a count per msgtype. With `--follow` it keeps polling and shows live growth.
+//! It (re)creates the SQLite database given by `--db`, starts the same pipeline as `run`
+//! (supervisor, corp actor, SDK pool, decrypt pool, DB writer) over the built-in demo corp of the
+//! in-process emulator (DEMO-ONLY keys, made-up records, 2 new records per second) — or any
+//! drop-in `libWeWorkFinanceSdk_C.so` given with `--sdk` — prints a live summary line every
+//! second, and stops after `--duration` or Ctrl-C. At the end it waits briefly until the
+//! database holds everything the emulator had by then, and says where the data went.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use super::CliError;
+use crate::actors::{Pipeline, PipelineConfig, PullSettings, Stats};
+use crate::corps::{CorpSpec, Sources};
 use crate::crypto::{self, keyring::Keyring};
-use crate::message;
-use crate::sdk::{dynlib::VendorSdk, emulated::EmulatedSdk, FinanceSdk, NetOptions, SdkSession};
+use crate::sdk::{dynlib::VendorSdk, emulated::EmulatedSdk, FinanceSdk, SdkTimeout};
 use crate::secret::Secret;
+use crate::store::{self, CorpId};
 
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// Stop after this long (e.g. `10s`, `2m`); Ctrl-C stops earlier.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// The SQLite database file. It belongs to the demo: it is deleted and recreated on each run.
+    #[arg(long, default_value = "demo-data/demo.db")]
+    pub db: PathBuf,
     /// Load this drop-in SDK library (e.g. the emulator's `.so`) instead of the in-process emulator.
     #[arg(long)]
     pub sdk: Option<PathBuf>,
     /// Records per GetChatData call (1..=1000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
-    /// How many records to print one line each (the rest are only counted).
-    #[arg(long, default_value_t = 20)]
-    pub show: usize,
-    /// Keep polling for new records for this long after the backlog (e.g. `10s`), printing them.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub follow: Option<Duration>,
-}
-
-/// Counts of one demo run.
-#[derive(Debug, Default)]
-struct Tally {
-    records: u64,
-    decrypted: u64,
-    failed: u64,
-    last_seq: u64,
-    /// True once the backlog is done: every new record is then printed.
-    following: bool,
-    by_type: BTreeMap<String, u64>,
 }
 
 /// Runs `demo`.
 pub fn run(args: &DemoArgs) -> Result<(), CliError> {
-    let sdk: Box<dyn FinanceSdk> = match &args.sdk {
-        Some(path) => Box::new(VendorSdk::load(path).map_err(|e| CliError::Config(e.to_string()))?),
-        None => Box::new(EmulatedSdk::new(Arc::new(emulator::Emulator::demo()))),
+    let (sdk, emu): (Arc<dyn FinanceSdk>, Option<Arc<emulator::Emulator>>) = match &args.sdk {
+        Some(path) => (Arc::new(VendorSdk::load(path).map_err(|e| CliError::Config(e.to_string()))?), None),
+        None => {
+            let emu = Arc::new(emulator::Emulator::demo());
+            (Arc::new(EmulatedSdk::new(Arc::clone(&emu))), Some(emu))
+        }
     };
-    let keyring = demo_keyring()?;
-    println!("demo corp {} through {}", emulator::DEMO_CORPID, sdk.describe());
-    println!("keyring: publickey_ver {:?} (DEMO-ONLY keys, see lib/emulator/keys/README.md)", keyring.versions());
-    let mut session = sdk
-        .open(emulator::DEMO_CORPID, &Secret::new(emulator::DEMO_SECRET))
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
-    let net = NetOptions::default();
-    let mut tally = Tally::default();
-    let started = Instant::now();
-    pull_until_caught_up(session.as_mut(), &net, &keyring, args, &mut tally)?;
-    let backlog_time = started.elapsed();
-    if let Some(follow) = args.follow {
-        println!("-- following live growth for {} --", humantime::format_duration(follow));
-        tally.following = true;
-        let until = Instant::now() + follow;
-        while Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(500));
-            pull_until_caught_up(session.as_mut(), &net, &keyring, args, &mut tally)?;
+    let corpid = CorpId::new(emulator::DEMO_CORPID).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let spec = CorpSpec::new(
+        corpid.clone(),
+        "demo corp",
+        Secret::new(emulator::DEMO_SECRET),
+        args.limit,
+        SdkTimeout::from_secs(5),
+        demo_keyring()?,
+    );
+    fresh_database(&args.db)?;
+    let url = format!("sqlite://{}", args.db.display());
+    println!("demo corp {} through {} into {}", corpid, sdk.describe(), args.db.display());
+    println!("keyring: publickey_ver {:?} (DEMO-ONLY keys, see lib/emulator/keys/README.md)", spec.keyring.versions());
+    let config = PipelineConfig {
+        sdk_threads: 2,
+        decrypt_threads: 0,
+        pull: PullSettings {
+            poll_interval: Duration::from_millis(500),
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+            proxy: None,
+            proxy_password: None,
+        },
+        reload_interval: Duration::from_secs(3600),
+        ..PipelineConfig::default()
+    };
+    let duration = args.duration;
+    let table = corpid.message_table();
+    let available = actix_rt::System::new().block_on(async move {
+        let store = store::connect(&url).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+        store.migrate().await.map_err(|e| CliError::Runtime(e.to_string()))?;
+        let sources = Sources { fixed: vec![spec], ..Sources::default() };
+        let pipeline = Pipeline::start(store, sdk, sources, &config).map_err(|e| CliError::Runtime(e.to_string()))?;
+        let started = Instant::now();
+        let until = started + duration;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let interrupted = loop {
+            tokio::select! {
+                _ = tick.tick() => print_line(&pipeline.stats, &corpid, started),
+                _ = &mut ctrl_c => break true,
+            }
+            if Instant::now() >= until {
+                break false;
+            }
+        };
+        // Catch up with what the emulator has now, so that the database is complete.
+        let available = emu.as_ref().map(|e| e.truth(emulator::DEMO_CORPID).len() as u64);
+        if let (Some(available), false) = (available, interrupted) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while cursor(&pipeline.stats, &corpid) < available && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let stats = Arc::clone(&pipeline.stats);
+        pipeline.shutdown().await;
+        print_line(&stats, &corpid, started);
+        Ok::<_, CliError>(available.filter(|_| !interrupted))
+    })?;
+    println!("-- where the data went --");
+    if let Some(n) = available {
+        println!("the emulator had {n} records of {} at the end", emulator::DEMO_CORPID);
+    }
+    println!("sqlite3 {} 'select msgtype, count(*) from {table} group by 1'", args.db.display());
+    println!("sqlite3 {} 'select seq, updated from corp_cursor'", args.db.display());
+    Ok(())
+}
+
+fn cursor(stats: &Stats, corpid: &CorpId) -> u64 {
+    stats.snapshot().get(corpid).map_or(0, |s| s.cursor)
+}
+
+fn print_line(stats: &Arc<Stats>, corpid: &CorpId, started: Instant) {
+    let snapshot = stats.snapshot();
+    let Some(s) = snapshot.get(corpid) else {
+        println!("[{:>4.0?}] {corpid}: starting", started.elapsed());
+        return;
+    };
+    println!(
+        "[{:>5.1}s] {corpid}  stored {:>5}  cursor {:>5}  undecryptable {:>3}  msgtypes {:>2}  {}{}",
+        started.elapsed().as_secs_f64(),
+        s.stored,
+        s.cursor,
+        s.undecryptable,
+        s.msgtypes.len(),
+        s.state,
+        s.last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+    );
+}
+
+/// Deletes the demo database (and its WAL files) and makes sure its directory exists.
+fn fresh_database(db: &Path) -> Result<(), CliError> {
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| CliError::Config(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CliError::Config(format!("cannot remove {}: {e}", Path::new(&p).display()))),
         }
     }
-    println!("-- summary --");
-    for (msgtype, n) in &tally.by_type {
-        println!("{msgtype:>20} {n:>6}");
-    }
-    println!(
-        "{} records pulled up to seq {} ({} decrypted, {} undecryptable); backlog took {:.2?}",
-        tally.records, tally.last_seq, tally.decrypted, tally.failed, backlog_time
-    );
     Ok(())
 }
 
@@ -94,63 +165,4 @@ fn demo_keyring() -> Result<Keyring, CliError> {
         keyring.insert(ver, key);
     }
     Ok(keyring)
-}
-
-fn pull_until_caught_up(
-    session: &mut dyn SdkSession,
-    net: &NetOptions,
-    keyring: &Keyring,
-    args: &DemoArgs,
-    tally: &mut Tally,
-) -> Result<(), CliError> {
-    loop {
-        let page = match session.get_chat_data(tally.last_seq, args.limit, net) {
-            Ok(page) => page,
-            Err(e) if e.is_retryable() => {
-                eprintln!("retrying after: {e}");
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-            Err(e) => return Err(CliError::Runtime(e.to_string())),
-        };
-        let n = page.records.len();
-        for record in &page.records {
-            tally.records += 1;
-            tally.last_seq = tally.last_seq.max(record.seq);
-            let shown = tally.following || tally.records <= args.show as u64;
-            match crypto::decrypt_record(
-                keyring,
-                record.publickey_ver,
-                &record.encrypt_random_key,
-                &record.encrypt_chat_msg,
-            ) {
-                Ok(plain) => {
-                    tally.decrypted += 1;
-                    let summary = message::summarize(&plain).unwrap_or_default();
-                    *tally.by_type.entry(summary.msgtype.clone()).or_default() += 1;
-                    if shown {
-                        println!(
-                            "seq {:>5} v{} {:<18} {:<10} from {:<14} {}",
-                            record.seq,
-                            record.publickey_ver,
-                            summary.msgtype,
-                            summary.action,
-                            summary.from,
-                            summary.text.unwrap_or_default().replace(char::is_control, " ")
-                        );
-                    }
-                }
-                Err(e) => {
-                    tally.failed += 1;
-                    *tally.by_type.entry("(undecryptable)".into()).or_default() += 1;
-                    if shown {
-                        println!("seq {:>5} v{} undecryptable: {e}", record.seq, record.publickey_ver);
-                    }
-                }
-            }
-        }
-        if n < args.limit as usize {
-            return Ok(());
-        }
-    }
 }

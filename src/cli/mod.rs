@@ -5,6 +5,7 @@
 //! (exit 2) from runtime failures (exit 1).
 
 pub mod demo;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -26,7 +27,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Pull and decrypt the built-in demo corp of the emulator, and show what arrives.
+    /// Run the daemon: pull every enabled corp into the database until SIGINT/SIGTERM.
+    Run(run::RunArgs),
+    /// The built-in demo corp of the emulator through the full pipeline into a SQLite file.
     Demo(demo::DemoArgs),
 }
 
@@ -54,6 +57,7 @@ impl CliError {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Demo(args) => demo::run(&args),
     }
 }

@@ -1,0 +1,500 @@
+//! [`CorpActor`]: one per corp; pulls the corp's records into the database.
+//!
+//! The loop (a future owned by the actor, traced in a span with the `corpid` field):
+//! 1. read the cursor from the store;
+//! 2. fetch `(cursor, limit)` on the [`SdkPool`](super::sdk_pool::SdkPool);
+//! 3. decrypt and parse the page on the rayon decrypt pool (`catch_unwind`: a panic becomes
+//!    [`CorpError::Panicked`] for this corp only, decision 1): a record that cannot be decrypted
+//!    becomes a [`message::undecryptable`] row; a row whose plaintext was not clean UTF-8 or not
+//!    JSON keeps its ciphertext too (decision 6);
+//! 4. wait for the previous write (at most one write in flight), send
+//!    [`WriteBatch`](super::db_writer::WriteBatch) and go back to 2 from the page's max seq while
+//!    that write runs. The cursor advances only in the database transaction.
+//!
+//! A short page means "caught up": settle the write, wait `poll_interval`. SDK and store
+//! failures back off exponentially with jitter (`backoff_initial..backoff_max`) and restart from
+//! the committed cursor; a permanent errcode (40001, 48002, 60020, any unknown one) marks the
+//! corp `failing` and retries every `backoff_max`. [`Stop`] ends the loop gracefully: no new
+//! fetch, the in-flight write finishes. The actor reports its end to the supervisor
+//! ([`CorpExited`]).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rand::Rng;
+use rayon::prelude::*;
+use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
+
+use super::db_writer::{Committed, WriteBatch};
+use super::sdk_pool::PoolError;
+use super::Shared;
+use crate::corps::CorpSpec;
+use crate::crypto::{self, Keyring};
+use crate::message;
+use crate::sdk::{EncryptedRecord, NetOptions, SdkError};
+use crate::store::{CorpId, MediaItem, Row, StoreError};
+
+/// Stop pulling (graceful).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// Sent to the supervisor when a corp actor's loop has ended.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CorpExited {
+    /// The corp.
+    pub corpid: CorpId,
+    /// The generation of the actor that ended.
+    pub generation: u64,
+    /// `Ok` after [`Stop`], the error otherwise.
+    pub result: Result<(), CorpError>,
+}
+
+/// Why a corp's loop ended on its own.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CorpError {
+    /// Decryption or parsing panicked (caught).
+    #[error("decrypting/parsing a page panicked: {0}")]
+    Panicked(String),
+    /// The SDK pool or the decrypt pool is gone.
+    #[error("{0}")]
+    PoolGone(String),
+    /// The database writer is gone.
+    #[error("the database writer is gone: {0}")]
+    WriterGone(String),
+    /// A failure of the whole process (the SDK is wedged): the daemon must exit non-zero.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// The actor of one corp.
+pub struct CorpActor {
+    spec: CorpSpec,
+    generation: u64,
+    shared: Arc<Shared>,
+    stop_tx: watch::Sender<bool>,
+    supervisor: Recipient<CorpExited>,
+}
+
+impl std::fmt::Debug for CorpActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CorpActor").field("corpid", &self.spec.corpid).field("generation", &self.generation).finish()
+    }
+}
+
+impl CorpActor {
+    /// An actor for `spec`; `generation` must differ from any earlier actor of the same corp.
+    pub fn new(spec: CorpSpec, generation: u64, shared: Arc<Shared>, supervisor: Recipient<CorpExited>) -> Self {
+        let (stop_tx, _) = watch::channel(false);
+        Self { spec, generation, shared, stop_tx, supervisor }
+    }
+}
+
+impl Actor for CorpActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let puller = Puller {
+            spec: self.spec.clone(),
+            generation: self.generation,
+            shared: Arc::clone(&self.shared),
+            stop: self.stop_tx.subscribe(),
+        };
+        let span = tracing::info_span!("corp", corpid = %self.spec.corpid, generation = self.generation);
+        ctx.spawn(puller.run().instrument(span).into_actor(self).map(|result, act, ctx| {
+            act.supervisor.do_send(CorpExited { corpid: act.spec.corpid.clone(), generation: act.generation, result });
+            ctx.stop();
+        }));
+    }
+}
+
+impl Handler<Stop> for CorpActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, _ctx: &mut Self::Context) {
+        self.stop_tx.send_replace(true);
+    }
+}
+
+/// The state of one pull loop.
+struct Puller {
+    spec: CorpSpec,
+    generation: u64,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+}
+
+/// A decoded page.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Rows, in seq order.
+    pub rows: Vec<Row>,
+    /// Media items.
+    pub media: Vec<MediaItem>,
+}
+
+/// A write in flight: the cursor it will commit and its stats.
+struct InFlight {
+    handle: tokio::task::JoinHandle<Result<Result<Committed, StoreError>, MailboxError>>,
+    undecryptable: u64,
+    msgtypes: Vec<String>,
+}
+
+impl Puller {
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps `d`, or less when stopped; true when stopped.
+    async fn sleep(&mut self, d: Duration) -> bool {
+        if self.stopped() {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(d) => self.stopped(),
+            _ = self.stop.changed() => true,
+        }
+    }
+
+    fn set_state(&self, state: &str, error: Option<String>) {
+        self.shared.stats.update(&self.spec.corpid, |s| {
+            s.state = state.to_string();
+            if error.is_some() {
+                s.last_error = error;
+            }
+        });
+    }
+
+    async fn run(mut self) -> Result<(), CorpError> {
+        let corpid = self.spec.corpid.clone();
+        let mut backoff = Backoff::new(self.shared.pull.backoff_initial, self.shared.pull.backoff_max);
+        self.set_state("starting", None);
+        let generation = self.generation;
+        self.shared.stats.update(&corpid, |s| s.generation = generation);
+        // 1. The cursor.
+        let mut committed = loop {
+            match self.shared.store.cursor(&corpid).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the cursor failed");
+                    self.set_state("backoff", Some(e.to_string()));
+                    if self.sleep(backoff.next_delay()).await {
+                        self.set_state("stopped", None);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        backoff.reset();
+        self.shared.stats.update(&corpid, |s| s.cursor = committed);
+        tracing::info!(cursor = committed, limit = self.spec.limit, "pulling");
+        let net = NetOptions {
+            proxy: self.shared.pull.proxy.clone(),
+            proxy_password: self.shared.pull.proxy_password.clone(),
+            timeout: self.spec.timeout,
+        };
+        let mut next_seq = committed;
+        let mut inflight: Option<InFlight> = None;
+        let result = loop {
+            if self.stopped() {
+                break Ok(());
+            }
+            // 2. Fetch (overlapping the previous page's write).
+            let fetched = {
+                let fetch = self.shared.pool.get_chat_data(
+                    &corpid,
+                    self.generation,
+                    &self.spec.secret,
+                    next_seq,
+                    self.spec.limit,
+                    &net,
+                );
+                let mut stop = self.stop.clone();
+                tokio::select! {
+                    r = fetch => r,
+                    _ = stop.changed() => break Ok(()),
+                }
+            };
+            let page = match fetched {
+                Ok(page) => page,
+                Err(PoolError::Stopped) => break Err(CorpError::PoolGone("the SDK thread pool is stopped".into())),
+                Err(e @ PoolError::TooManyHung(..)) => {
+                    let _ = self.settle(&mut inflight, &mut committed).await;
+                    break Err(CorpError::Fatal(e.to_string()));
+                }
+                Err(e @ PoolError::Hung(_)) => {
+                    if let Err(err) = self.settle(&mut inflight, &mut committed).await {
+                        break Err(err);
+                    }
+                    next_seq = committed;
+                    tracing::error!(error = %e, "GetChatData hung; backing off");
+                    self.set_state("backoff", Some(e.to_string()));
+                    if self.sleep(backoff.next_delay()).await {
+                        break Ok(());
+                    }
+                    continue;
+                }
+                Err(PoolError::Sdk(e)) => {
+                    if let Err(err) = self.settle(&mut inflight, &mut committed).await {
+                        break Err(err);
+                    }
+                    next_seq = committed;
+                    let delay = if !is_permanent(&e) {
+                        tracing::warn!(error = %e, label = %e.metric_label(), "GetChatData failed; backing off");
+                        self.set_state("backoff", Some(e.to_string()));
+                        backoff.next_delay()
+                    } else {
+                        tracing::error!(error = %e, label = %e.metric_label(), "GetChatData failed permanently; corp is failing");
+                        self.set_state("failing", Some(e.to_string()));
+                        backoff.max_with_jitter()
+                    };
+                    if self.sleep(delay).await {
+                        break Ok(());
+                    }
+                    continue;
+                }
+            };
+            let count = page.records.len();
+            let max_seq = page.max_seq().unwrap_or(next_seq).max(next_seq);
+            // 3. Decrypt + parse on the decrypt pool.
+            let decoded = match decode_on(&self.shared.decrypt, Arc::clone(&self.spec.keyring), page.records).await {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = self.settle(&mut inflight, &mut committed).await;
+                    break Err(e);
+                }
+            };
+            // 4. One write in flight: settle the previous one, then send this one.
+            if let Err(e) = self.settle(&mut inflight, &mut committed).await {
+                break Err(e);
+            }
+            if committed < next_seq {
+                // The previous write failed: this page does not follow the committed cursor.
+                next_seq = committed;
+                if self.sleep(backoff.next_delay()).await {
+                    break Ok(());
+                }
+                continue;
+            }
+            backoff.reset();
+            if count > 0 {
+                let undecryptable = decoded.rows.iter().filter(|r| r.decrypt_error.is_some()).count() as u64;
+                let mut msgtypes: Vec<String> = decoded.rows.iter().map(|r| r.msgtype.clone()).collect();
+                msgtypes.sort_unstable();
+                msgtypes.dedup();
+                let writer = self.shared.writer.clone();
+                let msg = WriteBatch {
+                    corpid: corpid.clone(),
+                    rows: decoded.rows,
+                    media: decoded.media,
+                    new_cursor: max_seq,
+                };
+                let handle = actix_rt::spawn(async move { writer.send(msg).await });
+                inflight = Some(InFlight { handle, undecryptable, msgtypes });
+                next_seq = max_seq;
+            }
+            if count < self.spec.limit as usize {
+                if let Err(e) = self.settle(&mut inflight, &mut committed).await {
+                    break Err(e);
+                }
+                if committed < next_seq {
+                    next_seq = committed;
+                    if self.sleep(backoff.next_delay()).await {
+                        break Ok(());
+                    }
+                    continue;
+                }
+                self.set_state("caught up", None);
+                if self.sleep(self.shared.pull.poll_interval).await {
+                    break Ok(());
+                }
+            } else {
+                self.set_state("running", None);
+            }
+        };
+        // Graceful end: the in-flight write finishes.
+        let settled = self.settle(&mut inflight, &mut committed).await;
+        self.set_state("stopped", None);
+        tracing::info!(cursor = committed, "stopped");
+        result.and(settled)
+    }
+
+    /// Waits for the in-flight write; on success moves `committed` and the stats. A store error
+    /// is logged and leaves `committed` where it was (the caller re-fetches from there).
+    async fn settle(&self, inflight: &mut Option<InFlight>, committed: &mut u64) -> Result<(), CorpError> {
+        let Some(w) = inflight.take() else { return Ok(()) };
+        match w.handle.await {
+            Ok(Ok(Ok(c))) => {
+                *committed = (*committed).max(c.seq);
+                self.shared.stats.update(&self.spec.corpid, |s| {
+                    s.cursor = *committed;
+                    s.stored += c.outcome.inserted_rows;
+                    s.undecryptable += w.undecryptable;
+                    s.msgtypes.extend(w.msgtypes.into_iter().filter(|t| !t.is_empty()));
+                    s.last_error = None;
+                });
+                tracing::debug!(cursor = c.seq, rows = c.outcome.inserted_rows, "batch committed");
+                Ok(())
+            }
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "writing a batch failed; will re-fetch from the committed cursor");
+                self.set_state("backoff", Some(e.to_string()));
+                Ok(())
+            }
+            Ok(Err(e)) => Err(CorpError::WriterGone(e.to_string())),
+            Err(e) => Err(CorpError::WriterGone(e.to_string())),
+        }
+    }
+}
+
+/// Decrypts and parses a page on `pool`, catching panics.
+pub async fn decode_on(
+    pool: &rayon::ThreadPool,
+    keyring: Arc<Keyring>,
+    records: Vec<EncryptedRecord>,
+) -> Result<Decoded, CorpError> {
+    on_pool(pool, move || decode_page(&keyring, &records)).await
+}
+
+/// Runs `f` on `pool` and awaits its result without blocking the event loop; a panic in `f`
+/// (also one propagated from rayon's parallel iterators) becomes [`CorpError::Panicked`].
+pub async fn on_pool<T: Send + 'static>(
+    pool: &rayon::ThreadPool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CorpError> {
+    let (tx, rx) = oneshot::channel();
+    pool.spawn(move || {
+        let result = catch_unwind(AssertUnwindSafe(f))
+            .map_err(|p| CorpError::Panicked(crate::sdk::emulated::panic_message(&*p)));
+        let _ = tx.send(result);
+    });
+    rx.await.map_err(|_| CorpError::PoolGone("the decrypt pool dropped a job".into()))?
+}
+
+/// Decrypts and parses every record of a page (in parallel on the current rayon pool).
+pub fn decode_page(keyring: &Keyring, records: &[EncryptedRecord]) -> Decoded {
+    let parsed: Vec<(Row, Vec<message::MediaRef>)> = records.par_iter().map(|r| decode_record(keyring, r)).collect();
+    let mut out = Decoded { rows: Vec::with_capacity(parsed.len()), media: Vec::new() };
+    for (row, media) in parsed {
+        out.media.extend(media.into_iter().map(|m| (row.msgid.clone(), row.seq, m)));
+        out.rows.push(row);
+    }
+    out
+}
+
+/// One record → its row and media items (never fails: an undecryptable record is a row too).
+pub fn decode_record(keyring: &Keyring, r: &EncryptedRecord) -> (Row, Vec<message::MediaRef>) {
+    match crypto::decrypt_record(keyring, r.publickey_ver, &r.encrypt_random_key, &r.encrypt_chat_msg) {
+        Ok(plain) => {
+            let message::Parsed { mut row, media } = message::parse_record(r.seq, r.publickey_ver, &plain);
+            if row.msgid.is_empty() {
+                row.msgid.clone_from(&r.msgid);
+            }
+            if row.decrypt_error.is_some() {
+                row.encrypt_random_key = Some(r.encrypt_random_key.clone());
+                row.encrypt_chat_msg = Some(r.encrypt_chat_msg.clone());
+            }
+            (row, media)
+        }
+        Err(e) => (
+            message::undecryptable(
+                r.seq,
+                &r.msgid,
+                r.publickey_ver,
+                &r.encrypt_random_key,
+                &r.encrypt_chat_msg,
+                &e.to_string(),
+            ),
+            Vec::new(),
+        ),
+    }
+}
+
+/// Exponential backoff with ±25 % jitter.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    /// Starts at `initial`, doubles up to `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        let initial = initial.max(Duration::from_millis(1));
+        Self { initial, max: max.max(initial), current: initial }
+    }
+
+    /// The next delay (jittered), doubling the base.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.current;
+        self.current = (self.current * 2).min(self.max);
+        jitter(base)
+    }
+
+    /// The cap, jittered (the slow retry of a failing corp).
+    pub fn max_with_jitter(&self) -> Duration {
+        jitter(self.max)
+    }
+
+    /// Back to `initial` after a success.
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::thread_rng().gen_range(0.75..=1.25))
+}
+
+/// True for SDK errors that mark a corp failing rather than backing off (decision 11).
+pub fn is_permanent(e: &SdkError) -> bool {
+    !e.is_retryable()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
+        let bases = [100u64, 200, 400, 800, 800, 800];
+        for (d, base) in delays.iter().zip(bases) {
+            let ms = d.as_millis() as u64;
+            assert!(ms >= base * 3 / 4 && ms <= base * 5 / 4 + 1, "{ms} vs {base}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(126));
+    }
+
+    #[test]
+    fn a_panic_on_the_decrypt_pool_is_a_typed_error() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let r = rt.block_on(on_pool(&pool, || -> u32 { panic!("boom in decrypt") }));
+        assert!(matches!(&r, Err(CorpError::Panicked(m)) if m.contains("boom in decrypt")), "{r:?}");
+        // A panic inside a parallel iterator reaches the caller too.
+        let r = rt.block_on(on_pool(&pool, || {
+            (0..100u32).into_par_iter().map(|i| if i == 57 { panic!("item {i}") } else { i }).sum::<u32>()
+        }));
+        assert!(matches!(&r, Err(CorpError::Panicked(m)) if m.contains("item 57")), "{r:?}");
+        assert_eq!(rt.block_on(on_pool(&pool, || 41 + 1)).unwrap(), 42);
+    }
+
+    #[test]
+    fn permanent_errcodes() {
+        let api = |errcode| SdkError::Api { call: "GetChatData", errcode, errmsg: "x".into() };
+        for code in [40001, 48002, 60020, 301052] {
+            assert!(is_permanent(&api(code)), "{code}");
+        }
+        for code in [45009, 42001] {
+            assert!(!is_permanent(&api(code)), "{code}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! [`DbWriter`]: the one actor that writes record batches (DESIGN.md decision 10).
+//!
+//! [`WriteBatch`] → [`Store::write_batch`]: rows, media rows and the new cursor in ONE
+//! transaction. The actor never waits for a batch before taking the next message: each batch
+//! runs as its own future on the arbiter, so batches of different corps commit concurrently (the
+//! store's connection pool bounds the parallelism), and a failing batch fails only the corp
+//! that sent it, which gets the error back.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::store::{BatchOutcome, CorpId, MediaItem, Row, Store, StoreError};
+
+/// Store one page of a corp and move its cursor, in one transaction.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Committed, StoreError>")]
+pub struct WriteBatch {
+    /// The corp.
+    pub corpid: CorpId,
+    /// Message rows.
+    pub rows: Vec<Row>,
+    /// Media rows.
+    pub media: Vec<MediaItem>,
+    /// The cursor after this batch (the page's max seq).
+    pub new_cursor: u64,
+}
+
+/// A committed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The cursor now stored.
+    pub seq: u64,
+    /// What was inserted (duplicates excluded).
+    pub outcome: BatchOutcome,
+}
+
+/// The database writer actor.
+#[derive(Debug)]
+pub struct DbWriter {
+    store: Arc<dyn Store>,
+}
+
+impl DbWriter {
+    /// A writer over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+impl Actor for DbWriter {
+    type Context = Context<Self>;
+}
+
+impl Handler<WriteBatch> for DbWriter {
+    type Result = ResponseFuture<Result<Committed, StoreError>>;
+
+    fn handle(&mut self, msg: WriteBatch, _ctx: &mut Self::Context) -> Self::Result {
+        let store = Arc::clone(&self.store);
+        // `ResponseFuture` is spawned on the arbiter by actix: concurrent, not serialised.
+        Box::pin(async move {
+            let outcome = store.write_batch(&msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await?;
+            Ok(Committed { seq: msg.new_cursor, outcome })
+        })
+    }
+}

@@ -1,0 +1,241 @@
+//! The ingestion pipeline: thin actix glue over `sdk`, `crypto`, `message` and `store`.
+//!
+//! - [`supervisor::Supervisor`] holds the desired set of corps ([`crate::corps`]) and starts,
+//!   restarts and stops one [`corp::CorpActor`] per corp (one code path for start-up and reload);
+//! - [`corp::CorpActor`] pulls its corp: fetch via the [`sdk_pool::SdkPool`] → decrypt and parse
+//!   on the rayon decrypt pool → [`db_writer::WriteBatch`], the next fetch overlapping the write;
+//! - [`db_writer::DbWriter`] commits each batch in its own transaction, batches of different
+//!   corps concurrently;
+//! - [`sdk_pool::SdkPool`] is the bounded set of OS threads that make every SDK call.
+//!
+//! [`Pipeline::start`] wires them together inside a running actix `System`;
+//! [`Pipeline::shutdown`] stops fetching and lets in-flight writes finish. [`Stats`] is a live
+//! per-corp summary (for `demo`, and later `status`/metrics).
+
+pub mod corp;
+pub mod db_writer;
+pub mod sdk_pool;
+pub mod supervisor;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::corps::Sources;
+use crate::sdk::FinanceSdk;
+use crate::store::{CorpId, Store};
+
+/// Pull settings shared by every corp (`[pull]`, `[sdk] proxy`).
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    /// Wait after a short page.
+    pub poll_interval: Duration,
+    /// First backoff delay after a failure.
+    pub backoff_initial: Duration,
+    /// Backoff cap; also the retry interval of a failing corp (permanent errcode).
+    pub backoff_max: Duration,
+    /// Proxy URL for SDK calls (`None` = direct).
+    pub proxy: Option<String>,
+    /// Proxy credentials.
+    pub proxy_password: Option<crate::secret::Secret>,
+}
+
+impl Default for PullSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(5),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            proxy: None,
+            proxy_password: None,
+        }
+    }
+}
+
+/// Everything [`Pipeline::start`] needs besides the store, the SDK and the sources.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// SDK threads (`[sdk] threads`).
+    pub sdk_threads: usize,
+    /// Decrypt threads; 0 = one per core.
+    pub decrypt_threads: usize,
+    /// Pull timing.
+    pub pull: PullSettings,
+    /// How often the corp sources are re-read.
+    pub reload_interval: Duration,
+    /// How long past its timeout a started SDK call may take before it is abandoned.
+    pub hang_grace: Duration,
+    /// More SDK calls hung at once than this is fatal (exit non-zero).
+    pub max_hung_threads: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            sdk_threads: 4,
+            decrypt_threads: 0,
+            pull: PullSettings::default(),
+            reload_interval: Duration::from_secs(30),
+            hang_grace: Duration::from_secs(10),
+            max_hung_threads: 8,
+        }
+    }
+}
+
+/// What the corp actors share.
+pub struct Shared {
+    /// The SDK threads.
+    pub pool: Arc<sdk_pool::SdkPool>,
+    /// The decrypt pool.
+    pub decrypt: Arc<rayon::ThreadPool>,
+    /// The batch writer.
+    pub writer: Addr<db_writer::DbWriter>,
+    /// The store (cursor reads).
+    pub store: Arc<dyn Store>,
+    /// Pull timing.
+    pub pull: PullSettings,
+    /// Live per-corp summary.
+    pub stats: Arc<Stats>,
+    /// Set once a fatal error happened (the process must exit non-zero).
+    pub fatal: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("pool", &self.pool).field("pull", &self.pull).finish_non_exhaustive()
+    }
+}
+
+/// The live state of one corp.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorpStatus {
+    /// Rows inserted by this process.
+    pub stored: u64,
+    /// The committed cursor.
+    pub cursor: u64,
+    /// Undecryptable rows inserted by this process.
+    pub undecryptable: u64,
+    /// Distinct msgtypes seen by this process.
+    pub msgtypes: BTreeSet<String>,
+    /// `running`, `caught up`, `backoff`, `failing`, `stopped`, `restarting`.
+    pub state: String,
+    /// The last error (with errmsg for errcodes), cleared by a successful page.
+    pub last_error: Option<String>,
+    /// The generation of the corp's current actor (a restart increases it).
+    pub generation: u64,
+}
+
+/// Live per-corp summary, updated by the corp actors.
+#[derive(Debug, Default)]
+pub struct Stats {
+    corps: Mutex<BTreeMap<CorpId, CorpStatus>>,
+}
+
+impl Stats {
+    /// A copy of every corp's status.
+    pub fn snapshot(&self) -> BTreeMap<CorpId, CorpStatus> {
+        self.corps.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Updates one corp's status.
+    pub fn update(&self, corpid: &CorpId, f: impl FnOnce(&mut CorpStatus)) {
+        if let Ok(mut m) = self.corps.lock() {
+            f(m.entry(corpid.clone()).or_default());
+        }
+    }
+
+    /// Removes a corp (it left the desired set).
+    pub fn remove(&self, corpid: &CorpId) {
+        if let Ok(mut m) = self.corps.lock() {
+            m.remove(corpid);
+        }
+    }
+}
+
+/// The running pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The supervisor (send it [`supervisor::Reload`] or [`supervisor::Reconcile`]).
+    pub supervisor: Addr<supervisor::Supervisor>,
+    /// Live per-corp summary.
+    pub stats: Arc<Stats>,
+    pool: Arc<sdk_pool::SdkPool>,
+    fatal: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A thread pool could not be created.
+    #[error("cannot start threads: {0}")]
+    Threads(String),
+}
+
+impl Pipeline {
+    /// Starts the SDK pool, the decrypt pool, the writer and the supervisor, which loads the
+    /// sources at once and then every `reload_interval`. Must be called inside an actix `System`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        sdk: Arc<dyn FinanceSdk>,
+        sources: Sources,
+        config: &PipelineConfig,
+    ) -> Result<Pipeline, StartError> {
+        let pool = sdk_pool::SdkPool::new(sdk, config.sdk_threads, config.hang_grace, config.max_hung_threads)
+            .map_err(|e| StartError::Threads(e.to_string()))?;
+        let decrypt = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.decrypt_threads)
+            .thread_name(|i| format!("decrypt-{i}"))
+            .build()
+            .map_err(|e| StartError::Threads(e.to_string()))?;
+        let writer = db_writer::DbWriter::new(Arc::clone(&store)).start();
+        let stats = Arc::new(Stats::default());
+        let (fatal, fatal_rx) = tokio::sync::watch::channel(None);
+        let shared = Arc::new(Shared {
+            fatal,
+            pool: Arc::clone(&pool),
+            decrypt: Arc::new(decrypt),
+            writer,
+            store,
+            pull: config.pull.clone(),
+            stats: Arc::clone(&stats),
+        });
+        let supervisor = supervisor::Supervisor::new(shared, sources, config.reload_interval).start();
+        Ok(Pipeline { supervisor, stats, pool, fatal: fatal_rx })
+    }
+
+    /// Resolves with the reason once a fatal error happened (the SDK is wedged); the caller
+    /// should shut down and exit non-zero. Never resolves otherwise.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.fatal.clone();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The SDK thread pool (for status and tests).
+    pub fn sdk_pool(&self) -> &Arc<sdk_pool::SdkPool> {
+        &self.pool
+    }
+
+    /// Graceful stop: every corp stops fetching, in-flight writes finish, then the SDK threads
+    /// exit (a call in progress finishes first; its answer is dropped). Waits up to 30 s for
+    /// the threads that are not hung.
+    pub async fn shutdown(self) {
+        let _ = self.supervisor.send(supervisor::Shutdown).await;
+        self.pool.close();
+        // Let the SDK threads drop their handles (DestroySdk) before the caller goes on: a
+        // process that exits while a thread is still inside the vendor library may crash in
+        // the library's exit handlers. A hung call is not waited for beyond the deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.pool.running_threads() > self.pool.hung() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! [`Supervisor`]: the desired set of corps → one running [`CorpActor`] per corp.
+//!
+//! One code path for start-up and reload: [`Reload`] reads the sources ([`crate::corps::load`])
+//! and hands the result to [`Reconcile`], which diffs it against the running actors: a new corp
+//! is started, a corp whose [`CorpSpec::fingerprint`] changed is stopped and started again once
+//! its old actor has finished (so two actors of one corp never write at once), a removed or
+//! disabled corp is stopped, and every other corp keeps its actor. The sources are re-read every
+//! `reload_interval`; when a source cannot be read the previous desired set is kept.
+//!
+//! An actor that ends with an error ([`CorpExited`]) is restarted after a capped exponential
+//! backoff. [`Shutdown`] stops every corp and answers once all have finished their in-flight
+//! writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::corp::{Backoff, CorpActor, CorpError, CorpExited, Stop};
+use super::Shared;
+use crate::corps::{self, CorpSpec, Desired, Sources};
+use crate::store::CorpId;
+
+/// Re-read the sources and reconcile.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Reload;
+
+/// Make `desired` the running set.
+#[derive(Debug, Message)]
+#[rtype(result = "ReconcileReport")]
+pub struct Reconcile(pub Desired);
+
+/// What a [`Reconcile`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Corps started.
+    pub started: Vec<CorpId>,
+    /// Corps whose settings changed (restarted once the old actor finished).
+    pub restarted: Vec<CorpId>,
+    /// Corps stopped (removed or disabled).
+    pub stopped: Vec<CorpId>,
+    /// Corps left out of the desired set, with why.
+    pub errors: Vec<(String, String)>,
+}
+
+/// Stop everything gracefully; answers when every corp actor has finished.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// The corps currently running (for tests and `status`).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<CorpId>")]
+pub struct Running;
+
+struct Entry {
+    addr: Addr<CorpActor>,
+    fingerprint: String,
+    generation: u64,
+    started: Instant,
+    stopping: bool,
+}
+
+/// The supervisor actor.
+pub struct Supervisor {
+    shared: Arc<Shared>,
+    sources: Sources,
+    reload_interval: Duration,
+    desired: BTreeMap<CorpId, CorpSpec>,
+    running: HashMap<CorpId, Entry>,
+    /// Consecutive failures per corp (for the restart backoff).
+    failures: HashMap<CorpId, u32>,
+    next_generation: u64,
+    shutting_down: bool,
+    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").field("running", &self.running.len()).finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// A supervisor reading `sources` every `reload_interval`.
+    pub fn new(shared: Arc<Shared>, sources: Sources, reload_interval: Duration) -> Self {
+        Self {
+            shared,
+            sources,
+            reload_interval,
+            desired: BTreeMap::new(),
+            running: HashMap::new(),
+            failures: HashMap::new(),
+            next_generation: 1,
+            shutting_down: false,
+            waiters: Vec::new(),
+        }
+    }
+
+    fn start_corp(&mut self, spec: CorpSpec, ctx: &mut Context<Self>) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let corpid = spec.corpid.clone();
+        let fingerprint = spec.fingerprint();
+        tracing::info!(corpid = %corpid, generation, "starting corp");
+        let addr = CorpActor::new(spec, generation, Arc::clone(&self.shared), ctx.address().recipient()).start();
+        self.running.insert(corpid, Entry { addr, fingerprint, generation, started: Instant::now(), stopping: false });
+    }
+
+    fn reconcile(&mut self, desired: Desired, ctx: &mut Context<Self>) -> ReconcileReport {
+        let mut report = ReconcileReport { errors: desired.errors, ..ReconcileReport::default() };
+        for (corpid, error) in &report.errors {
+            tracing::error!(corpid = %corpid, %error, "corp left out");
+        }
+        if self.shutting_down {
+            return report;
+        }
+        for (corpid, entry) in &mut self.running {
+            match desired.corps.get(corpid) {
+                None if !entry.stopping => {
+                    tracing::info!(corpid = %corpid, "stopping corp (removed or disabled)");
+                    entry.stopping = true;
+                    entry.addr.do_send(Stop);
+                    report.stopped.push(corpid.clone());
+                }
+                Some(spec) if spec.fingerprint() != entry.fingerprint && !entry.stopping => {
+                    tracing::info!(corpid = %corpid, "restarting corp (settings changed)");
+                    entry.stopping = true;
+                    entry.addr.do_send(Stop);
+                    report.restarted.push(corpid.clone());
+                }
+                _ => {}
+            }
+        }
+        for (corpid, spec) in &desired.corps {
+            if !self.running.contains_key(corpid) {
+                if self.desired.get(corpid).is_none_or(|old| old != spec) {
+                    self.failures.remove(corpid);
+                }
+                report.started.push(corpid.clone());
+                self.start_corp(spec.clone(), ctx);
+            }
+        }
+        for corpid in self.desired.keys() {
+            if !desired.corps.contains_key(corpid) && !self.running.contains_key(corpid) {
+                self.shared.stats.remove(corpid);
+            }
+        }
+        self.desired = desired.corps;
+        report
+    }
+
+    fn restart_delay(&mut self, corpid: &CorpId, ran_for: Duration) -> Duration {
+        let pull = &self.shared.pull;
+        let n = self.failures.entry(corpid.clone()).or_default();
+        if ran_for > pull.backoff_max {
+            *n = 0;
+        }
+        *n = n.saturating_add(1);
+        let mut b = Backoff::new(pull.backoff_initial, pull.backoff_max);
+        let mut d = b.next_delay();
+        for _ in 1..(*n).min(32) {
+            d = b.next_delay();
+        }
+        d
+    }
+
+    fn notify_if_idle(&mut self) {
+        if self.shutting_down && self.running.is_empty() {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.notify(Reload);
+        ctx.run_interval(self.reload_interval.max(Duration::from_millis(100)), |_, ctx| ctx.notify(Reload));
+    }
+}
+
+impl Handler<Reload> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
+        if self.shutting_down {
+            return;
+        }
+        let sources = self.sources.clone();
+        ctx.spawn(async move { corps::load(&sources).await }.into_actor(self).map(|loaded, act, ctx| match loaded {
+            Ok(desired) => {
+                let report = act.reconcile(desired, ctx);
+                if !(report.started.is_empty() && report.restarted.is_empty() && report.stopped.is_empty()) {
+                    tracing::info!(
+                        started = report.started.len(),
+                        restarted = report.restarted.len(),
+                        stopped = report.stopped.len(),
+                        running = act.running.len(),
+                        "corps reconciled"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reading the corp sources failed; keeping the current corps"),
+        }));
+    }
+}
+
+impl Handler<Reconcile> for Supervisor {
+    type Result = MessageResult<Reconcile>;
+
+    fn handle(&mut self, msg: Reconcile, ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.reconcile(msg.0, ctx))
+    }
+}
+
+impl Handler<Running> for Supervisor {
+    type Result = MessageResult<Running>;
+
+    fn handle(&mut self, _: Running, _ctx: &mut Self::Context) -> Self::Result {
+        let mut ids: Vec<CorpId> = self.running.iter().filter(|(_, e)| !e.stopping).map(|(c, _)| c.clone()).collect();
+        ids.sort();
+        MessageResult(ids)
+    }
+}
+
+impl Handler<CorpExited> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CorpExited, ctx: &mut Self::Context) {
+        let Some(entry) = self.running.get(&msg.corpid) else { return };
+        if entry.generation != msg.generation {
+            return; // an older actor of this corp
+        }
+        let ran_for = entry.started.elapsed();
+        let was_stopping = entry.stopping;
+        self.running.remove(&msg.corpid);
+        if self.shutting_down {
+            self.notify_if_idle();
+            return;
+        }
+        let Some(spec) = self.desired.get(&msg.corpid).cloned() else {
+            self.shared.stats.remove(&msg.corpid);
+            return;
+        };
+        if let Err(CorpError::Fatal(reason)) = &msg.result {
+            tracing::error!(corpid = %msg.corpid, %reason, "fatal error; the process must restart");
+            self.shared.fatal.send_replace(Some(reason.clone()));
+            return;
+        }
+        match msg.result {
+            Ok(()) if was_stopping => self.start_corp(spec, ctx),
+            result => {
+                let error = result.err().map_or_else(|| "stopped unexpectedly".to_string(), |e| e.to_string());
+                let delay = self.restart_delay(&msg.corpid, ran_for);
+                tracing::error!(corpid = %msg.corpid, %error, ?delay, "corp actor ended; restarting after backoff");
+                self.shared.stats.update(&msg.corpid, |s| {
+                    s.state = "restarting".into();
+                    s.last_error = Some(error);
+                });
+                let corpid = msg.corpid.clone();
+                ctx.run_later(delay, move |act, ctx| {
+                    if act.shutting_down || act.running.contains_key(&corpid) {
+                        return;
+                    }
+                    if let Some(spec) = act.desired.get(&corpid).cloned() {
+                        act.start_corp(spec, ctx);
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        for entry in self.running.values_mut() {
+            entry.stopping = true;
+            entry.addr.do_send(Stop);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiters.push(tx);
+        self.notify_if_idle();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}

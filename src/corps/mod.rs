@@ -1,0 +1,414 @@
+//! Corp sources → the desired set of corps.
+//!
+//! A [`CorpSpec`] is everything a corp's pipeline needs: its validated [`CorpId`], secret, page
+//! size, SDK timeout and parsed [`Keyring`]. Specs come from two sources, read by [`load`]:
+//!
+//! - the `corplist` / `corp_keys` tables ([`from_table`]): `status = 1` rows are enabled; each
+//!   `corp_keys` row is one key version and `corplist.prikey` is the fallback key (DESIGN.md
+//!   decision 5);
+//! - a corps TOML file ([`from_file`], format in `config/corps.example.toml`):
+//!   `[[corp]] corpid, secret, name, limits, timeout, enabled` with `[[corp.key]] ver, pem | file`.
+//!
+//! A corp that is defined twice (in one source or across both), has an invalid corpid or an
+//! unparsable key is reported in [`Desired::errors`] and left out; every other corp proceeds.
+//! [`CorpSpec::fingerprint`] changes whenever the secret, the keys, the limit or the timeout
+//! change, so that the supervisor knows which running corps to restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::crypto::{self, Keyring};
+use crate::sdk::{SdkTimeout, MAX_LIMIT};
+use crate::secret::Secret;
+use crate::store::{CorpId, Store};
+
+/// One corp as the pipeline needs it. Secrets never print (`Secret`, `Keyring` debug output).
+#[derive(Clone)]
+pub struct CorpSpec {
+    /// The validated corpid.
+    pub corpid: CorpId,
+    /// Display name.
+    pub name: String,
+    /// 会话存档 secret.
+    pub secret: Secret,
+    /// Records per GetChatData call, 1..=1000.
+    pub limit: u32,
+    /// Per-call SDK timeout.
+    pub timeout: SdkTimeout,
+    /// The corp's private keys.
+    pub keyring: Arc<Keyring>,
+    /// Hash of the secret and the public-key fingerprints (computed once at construction).
+    key_digest: String,
+}
+
+impl fmt::Debug for CorpSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CorpSpec")
+            .field("corpid", &self.corpid)
+            .field("name", &self.name)
+            .field("limit", &self.limit)
+            .field("timeout", &self.timeout)
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CorpSpec {
+    /// Builds a spec; `limit` is clamped into 1..=1000.
+    pub fn new(
+        corpid: CorpId,
+        name: impl Into<String>,
+        secret: Secret,
+        limit: u32,
+        timeout: SdkTimeout,
+        keyring: Keyring,
+    ) -> Self {
+        let key_digest = digest(&secret, &keyring);
+        Self {
+            corpid,
+            name: name.into(),
+            secret,
+            limit: limit.clamp(1, MAX_LIMIT),
+            timeout,
+            keyring: Arc::new(keyring),
+            key_digest,
+        }
+    }
+
+    /// Changes when the secret, keys, limit or timeout change (never contains a secret: the
+    /// secret enters only through a one-way hash).
+    pub fn fingerprint(&self) -> String {
+        format!("{}|{}|{}|{}", self.corpid, self.limit, self.timeout.secs(), self.key_digest)
+    }
+}
+
+impl PartialEq for CorpSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint() == other.fingerprint()
+    }
+}
+
+/// A non-cryptographic digest is enough here: it only detects changes, and the secret is hashed
+/// together with the public-key fingerprints (no secret leaks through a 64-bit SipHash).
+fn digest(secret: &Secret, keyring: &Keyring) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    secret.expose().hash(&mut h);
+    format!("{:016x}|{:?}", h.finish(), keyring)
+}
+
+/// Defaults for settings a corp does not give (`[pull] limit`, `[sdk] timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    /// Records per call when the corp's `limits` is 0 or absent.
+    pub limit: u32,
+    /// SDK timeout when the corp's `timeout` is 0 or absent.
+    pub timeout: SdkTimeout,
+}
+
+/// The outcome of reading the sources.
+#[derive(Debug, Default)]
+pub struct Desired {
+    /// Enabled, valid corps by corpid.
+    pub corps: BTreeMap<CorpId, CorpSpec>,
+    /// Corps left out, with why (`(corpid as written, error)`).
+    pub errors: Vec<(String, String)>,
+}
+
+/// Why a whole source could not be read (the previous desired set must then be kept).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The corplist/corp_keys tables could not be read.
+    #[error("reading corplist/corp_keys failed: {0}")]
+    Table(#[from] crate::store::StoreError),
+    /// The corps file could not be read or is not valid TOML.
+    #[error("corps file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Where corps come from.
+#[derive(Clone, Default)]
+pub struct Sources {
+    /// Read `corplist`/`corp_keys` from this store.
+    pub table: Option<Arc<dyn Store>>,
+    /// Read this corps TOML file.
+    pub file: Option<PathBuf>,
+    /// Corps given directly (demo, tests).
+    pub fixed: Vec<CorpSpec>,
+    /// Defaults for unset per-corp settings.
+    pub defaults: Option<Defaults>,
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sources")
+            .field("table", &self.table.is_some())
+            .field("file", &self.file)
+            .field("fixed", &self.fixed.len())
+            .finish()
+    }
+}
+
+/// Reads every source and merges them; a corp defined in more than one place is an error for it.
+pub async fn load(sources: &Sources) -> Result<Desired, SourceError> {
+    let defaults = sources.defaults.unwrap_or(Defaults { limit: MAX_LIMIT, timeout: SdkTimeout::default() });
+    let mut parts: Vec<Vec<Candidate>> = Vec::new();
+    if let Some(store) = &sources.table {
+        parts.push(from_table(store.as_ref(), defaults).await?);
+    }
+    if let Some(path) = &sources.file {
+        parts.push(from_file(path, defaults)?);
+    }
+    parts.push(
+        sources.fixed.iter().cloned().map(|s| Candidate { corpid: s.corpid.to_string(), spec: Ok(Some(s)) }).collect(),
+    );
+    Ok(merge(parts))
+}
+
+/// One corp as read from a source: `Ok(None)` = present but disabled.
+#[derive(Debug)]
+pub struct Candidate {
+    /// The corpid as written.
+    pub corpid: String,
+    /// The spec, disabled, or why it is invalid.
+    pub spec: Result<Option<CorpSpec>, String>,
+}
+
+/// Merges candidates: a corpid seen more than once (enabled or not) is an error for that corp.
+pub fn merge(parts: Vec<Vec<Candidate>>) -> Desired {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for c in parts.iter().flatten() {
+        *seen.entry(c.corpid.clone()).or_default() += 1;
+    }
+    let mut desired = Desired::default();
+    let mut reported = std::collections::HashSet::new();
+    for c in parts.into_iter().flatten() {
+        if seen.get(&c.corpid).copied().unwrap_or(0) > 1 {
+            if reported.insert(c.corpid.clone()) {
+                desired.errors.push((c.corpid.clone(), "corp is defined more than once".into()));
+            }
+            continue;
+        }
+        match c.spec {
+            Ok(Some(spec)) => {
+                desired.corps.insert(spec.corpid.clone(), spec);
+            }
+            Ok(None) => {}
+            Err(e) => desired.errors.push((c.corpid, e)),
+        }
+    }
+    desired
+}
+
+fn limit_or(limit: i64, defaults: Defaults) -> u32 {
+    if limit <= 0 {
+        defaults.limit
+    } else {
+        u32::try_from(limit.min(i64::from(MAX_LIMIT))).unwrap_or(MAX_LIMIT)
+    }
+}
+
+fn timeout_or(timeout: i64, defaults: Defaults) -> SdkTimeout {
+    if timeout <= 0 {
+        defaults.timeout
+    } else {
+        SdkTimeout::from_secs(timeout.unsigned_abs())
+    }
+}
+
+/// The enabled corps of `corplist`, with their `corp_keys`.
+pub async fn from_table(store: &dyn Store, defaults: Defaults) -> Result<Vec<Candidate>, SourceError> {
+    let rows = store.list_corps().await?;
+    let keys = store.list_corp_keys().await?;
+    let mut by_corp: HashMap<String, Vec<(u32, Secret)>> = HashMap::new();
+    for (corpid, ver, pem) in keys {
+        by_corp.entry(corpid).or_default().push((ver, pem));
+    }
+    let mut out = Vec::new();
+    for row in rows {
+        let spec = if row.status != 1 {
+            Ok(None)
+        } else {
+            (|| {
+                let corpid = CorpId::new(&row.corpid).map_err(|e| e.to_string())?;
+                let mut keyring = Keyring::new();
+                if !row.prikey.is_empty() {
+                    let key = crypto::parse_private_key(row.prikey.expose().as_bytes())
+                        .map_err(|e| format!("corplist.prikey: {e}"))?;
+                    keyring.set_fallback(key);
+                }
+                for (ver, pem) in by_corp.get(&row.corpid).map(Vec::as_slice).unwrap_or_default() {
+                    let key = crypto::parse_private_key(pem.expose().as_bytes())
+                        .map_err(|e| format!("corp_keys publickey_ver {ver}: {e}"))?;
+                    keyring.insert(*ver, key);
+                }
+                Ok(Some(CorpSpec::new(
+                    corpid,
+                    row.corpname.clone(),
+                    row.secret.clone(),
+                    limit_or(i64::from(row.limits), defaults),
+                    timeout_or(i64::from(row.timeout), defaults),
+                    keyring,
+                )))
+            })()
+        };
+        out.push(Candidate { corpid: row.corpid, spec });
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorpsFile {
+    #[serde(default)]
+    corp: Vec<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCorp {
+    corpid: String,
+    secret: Secret,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    limits: i64,
+    #[serde(default)]
+    timeout: i64,
+    #[serde(default = "enabled_default")]
+    enabled: bool,
+    #[serde(default)]
+    key: Vec<FileKey>,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKey {
+    ver: u32,
+    #[serde(default)]
+    pem: Option<Secret>,
+    #[serde(default)]
+    file: Option<PathBuf>,
+}
+
+/// The corps of a TOML file. Relative key `file`s are relative to the file's directory. A bad
+/// `[[corp]]` entry is an error for that corp only; an unreadable file fails the whole source.
+pub fn from_file(path: &Path, defaults: Defaults) -> Result<Vec<Candidate>, SourceError> {
+    let file_err = |message: String| SourceError::File { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let parsed: CorpsFile = toml::from_str(&text).map_err(|e| file_err(e.message().to_string()))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, value) in parsed.corp.into_iter().enumerate() {
+        let label = value
+            .get("corpid")
+            .and_then(toml::Value::as_str)
+            .map_or_else(|| format!("[[corp]] #{}", i + 1), str::to_string);
+        let spec = FileCorp::deserialize(value)
+            .map_err(|e| format!("invalid [[corp]] entry: {}", e.message()))
+            .and_then(|c| file_corp(c, &base, defaults));
+        out.push(Candidate { corpid: label, spec });
+    }
+    Ok(out)
+}
+
+fn file_corp(c: FileCorp, base: &Path, defaults: Defaults) -> Result<Option<CorpSpec>, String> {
+    if !c.enabled {
+        return Ok(None);
+    }
+    let corpid = CorpId::new(&c.corpid).map_err(|e| e.to_string())?;
+    let mut keyring = Keyring::new();
+    for k in &c.key {
+        let bytes = match (&k.pem, &k.file) {
+            (Some(pem), None) => pem.expose().as_bytes().to_vec(),
+            (None, Some(file)) => {
+                let p = if file.is_absolute() { file.clone() } else { base.join(file) };
+                std::fs::read(&p).map_err(|e| format!("key ver {}: cannot read {}: {e}", k.ver, p.display()))?
+            }
+            _ => return Err(format!("key ver {}: give exactly one of `pem` and `file`", k.ver)),
+        };
+        let key = crypto::parse_private_key(&bytes).map_err(|e| format!("key ver {}: {e}", k.ver))?;
+        keyring.insert(k.ver, key);
+    }
+    if keyring.is_empty() {
+        return Err("no [[corp.key]]: records could never be decrypted".into());
+    }
+    Ok(Some(CorpSpec::new(
+        corpid,
+        c.name,
+        c.secret,
+        limit_or(c.limits, defaults),
+        timeout_or(c.timeout, defaults),
+        keyring,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM: &str = include_str!("../../tests/fixtures/keys/rsa2048.pkcs8.pem");
+
+    fn defaults() -> Defaults {
+        Defaults { limit: 100, timeout: SdkTimeout::from_secs(5) }
+    }
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("corps.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn file_errors_are_per_corp() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[[corp]]\ncorpid = \"ok1\"\nsecret = \"s\"\nlimits = 5000\n[[corp.key]]\nver = 1\npem = '''{PEM}'''\n\
+             [[corp]]\ncorpid = \"badkey\"\nsecret = \"s\"\n[[corp.key]]\nver = 1\npem = \"nope\"\n\
+             [[corp]]\ncorpid = \"twice\"\nsecret = \"s\"\n[[corp.key]]\nver = 1\npem = '''{PEM}'''\n\
+             [[corp]]\ncorpid = \"twice\"\nsecret = \"s\"\n[[corp.key]]\nver = 1\npem = '''{PEM}'''\n\
+             [[corp]]\ncorpid = \"off\"\nsecret = \"s\"\nenabled = false\n"
+        );
+        let p = write(dir.path(), &text);
+        let d = merge(vec![from_file(&p, defaults()).unwrap()]);
+        assert_eq!(d.corps.keys().map(CorpId::as_str).collect::<Vec<_>>(), ["ok1"]);
+        let ok = &d.corps[&CorpId::new("ok1").unwrap()];
+        assert_eq!(ok.limit, 1000);
+        assert_eq!(ok.timeout, SdkTimeout::from_secs(5));
+        let mut names: Vec<&str> = d.errors.iter().map(|(c, _)| c.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["badkey", "twice"], "{:?}", d.errors);
+        assert!(!format!("{d:?}").contains("MII"), "no key material in debug output");
+    }
+
+    #[test]
+    fn fingerprint_follows_secret_keys_limit_timeout() {
+        let key = Arc::new(crypto::parse_private_key(PEM.as_bytes()).unwrap());
+        let mut ring = Keyring::new();
+        ring.insert(1, key.clone());
+        let id = CorpId::new("c1").unwrap();
+        let t = SdkTimeout::from_secs(5);
+        let a = CorpSpec::new(id.clone(), "n", Secret::new("s"), 10, t, ring.clone());
+        assert_eq!(a, CorpSpec::new(id.clone(), "other name", Secret::new("s"), 10, t, ring.clone()));
+        assert_ne!(a, CorpSpec::new(id.clone(), "n", Secret::new("s2"), 10, t, ring.clone()));
+        assert_ne!(a, CorpSpec::new(id.clone(), "n", Secret::new("s"), 11, t, ring.clone()));
+        assert_ne!(a, CorpSpec::new(id.clone(), "n", Secret::new("s"), 10, SdkTimeout::from_secs(6), ring.clone()));
+        let mut ring2 = ring.clone();
+        ring2.insert(2, key);
+        assert_ne!(a, CorpSpec::new(id, "n", Secret::new("s"), 10, t, ring2));
+        assert!(!a.fingerprint().contains("|s|"));
+    }
+}

@@ -1,0 +1,127 @@
+//! `wework-msgaudit run --config FILE` as an operator runs it: the daemon binary with the
+//! in-process emulator (`[sdk] library = "emulator"`, `WWF_EMULATOR_SCENARIO`), a corps file
+//! with key files beside it, SQLite; SIGTERM stops it gracefully (exit 0). Configuration
+//! mistakes exit 2.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CORP: &str = "wwruncorp000000001";
+const RECORDS: i64 = 500;
+
+fn setup(dir: &Path) -> std::path::PathBuf {
+    let mut scenario = format!("[[corp]]\ncorpid = \"{CORP}\"\nsecret = \"run-secret\"\nrecords = {RECORDS}\n");
+    let mut corps = format!("[[corp]]\ncorpid = \"{CORP}\"\nsecret = \"run-secret\"\nlimits = 100\n");
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    for ver in 1..=3 {
+        let pem = emulator::demo_private_key_pem(ver).unwrap();
+        scenario.push_str(&format!("[[corp.key]]\nver = {ver}\nprivate_key_pem = '''{pem}'''\n"));
+        std::fs::write(dir.join(format!("keys/v{ver}.pem")), pem).unwrap();
+        corps.push_str(&format!("[[corp.key]]\nver = {ver}\nfile = \"keys/v{ver}.pem\"\n"));
+    }
+    std::fs::write(dir.join("scenario.toml"), scenario).unwrap();
+    std::fs::write(dir.join("corps.toml"), corps).unwrap();
+    let config = format!(
+        "[database]\nurl = \"sqlite://{db}\"\n[sdk]\nlibrary = \"emulator\"\nthreads = 2\n\
+         [pull]\npoll_interval = \"200ms\"\nbackoff_initial = \"50ms\"\nbackoff_max = \"1s\"\n\
+         [corps]\ntable = true\nfile = \"{corps}\"\nreload_interval = \"1s\"\n",
+        db = dir.join("run.db").display(),
+        corps = dir.join("corps.toml").display()
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn rows(db: &Path) -> (i64, i64, i64) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let Ok(pool) = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await else {
+            return (0, 0, 0);
+        };
+        let t = format!("message_{CORP}");
+        let q = |sql: String| {
+            let pool = pool.clone();
+            async move { sqlx::query_scalar::<_, i64>(&sql).fetch_one(&pool).await.unwrap_or(0) }
+        };
+        let n = q(format!("SELECT COUNT(*) FROM {t}")).await;
+        let d = q(format!("SELECT COUNT(DISTINCT msgid) FROM {t}")).await;
+        let c = q(format!("SELECT seq FROM corp_cursor WHERE corpid = '{CORP}'")).await;
+        pool.close().await;
+        (n, d, c)
+    })
+}
+
+#[test]
+fn run_pulls_the_configured_corps_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("WWF_EMULATOR_SCENARIO", dir.path().join("scenario.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let db = dir.path().join("run.db");
+    let until = Instant::now() + Duration::from_secs(120);
+    while rows(&db).2 < RECORDS {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!("daemon exited early ({status}): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(Instant::now() < until, "the daemon did not store {RECORDS} records in time");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(send_sigterm(pid), 0);
+    let until = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "exit {status}: {stderr}");
+    assert!(stderr.contains("SIGTERM") && stderr.contains("stopped"), "{stderr}");
+    assert!(!stderr.contains("run-secret"), "the secret never reaches the log");
+    assert_eq!(rows(&db), (RECORDS, RECORDS, RECORDS), "rows, distinct msgids, cursor");
+}
+
+/// SIGTERM through the `kill` command (the tests stay free of `unsafe`).
+fn send_sigterm(pid: i32) -> i32 {
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    status.code().unwrap_or(-1)
+}
+
+#[test]
+fn configuration_mistakes_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_wework-msgaudit")).args(args).envs(env.iter().copied()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(&["run", "--config", "/nonexistent/config.toml"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[pull]\nlimt = 5\n").unwrap();
+    let (code, err) = run(&["run", "--config", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("limt"), "{err}");
+    let nolib = dir.path().join("nolib.toml");
+    std::fs::write(&nolib, "[sdk]\nlibrary = \"/nonexistent/libWeWorkFinanceSdk_C.so\"\n").unwrap();
+    let (code, err) = run(&["run", "--config", nolib.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    let config = setup(dir.path());
+    std::fs::remove_file(dir.path().join("corps.toml")).unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    let (code, err) =
+        run(&["run", "--config", config.to_str().unwrap()], &[("WWF_EMULATOR_SCENARIO", scenario.to_str().unwrap())]);
+    assert_eq!(code, Some(2), "a missing corps file: {err}");
+    assert!(err.contains("corps.toml"), "{err}");
+}
