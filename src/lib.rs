@@ -6,11 +6,17 @@
 //! - [`sdk`]: the vendor SDK behind a safe trait (the only `unsafe` code), and the emulator
 //!   standing in for it;
 //! - [`crypto`]: private keys, the per-corp keyring, RSA, and the native `DecryptData`;
-//! - [`message`]: reading decrypted records tolerantly;
-//! - [`secret`]: a string type that never prints itself;
+//! - [`message`]: a decrypted record → the row and media items to store (every msgtype, hostile
+//!   input);
+//! - [`store`]: the `Store` trait over MySQL/MariaDB and SQLite (per-corp tables, one transaction
+//!   per batch, the Java-schema upgrade);
+//! - [`config`]: layered configuration (defaults < TOML < environment);
+//! - [`secret`]: a string type that never prints itself, and URL redaction;
 //! - [`corps`]: corp sources (tables, file) → the desired set of corps;
 //! - [`actors`]: the ingestion pipeline (supervisor, one actor per corp, DB writer, SDK pool);
 //! - [`cli`]: the subcommands.
+//!
+//! `crypto`, `message`, `store` and `config` know nothing of actors; `actors` is the glue.
 
 pub mod actors;
 pub mod cli;
