@@ -4,7 +4,9 @@
 //! module and returns a [`CliError`] whose [`CliError::exit_code`] tells configuration mistakes
 //! (exit 2) from runtime failures (exit 1).
 
+pub mod corp;
 pub mod demo;
+pub mod redecrypt;
 pub mod run;
 
 use std::path::PathBuf;
@@ -31,6 +33,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// The built-in demo corp of the emulator through the full pipeline into a SQLite file.
     Demo(demo::DemoArgs),
+    /// Manage the corps of the `corplist` / `corp_keys` tables (add, list, enable, disable, set-key).
+    Corp(corp::CorpArgs),
+    /// Retry a corp's undecryptable rows with its current keys (e.g. after `corp set-key`).
+    Redecrypt(redecrypt::RedecryptArgs),
 }
 
 /// Why a subcommand failed.
@@ -59,6 +65,36 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Corp(args) => corp::run(&args),
+        Command::Redecrypt(args) => redecrypt::run(&args),
+    }
+}
+
+/// Loads the configuration (`config`, defaults, environment overrides, as `run` does), connects
+/// to and migrates its database, and runs `f` on it in a single-threaded runtime.
+pub fn with_store<F, Fut>(config: Option<&std::path::Path>, f: F) -> Result<(), CliError>
+where
+    F: FnOnce(std::sync::Arc<dyn crate::store::Store>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CliError>>,
+{
+    let cfg = crate::config::Config::load(config).map_err(|e| CliError::Config(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        let store = crate::store::connect(cfg.database.url.expose()).await.map_err(store_error)?;
+        store.migrate().await.map_err(store_error)?;
+        f(store).await
+    })
+}
+
+/// A storage error as a CLI error: a bad URL or corpid is a configuration error, the rest runtime.
+pub fn store_error(e: crate::store::StoreError) -> CliError {
+    use crate::store::StoreError;
+    match e {
+        StoreError::UnsupportedUrl(_) | StoreError::InvalidCorpId(_) => CliError::Config(e.to_string()),
+        other => CliError::Runtime(other.to_string()),
     }
 }
 

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::CliError;
+use super::{store_error, CliError};
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
 use crate::config::Config;
 use crate::corps::{self, Defaults, SourceError, Sources};
 use crate::sdk::{dynlib::VendorSdk, emulated::EmulatedSdk, FinanceSdk, SdkTimeout, MAX_LIMIT};
-use crate::store::{self, StoreError};
+use crate::store;
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
@@ -64,13 +64,6 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             None => Ok(()),
         }
     })
-}
-
-fn store_error(e: StoreError) -> CliError {
-    match e {
-        StoreError::UnsupportedUrl(_) | StoreError::InvalidCorpId(_) => CliError::Config(e.to_string()),
-        other => CliError::Runtime(other.to_string()),
-    }
 }
 
 /// `emulator` → the in-process emulator (`WWF_EMULATOR_SCENARIO`), anything else a library path.

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use crate::crypto::{self, Keyring};
 use crate::sdk::{SdkTimeout, MAX_LIMIT};
 use crate::secret::Secret;
-use crate::store::{CorpId, Store};
+use crate::store::{CorpId, CorpRow, Store};
 
 /// One corp as the pipeline needs it. Secrets never print (`Secret`, `Keyring` debug output).
 #[derive(Clone)]
@@ -240,17 +240,7 @@ pub async fn from_table(store: &dyn Store, defaults: Defaults) -> Result<Vec<Can
         } else {
             (|| {
                 let corpid = CorpId::new(&row.corpid).map_err(|e| e.to_string())?;
-                let mut keyring = Keyring::new();
-                if !row.prikey.is_empty() {
-                    let key = crypto::parse_private_key(row.prikey.expose().as_bytes())
-                        .map_err(|e| format!("corplist.prikey: {e}"))?;
-                    keyring.set_fallback(key);
-                }
-                for (ver, pem) in by_corp.get(&row.corpid).map(Vec::as_slice).unwrap_or_default() {
-                    let key = crypto::parse_private_key(pem.expose().as_bytes())
-                        .map_err(|e| format!("corp_keys publickey_ver {ver}: {e}"))?;
-                    keyring.insert(*ver, key);
-                }
+                let keyring = table_keyring(&row, by_corp.get(&row.corpid).map(Vec::as_slice).unwrap_or_default())?;
                 Ok(Some(CorpSpec::new(
                     corpid,
                     row.corpname.clone(),
@@ -264,6 +254,43 @@ pub async fn from_table(store: &dyn Store, defaults: Defaults) -> Result<Vec<Can
         out.push(Candidate { corpid: row.corpid, spec });
     }
     Ok(out)
+}
+
+/// The keyring of a `corplist` row: `keys` (its `corp_keys` rows, `(publickey_ver, prikey)`) by
+/// version, `corplist.prikey` as the fallback (DESIGN.md decision 5). The pipeline and the
+/// `redecrypt` command both build keyrings only through this function.
+pub fn table_keyring(row: &CorpRow, keys: &[(u32, Secret)]) -> Result<Keyring, String> {
+    let mut keyring = Keyring::new();
+    if !row.prikey.is_empty() {
+        let key =
+            crypto::parse_private_key(row.prikey.expose().as_bytes()).map_err(|e| format!("corplist.prikey: {e}"))?;
+        keyring.set_fallback(key);
+    }
+    for (ver, pem) in keys {
+        let key = crypto::parse_private_key(pem.expose().as_bytes())
+            .map_err(|e| format!("corp_keys publickey_ver {ver}: {e}"))?;
+        keyring.insert(*ver, key);
+    }
+    Ok(keyring)
+}
+
+/// The keyring of one corp as the tables define it now (whatever its status), or `None` when
+/// `corplist` has no such corp.
+pub async fn keyring_from_table(
+    store: &dyn Store,
+    corpid: &CorpId,
+) -> Result<Option<Result<Keyring, String>>, SourceError> {
+    let Some(row) = store.list_corps().await?.into_iter().find(|r| r.corpid == corpid.as_str()) else {
+        return Ok(None);
+    };
+    let keys: Vec<(u32, Secret)> = store
+        .list_corp_keys()
+        .await?
+        .into_iter()
+        .filter(|(c, _, _)| c == corpid.as_str())
+        .map(|(_, ver, pem)| (ver, pem))
+        .collect();
+    Ok(Some(table_keyring(&row, &keys)))
 }
 
 #[derive(Deserialize)]

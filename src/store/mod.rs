@@ -252,6 +252,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Up to `limit` rows with a decrypt error and kept ciphertext, with `id > after_id`, by id.
     async fn undecrypted(&self, corpid: &CorpId, after_id: u64, limit: u32) -> Result<Vec<Undecrypted>, StoreError>;
 
+    /// How many rows have a decrypt error but no kept ciphertext (the Java version's `解密失败`
+    /// rows): `redecrypt` can never recover them and only reports their number.
+    async fn count_unrecoverable(&self, corpid: &CorpId) -> Result<u64, StoreError>;
+
     /// ONE transaction: overwrite row `id` with the decrypted `row` (its msgid and seq stay;
     /// `decrypt_error`, `encrypt_random_key`, `encrypt_chat_msg` take the row's values, so pass
     /// `None` to clear them) and insert its media rows.

@@ -410,6 +410,17 @@ impl Store for SqliteStore {
             .map_err(StoreError::from)
     }
 
+    async fn count_unrecoverable(&self, corpid: &CorpId) -> Result<u64, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM \"{}\" WHERE decrypt_error IS NOT NULL AND encrypt_chat_msg IS NULL",
+            corpid.message_table()
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(from_db(n))
+    }
+
     async fn replace_decrypted(
         &self,
         corpid: &CorpId,
