@@ -6,41 +6,6 @@ mod common;
 
 use std::process::Command;
 
-const MSGTYPES: [&str; 32] = [
-    "text",
-    "image",
-    "revoke",
-    "agree",
-    "disagree",
-    "voice",
-    "video",
-    "card",
-    "location",
-    "emotion",
-    "file",
-    "link",
-    "weapp",
-    "chatrecord",
-    "todo",
-    "vote",
-    "collect",
-    "redpacket",
-    "external_redpacket",
-    "meeting",
-    "docmsg",
-    "markdown",
-    "news",
-    "calendar",
-    "mixed",
-    "meeting_voice_call",
-    "voip_doc_share",
-    "sphfeed",
-    "voiptext",
-    "qydiskfile",
-    "future_type",
-    "switch",
-];
-
 /// Runs `demo --duration 3s` into a temp database; returns stdout and the database path.
 fn run_demo(dir: &std::path::Path, extra: &[&str]) -> (String, std::path::PathBuf) {
     let db = dir.join("demo.db");
@@ -82,7 +47,7 @@ fn assert_complete(stdout: &str, db: &std::path::Path) -> i64 {
     assert_eq!(max_seq, rows, "seq 1..=rows, none missing");
     assert_eq!(cursor, max_seq, "cursor = max seq");
     assert_eq!(undecryptable, 0, "the demo corp has no corrupt records");
-    for msgtype in MSGTYPES {
+    for msgtype in emulator::truth::ALL_MSGTYPES {
         assert!(msgtypes.iter().any(|m| m == msgtype), "{msgtype} missing: {msgtypes:?}");
     }
     assert!(stdout.contains("stored"), "a live summary line: {stdout}");
