@@ -2,8 +2,24 @@
 //! loading the real one.
 #![allow(dead_code)]
 
+pub mod pipeline;
+
 use std::path::{Path, PathBuf};
 use std::sync::Once;
+
+impl pipeline::Db {
+    /// A fresh MariaDB database, or `None` after a loud SKIPPED banner when MariaDB is unreachable
+    /// outside CI (a failure under `CI=true`).
+    pub async fn mysql() -> Option<pipeline::Db> {
+        match Self::try_mysql().await {
+            Ok(db) => Some(db),
+            Err(why) => {
+                skip_or_fail("the MariaDB pipeline tests", &why);
+                None
+            }
+        }
+    }
+}
 
 /// True when running under CI, where nothing that CI can provide may be skipped.
 pub fn in_ci() -> bool {

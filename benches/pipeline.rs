@@ -1,0 +1,195 @@
+//! End to end: one emulator corp with a backlog of 100,000 records (the normal generator: every
+//! msgtype, text-heavy) pulled through the real pipeline (supervisor, SDK pool, decrypt pool, DB
+//! writer) into (i) SQLite (temp file) and (ii) MariaDB (`WWF_TEST_MYSQL_URL`, default the local
+//! Unix socket; skipped with the reason when unreachable). Reports records/s of each, then, in
+//! the same run, the ceiling of DESIGN decision 16 — aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s
+//! on as many threads as the decrypt pool (one per core) — with `records/s ÷ ceiling` (goal ≥ 0.8),
+//! and the peak RSS of each pipeline run (VmHWM, reset at the start of the run and read before the
+//! bench's own verification, which holds every row; goal < 200 MB). Also the emulator's own
+//! records/s, since it runs in this process and shares the cores.
+//!
+//! `cargo bench --bench pipeline`; `BENCH_RECORDS=N` for a shorter backlog. The emulator runs in
+//! this process, so its work (record generation, sealing, RSA encryption) shares the cores.
+
+#[path = "../tests/common/pipeline.rs"]
+mod pipeline_common;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pipeline_common::{check_corp, config, corpid, keyring, open, specs, wait_for, Db};
+use wework_msgaudit::actors::Pipeline;
+use wework_msgaudit::corps::Sources;
+use wework_msgaudit::sdk::emulated::EmulatedSdk;
+
+const DEFAULT_RECORDS: u64 = 100_000;
+/// Length of the ceiling measurement.
+const CEILING_TIME: Duration = Duration::from_secs(5);
+
+/// One corp, the DEMO-ONLY keys 1..=3, no faults.
+fn scenario(records: u64) -> emulator::Scenario {
+    let mut toml =
+        format!("seed = 7\n[[corp]]\ncorpid = \"{}\"\nsecret = \"secret-0\"\nrecords = {records}\n", corpid(0));
+    for ver in 1..=3 {
+        let pem = emulator::demo_private_key_pem(ver).expect("demo key");
+        toml.push_str(&format!("[[corp.key]]\nver = {ver}\nprivate_key_pem = '''{pem}'''\n"));
+    }
+    toml::from_str(&toml).expect("scenario parses")
+}
+
+/// One pipeline run: its records/s and peak RSS, and what [`check`] needs afterwards.
+struct Run {
+    rate: f64,
+    peak_kb: Option<u64>,
+    db: Db,
+    emu: Arc<emulator::Emulator>,
+}
+
+/// The whole backlog through the pipeline into `db`. The check comes later ([`check`]): it holds
+/// the truth and every row in memory, which would count towards the next run's peak RSS (freed
+/// memory is not necessarily returned to the system).
+async fn run(db: Db, records: u64) -> Run {
+    let emu = Arc::new(emulator::Emulator::new(scenario(records)).expect("emulator"));
+    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let store = open(&db).await;
+    reset_peak_rss();
+    let started = Instant::now();
+    let pipeline = Pipeline::start(store, sdk, Sources { fixed: specs(1, 1000), ..Sources::default() }, &config())
+        .expect("pipeline starts");
+    wait_for(&pipeline, &[(corpid(0), records)], Duration::from_secs(3600)).await;
+    let elapsed = started.elapsed();
+    pipeline.shutdown().await;
+    let rate = records as f64 / elapsed.as_secs_f64();
+    let peak_kb = peak_rss_kb();
+    let peak = peak_kb.map_or("unavailable".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0));
+    println!("  {records} records in {elapsed:.2?}: {rate:.1} records/s; peak RSS of the run (VmHWM) {peak}");
+    Run { rate, peak_kb, db, emu }
+}
+
+/// Every record stored exactly once, as the emulator's truth says.
+async fn check(name: &str, run: Run, records: u64) {
+    let (fine, corrupt) = check_corp(&run.db, &run.emu, &corpid(0)).await;
+    assert_eq!((fine as u64, corrupt), (records, 0), "every record stored exactly");
+    println!("[{name}] checked: {fine} rows = the emulator's truth");
+    run.db.finish().await;
+}
+
+/// Records/s of the emulator alone (pages of 1,000 on one thread, as the one corp's pulls are
+/// serialised): its share of the cores is part of every run above.
+fn emulator_alone(records: u64) -> f64 {
+    let emu = emulator::Emulator::new(scenario(records)).expect("emulator");
+    let mut s = emu.new_session();
+    assert_eq!(emu.init(&mut s, Some(corpid(0).as_bytes()), Some(b"secret-0")), 0);
+    let start = Instant::now();
+    let mut seq = 0;
+    while seq < records {
+        let body = emu.get_chat_data(&mut s, seq, 1000, None, None, 5).expect("emulator answers");
+        black_box(body);
+        seq = (seq + 1000).min(records);
+    }
+    records as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Resets VmHWM to the current RSS (`echo 5 > /proc/self/clear_refs`, Linux ≥ 4.0).
+fn reset_peak_rss() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        println!("  (cannot reset VmHWM: {e}; the peak is the process's so far)");
+    }
+}
+
+/// aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s on `threads` threads (the keyring's own path).
+fn rsa_ceiling(threads: usize) -> f64 {
+    let ring = keyring();
+    let pem = emulator::demo_private_key_pem(1).expect("demo key");
+    let der = emulator::codec::pem_to_der(pem).expect("PEM");
+    let public = emulator::codec::public_key_from_pkcs8_der(&der).expect("public key");
+    let wrapped: Vec<String> =
+        (0..64).map(|i| emulator::codec::rsa_encrypt(&public, &format!("{i:032x}")).expect("RSA encrypt")).collect();
+    let total = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (ring, wrapped, total) = (&ring, &wrapped, &total);
+            s.spawn(move || {
+                let mut n = 0u64;
+                while start.elapsed() < CEILING_TIME {
+                    let w = &wrapped[(t + n as usize) % wrapped.len()];
+                    black_box(ring.decrypt_random_key(1, black_box(w)).expect("RSA decrypts"));
+                    n += 1;
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+    });
+    total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `VmHWM` of /proc/self/status in kB.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter or `--list` from the harness has nothing to select.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let records: u64 = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_RECORDS);
+    let cfg = config();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let decrypt_threads = if cfg.decrypt_threads == 0 { cores } else { cfg.decrypt_threads };
+    println!(
+        "== pipeline end to end: 1 emulator corp, {records} records, SDK threads {}, decrypt threads {decrypt_threads} ==",
+        cfg.sdk_threads
+    );
+
+    let mut results: Vec<(&str, f64, Option<u64>)> = Vec::new();
+    actix_rt::System::new().block_on(async {
+        println!("(i) SQLite (temp file)");
+        let lite = run(Db::sqlite().await, records).await;
+        println!("(ii) MariaDB");
+        let my = match Db::try_mysql().await {
+            Ok(db) => Some(run(db, records).await),
+            Err(why) => {
+                println!("  SKIPPED: MariaDB unreachable: {why}");
+                None
+            }
+        };
+        for (name, r) in std::iter::once(("SQLite", lite)).chain(my.map(|r| ("MariaDB", r))) {
+            results.push((name, r.rate, r.peak_kb));
+            check(name, r, records).await;
+        }
+    });
+
+    let alone = emulator_alone(records.min(20_000));
+    println!(
+        "emulator alone (GetChatData of {} records, 1 thread, in this process): {alone:.1} records/s",
+        records.min(20_000)
+    );
+    let ceiling = rsa_ceiling(decrypt_threads);
+    println!(
+        "aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s, {decrypt_threads} threads (ceiling, DESIGN 16): {ceiling:.1}"
+    );
+    for (name, rate, _) in &results {
+        println!("[{name}] records/s {rate:.1} ÷ ceiling {ceiling:.1} = {:.2} (goal ≥ 0.8)", rate / ceiling);
+    }
+    for (name, _, peak) in &results {
+        match peak {
+            Some(kb) => {
+                let mb = *kb as f64 / 1024.0;
+                let verdict = if mb < 200.0 { "met" } else { "NOT met" };
+                println!("[{name}] peak RSS (VmHWM) during the pipeline run {mb:.1} MB (goal < 200 MB: {verdict})");
+            }
+            None => println!("[{name}] peak RSS unavailable (no VmHWM in /proc/self/status)"),
+        }
+    }
+    if let Some(kb) = peak_rss_kb() {
+        println!(
+            "peak RSS since the MariaDB run, incl. the bench's own verification (truth + all rows in memory): {:.1} MB",
+            kb as f64 / 1024.0
+        );
+    }
+}
