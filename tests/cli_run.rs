@@ -53,23 +53,25 @@ fn rows(db: &Path) -> (i64, i64, i64) {
     })
 }
 
-#[test]
-fn run_pulls_the_configured_corps_and_stops_gracefully_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = setup(dir.path());
+/// Runs the daemon on the `setup` configuration until all records are stored, then sends SIGTERM;
+/// returns the exit status and stderr (the log). Stderr goes to a file, not a pipe: a chatty log
+/// would fill a pipe that nobody reads until the end, and block the daemon.
+fn ingest_then_sigterm(dir: &Path, config: &Path, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let log_path = dir.join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
         .args(["run", "--config", config.to_str().unwrap()])
-        .env("WWF_EMULATOR_SCENARIO", dir.path().join("scenario.toml"))
+        .env("WWF_EMULATOR_SCENARIO", dir.join("scenario.toml"))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    let db = dir.path().join("run.db");
+    let db = dir.join("run.db");
     let until = Instant::now() + Duration::from_secs(120);
     while rows(&db).2 < RECORDS {
         if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            panic!("daemon exited early ({status}): {}", String::from_utf8_lossy(&out.stderr));
+            panic!("daemon exited early ({status}): {}", std::fs::read_to_string(&log_path).unwrap_or_default());
         }
         assert!(Instant::now() < until, "the daemon did not store {RECORDS} records in time");
         std::thread::sleep(Duration::from_millis(200));
@@ -84,12 +86,40 @@ fn run_pulls_the_configured_corps_and_stops_gracefully_on_sigterm() {
         assert!(Instant::now() < until, "no exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    (status, String::from_utf8_lossy(&std::fs::read(&log_path).unwrap()).into_owned())
+}
+
+#[test]
+fn run_pulls_the_configured_corps_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let (status, stderr) = ingest_then_sigterm(dir.path(), &config, &[]);
     assert!(status.success(), "exit {status}: {stderr}");
     assert!(stderr.contains("SIGTERM") && stderr.contains("stopped"), "{stderr}");
     assert!(!stderr.contains("run-secret"), "the secret never reaches the log");
-    assert_eq!(rows(&db), (RECORDS, RECORDS, RECORDS), "rows, distinct msgids, cursor");
+    assert_eq!(rows(&dir.path().join("run.db")), (RECORDS, RECORDS, RECORDS), "rows, distinct msgids, cursor");
+}
+
+/// `[log] format = "json"` (here from the environment) makes every log line a JSON object, and the
+/// corp's lines carry its `corpid`.
+#[test]
+fn run_applies_the_log_section_of_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let (status, stderr) = ingest_then_sigterm(
+        dir.path(),
+        &config,
+        &[("WEWORK_MSGAUDIT__LOG__FORMAT", "json"), ("WEWORK_MSGAUDIT__LOG__LEVEL", "debug")],
+    );
+    assert!(status.success(), "exit {status}: {stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["level"] == "DEBUG"), "level debug applied");
+    assert!(lines.iter().any(|l| l.to_string().contains(CORP)), "corp lines carry the corpid");
+    assert!(!stderr.contains("run-secret"));
 }
 
 /// SIGTERM through the `kill` command (the tests stay free of `unsafe`).

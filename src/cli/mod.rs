@@ -17,9 +17,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "wework-msgaudit", version, about)]
 pub struct Cli {
-    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `wework_msgaudit=debug`.
-    #[arg(long, global = true, env = "WEWORK_MSGAUDIT_LOG", default_value = "info")]
-    pub log: String,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `wework_msgaudit=debug`; overrides
+    /// `[log] level` of the configuration. Default: the configuration's, else `info`.
+    #[arg(long, global = true, env = "WEWORK_MSGAUDIT_LOG")]
+    pub log: Option<String>,
 
     /// The subcommand.
     #[command(subcommand)]
@@ -58,6 +59,17 @@ impl CliError {
             Self::Runtime(_) => 1,
         }
     }
+}
+
+/// The log filter and format to start with: `--log` if given, else the configuration's `[log]`
+/// section for `run` (a configuration that does not load is reported by `run` itself; logging then
+/// starts with the defaults), else `info` in human format.
+pub fn log_settings(cli: &Cli) -> (String, crate::config::LogFormat) {
+    let log = match &cli.command {
+        Command::Run(args) => crate::config::Config::load(args.config.as_deref()).map(|c| c.log).unwrap_or_default(),
+        _ => crate::config::LogConfig::default(),
+    };
+    (cli.log.clone().unwrap_or(log.level), log.format)
 }
 
 /// Runs the parsed command line.
