@@ -20,14 +20,13 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wework_msgaudit::actors::{Pipeline, PipelineConfig, PullSettings};
+use wework_msgaudit::actors::{Pipeline, PipelineConfig};
 use wework_msgaudit::corps::Sources;
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
 use wework_msgaudit::store::{self, CorpId};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wework-msgaudit");
 const SECRET: &str = "sekrit-7f3a9c41d2";
-const DEFAULT_MYSQL_BASE: &str = "mysql://root@localhost/?socket=/run/mysqld/mysqld.sock";
 
 fn keys_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys")
@@ -48,33 +47,13 @@ impl Db {
     }
 
     async fn mysql() -> Option<Db> {
-        use sqlx::{Connection, Executor};
-        let base = std::env::var("WWF_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_BASE.to_string());
-        let (head, query) = base.split_once('?').map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
-        let authority = head.find("://").map_or(0, |i| i + 3);
-        let host_end = head[authority..].find('/').map_or(head.len(), |i| authority + i);
-        let with_db = |db: &str| match query {
-            Some(q) => format!("{}/{db}?{q}", &head[..host_end]),
-            None => format!("{}/{db}", &head[..host_end]),
-        };
-        let admin = with_db("");
-        let mut conn = match tokio::time::timeout(Duration::from_secs(10), sqlx::MySqlConnection::connect(&admin)).await
-        {
-            Ok(Ok(c)) => c,
-            other => {
-                let why = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".into(),
-                };
+        match common::pipeline::fresh_mysql_database("wwc").await {
+            Ok((url, admin, db)) => Some(Db::with_url(url, tempfile::tempdir().unwrap(), Some((admin, db)))),
+            Err(why) => {
                 common::skip_or_fail("the MariaDB corp CLI tests", &why);
-                return None;
+                None
             }
-        };
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let db = format!("wwc_{}_{nanos}", std::process::id());
-        conn.execute(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4").as_str()).await.unwrap();
-        conn.close().await.unwrap();
-        Some(Db::with_url(with_db(&db), tempfile::tempdir().unwrap(), Some((admin, db))))
+        }
     }
 
     fn with_url(url: String, dir: tempfile::TempDir, drop_db: Option<(String, String)>) -> Db {
@@ -301,19 +280,7 @@ fn scenario() -> emulator::Scenario {
 }
 
 fn pipeline_config() -> PipelineConfig {
-    PipelineConfig {
-        sdk_threads: 1,
-        decrypt_threads: 0,
-        pull: PullSettings {
-            poll_interval: Duration::from_millis(100),
-            backoff_initial: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(300),
-            proxy: None,
-            proxy_password: None,
-        },
-        reload_interval: Duration::from_secs(3600),
-        ..PipelineConfig::default()
-    }
+    PipelineConfig { sdk_threads: 1, ..common::pipeline::config() }
 }
 
 async fn redecrypt_after_set_key(db: Db) {

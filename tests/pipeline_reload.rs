@@ -4,12 +4,14 @@
 //! - the `corplist`/`corp_keys` tables: enabled corps only, keys per version plus the
 //!   `corplist.prikey` fallback, a bad key fails only its corp.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wework_msgaudit::actors::supervisor::{Reload, Running};
-use wework_msgaudit::actors::{Pipeline, PipelineConfig, PullSettings};
+use wework_msgaudit::actors::Pipeline;
 use wework_msgaudit::corps::{self, Defaults, Sources};
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
 use wework_msgaudit::sdk::SdkTimeout;
@@ -42,22 +44,6 @@ fn file_corp(i: usize, limit: u32) -> String {
         ));
     }
     s
-}
-
-fn config() -> PipelineConfig {
-    PipelineConfig {
-        sdk_threads: 2,
-        decrypt_threads: 0,
-        pull: PullSettings {
-            poll_interval: Duration::from_millis(100),
-            backoff_initial: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(300),
-            proxy: None,
-            proxy_password: None,
-        },
-        reload_interval: Duration::from_secs(3600),
-        ..PipelineConfig::default()
-    }
 }
 
 async fn wait_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
@@ -97,7 +83,7 @@ fn reload_restarts_changed_stops_removed_starts_new_keeps_untouched() {
         let emu = Arc::new(emulator::Emulator::new(scenario(4, 1000)).unwrap());
         let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
         let sources = Sources { file: Some(file.clone()), ..Sources::default() };
-        let p = Pipeline::start(store, sdk, sources, &config()).unwrap();
+        let p = Pipeline::start(store, sdk, sources, &common::pipeline::config()).unwrap();
         let id = |i| CorpId::new(&corpid(i)).unwrap();
         let stats = Arc::clone(&p.stats);
         wait_until("corps 0..3 complete", Duration::from_secs(120), || {
@@ -217,7 +203,7 @@ fn a_corp_actor_that_ends_with_an_error_is_restarted_with_backoff() {
             store,
             Arc::new(EmulatedSdk::new(emu)),
             Sources { file: Some(file), ..Sources::default() },
-            &config(),
+            &common::pipeline::config(),
         )
         .unwrap();
         let id = CorpId::new(&corpid(0)).unwrap();

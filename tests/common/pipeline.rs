@@ -88,6 +88,32 @@ pub fn config() -> PipelineConfig {
 
 pub const DEFAULT_MYSQL_BASE: &str = "mysql://root@localhost/?socket=/run/mysqld/mysqld.sock";
 
+/// Creates a fresh, empty MariaDB database named `<prefix>_<pid>_<nanos>` on `WWF_TEST_MYSQL_URL`
+/// (default [`DEFAULT_MYSQL_BASE`]); returns its URL, the admin URL and its name (to drop it at the
+/// end), or why MariaDB is unreachable.
+pub async fn fresh_mysql_database(prefix: &str) -> Result<(String, String, String), String> {
+    use sqlx::{Connection, Executor};
+    let base = std::env::var("WWF_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_BASE.to_string());
+    let (head, query) = base.split_once('?').map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
+    let authority = head.find("://").map_or(0, |i| i + 3);
+    let host_end = head[authority..].find('/').map_or(head.len(), |i| authority + i);
+    let with_db = |db: &str| match query {
+        Some(q) => format!("{}/{db}?{q}", &head[..host_end]),
+        None => format!("{}/{db}", &head[..host_end]),
+    };
+    let admin = with_db("");
+    let mut conn = match tokio::time::timeout(Duration::from_secs(10), sqlx::MySqlConnection::connect(&admin)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("timed out".into()),
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let db = format!("{prefix}_{}_{nanos}", std::process::id());
+    conn.execute(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4").as_str()).await.unwrap();
+    conn.close().await.unwrap();
+    Ok((with_db(&db), admin, db))
+}
+
 /// A test database: a SQLite temp file or a fresh MariaDB database (dropped at the end).
 pub struct Db {
     pub url: String,
@@ -113,27 +139,7 @@ impl Db {
     /// A fresh MariaDB database on `WWF_TEST_MYSQL_URL` (default [`DEFAULT_MYSQL_BASE`]), or why
     /// MariaDB is unreachable.
     pub async fn try_mysql() -> Result<Db, String> {
-        use sqlx::{Connection, Executor};
-        let base = std::env::var("WWF_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_BASE.to_string());
-        let (head, query) = base.split_once('?').map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
-        let authority = head.find("://").map_or(0, |i| i + 3);
-        let host_end = head[authority..].find('/').map_or(head.len(), |i| authority + i);
-        let with_db = |db: &str| match query {
-            Some(q) => format!("{}/{db}?{q}", &head[..host_end]),
-            None => format!("{}/{db}", &head[..host_end]),
-        };
-        let admin = with_db("");
-        let mut conn = match tokio::time::timeout(Duration::from_secs(10), sqlx::MySqlConnection::connect(&admin)).await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("timed out".into()),
-        };
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let db = format!("wwp_{}_{nanos}", std::process::id());
-        conn.execute(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4").as_str()).await.unwrap();
-        conn.close().await.unwrap();
-        let url = with_db(&db);
+        let (url, admin, db) = fresh_mysql_database("wwp").await?;
         open_url(&url).await;
         let raw = Raw::My(sqlx::MySqlPool::connect(&url).await.unwrap());
         Ok(Db { url, raw, _dir: None, drop_db: Some((admin, db)) })
