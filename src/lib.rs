@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod corps;
 pub mod crypto;
+pub mod media;
 pub mod message;
 pub mod sdk;
 pub mod secret;

@@ -4,7 +4,9 @@
 //! (a) 3 corps × 2,000 records with 3 key versions, 1 % corrupt records and 2 % failing calls:
 //!     every record stored once, decoded exactly, corrupt ones kept with their ciphertext;
 //! (b) stopping the system mid-ingest and starting it again loses and duplicates nothing;
-//! (c) a corp that always fails does not stall the others.
+//! (c) a corp that always fails does not stall the others;
+//! (d) a record the database refuses (msgid of 300+ characters) is stored quarantined, with the
+//!     whole record, and neither stalls its corp nor costs the rest of its batch.
 //!
 //! MariaDB: `mysql://root@localhost/?socket=/run/mysqld/mysqld.sock` (or `WWF_TEST_MYSQL_URL`), a
 //! fresh database per test; unreachable → SKIPPED banner, or a failure under `CI=true`.
@@ -92,6 +94,48 @@ async fn failing_corp_does_not_stall_others(db: Db) {
     db.finish().await;
 }
 
+async fn refused_records_are_quarantined(db: Db) {
+    let mut sc = scenario(1, &[], 600);
+    sc.corp[0].faults.long_msgid_rate = 0.03;
+    sc.corp[0].faults.corrupt_rate = 0.0;
+    sc.corp[0].faults.chat_rc_rate = 0.0;
+    let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
+    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let pipeline =
+        Pipeline::start(open(&db).await, sdk, Sources { fixed: specs(1, 200), ..Sources::default() }, &config())
+            .unwrap();
+    wait_for(&pipeline, &[(corpid(0), 600)], Duration::from_secs(120)).await;
+    pipeline.shutdown().await;
+    let table = format!("message_{}", corpid(0));
+    let rows = db
+        .rows(&format!(
+            "SELECT CAST(seq AS SIGNED INTEGER), msgid, msgdata, decrypt_error, encrypt_random_key, encrypt_chat_msg \
+             FROM {table} ORDER BY seq"
+        ))
+        .await;
+    let truth = emu.truth(&corpid(0));
+    assert_eq!(rows.len(), truth.len(), "one row per record");
+    let mut refused = 0;
+    for (t, (seq, msgid, msgdata, err, _, _)) in truth.iter().zip(&rows) {
+        assert_eq!(*seq as u64, t.seq);
+        assert_eq!(msgdata.as_deref(), Some(t.plaintext.as_str()), "seq {seq}: the whole record is kept");
+        if t.msgid.len() > 128 {
+            refused += 1;
+            assert_eq!(msgid, &format!("seq-{seq}"));
+            let err = err.as_deref().unwrap_or_default();
+            assert!(err.starts_with("not stored as parsed: invalid data: msgid of"), "seq {seq}: {err}");
+        } else {
+            assert_eq!(msgid, &t.msgid, "seq {seq}");
+            assert_eq!(err, &None, "seq {seq}");
+        }
+    }
+    assert!(refused >= 5, "the scenario must produce refused records ({refused})");
+    let cursor = db.int("SELECT CAST(seq AS SIGNED INTEGER) FROM corp_cursor WHERE corpid = ?", Some(&corpid(0))).await;
+    assert_eq!(cursor, 600);
+    eprintln!("{refused} refused records of 600 stored quarantined");
+    db.finish().await;
+}
+
 fn block_on<F: std::future::Future<Output = ()>>(f: F) {
     actix_rt::System::new().block_on(f);
 }
@@ -112,6 +156,11 @@ mod sqlite {
     #[test]
     fn a_corp_that_always_fails_does_not_stall_the_others() {
         block_on(async { failing_corp_does_not_stall_others(Db::sqlite().await).await });
+    }
+
+    #[test]
+    fn a_record_the_database_refuses_is_quarantined_and_the_corp_moves_on() {
+        block_on(async { refused_records_are_quarantined(Db::sqlite().await).await });
     }
 }
 
@@ -141,6 +190,15 @@ mod mysql {
         block_on(async {
             if let Some(db) = Db::mysql().await {
                 failing_corp_does_not_stall_others(db).await;
+            }
+        });
+    }
+
+    #[test]
+    fn a_record_the_database_refuses_is_quarantined_and_the_corp_moves_on() {
+        block_on(async {
+            if let Some(db) = Db::mysql().await {
+                refused_records_are_quarantined(db).await;
             }
         });
     }

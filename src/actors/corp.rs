@@ -63,9 +63,6 @@ pub enum CorpError {
     /// The SDK pool or the decrypt pool is gone.
     #[error("{0}")]
     PoolGone(String),
-    /// The database writer is gone.
-    #[error("the database writer is gone: {0}")]
-    WriterGone(String),
     /// A failure of the whole process (the SDK is wedged): the daemon must exit non-zero.
     #[error("fatal: {0}")]
     Fatal(String),
@@ -342,11 +339,13 @@ impl Puller {
             }
             Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "writing a batch failed; will re-fetch from the committed cursor");
-                self.set_state("backoff", Some(e.to_string()));
+                self.set_state(if e.is_retryable() { "backoff" } else { "failing" }, Some(e.to_string()));
                 Ok(())
             }
-            Ok(Err(e)) => Err(CorpError::WriterGone(e.to_string())),
-            Err(e) => Err(CorpError::WriterGone(e.to_string())),
+            // The shared writer is gone or its task panicked: state shared by every corp is
+            // broken, so the process must exit (decision 1), not this corp restart.
+            Ok(Err(e)) => Err(CorpError::Fatal(format!("the database writer is gone: {e}"))),
+            Err(e) => Err(CorpError::Fatal(format!("the database writer failed: {e}"))),
         }
     }
 }

@@ -5,12 +5,16 @@
 //! runs as its own future on the arbiter, so batches of different corps commit concurrently (the
 //! store's connection pool bounds the parallelism), and a failing batch fails only the corp
 //! that sent it, which gets the error back.
+//!
+//! A batch refused for a reason retrying cannot fix (a non-retryable [`StoreError`]) is written
+//! again record by record with [`store::write_isolating`]: the refused record is stored
+//! quarantined and the corp moves on instead of stalling on a poison record.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::store::{BatchOutcome, CorpId, MediaItem, Row, Store, StoreError};
+use crate::store::{self, BatchOutcome, CorpId, MediaItem, Row, Store, StoreError};
 
 /// Store one page of a corp and move its cursor, in one transaction.
 #[derive(Debug, Message)]
@@ -59,7 +63,14 @@ impl Handler<WriteBatch> for DbWriter {
         let store = Arc::clone(&self.store);
         // `ResponseFuture` is spawned on the arbiter by actix: concurrent, not serialised.
         Box::pin(async move {
-            let outcome = store.write_batch(&msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await?;
+            let outcome = match store.write_batch(&msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await {
+                Ok(o) => o,
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(corpid = %msg.corpid, error = %e, "a batch was refused; isolating the refused records");
+                    store::write_isolating(&*store, &msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await?
+                }
+            };
             Ok(Committed { seq: msg.new_cursor, outcome })
         })
     }

@@ -14,6 +14,7 @@
 //! `INSERT OR IGNORE` against unique `msgid`, `seq` and `(msgid, item)`), and the cursor only
 //! moves forward.
 
+mod isolate;
 mod mysql;
 mod sqlite;
 
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 pub use crate::message::{MediaRef, Row};
 pub use crate::secret::redact_url;
 use crate::secret::Secret;
+pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;
 pub use sqlite::SqliteStore;
 

@@ -595,7 +595,8 @@ impl Store for MysqlStore {
     async fn count_unrecoverable(&self, corpid: &CorpId) -> Result<u64, StoreError> {
         self.ensure_corp_tables(corpid).await?;
         let n: u64 = sqlx::query_scalar(&format!(
-            "SELECT CAST(COUNT(*) AS UNSIGNED) FROM `{}` WHERE decrypt_error IS NOT NULL AND encrypt_chat_msg IS NULL",
+            "SELECT CAST(COUNT(*) AS UNSIGNED) FROM `{}` WHERE decrypt_error IS NOT NULL AND encrypt_chat_msg IS NULL \
+             AND decrypt_error NOT LIKE 'not stored as parsed: %'",
             corpid.message_table()
         ))
         .fetch_one(&self.pool)

@@ -413,7 +413,8 @@ impl Store for SqliteStore {
     async fn count_unrecoverable(&self, corpid: &CorpId) -> Result<u64, StoreError> {
         self.ensure_corp_tables(corpid).await?;
         let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM \"{}\" WHERE decrypt_error IS NOT NULL AND encrypt_chat_msg IS NULL",
+            "SELECT COUNT(*) FROM \"{}\" WHERE decrypt_error IS NOT NULL AND encrypt_chat_msg IS NULL \
+             AND decrypt_error NOT LIKE 'not stored as parsed: %'",
             corpid.message_table()
         ))
         .fetch_one(&self.pool)

@@ -332,13 +332,20 @@ impl Inner {
     }
 
     fn record(&self, corp: &Corp, seq: u64) -> Record {
-        let gen = self.generate(corp, seq);
+        let mut gen = self.generate(corp, seq);
         let mut r = Rng::new(seed_of(&[self.seed, hash_bytes(corp.cfg.corpid.as_bytes()), seq, 0xFA17]));
         let f = &corp.cfg.faults;
         let key_pick = r.below(corp.keys.len() as u64) as usize;
         let corrupt = r.chance(f.corrupt_rate);
         let unknown = r.chance(f.unknown_key_ver_rate);
         let ver = if unknown { 99 } else { corp.keys.get(key_pick).map_or(1, |k| k.0) };
+        if r.chance(f.long_msgid_rate) {
+            let long = format!("{}-{}", gen.msgid, "L".repeat(300));
+            let old = format!("\"msgid\":{}", serde_json::Value::from(gen.msgid.as_str()));
+            let new = format!("\"msgid\":{}", serde_json::Value::from(long.as_str()));
+            gen.plaintext = gen.plaintext.replacen(&old, &new, 1);
+            gen.msgid = long;
+        }
         Record { gen, ver, corrupt }
     }
 

@@ -132,6 +132,9 @@ pub struct Faults {
     pub hang_ms: u64,
     pub corrupt_rate: f64,
     pub unknown_key_ver_rate: f64,
+    /// Share of records whose msgid is 300+ characters (longer than any real one and than the
+    /// schema's VARCHAR(128)): a record the database refuses as parsed.
+    pub long_msgid_rate: f64,
     pub media_rc_rate: f64,
     pub media_rc: i32,
     pub bad_secret: bool,
@@ -150,6 +153,7 @@ impl Default for Faults {
             hang_ms: 0,
             corrupt_rate: 0.0,
             unknown_key_ver_rate: 0.0,
+            long_msgid_rate: 0.0,
             media_rc_rate: 0.0,
             media_rc: 10001,
             bad_secret: false,
@@ -219,6 +223,7 @@ impl Scenario {
                 ("slow_rate", f.slow_rate),
                 ("corrupt_rate", f.corrupt_rate),
                 ("unknown_key_ver_rate", f.unknown_key_ver_rate),
+                ("long_msgid_rate", f.long_msgid_rate),
                 ("media_rc_rate", f.media_rc_rate),
             ] {
                 if !(0.0..=1.0).contains(&r) {
