@@ -15,6 +15,7 @@
 //! moves forward.
 
 mod isolate;
+mod media_sql;
 mod mysql;
 mod sqlite;
 
@@ -200,6 +201,89 @@ pub struct BatchOutcome {
     pub inserted_media: u64,
 }
 
+/// A claimed media item: a `media_<corpid>` row now in status 2, with its record's `msgtime`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaJob {
+    /// `media_<corpid>.id`.
+    pub id: u64,
+    /// The record's msgid.
+    pub msgid: String,
+    /// 0 = top-level attachment, 1.. = nested items.
+    pub item: u32,
+    /// The record's seq.
+    pub seq: u64,
+    /// The record's msgtime (ms; 0 when unknown): the date of the file's directory.
+    pub msgtime: u64,
+    /// [`MediaKind`](crate::message::MediaKind) as text (`image`, `voice`, …).
+    pub kind: String,
+    /// The id to download it with.
+    pub sdkfileid: String,
+    /// The MD5 the record announces (lowercase hex).
+    pub md5: Option<String>,
+    /// The size the record announces.
+    pub size: Option<u64>,
+    /// The extension the record suggests (safe for a path).
+    pub ext: String,
+    /// The record's (sanitised) filename.
+    pub filename: Option<String>,
+    /// `play_length` in seconds.
+    pub play_length: Option<u32>,
+    /// Attempts so far, this one included (counted when claimed: decision 2).
+    pub attempts: u32,
+}
+
+/// How a media attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaOutcome {
+    /// Downloaded and verified (status 3); `path` relative to the media root.
+    Done {
+        /// The original file.
+        path: String,
+        /// The MP3 beside it, when transcoded.
+        transcoded_path: Option<String>,
+        /// Why transcoding failed (the original is kept and the item is still done: decision 8).
+        transcode_error: Option<String>,
+    },
+    /// A transient failure: back to status 1, not before `retry_at` (unix seconds).
+    Retry {
+        /// The SDK code or one of `media::codes`.
+        code: i32,
+        /// Unix seconds.
+        retry_at: i64,
+    },
+    /// A permanent failure, or the attempts are exhausted: status 4.
+    Failed {
+        /// The SDK code or one of `media::codes`.
+        code: i32,
+    },
+    /// Given back unfinished (graceful shutdown): status 1, and the attempt does not count.
+    Released,
+}
+
+/// What [`Store::recover_media`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaRecovery {
+    /// Items in status 2 put back to 1.
+    pub requeued: u64,
+    /// Items in status 2 whose attempts were exhausted, failed instead (poison pills).
+    pub failed: u64,
+}
+
+/// One line of [`Store::media_stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaCount {
+    /// Media kind.
+    pub kind: String,
+    /// Status 1..=4.
+    pub status: u8,
+    /// Items.
+    pub count: u64,
+}
+
+/// `media_code` of an item failed because its attempts ran out while it was in flight (the
+/// process died during the attempt: decision 2).
+pub const MEDIA_CODE_ATTEMPTS_EXHAUSTED: i32 = 90_003;
+
 /// A media row to insert: `(msgid, seq, item)` of the record it belongs to.
 pub type MediaItem = (String, u64, MediaRef);
 
@@ -268,6 +352,41 @@ pub trait Store: Send + Sync + fmt::Debug {
         row: &Row,
         media: &[MediaRef],
     ) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` pending media items (status 1, `retry_at <= now`), oldest first:
+    /// each goes to status 2 with `claimed_by = owner`, `claimed_at` = now and its attempt
+    /// counter incremented BEFORE the download starts (decision 2). Safe against other
+    /// instances: an item is claimed by exactly one caller.
+    async fn claim_media(
+        &self,
+        corpid: &CorpId,
+        owner: &str,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<MediaJob>, StoreError>;
+
+    /// Records how an attempt ended (ONE transaction), releasing the claim, and mirrors status,
+    /// `media_code` and `media_path` into the message row when this is the record's first item
+    /// (`media_code` there is 1 on success, as the Java version wrote it).
+    async fn finish_media(&self, corpid: &CorpId, job: &MediaJob, outcome: &MediaOutcome) -> Result<(), StoreError>;
+
+    /// Start-up recovery: items in status 2 claimed by `owner`, or by anyone longer than `stale`
+    /// ago, go back to 1; those among them with `attempts >= max_attempts` fail instead
+    /// ([`MEDIA_CODE_ATTEMPTS_EXHAUSTED`]).
+    async fn recover_media(
+        &self,
+        corpid: &CorpId,
+        owner: &str,
+        stale: std::time::Duration,
+        max_attempts: u32,
+    ) -> Result<MediaRecovery, StoreError>;
+
+    /// Puts every item in `status` (normally 4) back to 1 with a fresh attempt counter; returns
+    /// how many.
+    async fn requeue_media(&self, corpid: &CorpId, status: u8) -> Result<u64, StoreError>;
+
+    /// Item counts by kind and status.
+    async fn media_stats(&self, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError>;
 }
 
 /// Connects to the database named by `url`: `mysql://…` or `mariadb://…` (MySQL, MariaDB,

@@ -16,8 +16,9 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOpti
 use sqlx::{MySql, QueryBuilder, Row as _};
 
 use super::{
-    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, JavaMedia, MediaInsert, MediaItem, MediaRef, Row,
-    Store, StoreError, Undecrypted, JAVA_UNDECRYPTABLE, MEDIA_COLUMNS, ROW_COLUMNS,
+    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, JavaMedia, MediaCount, MediaInsert, MediaItem,
+    MediaJob, MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError, Undecrypted, JAVA_UNDECRYPTABLE,
+    MEDIA_COLUMNS, ROW_COLUMNS,
 };
 use crate::secret::Secret;
 
@@ -92,6 +93,7 @@ fn media_ddl(t: &str) -> String {
   attempts INT NOT NULL DEFAULT 0,
   claimed_by VARCHAR(64) NULL,
   claimed_at DATETIME NULL,
+  retry_at BIGINT NOT NULL DEFAULT 0,
   created DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
   updated DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
   PRIMARY KEY (id),
@@ -376,6 +378,11 @@ async fn insert_media(conn: &mut MySqlConnection, table: &str, items: &[MediaIns
     Ok(inserted)
 }
 
+/// The media-job statements (see `media_sql`).
+mod media_jobs {
+    crate::store::media_sql::media_job_fns!(sqlx::MySqlPool, crate::store::media_sql::MYSQL);
+}
+
 #[async_trait]
 impl Store for MysqlStore {
     fn dialect(&self) -> &'static str {
@@ -651,5 +658,42 @@ impl Store for MysqlStore {
         insert_media(&mut tx, &corpid.media_table(), &items).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim_media(
+        &self,
+        corpid: &CorpId,
+        owner: &str,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<MediaJob>, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::claim_media(&self.pool, None, corpid, owner, limit, now).await
+    }
+
+    async fn finish_media(&self, corpid: &CorpId, job: &MediaJob, outcome: &MediaOutcome) -> Result<(), StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::finish_media(&self.pool, None, corpid, job, outcome).await
+    }
+
+    async fn recover_media(
+        &self,
+        corpid: &CorpId,
+        owner: &str,
+        stale: Duration,
+        max_attempts: u32,
+    ) -> Result<MediaRecovery, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::recover_media(&self.pool, None, corpid, owner, stale, max_attempts).await
+    }
+
+    async fn requeue_media(&self, corpid: &CorpId, status: u8) -> Result<u64, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::requeue_media(&self.pool, None, corpid, status).await
+    }
+
+    async fn media_stats(&self, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::media_stats(&self.pool, corpid).await
     }
 }

@@ -19,8 +19,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row as _, Sqlite};
 
 use super::{
-    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, MediaInsert, MediaItem, MediaRef, Row, Store,
-    StoreError, Undecrypted, MEDIA_COLUMNS, ROW_COLUMNS,
+    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, MediaCount, MediaInsert, MediaItem, MediaJob,
+    MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError, Undecrypted, MEDIA_COLUMNS, ROW_COLUMNS,
 };
 use crate::secret::Secret;
 
@@ -103,6 +103,7 @@ fn corp_ddl(c: &CorpId) -> Vec<String> {
   attempts INTEGER NOT NULL DEFAULT 0,
   claimed_by TEXT NULL,
   claimed_at TEXT NULL,
+  retry_at INTEGER NOT NULL DEFAULT 0,
   created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
   updated TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
   UNIQUE (msgid, item)
@@ -179,6 +180,11 @@ async fn insert_media(conn: &mut SqliteConnection, table: &str, items: &[MediaIn
         inserted += qb.build().execute(&mut *conn).await?.rows_affected();
     }
     Ok(inserted)
+}
+
+/// The media-job statements (see `media_sql`).
+mod media_jobs {
+    crate::store::media_sql::media_job_fns!(sqlx::SqlitePool, crate::store::media_sql::SQLITE);
 }
 
 #[async_trait]
@@ -470,5 +476,42 @@ impl Store for SqliteStore {
         insert_media(&mut tx, &corpid.media_table(), &items).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim_media(
+        &self,
+        corpid: &CorpId,
+        owner: &str,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<MediaJob>, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::claim_media(&self.pool, Some(&self.write_lock), corpid, owner, limit, now).await
+    }
+
+    async fn finish_media(&self, corpid: &CorpId, job: &MediaJob, outcome: &MediaOutcome) -> Result<(), StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::finish_media(&self.pool, Some(&self.write_lock), corpid, job, outcome).await
+    }
+
+    async fn recover_media(
+        &self,
+        corpid: &CorpId,
+        owner: &str,
+        stale: Duration,
+        max_attempts: u32,
+    ) -> Result<MediaRecovery, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::recover_media(&self.pool, Some(&self.write_lock), corpid, owner, stale, max_attempts).await
+    }
+
+    async fn requeue_media(&self, corpid: &CorpId, status: u8) -> Result<u64, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::requeue_media(&self.pool, Some(&self.write_lock), corpid, status).await
+    }
+
+    async fn media_stats(&self, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::media_stats(&self.pool, corpid).await
     }
 }

@@ -1,0 +1,364 @@
+//! The SQL of the media jobs (`media_<corpid>`), shared by both dialects: the statements differ
+//! only in identifier quoting and in how "now minus a duration" is written, so each is built
+//! here once from a [`Dialect`] and executed by `mysql.rs` / `sqlite.rs`.
+//!
+//! Every numeric column is selected as a signed 64-bit integer so that one row reader
+//! ([`job_from_row`]) serves both drivers.
+
+use super::{CorpId, MediaJob, MediaOutcome};
+
+/// What differs between MySQL and SQLite in these statements.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dialect {
+    /// Identifier quote.
+    pub q: char,
+    /// The current time as the database writes it into `claimed_at`.
+    pub now: &'static str,
+    /// A condition "`claimed_at` is older than `?` seconds" (one bind: the seconds, as i64).
+    pub stale: &'static str,
+    /// `CAST(x AS <int>)` type name for a signed 64-bit integer.
+    pub int: &'static str,
+}
+
+pub(super) const MYSQL: Dialect =
+    Dialect { q: '`', now: "NOW()", stale: "claimed_at < NOW() - INTERVAL ? SECOND", int: "SIGNED" };
+
+pub(super) const SQLITE: Dialect = Dialect {
+    q: '"',
+    now: "CURRENT_TIMESTAMP",
+    stale: "claimed_at < datetime('now', '-' || ? || ' seconds')",
+    int: "INTEGER",
+};
+
+impl Dialect {
+    fn media(&self, c: &CorpId) -> String {
+        format!("{q}{}{q}", c.media_table(), q = self.q)
+    }
+
+    fn message(&self, c: &CorpId) -> String {
+        format!("{q}{}{q}", c.message_table(), q = self.q)
+    }
+
+    /// Ids of claimable items (binds: now, limit).
+    pub fn claimable(&self, c: &CorpId) -> String {
+        format!(
+            "SELECT CAST(id AS {i}) FROM {m} WHERE status = 1 AND retry_at <= ? ORDER BY id LIMIT ?",
+            i = self.int,
+            m = self.media(c)
+        )
+    }
+
+    /// Claims one item if still pending (binds: owner, id).
+    pub fn claim_one(&self, c: &CorpId) -> String {
+        format!(
+            "UPDATE {m} SET status = 2, claimed_by = ?, claimed_at = {now}, attempts = attempts + 1, \
+             updated = {now} WHERE id = ? AND status = 1",
+            m = self.media(c),
+            now = self.now
+        )
+    }
+
+    /// The jobs of the given ids (numbers only, so safe to inline), claimed by `?` (bind: owner).
+    pub fn jobs(&self, c: &CorpId, ids: &[u64]) -> String {
+        let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        format!(
+            "SELECT CAST(m.id AS {i}), m.msgid, CAST(m.item AS {i}), CAST(m.seq AS {i}), \
+             CAST(COALESCE(g.msgtime, 0) AS {i}), m.kind, m.sdkfileid, m.md5, CAST(m.size AS {i}), m.ext, \
+             m.filename, CAST(m.play_length AS {i}), CAST(m.attempts AS {i}) \
+             FROM {m} m LEFT JOIN {t} g ON g.seq = m.seq \
+             WHERE m.status = 2 AND m.claimed_by = ? AND m.id IN ({list}) ORDER BY m.id",
+            i = self.int,
+            m = self.media(c),
+            t = self.message(c)
+        )
+    }
+
+    /// Ends an attempt (binds: status, media_code, path, transcoded_path, transcode_error,
+    /// retry_at, attempts to give back, id).
+    pub fn finish(&self, c: &CorpId) -> String {
+        format!(
+            "UPDATE {m} SET status = ?, media_code = ?, path = ?, transcoded_path = ?, transcode_error = ?, \
+             retry_at = ?, attempts = attempts - ?, claimed_by = NULL, claimed_at = NULL, updated = {now} \
+             WHERE id = ?",
+            m = self.media(c),
+            now = self.now
+        )
+    }
+
+    /// The record's first item number (bind: msgid).
+    pub fn first_item(&self, c: &CorpId) -> String {
+        format!("SELECT CAST(MIN(item) AS {i}) FROM {m} WHERE msgid = ?", i = self.int, m = self.media(c))
+    }
+
+    /// Mirrors into the message row (binds: status, media_code, media_path, seq). `media_path`
+    /// is only replaced by a non-NULL value.
+    pub fn mirror(&self, c: &CorpId) -> String {
+        format!(
+            "UPDATE {t} SET status = ?, media_code = ?, media_path = COALESCE(?, media_path) WHERE seq = ?",
+            t = self.message(c)
+        )
+    }
+
+    /// Items in status 2 to recover (binds: owner, stale seconds): id, msgid, item, seq, attempts.
+    pub fn in_flight(&self, c: &CorpId) -> String {
+        format!(
+            "SELECT CAST(id AS {i}), msgid, CAST(item AS {i}), CAST(seq AS {i}), CAST(attempts AS {i}) FROM {m} \
+             WHERE status = 2 AND (claimed_by = ? OR claimed_at IS NULL OR {stale}) ORDER BY id",
+            i = self.int,
+            m = self.media(c),
+            stale = self.stale
+        )
+    }
+
+    /// Puts one in-flight item back to pending (bind: id).
+    pub fn unclaim(&self, c: &CorpId) -> String {
+        format!(
+            "UPDATE {m} SET status = 1, claimed_by = NULL, claimed_at = NULL, updated = {now} \
+             WHERE id = ? AND status = 2",
+            m = self.media(c),
+            now = self.now
+        )
+    }
+
+    /// `media retry`: items of a status back to pending (bind: status).
+    pub fn requeue(&self, c: &CorpId) -> String {
+        format!(
+            "UPDATE {m} SET status = 1, attempts = 0, media_code = 0, retry_at = 0, claimed_by = NULL, \
+             claimed_at = NULL, updated = {now} WHERE status = ?",
+            m = self.media(c),
+            now = self.now
+        )
+    }
+
+    /// Message rows of requeued items back to pending (bind: the old status).
+    pub fn requeue_mirror(&self, c: &CorpId) -> String {
+        format!(
+            "UPDATE {t} SET status = 1, media_code = 0 WHERE status = ? AND seq IN (SELECT seq FROM {m} WHERE status = 1)",
+            t = self.message(c),
+            m = self.media(c)
+        )
+    }
+
+    /// Counts by kind and status.
+    pub fn stats(&self, c: &CorpId) -> String {
+        format!(
+            "SELECT kind, CAST(status AS {i}), CAST(COUNT(*) AS {i}) FROM {m} GROUP BY kind, status ORDER BY kind, status",
+            i = self.int,
+            m = self.media(c)
+        )
+    }
+}
+
+/// A row of [`Dialect::jobs`] → a [`MediaJob`].
+pub(super) fn job_from_row<R>(r: &R) -> Result<MediaJob, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let u32_of = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+    Ok(MediaJob {
+        id: r.try_get::<i64, _>(0)? as u64,
+        msgid: r.try_get(1)?,
+        item: u32_of(r.try_get(2)?),
+        seq: r.try_get::<i64, _>(3)? as u64,
+        msgtime: r.try_get::<i64, _>(4)? as u64,
+        kind: r.try_get(5)?,
+        sdkfileid: r.try_get(6)?,
+        md5: r.try_get(7)?,
+        size: r.try_get::<Option<i64>, _>(8)?.map(|v| v as u64),
+        ext: r.try_get(9)?,
+        filename: r.try_get(10)?,
+        play_length: r.try_get::<Option<i64>, _>(11)?.map(u32_of),
+        attempts: u32_of(r.try_get(12)?),
+    })
+}
+
+/// The columns [`Dialect::finish`] writes for `outcome`:
+/// (status, media_code, path, transcoded_path, transcode_error, retry_at, attempts given back),
+/// and what the message row mirrors: (status, media_code, media_path).
+#[allow(clippy::type_complexity)]
+pub(super) fn finish_values(
+    outcome: &MediaOutcome,
+) -> ((i64, i64, Option<&str>, Option<&str>, Option<&str>, i64, i64), (i64, i64, Option<&str>)) {
+    match outcome {
+        MediaOutcome::Done { path, transcoded_path, transcode_error } => (
+            (3, 0, Some(path.as_str()), transcoded_path.as_deref(), transcode_error.as_deref(), 0, 0),
+            (3, 1, Some(path.as_str())),
+        ),
+        MediaOutcome::Retry { code, retry_at } => {
+            ((1, i64::from(*code), None, None, None, *retry_at, 0), (1, i64::from(*code), None))
+        }
+        MediaOutcome::Failed { code } => ((4, i64::from(*code), None, None, None, 0, 0), (4, i64::from(*code), None)),
+        MediaOutcome::Released => ((1, 0, None, None, None, 0, 1), (1, 0, None)),
+    }
+}
+
+/// The media-job functions over one concrete pool type (`$pool`) and [`Dialect`] (`$d`): the
+/// bodies of the `Store` methods of the same names. A macro rather than generics because sqlx's
+/// executor bounds would obscure these few statements; each store invokes it once.
+/// `lock` is SQLite's in-process writer lock (`None` for MySQL).
+macro_rules! media_job_fns {
+    ($pool:ty, $d:expr) => {
+        use std::time::Duration as MediaDuration;
+
+        use tokio::sync::Mutex as MediaLock;
+
+        use crate::store::media_sql::{finish_values, job_from_row};
+        use crate::store::{
+            CorpId, MediaCount, MediaJob, MediaOutcome, MediaRecovery, StoreError, MEDIA_CODE_ATTEMPTS_EXHAUSTED,
+        };
+
+        pub(super) async fn claim_media(
+            pool: &$pool,
+            lock: Option<&MediaLock<()>>,
+            corpid: &CorpId,
+            owner: &str,
+            limit: u32,
+            now: i64,
+        ) -> Result<Vec<MediaJob>, StoreError> {
+            let ids: Vec<i64> =
+                sqlx::query_scalar(&$d.claimable(corpid)).bind(now).bind(i64::from(limit)).fetch_all(pool).await?;
+            let mut claimed = Vec::with_capacity(ids.len());
+            {
+                let _w = match lock {
+                    Some(l) => Some(l.lock().await),
+                    None => None,
+                };
+                let sql = $d.claim_one(corpid);
+                for id in ids {
+                    if sqlx::query(&sql).bind(owner).bind(id).execute(pool).await?.rows_affected() == 1 {
+                        claimed.push(id as u64);
+                    }
+                }
+            }
+            if claimed.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows = sqlx::query(&$d.jobs(corpid, &claimed)).bind(owner).fetch_all(pool).await?;
+            Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
+        }
+
+        pub(super) async fn finish_media(
+            pool: &$pool,
+            lock: Option<&MediaLock<()>>,
+            corpid: &CorpId,
+            job: &MediaJob,
+            outcome: &MediaOutcome,
+        ) -> Result<(), StoreError> {
+            let ((status, code, path, tpath, terr, retry_at, give_back), (mstatus, mcode, mpath)) =
+                finish_values(outcome);
+            let _w = match lock {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
+            let mut tx = pool.begin().await?;
+            sqlx::query(&$d.finish(corpid))
+                .bind(status)
+                .bind(code)
+                .bind(path)
+                .bind(tpath)
+                .bind(terr)
+                .bind(retry_at)
+                .bind(give_back)
+                .bind(job.id as i64)
+                .execute(&mut *tx)
+                .await?;
+            let first: Option<i64> =
+                sqlx::query_scalar(&$d.first_item(corpid)).bind(&job.msgid).fetch_one(&mut *tx).await?;
+            if first.is_none_or(|f| f == i64::from(job.item)) {
+                sqlx::query(&$d.mirror(corpid))
+                    .bind(mstatus)
+                    .bind(mcode)
+                    .bind(mpath)
+                    .bind(job.seq as i64)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn recover_media(
+            pool: &$pool,
+            lock: Option<&MediaLock<()>>,
+            corpid: &CorpId,
+            owner: &str,
+            stale: MediaDuration,
+            max_attempts: u32,
+        ) -> Result<MediaRecovery, StoreError> {
+            let stale_secs = i64::try_from(stale.as_secs()).unwrap_or(i64::MAX);
+            let rows: Vec<(i64, String, i64, i64, i64)> =
+                sqlx::query_as(&$d.in_flight(corpid)).bind(owner).bind(stale_secs).fetch_all(pool).await?;
+            let mut out = MediaRecovery::default();
+            for (id, msgid, item, seq, attempts) in rows {
+                if attempts >= i64::from(max_attempts) {
+                    let job = MediaJob {
+                        id: id as u64,
+                        msgid,
+                        item: u32::try_from(item).unwrap_or(u32::MAX),
+                        seq: seq as u64,
+                        msgtime: 0,
+                        kind: String::new(),
+                        sdkfileid: String::new(),
+                        md5: None,
+                        size: None,
+                        ext: String::new(),
+                        filename: None,
+                        play_length: None,
+                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    };
+                    finish_media(
+                        pool,
+                        lock,
+                        corpid,
+                        &job,
+                        &MediaOutcome::Failed { code: MEDIA_CODE_ATTEMPTS_EXHAUSTED },
+                    )
+                    .await?;
+                    out.failed += 1;
+                } else {
+                    let _w = match lock {
+                        Some(l) => Some(l.lock().await),
+                        None => None,
+                    };
+                    out.requeued += sqlx::query(&$d.unclaim(corpid)).bind(id).execute(pool).await?.rows_affected();
+                }
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn requeue_media(
+            pool: &$pool,
+            lock: Option<&MediaLock<()>>,
+            corpid: &CorpId,
+            status: u8,
+        ) -> Result<u64, StoreError> {
+            let _w = match lock {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(&$d.requeue(corpid)).bind(i64::from(status)).execute(&mut *tx).await?.rows_affected();
+            sqlx::query(&$d.requeue_mirror(corpid)).bind(i64::from(status)).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(n)
+        }
+
+        pub(super) async fn media_stats(pool: &$pool, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError> {
+            let rows: Vec<(String, i64, i64)> = sqlx::query_as(&$d.stats(corpid)).fetch_all(pool).await?;
+            Ok(rows
+                .into_iter()
+                .map(|(kind, status, count)| MediaCount {
+                    kind,
+                    status: u8::try_from(status).unwrap_or(0),
+                    count: count as u64,
+                })
+                .collect())
+        }
+    };
+}
+pub(super) use media_job_fns;

@@ -1,0 +1,305 @@
+//! Media downloads end to end without the actor system, on SQLite and MariaDB: emulator corps →
+//! pipeline → `media_<corpid>` rows → claim → `media::download::download` → finish.
+//!
+//! (a) every media item of every msgtype (nested ones included), a 42 MiB file (84 chunks) and
+//!     5 % failing chunks: every item reaches status 3, its bytes equal the emulator's original
+//!     (MD5), its path follows `<corpid>/<yyyy>/<mm>/<dd>/<msgid>[-<n>].<ext>`, the message rows
+//!     mirror status and `media_path`, and no temp file is left;
+//! (b) a claimed item whose process died is requeued at start-up, or failed when its attempts
+//!     are exhausted (decision 2); `Released` gives the attempt back;
+//! (c) hostile msgids and extensions write only inside the media root.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::pipeline::{config, corpid, open, scenario, specs, wait_for, Db};
+use md5::{Digest, Md5};
+use wework_msgaudit::actors::Pipeline;
+use wework_msgaudit::corps::Sources;
+use wework_msgaudit::media::download::{self, DownloadSettings};
+use wework_msgaudit::sdk::emulated::EmulatedSdk;
+use wework_msgaudit::sdk::{FinanceSdk, NetOptions};
+use wework_msgaudit::secret::Secret;
+use wework_msgaudit::store::{CorpId, MediaJob, MediaOutcome, Store, MEDIA_CODE_ATTEMPTS_EXHAUSTED};
+
+const RECORDS: u64 = 400;
+const BIG: u64 = 42 << 20;
+
+fn md5_file(p: &Path) -> String {
+    let bytes = std::fs::read(p).unwrap();
+    Md5::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                files_under(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+}
+
+/// Claims and downloads until nothing is left; returns (done, retried chunks and attempts).
+async fn drain(store: &Arc<dyn Store>, sdk: &Arc<EmulatedSdk>, corp: &CorpId, secret: &str, root: &Path) -> (u64, u64) {
+    let settings = DownloadSettings { root: root.to_path_buf(), owner: "test-owner".into(), chunk_retries: 3 };
+    let mut session = sdk.open(corp.as_str(), &Secret::new(secret)).unwrap();
+    let (mut done, mut retried) = (0, 0);
+    for _round in 0..200 {
+        let jobs = store.claim_media(corp, "test-owner", 16, i64::MAX).await.unwrap();
+        if jobs.is_empty() {
+            return (done, retried);
+        }
+        for job in jobs {
+            let stop = AtomicBool::new(false);
+            let result = download::download(&mut *session, corp, &job, &NetOptions::default(), &settings, &stop);
+            let outcome = match result {
+                Ok(d) => {
+                    done += 1;
+                    retried += d.retried_chunks;
+                    MediaOutcome::Done { path: d.path, transcoded_path: None, transcode_error: None }
+                }
+                Err(e) if e.is_retryable() => {
+                    retried += 1;
+                    MediaOutcome::Retry { code: e.media_code(), retry_at: 0 }
+                }
+                Err(e) => panic!("item {} ({}) failed permanently: {e}", job.id, job.kind),
+            };
+            store.finish_media(corp, &job, &outcome).await.unwrap();
+        }
+    }
+    panic!("media not drained after 200 rounds");
+}
+
+async fn every_item_lands(db: Db) {
+    let mut sc = scenario(1, &[], RECORDS);
+    sc.corp[0].big_file_bytes = BIG;
+    sc.corp[0].faults.media_rc_rate = 0.05;
+    sc.corp[0].faults.media_rc = 10001;
+    let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
+    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let store = open(&db).await;
+    let p = Pipeline::start(
+        Arc::clone(&store),
+        sdk.clone(),
+        Sources { fixed: specs(1, 200), ..Sources::default() },
+        &config(),
+    )
+    .unwrap();
+    wait_for(&p, &[(corpid(0), RECORDS)], Duration::from_secs(120)).await;
+    p.shutdown().await;
+    let corp = CorpId::new(&corpid(0)).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (done, retried) = drain(&store, &sdk, &corp, "secret-0", root.path()).await;
+    let truth = emu.truth(corp.as_str());
+    let expected: Vec<_> =
+        truth.iter().filter(|t| !t.corrupt).flat_map(|t| t.media.iter().map(move |m| (t, m))).collect();
+    let kinds: std::collections::BTreeSet<&str> = expected.iter().map(|(_, m)| m.kind.as_str()).collect();
+    eprintln!("{} items ({kinds:?}), {done} done, {retried} chunks or attempts retried", expected.len());
+    for k in ["image", "voice", "video", "emotion", "file", "meeting_voice_call", "voip_doc_share"] {
+        assert!(kinds.contains(k), "the scenario has {k} media");
+    }
+    assert!(expected.iter().any(|(_, m)| m.item > 0), "nested items");
+    assert!(expected.iter().any(|(_, m)| m.size == BIG), "the big file");
+    assert_eq!(done as usize, expected.len());
+    assert!(retried > 0, "injected chunk failures must be retried");
+    let stats = store.media_stats(&corp).await.unwrap();
+    assert!(stats.iter().all(|c| c.status == 3), "{stats:?}");
+    // Every file: bytes, layout; and the message rows mirror the first item.
+    let paths: HashMap<(String, i64), (i64, Option<String>)> = db
+        .rows_media(&format!(
+            "SELECT msgid, CAST(item AS SIGNED INTEGER), CAST(status AS SIGNED INTEGER), path FROM media_{}",
+            corp.as_str()
+        ))
+        .await
+        .into_iter()
+        .map(|(msgid, item, status, path)| ((msgid, item), (status, path)))
+        .collect();
+    for (t, m) in &expected {
+        let (status, path) = &paths[&(t.msgid.clone(), i64::from(m.item))];
+        assert_eq!(*status, 3);
+        let path = path.as_deref().unwrap();
+        let (y, mo, d) = download::utc_date(
+            serde_json::from_str::<serde_json::Value>(&t.plaintext).unwrap()["msgtime"].as_u64().unwrap(),
+        );
+        let stem = download::file_stem(&t.msgid, m.item);
+        assert!(path.starts_with(&format!("{}/{y:04}/{mo:02}/{d:02}/{stem}.", corp.as_str())), "{path}");
+        if ["jpg", "png", "gif", "amr", "silk", "mp4"].contains(&m.ext.as_str()) {
+            assert!(path.ends_with(&format!(".{}", m.ext)), "{path} sniffed as {}", m.ext);
+        }
+        assert_eq!(md5_file(&root.path().join(path)), m.md5, "{path}");
+        if m.item == t.media.iter().map(|x| x.item).min().unwrap() {
+            let mirrored = db
+                .int(
+                    &format!(
+                        "SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM message_{} WHERE msgid = ? AND status = 3 \
+                         AND media_code = 1 AND media_path = '{path}'",
+                        corp.as_str()
+                    ),
+                    Some(&t.msgid),
+                )
+                .await;
+            assert_eq!(mirrored, 1, "message row of {} mirrors {path}", t.msgid);
+        }
+    }
+    let mut all = Vec::new();
+    files_under(root.path(), &mut all);
+    assert_eq!(all.len(), expected.len(), "one file per item and no temp file: {all:?}");
+    db.finish().await;
+}
+
+async fn recovery_and_poison(db: Db) {
+    let emu = Arc::new(emulator::Emulator::new(scenario(1, &[], 60)).unwrap());
+    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let store = open(&db).await;
+    let p = Pipeline::start(Arc::clone(&store), sdk, Sources { fixed: specs(1, 100), ..Sources::default() }, &config())
+        .unwrap();
+    wait_for(&p, &[(corpid(0), 60)], Duration::from_secs(60)).await;
+    p.shutdown().await;
+    let corp = CorpId::new(&corpid(0)).unwrap();
+    let pending = |s: &[wework_msgaudit::store::MediaCount], st: u8| -> u64 {
+        s.iter().filter(|c| c.status == st).map(|c| c.count).sum()
+    };
+    let total = pending(&store.media_stats(&corp).await.unwrap(), 1);
+    assert!(total >= 4, "{total}");
+    // Two claims by a dead instance "a", one by the live "b".
+    let a = store.claim_media(&corp, "a", 2, i64::MAX).await.unwrap();
+    let b = store.claim_media(&corp, "b", 1, i64::MAX).await.unwrap();
+    assert_eq!((a.len(), b.len()), (2, 1));
+    assert!(a.iter().chain(&b).all(|j| j.attempts == 1));
+    assert_ne!(a[0].id, b[0].id);
+    // "a" restarts: its items come back, "b"'s claim (fresh) stays.
+    let r = store.recover_media(&corp, "a", Duration::from_secs(3600), 5).await.unwrap();
+    assert_eq!((r.requeued, r.failed), (2, 0));
+    assert_eq!(pending(&store.media_stats(&corp).await.unwrap(), 2), 1);
+    // A released attempt does not count; a stale claim of anyone is taken back.
+    store.finish_media(&corp, &b[0], &MediaOutcome::Released).await.unwrap();
+    let again = store.claim_media(&corp, "b", 1, i64::MAX).await.unwrap();
+    assert_eq!(again[0].attempts, if again[0].id == b[0].id { 1 } else { 2 });
+    store.finish_media(&corp, &again[0], &MediaOutcome::Released).await.unwrap();
+    // Poison: items claimed (and crashed on) max_attempts times fail instead of looping.
+    let mut failed = 0;
+    for _cycle in 0..5 {
+        for j in store.claim_media(&corp, "c", 1000, i64::MAX).await.unwrap() {
+            assert!(j.attempts <= 3, "an item over its limit was handed out again: {j:?}");
+        }
+        failed += store.recover_media(&corp, "c", Duration::from_secs(3600), 3).await.unwrap().failed;
+    }
+    assert_eq!(failed, total, "every item failed after 3 crashed attempts");
+    let code = db
+        .int(
+            &format!(
+                "SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM media_{} WHERE status = 4 AND media_code = {}",
+                corp.as_str(),
+                MEDIA_CODE_ATTEMPTS_EXHAUSTED
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(code as u64, total);
+    // `media retry`: failed items back to pending with a fresh counter.
+    assert_eq!(store.requeue_media(&corp, 4).await.unwrap(), total);
+    let stats = store.media_stats(&corp).await.unwrap();
+    assert_eq!((pending(&stats, 4), pending(&stats, 1)), (0, total));
+    assert!(store.claim_media(&corp, "d", 1000, i64::MAX).await.unwrap().iter().all(|j| j.attempts == 1));
+    db.finish().await;
+}
+
+#[test]
+fn hostile_names_stay_inside_the_media_root() {
+    let emu = Arc::new(emulator::Emulator::demo());
+    let corp_s = emu.corpids().remove(0);
+    let truth = emu.truth(&corp_s);
+    let item = truth.iter().flat_map(|t| t.media.iter()).find(|m| m.kind == "file").unwrap().clone();
+    let sdk = EmulatedSdk::new(Arc::clone(&emu));
+    let mut session = sdk.open(&corp_s, &Secret::new(emulator::DEMO_SECRET)).unwrap();
+    let corp = CorpId::new(&corp_s).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let settings = DownloadSettings { root: root.path().join("media"), owner: "../../owner".into(), chunk_retries: 1 };
+    let long = "n".repeat(10_000);
+    for (i, (msgid, ext)) in [
+        ("../../etc/passwd", "../../etc/passwd"),
+        ("a/b\0c", "x/y"),
+        (long.as_str(), long.as_str()),
+        ("..", ".."),
+        ("", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let job = MediaJob {
+            id: i as u64 + 1,
+            msgid: msgid.into(),
+            item: 0,
+            seq: 1,
+            msgtime: 1_700_000_000_000,
+            kind: "file".into(),
+            sdkfileid: item.sdkfileid.clone(),
+            md5: Some(item.md5.clone()),
+            size: Some(item.size),
+            ext: ext.into(),
+            filename: Some(msgid.into()),
+            play_length: None,
+            attempts: 1,
+        };
+        let d =
+            download::download(&mut *session, &corp, &job, &NetOptions::default(), &settings, &AtomicBool::new(false))
+                .unwrap();
+        let p = settings.root.join(&d.path).canonicalize().unwrap();
+        assert!(p.starts_with(settings.root.canonicalize().unwrap()), "{p:?}");
+        assert!(d.path.len() < 300, "{}", d.path.len());
+        assert_eq!(md5_file(&p), item.md5);
+    }
+    let mut all = Vec::new();
+    files_under(root.path(), &mut all);
+    assert!(all.iter().all(|p| p.starts_with(root.path().join("media"))), "{all:?}");
+    assert_eq!(all.iter().filter(|p| p.extension().is_some_and(|e| e == "part")).count(), 0);
+}
+
+fn block_on<F: std::future::Future<Output = ()>>(f: F) {
+    actix_rt::System::new().block_on(f);
+}
+
+mod sqlite {
+    use super::*;
+
+    #[test]
+    fn every_media_item_lands_verified() {
+        block_on(async { every_item_lands(Db::sqlite().await).await });
+    }
+
+    #[test]
+    fn claims_are_recovered_and_poison_items_fail() {
+        block_on(async { recovery_and_poison(Db::sqlite().await).await });
+    }
+}
+
+mod mysql {
+    use super::*;
+
+    #[test]
+    fn every_media_item_lands_verified() {
+        block_on(async {
+            if let Some(db) = Db::mysql().await {
+                every_item_lands(db).await;
+            }
+        });
+    }
+
+    #[test]
+    fn claims_are_recovered_and_poison_items_fail() {
+        block_on(async {
+            if let Some(db) = Db::mysql().await {
+                recovery_and_poison(db).await;
+            }
+        });
+    }
+}
