@@ -7,6 +7,7 @@
 //!     mirror status and `media_path`, and no temp file is left;
 //! (b) a claimed item whose process died is requeued at start-up, or failed when its attempts
 //!     are exhausted (decision 2); `Released` gives the attempt back;
+//! (a') the same through the pipeline with the media actors (2 workers), voice transcoded to MP3;
 //! (c) hostile msgids and extensions write only inside the media root.
 
 mod common;
@@ -19,6 +20,8 @@ use std::time::Duration;
 
 use common::pipeline::{config, corpid, open, scenario, specs, wait_for, Db};
 use md5::{Digest, Md5};
+use std::sync::atomic::Ordering;
+use wework_msgaudit::actors::media::{MediaSettings, TRANSCODE_INTERRUPTED};
 use wework_msgaudit::actors::Pipeline;
 use wework_msgaudit::corps::Sources;
 use wework_msgaudit::media::download::{self, DownloadSettings};
@@ -99,20 +102,26 @@ async fn every_item_lands(db: Db) {
     let corp = CorpId::new(&corpid(0)).unwrap();
     let root = tempfile::tempdir().unwrap();
     let (done, retried) = drain(&store, &sdk, &corp, "secret-0", root.path()).await;
+    let expected = verify(&db, &emu, &corp, root.path(), false).await;
+    assert_eq!(done as usize, expected);
+    assert!(retried > 0, "injected chunk failures must be retried");
+    eprintln!("{done} done, {retried} chunks or attempts retried");
+    db.finish().await;
+}
+
+/// Every media item of `corp` is stored (status 3), byte-exact, at its layout path, mirrored into
+/// its message row; no stray file. Returns the number of items.
+async fn verify(db: &Db, emu: &emulator::Emulator, corp: &CorpId, root: &Path, transcoded: bool) -> usize {
     let truth = emu.truth(corp.as_str());
     let expected: Vec<_> =
         truth.iter().filter(|t| !t.corrupt).flat_map(|t| t.media.iter().map(move |m| (t, m))).collect();
     let kinds: std::collections::BTreeSet<&str> = expected.iter().map(|(_, m)| m.kind.as_str()).collect();
-    eprintln!("{} items ({kinds:?}), {done} done, {retried} chunks or attempts retried", expected.len());
+    eprintln!("{} items ({kinds:?})", expected.len());
     for k in ["image", "voice", "video", "emotion", "file", "meeting_voice_call", "voip_doc_share"] {
         assert!(kinds.contains(k), "the scenario has {k} media");
     }
     assert!(expected.iter().any(|(_, m)| m.item > 0), "nested items");
     assert!(expected.iter().any(|(_, m)| m.size == BIG), "the big file");
-    assert_eq!(done as usize, expected.len());
-    assert!(retried > 0, "injected chunk failures must be retried");
-    let stats = store.media_stats(&corp).await.unwrap();
-    assert!(stats.iter().all(|c| c.status == 3), "{stats:?}");
     // Every file: bytes, layout; and the message rows mirror the first item.
     let paths: HashMap<(String, i64), (i64, Option<String>)> = db
         .rows_media(&format!(
@@ -135,7 +144,7 @@ async fn every_item_lands(db: Db) {
         if ["jpg", "png", "gif", "amr", "silk", "mp4"].contains(&m.ext.as_str()) {
             assert!(path.ends_with(&format!(".{}", m.ext)), "{path} sniffed as {}", m.ext);
         }
-        assert_eq!(md5_file(&root.path().join(path)), m.md5, "{path}");
+        assert_eq!(md5_file(&root.join(path)), m.md5, "{path}");
         if m.item == t.media.iter().map(|x| x.item).min().unwrap() {
             let mirrored = db
                 .int(
@@ -151,8 +160,75 @@ async fn every_item_lands(db: Db) {
         }
     }
     let mut all = Vec::new();
-    files_under(root.path(), &mut all);
-    assert_eq!(all.len(), expected.len(), "one file per item and no temp file: {all:?}");
+    files_under(root, &mut all);
+    let voice = expected.iter().filter(|(_, m)| m.ext == "amr" || m.ext == "silk").count();
+    let want = expected.len() + if transcoded { voice } else { 0 };
+    assert_eq!(all.len(), want, "one file per item (+ an MP3 per voice file) and no temp file: {all:?}");
+    if transcoded {
+        let mp3 = db
+            .int(
+                &format!(
+                    "SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM media_{} WHERE transcoded_path LIKE '%.mp3' \
+                     AND transcode_error IS NULL",
+                    corp.as_str()
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(mp3 as usize, voice, "every AMR/SILK item has its MP3");
+        assert!(voice > 0);
+    }
+    expected.len()
+}
+
+async fn through_the_media_actors(db: Db) {
+    let mut sc = scenario(1, &[], RECORDS);
+    sc.corp[0].big_file_bytes = BIG;
+    sc.corp[0].faults.media_rc_rate = 0.05;
+    sc.corp[0].faults.media_rc = 10001;
+    let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
+    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let root = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.media = Some(MediaSettings {
+        root: root.path().to_path_buf(),
+        owner: "actors".into(),
+        workers: 2,
+        per_corp: 2,
+        chunk_retries: 1,
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        sweep_interval: Duration::from_millis(200),
+        ..MediaSettings::default()
+    });
+    let p =
+        Pipeline::start(open(&db).await, sdk, Sources { fixed: specs(1, 200), ..Sources::default() }, &cfg).unwrap();
+    wait_for(&p, &[(corpid(0), RECORDS)], Duration::from_secs(120)).await;
+    let corp = CorpId::new(&corpid(0)).unwrap();
+    let want = emu.truth(corp.as_str()).iter().filter(|t| !t.corrupt).map(|t| t.media.len()).sum::<usize>() as i64;
+    let settled = format!(
+        "SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM media_{} WHERE status = 3 AND (transcode_error IS NULL OR \
+         transcode_error <> '{TRANSCODE_INTERRUPTED}')",
+        corp.as_str()
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let n = db.int(&settled, None).await;
+        if n == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{n} of {want} media items settled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let counters = p.media_counters.clone().unwrap();
+    p.shutdown().await;
+    verify(&db, &emu, &corp, root.path(), true).await;
+    eprintln!(
+        "actors: {} done, {} retried, {} transcoded",
+        counters.done.load(Ordering::Relaxed),
+        counters.retried.load(Ordering::Relaxed),
+        counters.transcoded.load(Ordering::Relaxed)
+    );
     db.finish().await;
 }
 
@@ -280,6 +356,11 @@ mod sqlite {
     fn claims_are_recovered_and_poison_items_fail() {
         block_on(async { recovery_and_poison(Db::sqlite().await).await });
     }
+
+    #[test]
+    fn every_media_item_lands_through_the_media_actors() {
+        block_on(async { through_the_media_actors(Db::sqlite().await).await });
+    }
 }
 
 mod mysql {
@@ -299,6 +380,15 @@ mod mysql {
         block_on(async {
             if let Some(db) = Db::mysql().await {
                 recovery_and_poison(db).await;
+            }
+        });
+    }
+
+    #[test]
+    fn every_media_item_lands_through_the_media_actors() {
+        block_on(async {
+            if let Some(db) = Db::mysql().await {
+                through_the_media_actors(db).await;
             }
         });
     }

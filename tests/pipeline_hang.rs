@@ -48,6 +48,7 @@ fn config(max_hung: usize) -> PipelineConfig {
         reload_interval: Duration::from_secs(3600),
         hang_grace: Duration::ZERO,
         max_hung_threads: max_hung,
+        media: None,
     }
 }
 

@@ -335,6 +335,11 @@ impl Puller {
                     s.last_error = None;
                 });
                 tracing::debug!(cursor = c.seq, rows = c.outcome.inserted_rows, "batch committed");
+                if c.outcome.inserted_media > 0 {
+                    if let Some(media) = &self.shared.media {
+                        media.do_send(super::media::Nudge(self.spec.corpid.clone()));
+                    }
+                }
                 Ok(())
             }
             Ok(Ok(Err(e))) => {

@@ -6,7 +6,10 @@
 //!   on the rayon decrypt pool → [`db_writer::WriteBatch`], the next fetch overlapping the write;
 //! - [`db_writer::DbWriter`] commits each batch in its own transaction, batches of different
 //!   corps concurrently;
-//! - [`sdk_pool::SdkPool`] is the bounded set of OS threads that make every SDK call.
+//! - [`sdk_pool::SdkPool`] is the bounded set of OS threads that make every SDK call;
+//! - [`media::MediaScheduler`] (when media is on) downloads the corps' media items on its own
+//!   worker threads and SDK handles, told of the corps by the supervisor and nudged by corp
+//!   actors after batches that stored media.
 //!
 //! [`Pipeline::start`] wires them together inside a running actix `System`;
 //! [`Pipeline::shutdown`] stops fetching and lets in-flight writes finish. [`Stats`] is a live
@@ -14,6 +17,7 @@
 
 pub mod corp;
 pub mod db_writer;
+pub mod media;
 pub mod sdk_pool;
 pub mod supervisor;
 
@@ -69,6 +73,8 @@ pub struct PipelineConfig {
     pub hang_grace: Duration,
     /// More SDK calls hung at once than this is fatal (exit non-zero).
     pub max_hung_threads: usize,
+    /// Media downloads; `None` = off.
+    pub media: Option<media::MediaSettings>,
 }
 
 impl Default for PipelineConfig {
@@ -80,6 +86,7 @@ impl Default for PipelineConfig {
             reload_interval: Duration::from_secs(30),
             hang_grace: Duration::from_secs(10),
             max_hung_threads: 8,
+            media: None,
         }
     }
 }
@@ -100,6 +107,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Set once a fatal error happened (the process must exit non-zero).
     pub fatal: tokio::sync::watch::Sender<Option<String>>,
+    /// The media scheduler, when media is on.
+    pub media: Option<Addr<media::MediaScheduler>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -163,6 +172,9 @@ pub struct Pipeline {
     pub stats: Arc<Stats>,
     pool: Arc<sdk_pool::SdkPool>,
     fatal: tokio::sync::watch::Receiver<Option<String>>,
+    /// Media counters, when media is on.
+    pub media_counters: Option<Arc<media::MediaCounters>>,
+    media: Option<Addr<media::MediaScheduler>>,
 }
 
 /// Why the pipeline could not start.
@@ -182,14 +194,22 @@ impl Pipeline {
         sources: Sources,
         config: &PipelineConfig,
     ) -> Result<Pipeline, StartError> {
-        let pool = sdk_pool::SdkPool::new(sdk, config.sdk_threads, config.hang_grace, config.max_hung_threads)
-            .map_err(|e| StartError::Threads(e.to_string()))?;
+        let pool =
+            sdk_pool::SdkPool::new(Arc::clone(&sdk), config.sdk_threads, config.hang_grace, config.max_hung_threads)
+                .map_err(|e| StartError::Threads(e.to_string()))?;
         let decrypt = rayon::ThreadPoolBuilder::new()
             .num_threads(config.decrypt_threads)
             .thread_name(|i| format!("decrypt-{i}"))
             .build()
             .map_err(|e| StartError::Threads(e.to_string()))?;
         let writer = db_writer::DbWriter::new(Arc::clone(&store)).start();
+        let (media, media_counters) = match &config.media {
+            Some(m) => {
+                let (addr, counters) = media::MediaScheduler::start(Arc::clone(&store), Arc::clone(&sdk), m.clone());
+                (Some(addr), Some(counters))
+            }
+            None => (None, None),
+        };
         let stats = Arc::new(Stats::default());
         let (fatal, fatal_rx) = tokio::sync::watch::channel(None);
         let shared = Arc::new(Shared {
@@ -200,9 +220,10 @@ impl Pipeline {
             store,
             pull: config.pull.clone(),
             stats: Arc::clone(&stats),
+            media: media.clone(),
         });
         let supervisor = supervisor::Supervisor::new(shared, sources, config.reload_interval).start();
-        Ok(Pipeline { supervisor, stats, pool, fatal: fatal_rx })
+        Ok(Pipeline { supervisor, stats, pool, fatal: fatal_rx, media_counters, media })
     }
 
     /// Resolves with the reason once a fatal error happened (the SDK is wedged); the caller
@@ -229,6 +250,10 @@ impl Pipeline {
     /// the threads that are not hung.
     pub async fn shutdown(self) {
         let _ = self.supervisor.send(supervisor::Shutdown).await;
+        if let Some(m) = &self.media {
+            // Downloads stop between chunks (their attempt is given back); bounded wait.
+            let _ = tokio::time::timeout(Duration::from_secs(60), m.send(media::MediaShutdown)).await;
+        }
         self.pool.close();
         // Let the SDK threads drop their handles (DestroySdk) before the caller goes on: a
         // process that exits while a thread is still inside the vendor library may crash in

@@ -149,6 +149,9 @@ impl Supervisor {
             }
         }
         self.desired = desired.corps;
+        if let Some(media) = &self.shared.media {
+            media.do_send(super::media::MediaCorps(self.desired.values().cloned().collect()));
+        }
         report
     }
 

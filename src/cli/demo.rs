@@ -8,12 +8,14 @@
 //! database holds everything the emulator had by then, and says where the data went.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use super::CliError;
+use crate::actors::media::MediaSettings;
 use crate::actors::{Pipeline, PipelineConfig, PullSettings, Stats};
 use crate::corps::{CorpSpec, Sources};
 use crate::crypto::{self, keyring::Keyring};
@@ -57,6 +59,8 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         demo_keyring()?,
     );
     fresh_database(&args.db)?;
+    let media_root = args.db.parent().unwrap_or(Path::new(".")).join("msgfile");
+    fresh_media_root(&media_root)?;
     let url = format!("sqlite://{}", args.db.display());
     println!("demo corp {} through {} into {}", corpid, sdk.describe(), args.db.display());
     println!("keyring: publickey_ver {:?} (DEMO-ONLY keys, see lib/emulator/keys/README.md)", spec.keyring.versions());
@@ -71,10 +75,22 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
             proxy_password: None,
         },
         reload_interval: Duration::from_secs(3600),
+        media: Some(MediaSettings {
+            root: media_root.clone(),
+            owner: "demo".into(),
+            workers: 2,
+            per_corp: 2,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(1),
+            ..MediaSettings::default()
+        }),
         ..PipelineConfig::default()
     };
     let duration = args.duration;
     let table = corpid.message_table();
+    let media_table = corpid.media_table();
+    let media_dir = media_root.join(corpid.as_str());
     let available = actix_rt::System::new().block_on(async move {
         let store = store::connect(&url).await.map_err(|e| CliError::Runtime(e.to_string()))?;
         store.migrate().await.map_err(|e| CliError::Runtime(e.to_string()))?;
@@ -88,7 +104,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         tokio::pin!(ctrl_c);
         let interrupted = loop {
             tokio::select! {
-                _ = tick.tick() => print_line(&pipeline.stats, &corpid, started),
+                _ = tick.tick() => print_line(&pipeline, &corpid, started),
                 _ = &mut ctrl_c => break true,
             }
             if Instant::now() >= until {
@@ -103,9 +119,8 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        let stats = Arc::clone(&pipeline.stats);
+        print_line(&pipeline, &corpid, started);
         pipeline.shutdown().await;
-        print_line(&stats, &corpid, started);
         Ok::<_, CliError>(available.filter(|_| !interrupted))
     })?;
     println!("-- where the data went --");
@@ -114,6 +129,8 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     }
     println!("sqlite3 {} 'select msgtype, count(*) from {table} group by 1'", args.db.display());
     println!("sqlite3 {} 'select seq, updated from corp_cursor'", args.db.display());
+    println!("sqlite3 {} 'select kind, status, count(*) from {} group by 1, 2'", args.db.display(), media_table);
+    println!("media files (originals and MP3s of voice): {}/<yyyy>/<mm>/<dd>/", media_dir.display());
     Ok(())
 }
 
@@ -121,14 +138,23 @@ fn cursor(stats: &Stats, corpid: &CorpId) -> u64 {
     stats.snapshot().get(corpid).map_or(0, |s| s.cursor)
 }
 
-fn print_line(stats: &Arc<Stats>, corpid: &CorpId, started: Instant) {
-    let snapshot = stats.snapshot();
+fn print_line(pipeline: &Pipeline, corpid: &CorpId, started: Instant) {
+    let snapshot = pipeline.stats.snapshot();
     let Some(s) = snapshot.get(corpid) else {
         println!("[{:>4.0?}] {corpid}: starting", started.elapsed());
         return;
     };
+    let media = pipeline.media_counters.as_ref().map_or_else(String::new, |m| {
+        format!(
+            "  media {:>4} (mp3 {:>3}, retried {:>3}, failed {:>3})",
+            m.done.load(Ordering::Relaxed),
+            m.transcoded.load(Ordering::Relaxed),
+            m.retried.load(Ordering::Relaxed),
+            m.failed.load(Ordering::Relaxed)
+        )
+    });
     println!(
-        "[{:>5.1}s] {corpid}  stored {:>5}  cursor {:>5}  undecryptable {:>3}  msgtypes {:>2}  {}{}",
+        "[{:>5.1}s] {corpid}  stored {:>5}  cursor {:>5}  undecryptable {:>3}  msgtypes {:>2}{media}  {}{}",
         started.elapsed().as_secs_f64(),
         s.stored,
         s.cursor,
@@ -137,6 +163,15 @@ fn print_line(stats: &Arc<Stats>, corpid: &CorpId, started: Instant) {
         s.state,
         s.last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
     );
+}
+
+/// Deletes the demo's media directory (it belongs to the demo).
+fn fresh_media_root(root: &Path) -> Result<(), CliError> {
+    match std::fs::remove_dir_all(root) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::Config(format!("cannot clear {}: {e}", root.display()))),
+    }
 }
 
 /// Deletes the demo database (and its WAL files) and makes sure its directory exists.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{store_error, CliError};
+use crate::actors::media::MediaSettings;
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
 use crate::config::Config;
 use crate::corps::{self, Defaults, SourceError, Sources};
@@ -103,7 +104,38 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
         reload_interval: cfg.corps.reload_interval.max(Duration::from_secs(1)),
         hang_grace: Duration::from_secs(10),
         max_hung_threads: cfg.sdk.max_hung_threads,
+        media: cfg.media.enabled.then(|| media_settings(cfg)),
     }
+}
+
+/// The media settings of the configuration.
+pub fn media_settings(cfg: &Config) -> MediaSettings {
+    let m = &cfg.media;
+    MediaSettings {
+        root: m.root.clone(),
+        owner: if m.instance_id.is_empty() { host_name() } else { m.instance_id.clone() },
+        workers: m.workers.max(1),
+        per_corp: m.per_corp.max(1),
+        max_attempts: m.max_attempts.max(1),
+        chunk_retries: m.chunk_retries,
+        backoff_initial: m.backoff_initial,
+        backoff_max: m.backoff_max,
+        claim_stale: m.claim_stale,
+        sweep_interval: m.sweep_interval.max(Duration::from_millis(100)),
+        transcode: m.transcode,
+        mp3_bitrate_kbps: m.mp3_bitrate,
+        proxy: (!cfg.sdk.proxy.is_empty()).then(|| cfg.sdk.proxy.clone()),
+        proxy_password: (!cfg.sdk.proxy_password.is_empty()).then(|| cfg.sdk.proxy_password.clone()),
+    }
+}
+
+/// The host name (`/proc/sys/kernel/hostname`), or `default`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "default".into())
 }
 
 /// Waits for SIGINT or SIGTERM.

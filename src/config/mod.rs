@@ -197,15 +197,55 @@ impl Default for CorpsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
+    /// Download media at all.
+    pub enabled: bool,
     /// Media root directory.
     pub root: PathBuf,
     /// Download threads.
     pub workers: usize,
+    /// Items of one corp in flight at most.
+    pub per_corp: usize,
+    /// Attempts per item.
+    pub max_attempts: u32,
+    /// In-place retries of a failed chunk.
+    pub chunk_retries: u32,
+    /// First retry delay of an item.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// This instance's name in claims; "" = the host name.
+    pub instance_id: String,
+    /// A claim older than this is taken back.
+    #[serde(with = "humantime_serde")]
+    pub claim_stale: Duration,
+    /// How often every corp's media table is looked at without a nudge.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Transcode voice (AMR, SILK) to MP3.
+    pub transcode: bool,
+    /// MP3 bitrate in kbit/s.
+    pub mp3_bitrate: u32,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { root: PathBuf::from("msgfile"), workers: 2 }
+        Self {
+            enabled: true,
+            root: PathBuf::from("msgfile"),
+            workers: 2,
+            per_corp: 1,
+            max_attempts: 5,
+            chunk_retries: 3,
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(600),
+            instance_id: String::new(),
+            claim_stale: Duration::from_secs(1800),
+            sweep_interval: Duration::from_secs(30),
+            transcode: true,
+            mp3_bitrate: 32,
+        }
     }
 }
 

@@ -411,7 +411,12 @@ fn walk_amr(bytes: &[u8]) -> Result<Vec<AmrFrameKind>, TranscodeError> {
         }
         let len = 1 + AMR_PAYLOAD[ft];
         if bytes.len() - pos < len {
-            return Err(TranscodeError::Truncated { format: F, offset: pos, needed: len, available: bytes.len() - pos });
+            return Err(TranscodeError::Truncated {
+                format: F,
+                offset: pos,
+                needed: len,
+                available: bytes.len() - pos,
+            });
         }
         if frames.len() >= max_frames {
             return Err(TranscodeError::TooLong { duration: MAX_DURATION, limit: MAX_DURATION });
@@ -443,17 +448,18 @@ fn decode_amr(bytes: &[u8]) -> Result<Pcm, TranscodeError> {
                 AmrFrameKind::Speech { start, end } => {
                     let before = samples.len();
                     let packet = Packet::copy(&bytes[start..end]);
-                    decoder.send_packet(&packet).map_err(|source| TranscodeError::Codec {
-                        stage: "decode an AMR-NB frame",
-                        source,
-                    })?;
+                    decoder
+                        .send_packet(&packet)
+                        .map_err(|source| TranscodeError::Codec { stage: "decode an AMR-NB frame", source })?;
                     loop {
                         match decoder.receive_frame(&mut decoded) {
                             Ok(()) => append_mono_i16(&decoded, &mut samples)?,
                             Err(ffmpeg_next::Error::Other { errno: libc::EAGAIN }) | Err(ffmpeg_next::Error::Eof) => {
                                 break
                             }
-                            Err(source) => return Err(TranscodeError::Codec { stage: "decode an AMR-NB frame", source }),
+                            Err(source) => {
+                                return Err(TranscodeError::Codec { stage: "decode an AMR-NB frame", source })
+                            }
                         }
                     }
                     // One frame in, 160 samples out: keep the timeline exact whatever happened.
@@ -475,9 +481,8 @@ fn append_mono_i16(frame: &frame::Audio, out: &mut Vec<i16>) -> Result<(), Trans
         )));
     }
     match frame.format() {
-        Sample::F32(_) => {
-            out.extend(frame.plane::<f32>(0)[..n].iter().map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16))
-        }
+        Sample::F32(_) => out
+            .extend(frame.plane::<f32>(0)[..n].iter().map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)),
         Sample::I16(_) => out.extend_from_slice(&frame.plane::<i16>(0)[..n]),
         other => {
             return Err(TranscodeError::InvalidOptions(format!("unexpected decoder sample format {other:?}")));
@@ -525,7 +530,12 @@ fn walk_silk(bytes: &[u8]) -> Result<SilkStream, TranscodeError> {
             }
         })?;
         if bytes.len() - pos - 2 < len {
-            return Err(TranscodeError::Truncated { format: F, offset: pos, needed: 2 + len, available: bytes.len() - pos });
+            return Err(TranscodeError::Truncated {
+                format: F,
+                offset: pos,
+                needed: 2 + len,
+                available: bytes.len() - pos,
+            });
         }
         let packets = stream.frames + stream.gaps_after.iter().sum::<usize>();
         if packets >= max_packets {
@@ -835,7 +845,8 @@ struct Mp3Walk {
 
 /// Checks that the encoder's output is a run of whole MP3 frames of one rate, and counts them.
 fn walk_mp3(mp3: &[u8]) -> Result<Mp3Walk, TranscodeError> {
-    let bad = |offset: usize, what: &str| TranscodeError::InvalidOptions(format!("MP3 encoder output: {what} at {offset}"));
+    let bad =
+        |offset: usize, what: &str| TranscodeError::InvalidOptions(format!("MP3 encoder output: {what} at {offset}"));
     let first = Mp3Header::parse(mp3).ok_or_else(|| bad(0, "no MP3 frame header"))?;
     let (mut pos, mut frames) = (0usize, 0u32);
     while pos < mp3.len() {
@@ -1131,7 +1142,10 @@ mod tests {
 
         let mut bytes = silk(false, &[&[1u8; 20], &[1u8; 20]], false);
         bytes.truncate(bytes.len() - 1);
-        assert!(matches!(walk_silk(&bytes), Err(TranscodeError::Truncated { offset: 31, needed: 22, available: 21, .. })));
+        assert!(matches!(
+            walk_silk(&bytes),
+            Err(TranscodeError::Truncated { offset: 31, needed: 22, available: 21, .. })
+        ));
 
         let mut bytes = silk(false, &[&[1u8; 20]], false);
         bytes.push(7);
@@ -1152,17 +1166,11 @@ mod tests {
 
     #[test]
     fn retryable_only_for_machine_io_errors() {
-        let full = TranscodeError::Io {
-            op: "write",
-            path: "/x".into(),
-            source: io::Error::from_raw_os_error(libc::ENOSPC),
-        };
+        let full =
+            TranscodeError::Io { op: "write", path: "/x".into(), source: io::Error::from_raw_os_error(libc::ENOSPC) };
         assert!(full.is_retryable());
-        let missing = TranscodeError::Io {
-            op: "open",
-            path: "/x".into(),
-            source: io::Error::from_raw_os_error(libc::ENOENT),
-        };
+        let missing =
+            TranscodeError::Io { op: "open", path: "/x".into(), source: io::Error::from_raw_os_error(libc::ENOENT) };
         assert!(!missing.is_retryable());
         assert!(!TranscodeError::Panic { stage: "x", message: "y".into() }.is_retryable());
     }

@@ -1,0 +1,608 @@
+//! Media actors: [`MediaScheduler`] (one, async) hands claimed `media_<corpid>` rows to the
+//! [`MediaWorker`] pool (actix `SyncArbiter`, `media.workers` OS threads).
+//!
+//! - Jobs come only from the database (status 1), never only from memory: a crash or restart
+//!   loses none. When a corp first appears, its items left in status 2 by this instance (or by
+//!   anyone, when their claim is older than `claim_stale`) go back to 1, and those whose attempts
+//!   are exhausted fail instead (decision 2). The attempt counter is incremented by the claim,
+//!   before the download starts.
+//! - Fairness: at most `per_corp` items of one corp and `workers` items overall are in flight;
+//!   corps are served round-robin, so one huge video occupies one worker and the other corps'
+//!   small files go through the others. Media never shares a thread or an SDK handle with
+//!   message pulling.
+//! - Each worker keeps its own SDK handle per corp (opened lazily, reused, replaced when the
+//!   secret changes or the SDK asks for it) and runs `media::download` inside `catch_unwind`.
+//! - After a good download the item is stored as done (status 3) FIRST; voice is then
+//!   transcoded as a separate job, its result recorded in `transcoded_path` / `transcode_error`
+//!   (decision 8). A marker error is written before transcoding, so a transcoder that kills the
+//!   process leaves "interrupted" behind instead of a retry loop (decision 2).
+//! - A transient failure goes back to status 1 with `retry_at` = now + exponential backoff; a
+//!   permanent one, or the last allowed attempt, ends in status 4 with the code.
+//! - The supervisor sends the desired corps after every reconcile ([`MediaCorps`]); corp actors
+//!   [`Nudge`] after a batch that stored media; a sweep every `sweep_interval` catches the rest
+//!   (retries that came due). [`MediaShutdown`] stops claiming, interrupts downloads between
+//!   chunks (their attempt is given back) and answers when nothing is in flight.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+
+use crate::corps::CorpSpec;
+use crate::media::download::{self, DownloadError, DownloadSettings, Downloaded};
+use crate::media::transcode_beside;
+use crate::sdk::{FinanceSdk, NetOptions, SdkError, SdkSession};
+use crate::secret::Secret;
+use crate::store::{CorpId, MediaJob, MediaOutcome, Store};
+
+/// Media settings (from `[media]`).
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    /// The media root.
+    pub root: PathBuf,
+    /// This instance's name in `claimed_by` (stable across restarts).
+    pub owner: String,
+    /// Worker threads.
+    pub workers: usize,
+    /// Items of one corp in flight at most.
+    pub per_corp: usize,
+    /// Attempts per item before it fails for good.
+    pub max_attempts: u32,
+    /// In-place retries of one failed chunk.
+    pub chunk_retries: u32,
+    /// First retry delay of an item; doubles per attempt.
+    pub backoff_initial: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// A claim older than this is taken back from whoever made it.
+    pub claim_stale: Duration,
+    /// How often every corp's table is looked at even without a nudge.
+    pub sweep_interval: Duration,
+    /// Transcode voice to MP3.
+    pub transcode: bool,
+    /// MP3 bitrate, kbit/s.
+    pub mp3_bitrate_kbps: u32,
+    /// Proxy for the SDK calls (as for pulling).
+    pub proxy: Option<String>,
+    /// Proxy credentials.
+    pub proxy_password: Option<Secret>,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("msgfile"),
+            owner: "default".into(),
+            workers: 2,
+            per_corp: 1,
+            max_attempts: 5,
+            chunk_retries: 3,
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(600),
+            claim_stale: Duration::from_secs(1800),
+            sweep_interval: Duration::from_secs(30),
+            transcode: true,
+            mp3_bitrate_kbps: 32,
+            proxy: None,
+            proxy_password: None,
+        }
+    }
+}
+
+/// Download one claimed item (to a worker).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Downloaded, DownloadError>")]
+pub struct Fetch {
+    /// The corp.
+    pub corpid: CorpId,
+    /// Its secret (a changed secret replaces the worker's handle).
+    pub secret: Secret,
+    /// Network options.
+    pub net: NetOptions,
+    /// The item.
+    pub job: MediaJob,
+}
+
+/// Transcode a downloaded voice file (to a worker): `Ok(relative mp3 path)` or the error text.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<String, String>")]
+pub struct Transcode {
+    /// The original, relative to the media root.
+    pub path: String,
+}
+
+/// A media download thread.
+pub struct MediaWorker {
+    sdk: Arc<dyn FinanceSdk>,
+    settings: Arc<MediaSettings>,
+    sessions: HashMap<CorpId, (Secret, Box<dyn SdkSession>)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for MediaWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaWorker").field("sessions", &self.sessions.len()).finish_non_exhaustive()
+    }
+}
+
+impl Actor for MediaWorker {
+    type Context = SyncContext<Self>;
+}
+
+impl MediaWorker {
+    fn fetch(&mut self, msg: &Fetch) -> Result<Downloaded, DownloadError> {
+        let fresh = self.sessions.get(&msg.corpid).is_none_or(|(secret, _)| secret.expose() != msg.secret.expose());
+        if fresh {
+            self.sessions.remove(&msg.corpid);
+            let session = self.sdk.open(msg.corpid.as_str(), &msg.secret)?;
+            self.sessions.insert(msg.corpid.clone(), (msg.secret.clone(), session));
+        }
+        let Some((_, session)) = self.sessions.get_mut(&msg.corpid) else {
+            return Err(DownloadError::Sdk(SdkError::Protocol("no SDK handle")));
+        };
+        let settings = DownloadSettings {
+            root: self.settings.root.clone(),
+            owner: self.settings.owner.clone(),
+            chunk_retries: self.settings.chunk_retries,
+        };
+        download::download(session.as_mut(), &msg.corpid, &msg.job, &msg.net, &settings, &self.stop)
+    }
+}
+
+impl Handler<Fetch> for MediaWorker {
+    type Result = Result<Downloaded, DownloadError>;
+
+    fn handle(&mut self, msg: Fetch, _ctx: &mut Self::Context) -> Self::Result {
+        let result = catch_unwind(AssertUnwindSafe(|| self.fetch(&msg))).unwrap_or_else(|p| {
+            Err(DownloadError::Sdk(SdkError::Panicked {
+                call: "media download",
+                message: crate::sdk::emulated::panic_message(&*p),
+            }))
+        });
+        if let Err(DownloadError::Sdk(e)) = &result {
+            if e.needs_new_handle() || matches!(e, SdkError::Panicked { .. }) {
+                self.sessions.remove(&msg.corpid);
+            }
+        }
+        result
+    }
+}
+
+impl Handler<Transcode> for MediaWorker {
+    type Result = Result<String, String>;
+
+    fn handle(&mut self, msg: Transcode, _ctx: &mut Self::Context) -> Self::Result {
+        let settings = Arc::clone(&self.settings);
+        catch_unwind(AssertUnwindSafe(|| transcode_beside(&settings.root, &msg.path, settings.mp3_bitrate_kbps)))
+            .unwrap_or_else(|p| Err(format!("the transcoder panicked: {}", crate::sdk::emulated::panic_message(&*p))))
+    }
+}
+
+/// The desired corps (sent by the supervisor after every reconcile).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct MediaCorps(pub Vec<CorpSpec>);
+
+/// A corp stored new media items.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Nudge(pub CorpId);
+
+/// Stop claiming, interrupt downloads, answer when nothing is in flight.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct MediaShutdown;
+
+/// Counters of the scheduler (for `demo`, tests and metrics).
+#[derive(Debug, Default)]
+pub struct MediaCounters {
+    /// Items downloaded and verified.
+    pub done: std::sync::atomic::AtomicU64,
+    /// Attempts that will be retried.
+    pub retried: std::sync::atomic::AtomicU64,
+    /// Items failed for good.
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Voice files transcoded.
+    pub transcoded: std::sync::atomic::AtomicU64,
+    /// Transcodes that failed (originals kept).
+    pub transcode_failed: std::sync::atomic::AtomicU64,
+}
+
+struct CorpMedia {
+    spec: CorpSpec,
+    net: NetOptions,
+    inflight: usize,
+    claiming: bool,
+    recovered: bool,
+    idle: bool,
+}
+
+/// The media scheduler.
+pub struct MediaScheduler {
+    store: Arc<dyn Store>,
+    workers: Addr<MediaWorker>,
+    settings: Arc<MediaSettings>,
+    corps: BTreeMap<CorpId, CorpMedia>,
+    inflight: usize,
+    /// Slots set aside for claims being made.
+    reserved: usize,
+    stop: Arc<AtomicBool>,
+    stopping: bool,
+    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    rr: usize,
+    /// Live counters.
+    pub counters: Arc<MediaCounters>,
+}
+
+impl std::fmt::Debug for MediaScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaScheduler")
+            .field("corps", &self.corps.len())
+            .field("inflight", &self.inflight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaScheduler {
+    /// Starts the worker threads and the scheduler; removes this instance's orphaned temp files.
+    pub fn start(
+        store: Arc<dyn Store>,
+        sdk: Arc<dyn FinanceSdk>,
+        settings: MediaSettings,
+    ) -> (Addr<MediaScheduler>, Arc<MediaCounters>) {
+        match download::clean_temp(&settings.root, &settings.owner) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed partial downloads of an earlier run"),
+            Err(e) => tracing::warn!(error = %e, "could not clean the media temp directory"),
+        }
+        let settings = Arc::new(settings);
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = {
+            let (settings, stop) = (Arc::clone(&settings), Arc::clone(&stop));
+            SyncArbiter::start(settings.workers.max(1), move || MediaWorker {
+                sdk: Arc::clone(&sdk),
+                settings: Arc::clone(&settings),
+                sessions: HashMap::new(),
+                stop: Arc::clone(&stop),
+            })
+        };
+        let counters = Arc::new(MediaCounters::default());
+        let addr = MediaScheduler {
+            store,
+            workers,
+            settings,
+            corps: BTreeMap::new(),
+            inflight: 0,
+            reserved: 0,
+            stop,
+            stopping: false,
+            waiters: Vec::new(),
+            rr: 0,
+            counters: Arc::clone(&counters),
+        }
+        .start();
+        (addr, counters)
+    }
+
+    fn capacity(&self) -> usize {
+        self.settings.workers.max(1)
+    }
+
+    /// Claims for as many corps as there is room, round-robin.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping || self.corps.is_empty() {
+            return;
+        }
+        let ids: Vec<CorpId> = self.corps.keys().cloned().collect();
+        let n = ids.len();
+        for k in 0..n {
+            let room = self.capacity().saturating_sub(self.inflight + self.reserved);
+            if room == 0 {
+                break;
+            }
+            let corpid = &ids[(self.rr + k) % n];
+            let per_corp = self.settings.per_corp.max(1);
+            let Some(c) = self.corps.get_mut(corpid) else { continue };
+            if c.claiming || c.idle || c.inflight >= per_corp {
+                continue;
+            }
+            let want = room.min(per_corp - c.inflight);
+            c.claiming = true;
+            if c.recovered {
+                self.claim(corpid.clone(), want, ctx);
+            } else {
+                self.recover(corpid.clone(), ctx);
+            }
+        }
+        self.rr = self.rr.wrapping_add(1);
+    }
+
+    fn recover(&mut self, corpid: CorpId, ctx: &mut Context<Self>) {
+        let store = Arc::clone(&self.store);
+        let s = Arc::clone(&self.settings);
+        let id = corpid.clone();
+        let fut = async move { store.recover_media(&id, &s.owner, s.claim_stale, s.max_attempts).await };
+        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+            let Some(c) = act.corps.get_mut(&corpid) else { return };
+            c.claiming = false;
+            match r {
+                Ok(r) => {
+                    if r.requeued > 0 || r.failed > 0 {
+                        tracing::info!(corpid = %corpid, requeued = r.requeued, failed = r.failed, "media claims recovered");
+                    }
+                    c.recovered = true;
+                }
+                Err(e) => {
+                    tracing::warn!(corpid = %corpid, error = %e, "recovering media claims failed; will retry");
+                    c.idle = true;
+                }
+            }
+            act.schedule(ctx);
+        }));
+    }
+
+    fn claim(&mut self, corpid: CorpId, want: usize, ctx: &mut Context<Self>) {
+        let store = Arc::clone(&self.store);
+        let owner = self.settings.owner.clone();
+        let id = corpid.clone();
+        let now = unix_now();
+        self.reserved += want;
+        let fut = async move { store.claim_media(&id, &owner, want as u32, now).await };
+        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+            act.reserved = act.reserved.saturating_sub(want);
+            let Some(c) = act.corps.get_mut(&corpid) else {
+                // The corp went away meanwhile: give the claims back.
+                if let Ok(jobs) = r {
+                    act.give_back(corpid, jobs, ctx);
+                }
+                return;
+            };
+            c.claiming = false;
+            match r {
+                Ok(jobs) => {
+                    if jobs.len() < want {
+                        c.idle = true;
+                    }
+                    if act.stopping {
+                        act.give_back(corpid, jobs, ctx);
+                        return;
+                    }
+                    for job in jobs {
+                        act.dispatch(corpid.clone(), job, ctx);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(corpid = %corpid, error = %e, "claiming media failed; will retry at the next sweep");
+                    c.idle = true;
+                }
+            }
+            act.schedule(ctx);
+        }));
+    }
+
+    fn give_back(&mut self, corpid: CorpId, jobs: Vec<MediaJob>, ctx: &mut Context<Self>) {
+        let store = Arc::clone(&self.store);
+        ctx.spawn(
+            async move {
+                for job in jobs {
+                    if let Err(e) = store.finish_media(&corpid, &job, &MediaOutcome::Released).await {
+                        tracing::warn!(corpid = %corpid, error = %e, "giving a media claim back failed");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn dispatch(&mut self, corpid: CorpId, job: MediaJob, ctx: &mut Context<Self>) {
+        let Some(c) = self.corps.get_mut(&corpid) else { return };
+        c.inflight += 1;
+        self.inflight += 1;
+        let msg = Fetch { corpid: corpid.clone(), secret: c.spec.secret.clone(), net: c.net.clone(), job: job.clone() };
+        let fut = self.workers.send(msg);
+        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+            let result = r.unwrap_or_else(|e| {
+                Err(DownloadError::Sdk(SdkError::Panicked { call: "media worker", message: e.to_string() }))
+            });
+            act.settle(corpid, job, result, ctx);
+        }));
+    }
+
+    fn outcome_of(&self, job: &MediaJob, result: &Result<Downloaded, DownloadError>) -> MediaOutcome {
+        match result {
+            Ok(d) => MediaOutcome::Done {
+                path: d.path.clone(),
+                transcoded_path: None,
+                transcode_error: (self.settings.transcode && d.sniffed.is_some_and(|s| s.is_transcodable_voice()))
+                    .then(|| TRANSCODE_INTERRUPTED.to_string()),
+            },
+            Err(DownloadError::Interrupted) => MediaOutcome::Released,
+            Err(e) if e.is_retryable() && job.attempts < self.settings.max_attempts => {
+                let delay = backoff(self.settings.backoff_initial, self.settings.backoff_max, job.attempts);
+                MediaOutcome::Retry { code: e.media_code(), retry_at: unix_now() + delay.as_secs() as i64 }
+            }
+            Err(e) => MediaOutcome::Failed { code: e.media_code() },
+        }
+    }
+
+    fn settle(
+        &mut self,
+        corpid: CorpId,
+        job: MediaJob,
+        result: Result<Downloaded, DownloadError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let outcome = self.outcome_of(&job, &result);
+        match (&result, &outcome) {
+            (Ok(d), _) => {
+                self.counters.done.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(corpid = %corpid, id = job.id, path = %d.path, bytes = d.bytes, "media downloaded");
+            }
+            (Err(e), MediaOutcome::Retry { .. }) => {
+                self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(corpid = %corpid, id = job.id, attempts = job.attempts, error = %e, "media download failed; will retry");
+            }
+            (Err(e), MediaOutcome::Failed { code }) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(corpid = %corpid, id = job.id, attempts = job.attempts, code, error = %e, "media download failed for good");
+            }
+            _ => {}
+        }
+        let transcode = match (&result, &outcome) {
+            (Ok(d), MediaOutcome::Done { transcode_error: Some(_), .. }) => Some(d.path.clone()),
+            _ => None,
+        };
+        let store = Arc::clone(&self.store);
+        let id = corpid.clone();
+        let j = job.clone();
+        let fut = async move { store.finish_media(&id, &j, &outcome).await };
+        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+            if let Err(e) = &r {
+                // The claim stays in status 2: the next start-up (or a stale-claim sweep of
+                // another instance) takes it back. Nothing is lost.
+                tracing::error!(corpid = %corpid, id = job.id, error = %e, "recording a media result failed");
+            }
+            match transcode {
+                Some(path) if r.is_ok() => act.transcode(corpid, job, path, ctx),
+                _ => act.release(&corpid, ctx),
+            }
+        }));
+    }
+
+    fn transcode(&mut self, corpid: CorpId, job: MediaJob, path: String, ctx: &mut Context<Self>) {
+        let fut = self.workers.send(Transcode { path: path.clone() });
+        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+            let r = r.unwrap_or_else(|e| Err(format!("the media worker is gone: {e}")));
+            let (tpath, terr) = match r {
+                Ok(p) => {
+                    act.counters.transcoded.fetch_add(1, Ordering::Relaxed);
+                    (Some(p), None)
+                }
+                Err(e) => {
+                    act.counters.transcode_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(corpid = %corpid, id = job.id, error = %e, "transcoding failed; the original is kept");
+                    (None, Some(e))
+                }
+            };
+            let store = Arc::clone(&act.store);
+            let id = corpid.clone();
+            let outcome = MediaOutcome::Done { path, transcoded_path: tpath, transcode_error: terr };
+            let fut = async move { store.finish_media(&id, &job, &outcome).await };
+            ctx.spawn(fut.into_actor(act).map(move |r, act, ctx| {
+                if let Err(e) = r {
+                    tracing::error!(corpid = %corpid, error = %e, "recording a transcode result failed");
+                }
+                act.release(&corpid, ctx);
+            }));
+        }));
+    }
+
+    fn release(&mut self, corpid: &CorpId, ctx: &mut Context<Self>) {
+        self.inflight = self.inflight.saturating_sub(1);
+        if let Some(c) = self.corps.get_mut(corpid) {
+            c.inflight = c.inflight.saturating_sub(1);
+            c.idle = false;
+        }
+        if self.stopping {
+            if self.inflight == 0 {
+                for w in self.waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+            return;
+        }
+        self.schedule(ctx);
+    }
+}
+
+/// `transcode_error` written before a voice file is transcoded; replaced by the result. If the
+/// process dies inside the transcoder, this is what stays (and the item is not retried).
+pub const TRANSCODE_INTERRUPTED: &str = "transcoding was interrupted (the process stopped or crashed during it)";
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// `initial * 2^(attempts-1)`, capped at `max`, with ±25 % jitter.
+fn backoff(initial: Duration, max: Duration, attempts: u32) -> Duration {
+    let mut b = super::corp::Backoff::new(initial, max);
+    let mut d = b.next_delay();
+    for _ in 1..attempts.min(32) {
+        d = b.next_delay();
+    }
+    d
+}
+
+impl Actor for MediaScheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.settings.sweep_interval.max(Duration::from_millis(100)), |act, ctx| {
+            for c in act.corps.values_mut() {
+                c.idle = false;
+            }
+            act.schedule(ctx);
+        });
+    }
+}
+
+impl Handler<MediaCorps> for MediaScheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: MediaCorps, ctx: &mut Self::Context) {
+        let mut next = BTreeMap::new();
+        for spec in msg.0 {
+            let net = NetOptions {
+                proxy: self.settings.proxy.clone(),
+                proxy_password: self.settings.proxy_password.clone(),
+                timeout: spec.timeout,
+            };
+            let c = match self.corps.remove(&spec.corpid) {
+                Some(mut old) => {
+                    old.spec = spec;
+                    old.net = net;
+                    old.idle = false;
+                    old
+                }
+                None => CorpMedia { spec, net, inflight: 0, claiming: false, recovered: false, idle: false },
+            };
+            next.insert(c.spec.corpid.clone(), c);
+        }
+        // Corps no longer desired: their in-flight items finish; nothing new is claimed.
+        self.corps = next;
+        self.schedule(ctx);
+    }
+}
+
+impl Handler<Nudge> for MediaScheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Nudge, ctx: &mut Self::Context) {
+        if let Some(c) = self.corps.get_mut(&msg.0) {
+            c.idle = false;
+            self.schedule(ctx);
+        }
+    }
+}
+
+impl Handler<MediaShutdown> for MediaScheduler {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: MediaShutdown, _ctx: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        self.stop.store(true, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inflight == 0 {
+            let _ = tx.send(());
+        } else {
+            self.waiters.push(tx);
+        }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
