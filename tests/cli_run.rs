@@ -25,8 +25,9 @@ fn setup(dir: &Path) -> std::path::PathBuf {
     let config = format!(
         "[database]\nurl = \"sqlite://{db}\"\n[sdk]\nlibrary = \"emulator\"\nthreads = 2\n\
          [pull]\npoll_interval = \"200ms\"\nbackoff_initial = \"50ms\"\nbackoff_max = \"1s\"\n\
-         [corps]\ntable = true\nfile = \"{corps}\"\nreload_interval = \"1s\"\n",
+         [corps]\ntable = true\nfile = \"{corps}\"\nreload_interval = \"1s\"\n[media]\nroot = \"{media}\"\n",
         db = dir.join("run.db").display(),
+        media = dir.join("msgfile").display(),
         corps = dir.join("corps.toml").display()
     );
     let path = dir.join("config.toml");

@@ -6,6 +6,7 @@
 
 pub mod corp;
 pub mod demo;
+pub mod media;
 pub mod redecrypt;
 pub mod run;
 
@@ -38,6 +39,8 @@ pub enum Command {
     Corp(corp::CorpArgs),
     /// Retry a corp's undecryptable rows with its current keys (e.g. after `corp set-key`).
     Redecrypt(redecrypt::RedecryptArgs),
+    /// Media items: re-queue failed ones, counts by status.
+    Media(media::MediaArgs),
 }
 
 /// Why a subcommand failed.
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => demo::run(&args),
         Command::Corp(args) => corp::run(&args),
         Command::Redecrypt(args) => redecrypt::run(&args),
+        Command::Media(args) => media::run(&args),
     }
 }
 
