@@ -8,6 +8,8 @@
 //! (b) a claimed item whose process died is requeued at start-up, or failed when its attempts
 //!     are exhausted (decision 2); `Released` gives the attempt back;
 //! (a') the same through the pipeline with the media actors (2 workers), voice transcoded to MP3;
+//! (a'') a slow 42 MiB file of one corp does not hold back another corp's files, and a graceful
+//!     shutdown gives its interrupted attempt back;
 //! (c) hostile msgids and extensions write only inside the media root.
 
 mod common;
@@ -232,6 +234,60 @@ async fn through_the_media_actors(db: Db) {
     db.finish().await;
 }
 
+/// Corp 0 has a 42 MiB file on a slow link (300 ms per chunk: 25 s); corp 1 has small files
+/// only. With 2 workers and 1 item per corp, corp 1's media all land while corp 0's big file is
+/// still downloading; a graceful shutdown then gives the big file's attempt back.
+async fn big_file_does_not_block_other_corps(db: Db) {
+    let mut sc = scenario(2, &[], 60);
+    sc.corp[0].big_file_bytes = BIG;
+    sc.corp[0].faults.media_chunk_ms = 300;
+    for c in &mut sc.corp {
+        c.faults.chat_rc_rate = 0.0;
+        c.faults.corrupt_rate = 0.0;
+    }
+    let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
+    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let root = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.media = Some(MediaSettings {
+        root: root.path().to_path_buf(),
+        owner: "fair".into(),
+        workers: 2,
+        per_corp: 1,
+        sweep_interval: Duration::from_millis(200),
+        ..MediaSettings::default()
+    });
+    let p =
+        Pipeline::start(open(&db).await, sdk, Sources { fixed: specs(2, 100), ..Sources::default() }, &cfg).unwrap();
+    wait_for(&p, &[(corpid(0), 60), (corpid(1), 60)], Duration::from_secs(60)).await;
+    let want1 = emu.truth(&corpid(1)).iter().map(|t| t.media.len()).sum::<usize>() as i64;
+    let done1 = format!("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM media_{} WHERE status = 3", corpid(1));
+    let big0 = format!("SELECT CAST(status AS SIGNED INTEGER) FROM media_{} WHERE size = {BIG}", corpid(0));
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while db.int(&done1, None).await < want1 {
+        assert!(std::time::Instant::now() < until, "corp 1's media did not land");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let big = db.int(&big0, None).await;
+    assert_ne!(big, 3, "the big file finished before the other corp's small files: no contention was shown");
+    // Make sure it is really in flight, then stop gracefully.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while db.int(&big0, None).await != 2 {
+        assert!(std::time::Instant::now() < until, "the big file never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    p.shutdown().await;
+    let attempts = format!(
+        "SELECT CAST(attempts AS SIGNED INTEGER) FROM media_{} WHERE size = {BIG} AND status = 1 AND claimed_by IS NULL",
+        corpid(0)
+    );
+    assert_eq!(db.int(&attempts, None).await, 0, "the interrupted attempt was given back");
+    let mut parts = Vec::new();
+    files_under(&root.path().join(".tmp"), &mut parts);
+    assert!(parts.is_empty(), "{parts:?}");
+    db.finish().await;
+}
+
 async fn recovery_and_poison(db: Db) {
     let emu = Arc::new(emulator::Emulator::new(scenario(1, &[], 60)).unwrap());
     let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
@@ -360,6 +416,11 @@ mod sqlite {
     #[test]
     fn every_media_item_lands_through_the_media_actors() {
         block_on(async { through_the_media_actors(Db::sqlite().await).await });
+    }
+
+    #[test]
+    fn a_big_file_does_not_block_the_small_files_of_other_corps() {
+        block_on(async { big_file_does_not_block_other_corps(Db::sqlite().await).await });
     }
 }
 

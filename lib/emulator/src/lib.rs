@@ -482,6 +482,9 @@ impl Inner {
         if f.hang_ms > 0 {
             std::thread::sleep(Duration::from_millis(f.hang_ms));
         }
+        if f.media_chunk_ms > 0 {
+            std::thread::sleep(Duration::from_millis(f.media_chunk_ms));
+        }
         if r.chance(f.media_rc_rate) {
             return (Err(f.media_rc), 0);
         }

@@ -137,6 +137,8 @@ pub struct Faults {
     pub long_msgid_rate: f64,
     pub media_rc_rate: f64,
     pub media_rc: i32,
+    /// Every GetMediaData call of the corp takes at least this long (a slow link).
+    pub media_chunk_ms: u64,
     pub bad_secret: bool,
 }
 
@@ -156,6 +158,7 @@ impl Default for Faults {
             long_msgid_rate: 0.0,
             media_rc_rate: 0.0,
             media_rc: 10001,
+            media_chunk_ms: 0,
             bad_secret: false,
         }
     }
