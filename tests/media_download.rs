@@ -53,6 +53,21 @@ fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+fn emulated(sc: emulator::Scenario) -> (Arc<emulator::Emulator>, Arc<EmulatedSdk>) {
+    let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
+    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    (emu, sdk)
+}
+
+/// One corp of [`RECORDS`] records (every media msgtype), the [`BIG`] file, 5 % failing chunks.
+fn big_file_with_failing_chunks() -> (Arc<emulator::Emulator>, Arc<EmulatedSdk>) {
+    let mut sc = scenario(1, &[], RECORDS);
+    sc.corp[0].big_file_bytes = BIG;
+    sc.corp[0].faults.media_rc_rate = 0.05;
+    sc.corp[0].faults.media_rc = 10001;
+    emulated(sc)
+}
+
 /// Claims and downloads until nothing is left; returns (done, retried chunks and attempts).
 async fn drain(store: &Arc<dyn Store>, sdk: &Arc<EmulatedSdk>, corp: &CorpId, secret: &str, root: &Path) -> (u64, u64) {
     let settings = DownloadSettings { root: root.to_path_buf(), owner: "test-owner".into(), chunk_retries: 3 };
@@ -85,12 +100,7 @@ async fn drain(store: &Arc<dyn Store>, sdk: &Arc<EmulatedSdk>, corp: &CorpId, se
 }
 
 async fn every_item_lands(db: Db) {
-    let mut sc = scenario(1, &[], RECORDS);
-    sc.corp[0].big_file_bytes = BIG;
-    sc.corp[0].faults.media_rc_rate = 0.05;
-    sc.corp[0].faults.media_rc = 10001;
-    let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
-    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let (emu, sdk) = big_file_with_failing_chunks();
     let store = open(&db).await;
     let p = Pipeline::start(
         Arc::clone(&store),
@@ -184,12 +194,7 @@ async fn verify(db: &Db, emu: &emulator::Emulator, corp: &CorpId, root: &Path, t
 }
 
 async fn through_the_media_actors(db: Db) {
-    let mut sc = scenario(1, &[], RECORDS);
-    sc.corp[0].big_file_bytes = BIG;
-    sc.corp[0].faults.media_rc_rate = 0.05;
-    sc.corp[0].faults.media_rc = 10001;
-    let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
-    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let (emu, sdk) = big_file_with_failing_chunks();
     let root = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.media = Some(MediaSettings {
@@ -245,8 +250,7 @@ async fn big_file_does_not_block_other_corps(db: Db) {
         c.faults.chat_rc_rate = 0.0;
         c.faults.corrupt_rate = 0.0;
     }
-    let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
-    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let (emu, sdk) = emulated(sc);
     let root = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.media = Some(MediaSettings {
@@ -289,8 +293,7 @@ async fn big_file_does_not_block_other_corps(db: Db) {
 }
 
 async fn recovery_and_poison(db: Db) {
-    let emu = Arc::new(emulator::Emulator::new(scenario(1, &[], 60)).unwrap());
-    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let (_emu, sdk) = emulated(scenario(1, &[], 60));
     let store = open(&db).await;
     let p = Pipeline::start(Arc::clone(&store), sdk, Sources { fixed: specs(1, 100), ..Sources::default() }, &config())
         .unwrap();
