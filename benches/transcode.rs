@@ -160,13 +160,19 @@ fn main() {
     println!("{:<30} {:>8} {:>10} {:>12}  note", "what", "audio s", "ms/file", "audio s/s");
     for r in &rows {
         let ms = r.per_file.as_secs_f64() * 1000.0;
-        println!("{:<30} {:>8.1} {:>10.2} {:>12.1}  {}", r.name, r.audio_secs, ms, r.audio_secs / r.per_file.as_secs_f64(), r.note);
+        println!(
+            "{:<30} {:>8.1} {:>10.2} {:>12.1}  {}",
+            r.name,
+            r.audio_secs,
+            ms,
+            r.audio_secs / r.per_file.as_secs_f64(),
+            r.note
+        );
     }
     let speed = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.audio_secs / r.per_file.as_secs_f64());
-    for (ours, theirs) in [
-        ("ours AMR(DTX)->MP3", "ffmpeg CLI AMR(DTX)->MP3"),
-        ("ours AMR(no DTX)->MP3", "ffmpeg CLI AMR(no DTX)->MP3"),
-    ] {
+    for (ours, theirs) in
+        [("ours AMR(DTX)->MP3", "ffmpeg CLI AMR(DTX)->MP3"), ("ours AMR(no DTX)->MP3", "ffmpeg CLI AMR(no DTX)->MP3")]
+    {
         if let (Some(a), Some(b)) = (speed(ours), speed(theirs)) {
             println!("ratio {ours} / {theirs} (audio s/s): {:.2}", a / b);
         }

@@ -125,7 +125,11 @@ fn ffprobe(mp3: &Path) -> Probe {
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let f = &v["format"];
     let num = |k: &str| f[k].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    Probe { format_name: f["format_name"].as_str().unwrap_or("").to_string(), duration: num("duration"), start_time: num("start_time") }
+    Probe {
+        format_name: f["format_name"].as_str().unwrap_or("").to_string(),
+        duration: num("duration"),
+        start_time: num("start_time"),
+    }
 }
 
 fn pearson(a: &[i16], b: &[i16]) -> f64 {

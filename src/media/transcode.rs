@@ -267,6 +267,9 @@ pub enum TranscodeError {
     /// The options cannot be honoured.
     #[error("invalid MP3 options: {0}")]
     InvalidOptions(String),
+    /// A codec behaved in a way this module does not expect (a bug here or in the codec).
+    #[error("unexpected codec behaviour: {0}")]
+    Unexpected(String),
     /// A codec panicked (caught).
     #[error("panic in {stage}: {message}")]
     Panic {
@@ -411,7 +414,12 @@ fn walk_amr(bytes: &[u8]) -> Result<Vec<AmrFrameKind>, TranscodeError> {
         }
         let len = 1 + AMR_PAYLOAD[ft];
         if bytes.len() - pos < len {
-            return Err(TranscodeError::Truncated { format: F, offset: pos, needed: len, available: bytes.len() - pos });
+            return Err(TranscodeError::Truncated {
+                format: F,
+                offset: pos,
+                needed: len,
+                available: bytes.len() - pos,
+            });
         }
         if frames.len() >= max_frames {
             return Err(TranscodeError::TooLong { duration: MAX_DURATION, limit: MAX_DURATION });
@@ -443,17 +451,18 @@ fn decode_amr(bytes: &[u8]) -> Result<Pcm, TranscodeError> {
                 AmrFrameKind::Speech { start, end } => {
                     let before = samples.len();
                     let packet = Packet::copy(&bytes[start..end]);
-                    decoder.send_packet(&packet).map_err(|source| TranscodeError::Codec {
-                        stage: "decode an AMR-NB frame",
-                        source,
-                    })?;
+                    decoder
+                        .send_packet(&packet)
+                        .map_err(|source| TranscodeError::Codec { stage: "decode an AMR-NB frame", source })?;
                     loop {
                         match decoder.receive_frame(&mut decoded) {
                             Ok(()) => append_mono_i16(&decoded, &mut samples)?,
                             Err(ffmpeg_next::Error::Other { errno: libc::EAGAIN }) | Err(ffmpeg_next::Error::Eof) => {
                                 break
                             }
-                            Err(source) => return Err(TranscodeError::Codec { stage: "decode an AMR-NB frame", source }),
+                            Err(source) => {
+                                return Err(TranscodeError::Codec { stage: "decode an AMR-NB frame", source })
+                            }
                         }
                     }
                     // One frame in, 160 samples out: keep the timeline exact whatever happened.
@@ -469,18 +478,17 @@ fn decode_amr(bytes: &[u8]) -> Result<Pcm, TranscodeError> {
 fn append_mono_i16(frame: &frame::Audio, out: &mut Vec<i16>) -> Result<(), TranscodeError> {
     let n = frame.samples();
     if frame.channels() != 1 {
-        return Err(TranscodeError::InvalidOptions(format!(
+        return Err(TranscodeError::Unexpected(format!(
             "decoder produced {} channels, expected mono",
             frame.channels()
         )));
     }
     match frame.format() {
-        Sample::F32(_) => {
-            out.extend(frame.plane::<f32>(0)[..n].iter().map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16))
-        }
+        Sample::F32(_) => out
+            .extend(frame.plane::<f32>(0)[..n].iter().map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)),
         Sample::I16(_) => out.extend_from_slice(&frame.plane::<i16>(0)[..n]),
         other => {
-            return Err(TranscodeError::InvalidOptions(format!("unexpected decoder sample format {other:?}")));
+            return Err(TranscodeError::Unexpected(format!("decoder sample format {other:?}")));
         }
     }
     Ok(())
@@ -509,6 +517,7 @@ fn walk_silk(bytes: &[u8]) -> Result<SilkStream, TranscodeError> {
     pos += SILK_MAGIC.len();
     let max_packets = (MAX_DURATION.as_millis() / 20) as usize;
     let mut stream = SilkStream { segments: vec![Vec::new()], gaps_after: vec![0], frames: 0 };
+    let mut packets = 0usize;
     while pos < bytes.len() {
         if bytes.len() - pos < 2 {
             return Err(TranscodeError::Truncated { format: F, offset: pos, needed: 2, available: bytes.len() - pos });
@@ -525,9 +534,13 @@ fn walk_silk(bytes: &[u8]) -> Result<SilkStream, TranscodeError> {
             }
         })?;
         if bytes.len() - pos - 2 < len {
-            return Err(TranscodeError::Truncated { format: F, offset: pos, needed: 2 + len, available: bytes.len() - pos });
+            return Err(TranscodeError::Truncated {
+                format: F,
+                offset: pos,
+                needed: 2 + len,
+                available: bytes.len() - pos,
+            });
         }
-        let packets = stream.frames + stream.gaps_after.iter().sum::<usize>();
         if packets >= max_packets {
             return Err(TranscodeError::TooLong { duration: MAX_DURATION, limit: MAX_DURATION });
         }
@@ -545,6 +558,7 @@ fn walk_silk(bytes: &[u8]) -> Result<SilkStream, TranscodeError> {
             }
             stream.frames += 1;
         }
+        packets += 1;
         pos += 2 + len;
     }
     Ok(stream)
@@ -687,7 +701,7 @@ fn lame_encode(samples: &[i16], rate: u32, bitrate_kbps: u32) -> Result<(Vec<u8>
     let packed = Sample::I16(SampleType::Packed);
     let formats: Vec<Sample> = codec.audio().ok().and_then(|a| a.formats()).map(|f| f.collect()).unwrap_or_default();
     let format = [planar, packed].into_iter().find(|f| formats.contains(f)).ok_or_else(|| {
-        TranscodeError::InvalidOptions(format!("MP3 encoder {} takes no 16-bit format ({formats:?})", codec.name()))
+        TranscodeError::Unexpected(format!("MP3 encoder {} takes no 16-bit format ({formats:?})", codec.name()))
     })?;
     let mut enc = codec::context::Context::new_with_codec(codec).encoder().audio().map_err(codec_err("MP3 encoder"))?;
     enc.set_rate(rate as i32);
@@ -742,7 +756,7 @@ fn lame_encode(samples: &[i16], rate: u32, bitrate_kbps: u32) -> Result<(Vec<u8>
     };
     let total = u64::from(frames) * u64::from(spf);
     let padding = total.checked_sub(delay + samples.len() as u64).ok_or_else(|| {
-        TranscodeError::InvalidOptions(format!(
+        TranscodeError::Unexpected(format!(
             "MP3 encoder returned {frames} frames of {spf} samples for {} samples",
             samples.len()
         ))
@@ -835,7 +849,7 @@ struct Mp3Walk {
 
 /// Checks that the encoder's output is a run of whole MP3 frames of one rate, and counts them.
 fn walk_mp3(mp3: &[u8]) -> Result<Mp3Walk, TranscodeError> {
-    let bad = |offset: usize, what: &str| TranscodeError::InvalidOptions(format!("MP3 encoder output: {what} at {offset}"));
+    let bad = |offset: usize, what: &str| TranscodeError::Unexpected(format!("MP3 encoder output: {what} at {offset}"));
     let first = Mp3Header::parse(mp3).ok_or_else(|| bad(0, "no MP3 frame header"))?;
     let (mut pos, mut frames) = (0usize, 0u32);
     while pos < mp3.len() {
@@ -879,7 +893,7 @@ fn info_frame(frames: &[u8], info: &Mp3Info) -> Result<Vec<u8>, TranscodeError> 
             let candidate = Mp3Header { bitrate_index: i as u8, ..h };
             candidate.frame_len() >= needed
         })
-        .ok_or_else(|| TranscodeError::InvalidOptions("no MP3 bitrate leaves room for the Info header".into()))?;
+        .ok_or_else(|| TranscodeError::Unexpected("no MP3 bitrate leaves room for the Info header".into()))?;
     h.bitrate_index = index as u8;
     let len = h.frame_len();
     let mut f = Vec::with_capacity(len);
@@ -1131,7 +1145,10 @@ mod tests {
 
         let mut bytes = silk(false, &[&[1u8; 20], &[1u8; 20]], false);
         bytes.truncate(bytes.len() - 1);
-        assert!(matches!(walk_silk(&bytes), Err(TranscodeError::Truncated { offset: 31, needed: 22, available: 21, .. })));
+        assert!(matches!(
+            walk_silk(&bytes),
+            Err(TranscodeError::Truncated { offset: 31, needed: 22, available: 21, .. })
+        ));
 
         let mut bytes = silk(false, &[&[1u8; 20]], false);
         bytes.push(7);
@@ -1152,17 +1169,11 @@ mod tests {
 
     #[test]
     fn retryable_only_for_machine_io_errors() {
-        let full = TranscodeError::Io {
-            op: "write",
-            path: "/x".into(),
-            source: io::Error::from_raw_os_error(libc::ENOSPC),
-        };
+        let full =
+            TranscodeError::Io { op: "write", path: "/x".into(), source: io::Error::from_raw_os_error(libc::ENOSPC) };
         assert!(full.is_retryable());
-        let missing = TranscodeError::Io {
-            op: "open",
-            path: "/x".into(),
-            source: io::Error::from_raw_os_error(libc::ENOENT),
-        };
+        let missing =
+            TranscodeError::Io { op: "open", path: "/x".into(), source: io::Error::from_raw_os_error(libc::ENOENT) };
         assert!(!missing.is_retryable());
         assert!(!TranscodeError::Panic { stage: "x", message: "y".into() }.is_retryable());
     }
