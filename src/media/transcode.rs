@@ -153,7 +153,8 @@ impl Default for Mp3Options {
 pub struct Mp3Info {
     /// Sample rate of the MP3.
     pub sample_rate: u32,
-    /// Bitrate the encoder was asked for, bit/s.
+    /// Bitrate of the audio frames, bit/s (the requested one, or the nearest that MPEG audio
+    /// allows at this sample rate).
     pub bit_rate: u32,
     /// Audio frames (the Info header frame not counted).
     pub frames: u32,
@@ -763,7 +764,7 @@ fn lame_encode(samples: &[i16], rate: u32, bitrate_kbps: u32) -> Result<(Vec<u8>
     })?;
     let info = Mp3Info {
         sample_rate: rate,
-        bit_rate: bitrate_kbps * 1000,
+        bit_rate: headers.first.bitrate(),
         frames,
         samples_per_frame: spf,
         encoder_delay: delay.min(4095) as u32,
@@ -1208,5 +1209,8 @@ mod tests {
         assert_eq!(info16.sample_rate, 16000);
         assert!(info16.samples.abs_diff(16000) <= 32, "{info16:?}");
         assert!(encode_mp3(&pcm, &Mp3Options { bitrate_kbps: 32, sample_rate: Some(12345) }, &mut Vec::new()).is_err());
+        // 8 kHz MP3 (MPEG-2.5) tops out at 64 kbit/s: LAME takes the nearest valid bitrate.
+        let info = encode_mp3(&pcm, &Mp3Options { bitrate_kbps: 128, sample_rate: None }, &mut Vec::new()).unwrap();
+        assert_eq!(info.bit_rate, 64_000);
     }
 }
