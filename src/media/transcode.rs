@@ -153,7 +153,8 @@ impl Default for Mp3Options {
 pub struct Mp3Info {
     /// Sample rate of the MP3.
     pub sample_rate: u32,
-    /// Bitrate the encoder was asked for, bit/s.
+    /// Bitrate of the audio frames, bit/s (the requested one, or the nearest that MPEG audio
+    /// allows at this sample rate).
     pub bit_rate: u32,
     /// Audio frames (the Info header frame not counted).
     pub frames: u32,
@@ -267,6 +268,9 @@ pub enum TranscodeError {
     /// The options cannot be honoured.
     #[error("invalid MP3 options: {0}")]
     InvalidOptions(String),
+    /// A codec behaved in a way this module does not expect (a bug here or in the codec).
+    #[error("unexpected codec behaviour: {0}")]
+    Unexpected(String),
     /// A codec panicked (caught).
     #[error("panic in {stage}: {message}")]
     Panic {
@@ -475,7 +479,7 @@ fn decode_amr(bytes: &[u8]) -> Result<Pcm, TranscodeError> {
 fn append_mono_i16(frame: &frame::Audio, out: &mut Vec<i16>) -> Result<(), TranscodeError> {
     let n = frame.samples();
     if frame.channels() != 1 {
-        return Err(TranscodeError::InvalidOptions(format!(
+        return Err(TranscodeError::Unexpected(format!(
             "decoder produced {} channels, expected mono",
             frame.channels()
         )));
@@ -485,7 +489,7 @@ fn append_mono_i16(frame: &frame::Audio, out: &mut Vec<i16>) -> Result<(), Trans
             .extend(frame.plane::<f32>(0)[..n].iter().map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)),
         Sample::I16(_) => out.extend_from_slice(&frame.plane::<i16>(0)[..n]),
         other => {
-            return Err(TranscodeError::InvalidOptions(format!("unexpected decoder sample format {other:?}")));
+            return Err(TranscodeError::Unexpected(format!("decoder sample format {other:?}")));
         }
     }
     Ok(())
@@ -514,6 +518,7 @@ fn walk_silk(bytes: &[u8]) -> Result<SilkStream, TranscodeError> {
     pos += SILK_MAGIC.len();
     let max_packets = (MAX_DURATION.as_millis() / 20) as usize;
     let mut stream = SilkStream { segments: vec![Vec::new()], gaps_after: vec![0], frames: 0 };
+    let mut packets = 0usize;
     while pos < bytes.len() {
         if bytes.len() - pos < 2 {
             return Err(TranscodeError::Truncated { format: F, offset: pos, needed: 2, available: bytes.len() - pos });
@@ -537,7 +542,6 @@ fn walk_silk(bytes: &[u8]) -> Result<SilkStream, TranscodeError> {
                 available: bytes.len() - pos,
             });
         }
-        let packets = stream.frames + stream.gaps_after.iter().sum::<usize>();
         if packets >= max_packets {
             return Err(TranscodeError::TooLong { duration: MAX_DURATION, limit: MAX_DURATION });
         }
@@ -555,6 +559,7 @@ fn walk_silk(bytes: &[u8]) -> Result<SilkStream, TranscodeError> {
             }
             stream.frames += 1;
         }
+        packets += 1;
         pos += 2 + len;
     }
     Ok(stream)
@@ -697,7 +702,7 @@ fn lame_encode(samples: &[i16], rate: u32, bitrate_kbps: u32) -> Result<(Vec<u8>
     let packed = Sample::I16(SampleType::Packed);
     let formats: Vec<Sample> = codec.audio().ok().and_then(|a| a.formats()).map(|f| f.collect()).unwrap_or_default();
     let format = [planar, packed].into_iter().find(|f| formats.contains(f)).ok_or_else(|| {
-        TranscodeError::InvalidOptions(format!("MP3 encoder {} takes no 16-bit format ({formats:?})", codec.name()))
+        TranscodeError::Unexpected(format!("MP3 encoder {} takes no 16-bit format ({formats:?})", codec.name()))
     })?;
     let mut enc = codec::context::Context::new_with_codec(codec).encoder().audio().map_err(codec_err("MP3 encoder"))?;
     enc.set_rate(rate as i32);
@@ -752,14 +757,14 @@ fn lame_encode(samples: &[i16], rate: u32, bitrate_kbps: u32) -> Result<(Vec<u8>
     };
     let total = u64::from(frames) * u64::from(spf);
     let padding = total.checked_sub(delay + samples.len() as u64).ok_or_else(|| {
-        TranscodeError::InvalidOptions(format!(
+        TranscodeError::Unexpected(format!(
             "MP3 encoder returned {frames} frames of {spf} samples for {} samples",
             samples.len()
         ))
     })?;
     let info = Mp3Info {
         sample_rate: rate,
-        bit_rate: bitrate_kbps * 1000,
+        bit_rate: headers.first.bitrate(),
         frames,
         samples_per_frame: spf,
         encoder_delay: delay.min(4095) as u32,
@@ -845,8 +850,7 @@ struct Mp3Walk {
 
 /// Checks that the encoder's output is a run of whole MP3 frames of one rate, and counts them.
 fn walk_mp3(mp3: &[u8]) -> Result<Mp3Walk, TranscodeError> {
-    let bad =
-        |offset: usize, what: &str| TranscodeError::InvalidOptions(format!("MP3 encoder output: {what} at {offset}"));
+    let bad = |offset: usize, what: &str| TranscodeError::Unexpected(format!("MP3 encoder output: {what} at {offset}"));
     let first = Mp3Header::parse(mp3).ok_or_else(|| bad(0, "no MP3 frame header"))?;
     let (mut pos, mut frames) = (0usize, 0u32);
     while pos < mp3.len() {
@@ -890,7 +894,7 @@ fn info_frame(frames: &[u8], info: &Mp3Info) -> Result<Vec<u8>, TranscodeError> 
             let candidate = Mp3Header { bitrate_index: i as u8, ..h };
             candidate.frame_len() >= needed
         })
-        .ok_or_else(|| TranscodeError::InvalidOptions("no MP3 bitrate leaves room for the Info header".into()))?;
+        .ok_or_else(|| TranscodeError::Unexpected("no MP3 bitrate leaves room for the Info header".into()))?;
     h.bitrate_index = index as u8;
     let len = h.frame_len();
     let mut f = Vec::with_capacity(len);
@@ -1205,5 +1209,8 @@ mod tests {
         assert_eq!(info16.sample_rate, 16000);
         assert!(info16.samples.abs_diff(16000) <= 32, "{info16:?}");
         assert!(encode_mp3(&pcm, &Mp3Options { bitrate_kbps: 32, sample_rate: Some(12345) }, &mut Vec::new()).is_err());
+        // 8 kHz MP3 (MPEG-2.5) tops out at 64 kbit/s: LAME takes the nearest valid bitrate.
+        let info = encode_mp3(&pcm, &Mp3Options { bitrate_kbps: 128, sample_rate: None }, &mut Vec::new()).unwrap();
+        assert_eq!(info.bit_rate, 64_000);
     }
 }
