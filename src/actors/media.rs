@@ -34,6 +34,7 @@ use actix::prelude::*;
 
 use crate::corps::CorpSpec;
 use crate::media::download::{self, DownloadError, DownloadSettings, Downloaded};
+use crate::media::transcode::Mp3Options;
 use crate::media::transcode_beside;
 use crate::sdk::{FinanceSdk, NetOptions, SdkError, SdkSession};
 use crate::secret::Secret;
@@ -66,6 +67,8 @@ pub struct MediaSettings {
     pub transcode: bool,
     /// MP3 bitrate, kbit/s.
     pub mp3_bitrate_kbps: u32,
+    /// MP3 sample rate; `None` keeps the source's (8000 for AMR-NB, 24000 for SILK).
+    pub mp3_sample_rate: Option<u32>,
     /// Proxy for the SDK calls (as for pulling).
     pub proxy: Option<String>,
     /// Proxy credentials.
@@ -87,6 +90,7 @@ impl Default for MediaSettings {
             sweep_interval: Duration::from_secs(30),
             transcode: true,
             mp3_bitrate_kbps: 32,
+            mp3_sample_rate: None,
             proxy: None,
             proxy_password: None,
         }
@@ -177,7 +181,8 @@ impl Handler<Transcode> for MediaWorker {
 
     fn handle(&mut self, msg: Transcode, _ctx: &mut Self::Context) -> Self::Result {
         let settings = Arc::clone(&self.settings);
-        catch_unwind(AssertUnwindSafe(|| transcode_beside(&settings.root, &msg.path, settings.mp3_bitrate_kbps)))
+        let opts = Mp3Options { bitrate_kbps: settings.mp3_bitrate_kbps, sample_rate: settings.mp3_sample_rate };
+        catch_unwind(AssertUnwindSafe(|| transcode_beside(&settings.root, &msg.path, &opts)))
             .unwrap_or_else(|p| Err(format!("the transcoder panicked: {}", crate::sdk::emulated::panic_message(&*p))))
     }
 }

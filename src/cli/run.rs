@@ -124,6 +124,7 @@ pub fn media_settings(cfg: &Config) -> MediaSettings {
         sweep_interval: m.sweep_interval.max(Duration::from_millis(100)),
         transcode: m.transcode,
         mp3_bitrate_kbps: m.mp3_bitrate,
+        mp3_sample_rate: (m.mp3_sample_rate > 0).then_some(m.mp3_sample_rate),
         proxy: (!cfg.sdk.proxy.is_empty()).then(|| cfg.sdk.proxy.clone()),
         proxy_password: (!cfg.sdk.proxy_password.is_empty()).then(|| cfg.sdk.proxy_password.clone()),
     }

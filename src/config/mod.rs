@@ -227,6 +227,8 @@ pub struct MediaConfig {
     pub transcode: bool,
     /// MP3 bitrate in kbit/s.
     pub mp3_bitrate: u32,
+    /// MP3 sample rate in Hz; 0 = the source's.
+    pub mp3_sample_rate: u32,
 }
 
 impl Default for MediaConfig {
@@ -245,6 +247,7 @@ impl Default for MediaConfig {
             sweep_interval: Duration::from_secs(30),
             transcode: true,
             mp3_bitrate: 32,
+            mp3_sample_rate: 0,
         }
     }
 }
@@ -310,7 +313,25 @@ impl Config {
             let toml::Value::Table(section_table) = entry else { return Err(ConfigError::BadEnv(name)) };
             section_table.insert(key, env_value(&value));
         }
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.message().to_string()))
+        let config = Config::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.message().to_string()))?;
+        config.check().map_err(invalid)?;
+        Ok(config)
+    }
+
+    /// Checks values the types alone do not constrain.
+    fn check(&self) -> Result<(), String> {
+        const MP3_RATES: [u32; 10] = [0, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+        if !MP3_RATES.contains(&self.media.mp3_sample_rate) {
+            return Err(format!(
+                "media.mp3_sample_rate = {}: expected 0 (the source's) or one of 8000, 11025, 12000, 16000, 22050, \
+                 24000, 32000, 44100, 48000",
+                self.media.mp3_sample_rate
+            ));
+        }
+        if !(8..=320).contains(&self.media.mp3_bitrate) {
+            return Err(format!("media.mp3_bitrate = {}: expected 8..=320 kbit/s", self.media.mp3_bitrate));
+        }
+        Ok(())
     }
 }
 
@@ -329,6 +350,16 @@ fn env_value(raw: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mp3_settings_are_checked() {
+        let err = Config::from_parts("[media]\nmp3_sample_rate = 44000\n", None, []).unwrap_err();
+        assert!(err.to_string().contains("media.mp3_sample_rate = 44000"), "{err}");
+        let err = Config::from_parts("[media]\nmp3_bitrate = 0\n", None, []).unwrap_err();
+        assert!(err.to_string().contains("media.mp3_bitrate = 0"), "{err}");
+        let ok = Config::from_parts("[media]\nmp3_sample_rate = 16000\nmp3_bitrate = 48\n", None, []).unwrap();
+        assert_eq!((ok.media.mp3_sample_rate, ok.media.mp3_bitrate), (16000, 48));
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -15,9 +15,9 @@ pub mod transcode;
 use std::path::Path;
 
 /// Transcodes the voice file `rel` (relative to `root`) to an MP3 beside it (same stem), at
-/// `bitrate_kbps`; returns the MP3's relative path, or why it failed (the original is kept
-/// either way: DESIGN.md decision 8).
-pub fn transcode_beside(root: &Path, rel: &str, bitrate_kbps: u32) -> Result<String, String> {
+/// `opts`; returns the MP3's relative path, or why it failed (the original is kept either way:
+/// DESIGN.md decision 8).
+pub fn transcode_beside(root: &Path, rel: &str, opts: &transcode::Mp3Options) -> Result<String, String> {
     let mp3_rel = match rel.rsplit_once('.') {
         Some((stem, _)) if !stem.is_empty() && !stem.ends_with('/') => format!("{stem}.mp3"),
         _ => format!("{rel}.mp3"),
@@ -25,7 +25,6 @@ pub fn transcode_beside(root: &Path, rel: &str, bitrate_kbps: u32) -> Result<Str
     if mp3_rel == rel {
         return Err("the original is already an .mp3".into());
     }
-    let opts = transcode::Mp3Options { bitrate_kbps, ..transcode::Mp3Options::default() };
-    transcode::transcode_file(&root.join(rel), &root.join(&mp3_rel), &opts).map_err(|e| e.to_string())?;
+    transcode::transcode_file(&root.join(rel), &root.join(&mp3_rel), opts).map_err(|e| e.to_string())?;
     Ok(mp3_rel)
 }
