@@ -355,13 +355,48 @@ impl Puller {
     }
 }
 
-/// Decrypts and parses a page on `pool`, catching panics.
+/// Decrypts and parses a page on `pool`, catching panics. The page is cut into one slice per
+/// pool thread and each slice is its own job, decoded sequentially: no pool thread ever blocks
+/// waiting for another job (a rayon `join` inside a spawned job lets the waiting thread run other
+/// corps' jobs on top of its stack, which overflowed it with hundreds of corps).
 pub async fn decode_on(
     pool: &rayon::ThreadPool,
     keyring: Arc<Keyring>,
     records: Vec<EncryptedRecord>,
 ) -> Result<Decoded, CorpError> {
-    on_pool(pool, move || decode_page(&keyring, &records)).await
+    let records = Arc::new(records);
+    let slice = records.len().div_ceil(pool.current_num_threads().max(1)).max(1);
+    let jobs: Vec<_> = (0..records.len())
+        .step_by(slice)
+        .map(|start| {
+            let (keyring, records) = (Arc::clone(&keyring), Arc::clone(&records));
+            spawn_on(pool, move || {
+                let end = (start + slice).min(records.len());
+                decode_slice(&keyring, &records[start..end])
+            })
+        })
+        .collect();
+    let mut out = Decoded { rows: Vec::with_capacity(records.len()), media: Vec::new() };
+    for job in jobs {
+        let part = job.await.map_err(|_| CorpError::PoolGone("the decrypt pool dropped a job".into()))??;
+        out.rows.extend(part.rows);
+        out.media.extend(part.media);
+    }
+    Ok(out)
+}
+
+/// Spawns `f` on `pool` now; the receiver yields its result, a panic as [`CorpError::Panicked`].
+fn spawn_on<T: Send + 'static>(
+    pool: &rayon::ThreadPool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> oneshot::Receiver<Result<T, CorpError>> {
+    let (tx, rx) = oneshot::channel();
+    pool.spawn(move || {
+        let result = catch_unwind(AssertUnwindSafe(f))
+            .map_err(|p| CorpError::Panicked(crate::sdk::emulated::panic_message(&*p)));
+        let _ = tx.send(result);
+    });
+    rx
 }
 
 /// Runs `f` on `pool` and awaits its result without blocking the event loop; a panic in `f`
@@ -370,18 +405,22 @@ pub async fn on_pool<T: Send + 'static>(
     pool: &rayon::ThreadPool,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, CorpError> {
-    let (tx, rx) = oneshot::channel();
-    pool.spawn(move || {
-        let result = catch_unwind(AssertUnwindSafe(f))
-            .map_err(|p| CorpError::Panicked(crate::sdk::emulated::panic_message(&*p)));
-        let _ = tx.send(result);
-    });
-    rx.await.map_err(|_| CorpError::PoolGone("the decrypt pool dropped a job".into()))?
+    spawn_on(pool, f).await.map_err(|_| CorpError::PoolGone("the decrypt pool dropped a job".into()))?
 }
 
-/// Decrypts and parses every record of a page (in parallel on the current rayon pool).
+/// Decrypts and parses every record of a page, in parallel on the current rayon pool (for
+/// callers outside the pipeline; the pipeline uses [`decode_on`]).
 pub fn decode_page(keyring: &Keyring, records: &[EncryptedRecord]) -> Decoded {
     let parsed: Vec<(Row, Vec<message::MediaRef>)> = records.par_iter().map(|r| decode_record(keyring, r)).collect();
+    collect_decoded(parsed)
+}
+
+/// Decrypts and parses records one after the other on the calling thread.
+pub fn decode_slice(keyring: &Keyring, records: &[EncryptedRecord]) -> Decoded {
+    collect_decoded(records.iter().map(|r| decode_record(keyring, r)).collect())
+}
+
+fn collect_decoded(parsed: Vec<(Row, Vec<message::MediaRef>)>) -> Decoded {
     let mut out = Decoded { rows: Vec::with_capacity(parsed.len()), media: Vec::new() };
     for (row, media) in parsed {
         out.media.extend(media.into_iter().map(|m| (row.msgid.clone(), row.seq, m)));
@@ -475,6 +514,26 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(126));
+    }
+
+    #[test]
+    fn a_page_is_decoded_in_slices_in_order() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let records: Vec<EncryptedRecord> = (1..=10u64)
+            .map(|seq| EncryptedRecord {
+                seq,
+                msgid: format!("m{seq}"),
+                publickey_ver: 1,
+                encrypt_random_key: "bad".into(),
+                encrypt_chat_msg: "bad".into(),
+            })
+            .collect();
+        let d = rt.block_on(decode_on(&pool, Arc::new(Keyring::new()), records)).unwrap();
+        assert_eq!(d.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+        assert!(d.rows.iter().all(|r| r.decrypt_error.is_some()));
+        let empty = rt.block_on(decode_on(&pool, Arc::new(Keyring::new()), Vec::new())).unwrap();
+        assert!(empty.rows.is_empty());
     }
 
     #[test]

@@ -200,6 +200,8 @@ impl Pipeline {
         let decrypt = rayon::ThreadPoolBuilder::new()
             .num_threads(config.decrypt_threads)
             .thread_name(|i| format!("decrypt-{i}"))
+            // Deeply nested records (chatrecord in chatrecord…) parse recursively: room to spare.
+            .stack_size(8 << 20)
             .build()
             .map_err(|e| StartError::Threads(e.to_string()))?;
         let writer = db_writer::DbWriter::new(Arc::clone(&store)).start();
