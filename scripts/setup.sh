@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing wework-msgaudit needs and is missing, on Debian/Ubuntu:
 #   - apt packages (DESIGN.md decision 17): FFmpeg dev libraries + clang for ffmpeg-next, ffmpeg
-#     (ffprobe), sox, iproute2 (unshare/ip), binutils (nm), MariaDB server;
+#     (ffprobe), sox, iproute2 (unshare/ip), binutils (nm), supervisor (tests/deploy_supervisord.rs),
+#     MariaDB server;
 #   - the real vendor SDK from the PyPI package pyweworkfinance==1.1.0, into .cache/sdk/ (git-ignored),
 #     checked against its known sha256 (decision 15) — never committed;
 #   - a running MariaDB on 127.0.0.1:3306 (or its Unix socket) with a database `test`.
@@ -23,7 +24,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # --- apt packages -------------------------------------------------------------------------------
 packages=(pkg-config clang libclang-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
-          ffmpeg sox libsox-fmt-all iproute2 binutils util-linux python3 python3-pip unzip)
+          ffmpeg sox libsox-fmt-all iproute2 binutils util-linux python3 python3-pip unzip supervisor)
 [ "$want_db" = 1 ] && packages+=(mariadb-server mariadb-client)
 missing=()
 for p in "${packages[@]}"; do

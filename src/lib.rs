@@ -14,6 +14,9 @@
 //! - [`secret`]: a string type that never prints itself, and URL redaction;
 //! - [`corps`]: corp sources (tables, file) → the desired set of corps;
 //! - [`actors`]: the ingestion pipeline (supervisor, one actor per corp, DB writer, SDK pool);
+//! - [`observe`]: the per-corp report, `/healthz`, `/metrics`, `/status`, retention alerts;
+//! - [`reload`]: watching the configuration and corps files (hot reload);
+//! - [`logging`]: the tracing subscriber with a reloadable filter;
 //! - [`cli`]: the subcommands.
 //!
 //! `crypto`, `message`, `store` and `config` know nothing of actors; `actors` is the glue.
@@ -23,8 +26,11 @@ pub mod cli;
 pub mod config;
 pub mod corps;
 pub mod crypto;
+pub mod logging;
 pub mod media;
 pub mod message;
+pub mod observe;
+pub mod reload;
 pub mod sdk;
 pub mod secret;
 pub mod store;

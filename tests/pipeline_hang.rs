@@ -1,7 +1,7 @@
 //! Hung SDK calls (DESIGN.md decision 3), with the emulator's `hang_ms` (every call of a corp
 //! sleeps, ignoring the timeout): with ONE SDK thread, a corp whose calls hang does not stall
-//! the others (its calls are abandoned and their threads replaced); more hung calls than the
-//! limit is fatal.
+//! the others (its calls are abandoned and their threads replaced) and is reported failing; a
+//! corp whose hang stops recovers by itself; more hung calls than the limit is fatal.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,16 +16,18 @@ use wework_msgaudit::store::{self, CorpId};
 
 const GOOD: &str = "wwhanggood00000001";
 const HUNG: &str = "wwhanghung00000001";
+const RECOVERS: &str = "wwhangheal00000001";
 
 fn scenario() -> emulator::Scenario {
     let pem = emulator::demo_private_key_pem(1).unwrap();
-    let corp = |id: &str, hang: u64| {
+    let corp = |id: &str, hang: u64, calls: u64| {
         format!(
             "[[corp]]\ncorpid = \"{id}\"\nsecret = \"s\"\nrecords = 500\n[[corp.key]]\nver = 1\nprivate_key_pem = '''{pem}'''\n\
-             [corp.faults]\nhang_ms = {hang}\n"
+             [corp.faults]\nhang_ms = {hang}\nhang_calls = {calls}\n"
         )
     };
-    toml::from_str(&format!("{}{}", corp(GOOD, 0), corp(HUNG, 2500))).unwrap()
+    // RECOVERS hangs on its first 3 calls only.
+    toml::from_str(&format!("{}{}{}", corp(GOOD, 0, 0), corp(HUNG, 2500, 0), corp(RECOVERS, 2500, 3))).unwrap()
 }
 
 fn spec(id: &str) -> CorpSpec {
@@ -59,7 +61,7 @@ async fn start(max_hung: usize) -> Pipeline {
     Pipeline::start(
         store,
         sdk,
-        Sources { fixed: vec![spec(HUNG), spec(GOOD)], ..Sources::default() },
+        Sources { fixed: vec![spec(HUNG), spec(GOOD), spec(RECOVERS)], ..Sources::default() },
         &config(max_hung),
     )
     .unwrap()
@@ -71,6 +73,7 @@ fn a_hung_corp_does_not_stall_the_others_with_one_sdk_thread() {
         let p = start(16).await;
         let good = CorpId::new(GOOD).unwrap();
         let hung = CorpId::new(HUNG).unwrap();
+        let heals = CorpId::new(RECOVERS).unwrap();
         let until = Instant::now() + Duration::from_secs(120);
         let mut max_live = 0;
         let mut saw_hung = false;
@@ -78,13 +81,20 @@ fn a_hung_corp_does_not_stall_the_others_with_one_sdk_thread() {
             let s = p.stats.snapshot();
             max_live = max_live.max(p.sdk_pool().live_threads());
             saw_hung |= s.get(&hung).and_then(|c| c.last_error.as_deref()).is_some_and(|e| e.contains("hung"));
-            if s.get(&good).is_some_and(|c| c.cursor == 500) && saw_hung {
+            let hung_failing = s.get(&hung).is_some_and(|c| c.is_failing(3));
+            let healed = s.get(&heals).is_some_and(|c| c.cursor == 500);
+            if s.get(&good).is_some_and(|c| c.cursor == 500) && saw_hung && hung_failing && healed {
                 break;
             }
             assert!(Instant::now() < until, "good corp stalled: {s:#?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(p.stats.snapshot()[&hung].cursor, 0);
+        let s = p.stats.snapshot();
+        assert_eq!(s[&hung].cursor, 0);
+        assert!(s[&hung].sdk_errors["hung"] >= 3, "{:?}", s[&hung]);
+        // The healed corp: exactly its 3 hanging calls were abandoned, then it caught up.
+        assert_eq!(s[&heals].sdk_errors.get("hung"), Some(&3), "{:?}", s[&heals]);
+        assert!(!s[&heals].is_failing(3), "{:?}", s[&heals]);
         // 1 serving thread + the hung ones (each call hangs 2.5 s, abandoned after 1 s).
         assert!(max_live <= 1 + 16, "{max_live}");
         p.shutdown().await;

@@ -102,7 +102,11 @@ impl Actor for CorpActor {
             stop: self.stop_tx.subscribe(),
         };
         let span = tracing::info_span!("corp", corpid = %self.spec.corpid, generation = self.generation);
-        ctx.spawn(puller.run().instrument(span).into_actor(self).map(|result, act, ctx| {
+        // A panic anywhere in the loop ends this corp's run like an error (decision 1), so the
+        // supervisor hears of it and restarts the corp; without this the actor would vanish.
+        let run = super::CatchUnwind::new(puller.run().instrument(span));
+        ctx.spawn(run.into_actor(self).map(|result, act, ctx| {
+            let result = result.unwrap_or_else(|panic| Err(CorpError::Panicked(panic)));
             act.supervisor.do_send(CorpExited { corpid: act.spec.corpid.clone(), generation: act.generation, result });
             ctx.stop();
         }));
@@ -139,6 +143,7 @@ struct InFlight {
     handle: tokio::task::JoinHandle<Result<Result<Committed, StoreError>, MailboxError>>,
     undecryptable: u64,
     msgtypes: Vec<String>,
+    newest_msgtime_ms: Option<u64>,
 }
 
 impl Puller {
@@ -157,6 +162,23 @@ impl Puller {
         }
     }
 
+    /// A failed pull or write: state, error, the failure streak and the SDK error counter.
+    fn failed(&self, state: &str, error: String, sdk_label: Option<String>) {
+        self.shared.stats.update(&self.spec.corpid, |s| {
+            s.state = state.to_string();
+            s.last_error = Some(error);
+            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+            if let Some(label) = sdk_label {
+                *s.sdk_errors.entry(label).or_default() += 1;
+            }
+        });
+    }
+
+    /// GetChatData succeeded (the failure streak ends only once the page is also stored).
+    fn pulled(&self) {
+        self.shared.stats.update(&self.spec.corpid, |s| s.last_success = Some(std::time::SystemTime::now()));
+    }
+
     fn set_state(&self, state: &str, error: Option<String>) {
         self.shared.stats.update(&self.spec.corpid, |s| {
             s.state = state.to_string();
@@ -171,14 +193,17 @@ impl Puller {
         let mut backoff = Backoff::new(self.shared.pull.backoff_initial, self.shared.pull.backoff_max);
         self.set_state("starting", None);
         let generation = self.generation;
-        self.shared.stats.update(&corpid, |s| s.generation = generation);
+        self.shared.stats.update(&corpid, |s| {
+            s.generation = generation;
+            s.since.get_or_insert_with(std::time::SystemTime::now);
+        });
         // 1. The cursor.
         let mut committed = loop {
             match self.shared.store.cursor(&corpid).await {
                 Ok(c) => break c,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the cursor failed");
-                    self.set_state("backoff", Some(e.to_string()));
+                    self.failed("backoff", e.to_string(), None);
                     if self.sleep(backoff.next_delay()).await {
                         self.set_state("stopped", None);
                         return Ok(());
@@ -229,7 +254,7 @@ impl Puller {
                     }
                     next_seq = committed;
                     tracing::error!(error = %e, "GetChatData hung; backing off");
-                    self.set_state("backoff", Some(e.to_string()));
+                    self.failed("backoff", e.to_string(), Some("hung".into()));
                     if self.sleep(backoff.next_delay()).await {
                         break Ok(());
                     }
@@ -242,11 +267,11 @@ impl Puller {
                     next_seq = committed;
                     let delay = if !is_permanent(&e) {
                         tracing::warn!(error = %e, label = %e.metric_label(), "GetChatData failed; backing off");
-                        self.set_state("backoff", Some(e.to_string()));
+                        self.failed("backoff", e.to_string(), Some(e.metric_label()));
                         backoff.next_delay()
                     } else {
                         tracing::error!(error = %e, label = %e.metric_label(), "GetChatData failed permanently; corp is failing");
-                        self.set_state("failing", Some(e.to_string()));
+                        self.failed("failing", e.to_string(), Some(e.metric_label()));
                         backoff.max_with_jitter()
                     };
                     if self.sleep(delay).await {
@@ -255,6 +280,7 @@ impl Puller {
                     continue;
                 }
             };
+            self.pulled();
             let count = page.records.len();
             let max_seq = page.max_seq().unwrap_or(next_seq).max(next_seq);
             // 3. Decrypt + parse on the decrypt pool.
@@ -280,6 +306,7 @@ impl Puller {
             backoff.reset();
             if count > 0 {
                 let undecryptable = decoded.rows.iter().filter(|r| r.decrypt_error.is_some()).count() as u64;
+                let newest_msgtime_ms = decoded.rows.iter().map(|r| r.msgtime).max();
                 let mut msgtypes: Vec<String> = decoded.rows.iter().map(|r| r.msgtype.clone()).collect();
                 msgtypes.sort_unstable();
                 msgtypes.dedup();
@@ -291,7 +318,7 @@ impl Puller {
                     new_cursor: max_seq,
                 };
                 let handle = actix_rt::spawn(async move { writer.send(msg).await });
-                inflight = Some(InFlight { handle, undecryptable, msgtypes });
+                inflight = Some(InFlight { handle, undecryptable, msgtypes, newest_msgtime_ms });
                 next_seq = max_seq;
             }
             if count < self.spec.limit as usize {
@@ -306,6 +333,7 @@ impl Puller {
                     continue;
                 }
                 self.set_state("caught up", None);
+                self.shared.stats.update(&corpid, |s| s.consecutive_failures = 0);
                 if self.sleep(self.shared.pull.poll_interval).await {
                     break Ok(());
                 }
@@ -332,7 +360,9 @@ impl Puller {
                     s.stored += c.outcome.inserted_rows;
                     s.undecryptable += w.undecryptable;
                     s.msgtypes.extend(w.msgtypes.into_iter().filter(|t| !t.is_empty()));
+                    s.newest_msgtime_ms = s.newest_msgtime_ms.max(w.newest_msgtime_ms.filter(|&t| t > 0));
                     s.last_error = None;
+                    s.consecutive_failures = 0;
                 });
                 tracing::debug!(cursor = c.seq, rows = c.outcome.inserted_rows, "batch committed");
                 if c.outcome.inserted_media > 0 {
@@ -344,7 +374,7 @@ impl Puller {
             }
             Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "writing a batch failed; will re-fetch from the committed cursor");
-                self.set_state(if e.is_retryable() { "backoff" } else { "failing" }, Some(e.to_string()));
+                self.failed(if e.is_retryable() { "backoff" } else { "failing" }, e.to_string(), None);
                 Ok(())
             }
             // The shared writer is gone or its task panicked: state shared by every corp is

@@ -61,17 +61,22 @@ impl Handler<WriteBatch> for DbWriter {
 
     fn handle(&mut self, msg: WriteBatch, _ctx: &mut Self::Context) -> Self::Result {
         let store = Arc::clone(&self.store);
-        // `ResponseFuture` is spawned on the arbiter by actix: concurrent, not serialised.
-        Box::pin(async move {
-            let outcome = match store.write_batch(&msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await {
-                Ok(o) => o,
-                Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(corpid = %msg.corpid, error = %e, "a batch was refused; isolating the refused records");
-                    store::write_isolating(&*store, &msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await?
-                }
-            };
-            Ok(Committed { seq: msg.new_cursor, outcome })
-        })
+        // `ResponseFuture` is spawned on the arbiter by actix: concurrent, not serialised. The
+        // span gives every line logged inside (ours and the database driver's) the corpid.
+        let span = tracing::info_span!("write", corpid = %msg.corpid);
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let outcome = match store.write_batch(&msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await {
+                    Ok(o) => o,
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(corpid = %msg.corpid, error = %e, "a batch was refused; isolating the refused records");
+                        store::write_isolating(&*store, &msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await?
+                    }
+                };
+                Ok(Committed { seq: msg.new_cursor, outcome })
+            },
+            span,
+        ))
     }
 }

@@ -226,6 +226,12 @@ struct CorpMedia {
     idle: bool,
 }
 
+/// The span of one corp's media work: every line logged inside (ours and the database
+/// driver's) carries the corpid.
+fn corp_span(corpid: &CorpId) -> tracing::Span {
+    tracing::info_span!("media", corpid = %corpid)
+}
+
 /// The media scheduler.
 pub struct MediaScheduler {
     store: Arc<dyn Store>,
@@ -330,7 +336,11 @@ impl MediaScheduler {
         let store = Arc::clone(&self.store);
         let s = Arc::clone(&self.settings);
         let id = corpid.clone();
-        let fut = async move { store.recover_media(&id, &s.owner, s.claim_stale, s.max_attempts).await };
+        let span = corp_span(&id);
+        let fut = tracing::Instrument::instrument(
+            async move { store.recover_media(&id, &s.owner, s.claim_stale, s.max_attempts).await },
+            span,
+        );
         ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
             let Some(c) = act.corps.get_mut(&corpid) else { return };
             c.claiming = false;
@@ -356,7 +366,11 @@ impl MediaScheduler {
         let id = corpid.clone();
         let now = unix_now();
         self.reserved += want;
-        let fut = async move { store.claim_media(&id, &owner, want as u32, now).await };
+        let span = corp_span(&id);
+        let fut = tracing::Instrument::instrument(
+            async move { store.claim_media(&id, &owner, want as u32, now).await },
+            span,
+        );
         ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
             act.reserved = act.reserved.saturating_sub(want);
             let Some(c) = act.corps.get_mut(&corpid) else {
@@ -391,14 +405,18 @@ impl MediaScheduler {
 
     fn give_back(&mut self, corpid: CorpId, jobs: Vec<MediaJob>, ctx: &mut Context<Self>) {
         let store = Arc::clone(&self.store);
+        let span = corp_span(&corpid);
         ctx.spawn(
-            async move {
-                for job in jobs {
-                    if let Err(e) = store.finish_media(&corpid, &job, &MediaOutcome::Released).await {
-                        tracing::warn!(corpid = %corpid, error = %e, "giving a media claim back failed");
+            tracing::Instrument::instrument(
+                async move {
+                    for job in jobs {
+                        if let Err(e) = store.finish_media(&corpid, &job, &MediaOutcome::Released).await {
+                            tracing::warn!(error = %e, "giving a media claim back failed");
+                        }
                     }
-                }
-            }
+                },
+                span,
+            )
             .into_actor(self),
         );
     }
@@ -464,7 +482,8 @@ impl MediaScheduler {
         let store = Arc::clone(&self.store);
         let id = corpid.clone();
         let j = job.clone();
-        let fut = async move { store.finish_media(&id, &j, &outcome).await };
+        let span = corp_span(&id);
+        let fut = tracing::Instrument::instrument(async move { store.finish_media(&id, &j, &outcome).await }, span);
         ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
             if let Err(e) = &r {
                 // The claim stays in status 2: the next start-up (or a stale-claim sweep of
@@ -496,7 +515,8 @@ impl MediaScheduler {
             let store = Arc::clone(&act.store);
             let id = corpid.clone();
             let outcome = MediaOutcome::Done { path, transcoded_path: tpath, transcode_error: terr };
-            let fut = async move { store.finish_media(&id, &job, &outcome).await };
+            let span = corp_span(&id);
+        let fut = tracing::Instrument::instrument(async move { store.finish_media(&id, &job, &outcome).await }, span);
             ctx.spawn(fut.into_actor(act).map(move |r, act, ctx| {
                 if let Err(e) = r {
                     tracing::error!(corpid = %corpid, error = %e, "recording a transcode result failed");

@@ -23,7 +23,7 @@ pub mod supervisor;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 
@@ -134,6 +134,59 @@ pub struct CorpStatus {
     pub last_error: Option<String>,
     /// The generation of the corp's current actor (a restart increases it).
     pub generation: u64,
+    /// Failed pulls and failed actor runs since the last successful pull.
+    pub consecutive_failures: u32,
+    /// Actor restarts after a failure (not counting restarts for changed settings).
+    pub restarts: u64,
+    /// SDK errors by [`crate::sdk::SdkError::metric_label`] (and `hung`).
+    pub sdk_errors: BTreeMap<String, u64>,
+    /// The newest `msgtime` (ms since the epoch) stored by this process.
+    pub newest_msgtime_ms: Option<u64>,
+    /// When GetChatData last succeeded.
+    pub last_success: Option<SystemTime>,
+    /// When this process first started the corp (the reference for "no pull yet").
+    pub since: Option<SystemTime>,
+}
+
+impl CorpStatus {
+    /// Failing: a permanent error (bad secret, IP not allowed…), or `failing_after` failures in
+    /// a row without a successful pull.
+    pub fn is_failing(&self, failing_after: u32) -> bool {
+        self.state == "failing" || self.consecutive_failures >= failing_after.max(1)
+    }
+
+    /// Time since the last successful pull (or since the corp was started, when it never had
+    /// one), at `now`.
+    pub fn since_last_pull(&self, now: SystemTime) -> Option<Duration> {
+        self.last_success.or(self.since).and_then(|t| now.duration_since(t).ok())
+    }
+}
+
+/// A future whose panic is caught and returned as its message (the actor boundary of
+/// decision 1: a corp's loop that panics ends like a failure instead of silently killing the
+/// actor's task).
+pub struct CatchUnwind<F> {
+    inner: std::pin::Pin<Box<F>>,
+}
+
+impl<F: std::future::Future> CatchUnwind<F> {
+    /// Wraps `inner`.
+    pub fn new(inner: F) -> Self {
+        Self { inner: Box::pin(inner) }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.inner.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(crate::sdk::emulated::panic_message(&*panic))),
+        }
+    }
 }
 
 /// Live per-corp summary, updated by the corp actors.
@@ -264,5 +317,28 @@ impl Pipeline {
         while self.pool.running_threads() > self.pool.hung() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_future_ends_with_its_message_and_a_quiet_one_with_its_value() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let ok = rt.block_on(CatchUnwind::new(async {
+            tokio::task::yield_now().await;
+            7
+        }));
+        assert_eq!(ok, Ok(7));
+        let panicked = rt.block_on(CatchUnwind::new(async {
+            tokio::task::yield_now().await;
+            if ok.is_ok() {
+                panic!("boom in corp loop");
+            }
+            7
+        }));
+        assert_eq!(panicked, Err("boom in corp loop".to_string()));
     }
 }

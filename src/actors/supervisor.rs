@@ -27,6 +27,12 @@ use crate::store::CorpId;
 #[rtype(result = "()")]
 pub struct Reload;
 
+/// Read the corps from these sources from now on (the main configuration changed), and
+/// reload at once.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetSources(pub Sources);
+
 /// Make `desired` the running set.
 #[derive(Debug, Message)]
 #[rtype(result = "ReconcileReport")]
@@ -73,6 +79,12 @@ pub struct Supervisor {
     /// Consecutive failures per corp (for the restart backoff).
     failures: HashMap<CorpId, u32>,
     next_generation: u64,
+    /// Corps whose `corplist.update` flag was acted on: `None` while it is being reset, then
+    /// the number of loads started when the reset committed (a load started before that may
+    /// still see the old flag and must not restart the corp again).
+    clearing_update: HashMap<CorpId, Option<u64>>,
+    /// Source loads started so far.
+    loads_started: u64,
     shutting_down: bool,
     waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
@@ -94,6 +106,8 @@ impl Supervisor {
             running: HashMap::new(),
             failures: HashMap::new(),
             next_generation: 1,
+            clearing_update: HashMap::new(),
+            loads_started: 0,
             shutting_down: false,
             waiters: Vec::new(),
         }
@@ -109,7 +123,21 @@ impl Supervisor {
         self.running.insert(corpid, Entry { addr, fingerprint, generation, started: Instant::now(), stopping: false });
     }
 
-    fn reconcile(&mut self, desired: Desired, ctx: &mut Context<Self>) -> ReconcileReport {
+    /// True when `corpid`'s update flag, as read by load number `load`, asks for a restart
+    /// that has not been made yet.
+    fn update_pending(&mut self, corpid: &CorpId, load: u64) -> bool {
+        match self.clearing_update.get(corpid) {
+            None => true,
+            Some(None) => false,
+            Some(Some(cleared_at)) if load <= *cleared_at => false,
+            Some(Some(_)) => {
+                self.clearing_update.remove(corpid);
+                true
+            }
+        }
+    }
+
+    fn reconcile(&mut self, desired: Desired, load: u64, ctx: &mut Context<Self>) -> ReconcileReport {
         let mut report = ReconcileReport { errors: desired.errors, ..ReconcileReport::default() };
         for (corpid, error) in &report.errors {
             tracing::error!(corpid = %corpid, %error, "corp left out");
@@ -117,6 +145,15 @@ impl Supervisor {
         if self.shutting_down {
             return report;
         }
+        let update: std::collections::HashSet<CorpId> = desired
+            .corps
+            .values()
+            .filter(|spec| spec.update_requested)
+            .map(|spec| spec.corpid.clone())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter(|corpid| self.update_pending(corpid, load))
+            .collect();
         for (corpid, entry) in &mut self.running {
             match desired.corps.get(corpid) {
                 None if !entry.stopping => {
@@ -127,6 +164,12 @@ impl Supervisor {
                 }
                 Some(spec) if spec.fingerprint() != entry.fingerprint && !entry.stopping => {
                     tracing::info!(corpid = %corpid, "restarting corp (settings changed)");
+                    entry.stopping = true;
+                    entry.addr.do_send(Stop);
+                    report.restarted.push(corpid.clone());
+                }
+                Some(_) if update.contains(corpid) && !entry.stopping => {
+                    tracing::info!(corpid = %corpid, "restarting corp (corplist.update = 1)");
                     entry.stopping = true;
                     entry.addr.do_send(Stop);
                     report.restarted.push(corpid.clone());
@@ -142,6 +185,21 @@ impl Supervisor {
                 report.started.push(corpid.clone());
                 self.start_corp(spec.clone(), ctx);
             }
+        }
+        for corpid in update {
+            self.clearing_update.insert(corpid.clone(), None);
+            let store = Arc::clone(&self.shared.store);
+            ctx.spawn(async move { (store.clear_update_flag(&corpid).await, corpid) }.into_actor(self).map(
+                |(result, corpid), act, _| match result {
+                    Ok(()) => {
+                        act.clearing_update.insert(corpid, Some(act.loads_started));
+                    }
+                    Err(e) => {
+                        tracing::warn!(corpid = %corpid, error = %e, "resetting corplist.update failed; will retry");
+                        act.clearing_update.remove(&corpid);
+                    }
+                },
+            ));
         }
         for corpid in self.desired.keys() {
             if !desired.corps.contains_key(corpid) && !self.running.contains_key(corpid) {
@@ -196,21 +254,34 @@ impl Handler<Reload> for Supervisor {
             return;
         }
         let sources = self.sources.clone();
-        ctx.spawn(async move { corps::load(&sources).await }.into_actor(self).map(|loaded, act, ctx| match loaded {
-            Ok(desired) => {
-                let report = act.reconcile(desired, ctx);
-                if !(report.started.is_empty() && report.restarted.is_empty() && report.stopped.is_empty()) {
-                    tracing::info!(
-                        started = report.started.len(),
-                        restarted = report.restarted.len(),
-                        stopped = report.stopped.len(),
-                        running = act.running.len(),
-                        "corps reconciled"
-                    );
+        self.loads_started += 1;
+        let load = self.loads_started;
+        ctx.spawn(async move { corps::load(&sources).await }.into_actor(self).map(
+            move |loaded, act, ctx| match loaded {
+                Ok(desired) => {
+                    let report = act.reconcile(desired, load, ctx);
+                    if !(report.started.is_empty() && report.restarted.is_empty() && report.stopped.is_empty()) {
+                        tracing::info!(
+                            started = report.started.len(),
+                            restarted = report.restarted.len(),
+                            stopped = report.stopped.len(),
+                            running = act.running.len(),
+                            "corps reconciled"
+                        );
+                    }
                 }
-            }
-            Err(e) => tracing::error!(error = %e, "reading the corp sources failed; keeping the current corps"),
-        }));
+                Err(e) => tracing::error!(error = %e, "reading the corp sources failed; keeping the current corps"),
+            },
+        ));
+    }
+}
+
+impl Handler<SetSources> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetSources, ctx: &mut Self::Context) {
+        self.sources = msg.0;
+        ctx.notify(Reload);
     }
 }
 
@@ -218,7 +289,7 @@ impl Handler<Reconcile> for Supervisor {
     type Result = MessageResult<Reconcile>;
 
     fn handle(&mut self, msg: Reconcile, ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.reconcile(msg.0, ctx))
+        MessageResult(self.reconcile(msg.0, u64::MAX, ctx))
     }
 }
 
@@ -265,6 +336,8 @@ impl Handler<CorpExited> for Supervisor {
                 self.shared.stats.update(&msg.corpid, |s| {
                     s.state = "restarting".into();
                     s.last_error = Some(error);
+                    s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+                    s.restarts += 1;
                 });
                 let corpid = msg.corpid.clone();
                 ctx.run_later(delay, move |act, ctx| {

@@ -6,9 +6,11 @@
 
 pub mod corp;
 pub mod demo;
+pub mod doctor;
 pub mod media;
 pub mod redecrypt;
 pub mod run;
+pub mod status;
 
 use std::path::PathBuf;
 
@@ -41,6 +43,12 @@ pub enum Command {
     Redecrypt(redecrypt::RedecryptArgs),
     /// Media items: re-queue failed ones, counts by status.
     Media(media::MediaArgs),
+    /// Check an installation, one line per check: configuration, SDK, database, corps and their
+    /// keys, FFmpeg codecs, media root; `--online` also calls GetChatData once per corp.
+    Doctor(doctor::DoctorArgs),
+    /// The per-corp picture (state, last seq, lag, failures, media) from the running daemon's
+    /// `/status`, or from the database when the daemon does not answer; exit 1 when unhealthy.
+    Status(status::StatusArgs),
 }
 
 /// Why a subcommand failed.
@@ -77,12 +85,15 @@ pub fn log_settings(cli: &Cli) -> (String, crate::config::LogFormat) {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    let log_overridden = cli.log.is_some();
     match cli.command {
-        Command::Run(args) => run::run(&args),
+        Command::Run(args) => run::run(&args, log_overridden),
         Command::Demo(args) => demo::run(&args),
         Command::Corp(args) => corp::run(&args),
         Command::Redecrypt(args) => redecrypt::run(&args),
         Command::Media(args) => media::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
+        Command::Status(args) => status::run(&args),
     }
 }
 

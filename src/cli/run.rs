@@ -3,19 +3,31 @@
 //! Loads the configuration (exit 2 when it is wrong), connects to and migrates the database,
 //! loads the SDK (`[sdk] library`, or `emulator` for the in-process emulator driven by
 //! `WWF_EMULATOR_SCENARIO`), starts the pipeline ([`crate::actors::Pipeline`]) and runs until
-//! SIGINT or SIGTERM. The stop is graceful: no new fetch starts and in-flight writes finish.
+//! SIGINT or SIGTERM. The stop is graceful: no new fetch starts and in-flight writes finish,
+//! within `[daemon] shutdown_grace` (exit 0), else exit 1.
+//!
+//! While running: the [`Reloader`] applies edits of the configuration and corps files
+//! ([`crate::reload`]); the [`Observer`] logs retention alerts and, with `[http] listen`, answers
+//! `/healthz`, `/metrics` and `/status` ([`crate::observe`]); a supervisor that died (panic)
+//! ends the process with exit 1 so that supervisord/systemd restarts it.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::prelude::*;
 use clap::Args;
+use tokio::sync::mpsc;
 
 use super::{store_error, CliError};
 use crate::actors::media::MediaSettings;
+use crate::actors::supervisor::{Reload, SetSources, Supervisor};
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
 use crate::config::Config;
 use crate::corps::{self, Defaults, SourceError, Sources};
+use crate::observe::{self, observer::Observer};
+use crate::reload::{self, Changed, FileWatch};
 use crate::sdk::{dynlib::VendorSdk, emulated::EmulatedSdk, FinanceSdk, SdkTimeout, MAX_LIMIT};
 use crate::store;
 
@@ -28,8 +40,16 @@ pub struct RunArgs {
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
-pub fn run(args: &RunArgs) -> Result<(), CliError> {
+/// `log_overridden`: the log filter came from `--log`/`WEWORK_MSGAUDIT_LOG` (then `[log] level`
+/// edits are not applied).
+pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
     let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
+    let http = match cfg.http.listen.as_str() {
+        "" => None,
+        listen => {
+            Some(listen.parse::<SocketAddr>().map_err(|e| CliError::Config(format!("http.listen = {listen:?}: {e}")))?)
+        }
+    };
     let sdk = load_sdk(&cfg.sdk.library)?;
     let system = actix_rt::System::new();
     system.block_on(async move {
@@ -51,20 +71,167 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             Err(e @ SourceError::File { .. }) => return Err(CliError::Config(e.to_string())),
             Err(e) => return Err(CliError::Runtime(e.to_string())),
         }
-        let pipeline = Pipeline::start(store, sdk, sources, &pipeline_config(&cfg))
+        let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_config(&cfg))
             .map_err(|e| CliError::Runtime(e.to_string()))?;
-        let fatal = tokio::select! {
-            r = wait_for_signal() => { r?; None }
-            reason = pipeline.fatal() => Some(reason),
+        let observer = Observer::new(
+            observe::Sources {
+                stats: Some(Arc::clone(&pipeline.stats)),
+                store: Arc::clone(&store),
+                corps: Vec::new(),
+                media: pipeline.media_counters.clone(),
+                failing_after: cfg.daemon.failing_after,
+            },
+            cfg.daemon.alert_after,
+            (cfg.daemon.alert_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        )
+        .start();
+        let server = match http {
+            Some(addr) => {
+                let server = observe::http::serve(addr, observer)
+                    .map_err(|e| CliError::Config(format!("http.listen = {addr}: {e}")))?;
+                tracing::info!(%addr, "serving /healthz, /metrics and /status");
+                let handle = server.handle();
+                actix_rt::spawn(server);
+                Some(handle)
+            }
+            None => None,
         };
-        tracing::info!("stopping: no new fetches; waiting for in-flight writes");
-        pipeline.shutdown().await;
-        tracing::info!("stopped");
-        match fatal {
-            Some(reason) => Err(CliError::Runtime(reason)),
-            None => Ok(()),
+        let mut reloader = Reloader::new(args.config.clone(), cfg, store, pipeline.supervisor.clone(), log_overridden);
+        let grace = reloader.cfg.daemon.shutdown_grace;
+        let fatal = {
+            let signal = wait_for_signal();
+            let fatal = pipeline.fatal();
+            tokio::pin!(signal, fatal);
+            let mut check = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    r = &mut signal => { r?; break None }
+                    reason = &mut fatal => break Some(reason),
+                    Some(changed) = reloader.changes.recv() => reloader.apply(changed),
+                    _ = check.tick() => {
+                        // A panic in the supervisor (state shared by all corps) ends the
+                        // process (decision 1).
+                        if !pipeline.supervisor.connected() {
+                            break Some("the supervisor actor died (panic); the process must restart".to_string());
+                        }
+                    }
+                }
+            }
+        };
+        drop(reloader);
+        let stopping = std::time::Instant::now();
+        tracing::info!(?grace, "stopping: no new fetches; waiting for in-flight writes");
+        let stopped = tokio::time::timeout(grace, pipeline.shutdown()).await;
+        if let Some(server) = server {
+            server.stop(true).await;
+        }
+        match (stopped, fatal) {
+            (Err(_), _) => {
+                tracing::error!(?grace, "in-flight work did not finish within the shutdown grace period");
+                Err(CliError::Runtime(format!("shutdown took longer than shutdown_grace ({grace:?})")))
+            }
+            (Ok(()), Some(reason)) => Err(CliError::Runtime(reason)),
+            (Ok(()), None) => {
+                tracing::info!(elapsed = ?stopping.elapsed(), "stopped");
+                Ok(())
+            }
         }
     })
+}
+
+/// Applies changes of the configuration and corps files while the daemon runs ([`crate::reload`]).
+struct Reloader {
+    path: Option<PathBuf>,
+    cfg: Config,
+    table: toml::Table,
+    store: Arc<dyn store::Store>,
+    supervisor: Addr<Supervisor>,
+    changes: mpsc::UnboundedReceiver<Changed>,
+    tx: mpsc::UnboundedSender<Changed>,
+    watch: Option<FileWatch>,
+    log_overridden: bool,
+}
+
+impl Reloader {
+    fn new(
+        path: Option<PathBuf>,
+        cfg: Config,
+        store: Arc<dyn store::Store>,
+        supervisor: Addr<Supervisor>,
+        log_overridden: bool,
+    ) -> Self {
+        let table = path.as_deref().and_then(read_table).unwrap_or_default();
+        let (tx, changes) = mpsc::unbounded_channel();
+        let mut r = Self { path, cfg, table, store, supervisor, changes, tx, watch: None, log_overridden };
+        r.rewatch();
+        r
+    }
+
+    fn corps_file(&self) -> Option<PathBuf> {
+        (!self.cfg.corps.file.as_os_str().is_empty()).then(|| self.cfg.corps.file.clone())
+    }
+
+    fn rewatch(&mut self) {
+        self.watch = None;
+        let corps = self.corps_file();
+        match FileWatch::start(self.path.as_deref(), corps.as_deref(), Duration::from_millis(300), self.tx.clone()) {
+            Ok(w) => self.watch = Some(w),
+            Err(e) => tracing::warn!(error = %e, "cannot watch the files; changes are picked up by polling only"),
+        }
+    }
+
+    fn apply(&mut self, changed: Changed) {
+        if changed.corps {
+            tracing::info!("the corps file changed; reloading the corps");
+            self.supervisor.do_send(Reload);
+        }
+        if !changed.config {
+            return;
+        }
+        let Some(path) = self.path.clone() else { return };
+        let new = match Config::load(Some(&path)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "the changed configuration is invalid; keeping the previous one");
+                return;
+            }
+        };
+        let table = read_table(&path).unwrap_or_default();
+        let keys = reload::classify(reload::changed_keys(&self.table, &table));
+        if keys.hot.is_empty() && keys.cold.is_empty() {
+            return;
+        }
+        let old_corps_file = self.corps_file();
+        self.cfg = Config { log: new.log.clone(), corps: new.corps.clone(), ..self.cfg.clone() };
+        self.cfg.pull.limit = new.pull.limit;
+        self.cfg.sdk.timeout = new.sdk.timeout;
+        self.table = table;
+        if keys.hot_in("corps") || keys.hot_in("pull") || keys.hot_in("sdk") {
+            tracing::info!(keys = ?keys.hot, "configuration changed: reloading the corps with the new settings");
+            self.supervisor.do_send(SetSources(sources_from_config(&self.cfg, Some(Arc::clone(&self.store)))));
+        }
+        if keys.hot.iter().any(|k| k == "log.level") {
+            if self.log_overridden {
+                tracing::info!("[log] level changed but the log filter is set by --log/WEWORK_MSGAUDIT_LOG; kept");
+            } else {
+                match crate::logging::set_level(&self.cfg.log.level) {
+                    Ok(()) => tracing::info!(level = %self.cfg.log.level, "log level changed"),
+                    Err(e) => tracing::error!(error = %e, "keeping the previous log level"),
+                }
+            }
+        }
+        if !keys.cold.is_empty() {
+            tracing::warn!(keys = ?keys.cold, "these settings changed but take effect only after a restart");
+        }
+        if self.corps_file() != old_corps_file {
+            self.rewatch();
+        }
+    }
+}
+
+/// The configuration file as a TOML table (for diffing), if it reads and parses.
+fn read_table(path: &Path) -> Option<toml::Table> {
+    std::fs::read_to_string(path).ok()?.parse().ok()
 }
 
 /// `emulator` → the in-process emulator (`WWF_EMULATOR_SCENARIO`), anything else a library path.

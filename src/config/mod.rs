@@ -63,6 +63,42 @@ pub struct Config {
     pub media: MediaConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The HTTP endpoint (`/healthz`, `/metrics`, `/status`).
+    pub http: HttpConfig,
+    /// Process supervision: shutdown grace, failing threshold, retention alert.
+    pub daemon: DaemonConfig,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` to serve `/healthz`, `/metrics` and `/status` on; `""` = off. Unauthenticated:
+    /// keep it on loopback or a private network.
+    pub listen: String,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// After SIGTERM/SIGINT, in-flight work must finish within this; keep supervisord's
+    /// `stopwaitsecs` (systemd's `TimeoutStopSec`) above it.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// A corp whose actor has failed this many times in a row (or whose pull fails permanently)
+    /// is reported failing in `status`, `/metrics` and `/healthz`.
+    pub failing_after: u32,
+    /// WARN (alert) when a corp has had no successful pull for this long: the WeCom server keeps
+    /// records for about 5 days only.
+    #[serde(with = "humantime_serde")]
+    pub alert_after: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self { shutdown_grace: Duration::from_secs(30), failing_after: 3, alert_after: Duration::from_secs(24 * 3600) }
+    }
 }
 
 /// `[database]`.
@@ -320,6 +356,12 @@ impl Config {
 
     /// Checks values the types alone do not constrain.
     fn check(&self) -> Result<(), String> {
+        if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("http.listen = {:?}: expected host:port, e.g. \"127.0.0.1:9100\"", self.http.listen));
+        }
+        if self.daemon.failing_after == 0 {
+            return Err("daemon.failing_after must be at least 1".into());
+        }
         const MP3_RATES: [u32; 10] = [0, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
         if !MP3_RATES.contains(&self.media.mp3_sample_rate) {
             return Err(format!(

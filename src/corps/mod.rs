@@ -41,6 +41,9 @@ pub struct CorpSpec {
     pub timeout: SdkTimeout,
     /// The corp's private keys.
     pub keyring: Arc<Keyring>,
+    /// `corplist.update = 1`: restart this corp once (the supervisor then resets the flag).
+    /// Not part of the fingerprint.
+    pub update_requested: bool,
     /// Hash of the secret and the public-key fingerprints (computed once at construction).
     key_digest: String,
 }
@@ -75,8 +78,16 @@ impl CorpSpec {
             limit: limit.clamp(1, MAX_LIMIT),
             timeout,
             keyring: Arc::new(keyring),
+            update_requested: false,
             key_digest,
         }
+    }
+
+    /// Sets [`CorpSpec::update_requested`].
+    #[must_use]
+    pub fn with_update_requested(mut self, requested: bool) -> Self {
+        self.update_requested = requested;
+        self
     }
 
     /// Changes when the secret, keys, limit or timeout change (never contains a secret: the
@@ -241,14 +252,17 @@ pub async fn from_table(store: &dyn Store, defaults: Defaults) -> Result<Vec<Can
             (|| {
                 let corpid = CorpId::new(&row.corpid).map_err(|e| e.to_string())?;
                 let keyring = table_keyring(&row, by_corp.get(&row.corpid).map(Vec::as_slice).unwrap_or_default())?;
-                Ok(Some(CorpSpec::new(
-                    corpid,
-                    row.corpname.clone(),
-                    row.secret.clone(),
-                    limit_or(i64::from(row.limits), defaults),
-                    timeout_or(i64::from(row.timeout), defaults),
-                    keyring,
-                )))
+                Ok(Some(
+                    CorpSpec::new(
+                        corpid,
+                        row.corpname.clone(),
+                        row.secret.clone(),
+                        limit_or(i64::from(row.limits), defaults),
+                        timeout_or(i64::from(row.timeout), defaults),
+                        keyring,
+                    )
+                    .with_update_requested(row.update != 0),
+                ))
             })()
         };
         out.push(Candidate { corpid: row.corpid, spec });

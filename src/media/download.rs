@@ -290,7 +290,7 @@ pub fn download(
                 Err(e) if e.is_retryable() && retries < settings.chunk_retries && !matches!(e, SdkError::Write(_)) => {
                     retries += 1;
                     retried_chunks += 1;
-                    tracing::debug!(id = job.id, chunk = progress.chunks, error = %e, retries, "chunk failed; retrying it");
+                    tracing::debug!(corpid = %corpid, id = job.id, chunk = progress.chunks, error = %e, retries, "chunk failed; retrying it");
                     std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(retries)));
                 }
                 Err(e) => return Err(e.into()),

@@ -1006,6 +1006,32 @@ impl Drop for TempFile {
     }
 }
 
+/// The FFmpeg codecs this module needs that the linked libavcodec lacks, named as
+/// [`TranscodeError::CodecUnavailable`] names them; empty when transcoding can work. The MP3
+/// encoder must also take 16-bit samples (as [`encode_mp3`] feeds it). SILK needs nothing from
+/// FFmpeg (silk-codec). Used by `doctor`.
+pub fn missing_codecs() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    let sixteen_bit = [Sample::I16(SampleType::Planar), Sample::I16(SampleType::Packed)];
+    let mp3 = codec::encoder::find(Id::MP3)
+        .and_then(|c| c.audio().ok())
+        .and_then(|a| a.formats())
+        .is_some_and(|mut formats| formats.any(|f| sixteen_bit.contains(&f)));
+    if !mp3 {
+        missing.push("libmp3lame (MP3 encoder)");
+    }
+    if codec::decoder::find(Id::AMR_NB).is_none() {
+        missing.push("amrnb (decoder)");
+    }
+    missing
+}
+
+/// The version of the linked libavcodec, `major.minor.micro`.
+pub fn libavcodec_version() -> String {
+    let v = codec::version();
+    format!("{}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,7 +249,14 @@ impl VendorSdk {
         if !path.is_file() {
             return Err(SdkError::Load { path: path.to_path_buf(), reason: "no such file".into() });
         }
-        Ok(Self { api: Arc::new(Api::load(path)?), path: path.to_path_buf() })
+        // dlopen searches the library path for a name without a slash; a configured file is a
+        // path (relative to the working directory), so give it one.
+        let open_path = if path.is_relative() && path.components().count() == 1 {
+            Path::new(".").join(path)
+        } else {
+            path.to_path_buf()
+        };
+        Ok(Self { api: Arc::new(Api::load(&open_path)?), path: path.to_path_buf() })
     }
 
     /// The file it was loaded from.

@@ -82,7 +82,10 @@ impl SdkCode {
     pub fn meaning(self) -> &'static str {
         match self {
             Self::BadArgument => "bad argument",
-            Self::Network => "network error (or wrong secret / unknown corp: the token request failed)",
+            Self::Network => {
+                "network error (with the real SDK also a wrong secret, an unknown corp or an IP not on the \
+                 whitelist: the token request failed)"
+            }
             Self::ParseFailure => "the server's response could not be parsed",
             Self::System => "system failure inside the SDK",
             Self::EncryptKey => "key error while encrypting",
@@ -123,6 +126,29 @@ pub mod errcode {
     pub const IP_FORBIDDEN: i64 = 48002;
     /// IP not allowed (another spelling of the same problem).
     pub const IP_NOT_ALLOWED: i64 = 60020;
+}
+
+/// What a code means, in words an operator understands: an SDK return code (10000–10011, from
+/// [`SdkCode::meaning`]) or a JSON `errcode` of the WeCom server. The one table of these words
+/// (`doctor`, logs); unknown codes say so.
+pub fn explain(code: i64) -> &'static str {
+    if let Some(raw) = i32::try_from(code).ok().filter(|c| (10000..=10011).contains(c)) {
+        return SdkCode::from_raw(raw).meaning();
+    }
+    match code {
+        0 => "ok",
+        errcode::BUSY => "the WeCom server is busy; try again later",
+        errcode::BAD_SECRET => "invalid secret: not the 会话内容存档 secret of this corp",
+        40013 => "invalid corpid",
+        40014 | errcode::TOKEN_EXPIRED => "access token invalid or expired: a new SDK handle fetches a new one",
+        errcode::RATE_LIMITED => "rate limit: API called too often; retried later",
+        errcode::IP_FORBIDDEN => "API forbidden: this machine's IP is not allowed, or the app lacks the permission",
+        errcode::IP_NOT_ALLOWED => "this machine's IP is not on the corp's trusted IP list",
+        301042 => "this machine's IP is not on the 会话内容存档 IP whitelist (SDK rc 10009)",
+        301048 => "the data has expired on the server (SDK rc 10010)",
+        301052 => "the corp's 会话内容存档 service has expired or is not enabled",
+        _ => "undocumented code",
+    }
 }
 
 /// Every failure of the SDK layer.
@@ -262,6 +288,22 @@ mod tests {
     }
 
     #[test]
+    fn explain_covers_return_codes_and_errcodes() {
+        for raw in 10000..=10011 {
+            assert_eq!(explain(raw), SdkCode::from_raw(raw as i32).meaning());
+        }
+        assert!(explain(10001).contains("wrong secret"));
+        assert!(explain(10009).contains("whitelist"));
+        assert!(explain(40001).contains("secret"));
+        assert!(explain(48002).contains("IP"));
+        assert!(explain(60020).contains("IP"));
+        assert!(explain(301042).contains("whitelist"));
+        assert!(explain(45009).contains("rate limit"));
+        assert!(explain(42001).contains("expired"));
+        assert_eq!(explain(12345), "undocumented code");
+    }
+
+    #[test]
     fn api_errcodes_classify() {
         let api = |errcode| SdkError::Api { call: "GetChatData", errcode, errmsg: String::new() };
         assert!(api(45009).is_retryable());
@@ -274,7 +316,8 @@ mod tests {
         let e = SdkError::Code { call: "GetChatData", code: SdkCode::Network };
         assert_eq!(
             e.to_string(),
-            "GetChatData returned 10001 (network error (or wrong secret / unknown corp: the token request failed))"
+            "GetChatData returned 10001 (network error (with the real SDK also a wrong secret, an unknown corp or an \
+             IP not on the whitelist: the token request failed))"
         );
     }
 }

@@ -15,19 +15,22 @@
 //! - [`download_media`] is the chunk loop (`indexbuf` → `outindexbuf` until `is_finish`) that streams
 //!   into any [`std::io::Write`].
 //! - [`chatdata`] turns the raw `GetChatData` body into records, surfacing a non-zero JSON `errcode`
-//!   as an error even when the SDK returned 0.
+//!   as an error even when the SDK returned 0; [`explain`] says what any code means, in words.
+//! - [`os`] holds the other unsafe helpers: capturing what the SDK prints on stdout (`doctor`) and
+//!   the free space of a file system.
 
 pub mod chatdata;
 pub mod dynlib;
 pub mod emulated;
 mod error;
 pub mod guard;
+pub mod os;
 
 use std::io::Write;
 use std::time::Duration;
 
 pub use chatdata::{ChatPage, EncryptedRecord};
-pub use error::{errcode, SdkCode, SdkError};
+pub use error::{errcode, explain, SdkCode, SdkError};
 
 use crate::secret::Secret;
 

@@ -296,6 +296,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Creates or adopts the fixed tables (`corplist`, `corp_keys`, `corp_cursor`). Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;
 
+    /// A round trip to the database (`SELECT 1`), for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// Creates `message_<corpid>` and `media_<corpid>` if missing (upgrading a Java-created
     /// message table in place, MySQL only). Cached per corp: cheap to call before every batch.
     async fn ensure_corp_tables(&self, corpid: &CorpId) -> Result<(), StoreError>;

@@ -193,6 +193,11 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let _w = self.write_lock.lock().await;
         MIGRATOR.run(&self.pool).await?;

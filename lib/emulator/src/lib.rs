@@ -412,7 +412,7 @@ impl Inner {
         let mut r = Rng::new(seed_of(&[self.seed, hash_bytes(corp.cfg.corpid.as_bytes()), n, 0xCA11]));
         let (slow, rc_fault, errcode_fault, empty) =
             (r.chance(f.slow_rate), r.chance(f.chat_rc_rate), r.chance(f.errcode_rate), r.chance(f.empty_body_rate));
-        if f.hang_ms > 0 {
+        if f.hang_ms > 0 && (f.hang_calls == 0 || n < f.hang_calls) {
             std::thread::sleep(Duration::from_millis(f.hang_ms));
         }
         if slow && f.slow_ms > 0 {

@@ -130,6 +130,8 @@ pub struct Faults {
     pub slow_rate: f64,
     pub slow_ms: u64,
     pub hang_ms: u64,
+    /// Only the first this many GetChatData calls of the corp hang (`hang_ms`); 0 = every call.
+    pub hang_calls: u64,
     pub corrupt_rate: f64,
     pub unknown_key_ver_rate: f64,
     /// Share of records whose msgid is 300+ characters (longer than any real one and than the
@@ -153,6 +155,7 @@ impl Default for Faults {
             slow_rate: 0.0,
             slow_ms: 0,
             hang_ms: 0,
+            hang_calls: 0,
             corrupt_rate: 0.0,
             unknown_key_ver_rate: 0.0,
             long_msgid_rate: 0.0,

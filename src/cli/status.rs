@@ -1,0 +1,209 @@
+//! `status [--config FILE] [--json]`: the per-corp picture as a table.
+//!
+//! With `[http] listen` set and the daemon answering there, the report is the daemon's own
+//! (`GET /status`: the same [`Report`] that `/metrics` and `/healthz` render). Otherwise the
+//! report is built from the database alone (cursor and media counts of every configured corp;
+//! live state `unknown`), and the output says so. Exit 0 when healthy, 1 when the database does
+//! not answer or a corp is failing (usable from scripts and monitoring).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+
+use super::{store_error, CliError};
+use crate::config::Config;
+use crate::observe::{self, Report};
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The configuration file (as for `run`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints the report.
+pub fn run(args: &StatusArgs) -> Result<(), CliError> {
+    let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
+    let (report, source) = match live_report(&cfg.http.listen) {
+        Ok(r) => (r, format!("daemon at http://{}", cfg.http.listen)),
+        Err(why) => (database_report(&cfg)?, format!("database only ({why})")),
+    };
+    if args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", render_table(&report, &source));
+    }
+    if report.healthy {
+        Ok(())
+    } else {
+        let failing = report.failing().count();
+        Err(CliError::Runtime(format!(
+            "unhealthy: {}{failing} corp(s) failing",
+            if report.database_ok { "" } else { "the database does not answer, " }
+        )))
+    }
+}
+
+/// `GET /status` from the daemon at `listen`.
+fn live_report(listen: &str) -> Result<Report, String> {
+    if listen.is_empty() {
+        return Err("[http] listen is off".into());
+    }
+    let mut addr: SocketAddr = listen.parse().map_err(|e| format!("http.listen {listen:?}: {e}"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let body = http_get(addr, "/status").map_err(|e| format!("no daemon answering at {addr}: {e}"))?;
+    serde_json::from_str(&body).map_err(|e| format!("bad /status answer from {addr}: {e}"))
+}
+
+/// A minimal HTTP/1.0 GET (the daemon's own endpoint on loopback; no client library needed).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status_line = head.lines().next().unwrap_or_default();
+    if !status_line.contains(" 200 ") {
+        return Err(std::io::Error::other(format!("answered {status_line:?}")));
+    }
+    Ok(body.to_string())
+}
+
+/// The report from the database alone: every corp of the configured sources.
+fn database_report(cfg: &Config) -> Result<Report, CliError> {
+    let cfg = cfg.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        let store = crate::store::connect(cfg.database.url.expose()).await.map_err(store_error)?;
+        store.migrate().await.map_err(store_error)?;
+        let sources = super::run::sources_from_config(&cfg, Some(std::sync::Arc::clone(&store)));
+        let desired = crate::corps::load(&sources).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+        let src = observe::Sources {
+            stats: None,
+            store,
+            corps: desired.corps.into_keys().collect(),
+            media: None,
+            failing_after: cfg.daemon.failing_after,
+        };
+        Ok(observe::gather(&src, SystemTime::now()).await)
+    })
+}
+
+fn secs(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(s) if s < 120.0 => format!("{s:.0}s"),
+        Some(s) if s < 7200.0 => format!("{:.0}m", s / 60.0),
+        Some(s) if s < 172_800.0 => format!("{:.1}h", s / 3600.0),
+        Some(s) => format!("{:.1}d", s / 86_400.0),
+    }
+}
+
+/// The report as a text table (one line per corp) with a header saying where it came from.
+pub fn render_table(r: &Report, source: &str) -> String {
+    let mut out = format!(
+        "source: {source}\ndatabase: {}\nhealth: {}\n\n",
+        r.database_error.as_deref().map_or_else(|| "ok".to_string(), |e| format!("NOT OK: {e}")),
+        if r.healthy { "ok" } else { "UNHEALTHY" },
+    );
+    let header = [
+        "CORPID",
+        "STATE",
+        "FAILING",
+        "LAST_SEQ",
+        "STORED",
+        "DECRYPT_FAIL",
+        "LAG",
+        "SINCE_PULL",
+        "RESTARTS",
+        "MEDIA p/d/ok/fail",
+        "LAST_ERROR",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for c in &r.corps {
+        let media = ["pending", "downloading", "done", "failed"]
+            .map(|st| c.media.iter().filter(|m| m.status == st).map(|m| m.count).sum::<u64>().to_string())
+            .join("/");
+        rows.push(vec![
+            c.corpid.clone(),
+            c.state.clone(),
+            if c.failing { "YES".into() } else { "no".into() },
+            c.last_seq.to_string(),
+            c.stored.to_string(),
+            c.decrypt_failures.to_string(),
+            secs(c.lag_seconds),
+            secs(c.since_last_pull_seconds),
+            c.restarts.to_string(),
+            media,
+            c.last_error.clone().unwrap_or_default().chars().take(100).collect(),
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..header.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if r.corps.is_empty() {
+        out.push_str("(no corps)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::{CorpReport, MediaStatusCount};
+
+    #[test]
+    fn the_table_shows_failing_corps_and_media_counts() {
+        let r = Report {
+            database_ok: true,
+            healthy: false,
+            corps: vec![
+                CorpReport {
+                    corpid: "wwgood".into(),
+                    state: "caught up".into(),
+                    last_seq: 120,
+                    media: vec![
+                        MediaStatusCount { kind: "image".into(), status: "done".into(), count: 3 },
+                        MediaStatusCount { kind: "voice".into(), status: "done".into(), count: 2 },
+                    ],
+                    since_last_pull_seconds: Some(3.0),
+                    ..CorpReport::default()
+                },
+                CorpReport {
+                    corpid: "wwbad".into(),
+                    state: "failing".into(),
+                    failing: true,
+                    last_error: Some("GetChatData returned 10001".into()),
+                    ..CorpReport::default()
+                },
+            ],
+            ..Report::default()
+        };
+        let t = render_table(&r, "test");
+        assert!(t.contains("health: UNHEALTHY"), "{t}");
+        let good = t.lines().find(|l| l.starts_with("wwgood")).unwrap();
+        assert!(good.contains("120") && good.contains("0/0/5/0") && good.contains("3s"), "{good}");
+        let bad = t.lines().find(|l| l.starts_with("wwbad")).unwrap();
+        assert!(bad.contains("YES") && bad.contains("10001"), "{bad}");
+    }
+}

@@ -1,0 +1,71 @@
+//! Logging set-up: tracing to stderr (the vendor SDK printf()s to stdout, sdk-facts.md §2), in
+//! human or JSON format, with a filter that [`set_level`] can change while running (hot reload of
+//! `[log] level`, DESIGN.md decision 12).
+//!
+//! Rules for log lines (enforced by review and by a test that greps a full run's logs): every
+//! line about one corp carries a `corpid` field (the corp actor's span or an explicit field);
+//! secrets (corp secrets, private keys, passwords, access tokens) are never logged — the types
+//! that hold them print `<redacted>`.
+
+use std::sync::OnceLock;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
+
+use crate::config::LogFormat;
+
+type Handle = reload::Handle<EnvFilter, Registry>;
+
+static HANDLE: OnceLock<Handle> = OnceLock::new();
+
+/// Why the log filter could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The filter does not parse.
+    #[error("invalid log filter {filter:?}: {message}")]
+    BadFilter {
+        /// The filter as given.
+        filter: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// [`init`] was not called (or another subscriber is installed).
+    #[error("logging is not initialised with a reloadable filter")]
+    NotInitialised,
+}
+
+impl LogError {
+    /// Never: a bad filter stays bad.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+fn parse(level: &str) -> Result<EnvFilter, LogError> {
+    EnvFilter::try_new(level).map_err(|e| LogError::BadFilter { filter: level.to_string(), message: e.to_string() })
+}
+
+/// Installs the global subscriber with `level` (falls back to `info` when it does not parse, and
+/// says so on stderr) in `format`.
+pub fn init(level: &str, format: LogFormat) {
+    let filter = parse(level).unwrap_or_else(|e| {
+        eprintln!("wework-msgaudit: {e}; logging at info");
+        EnvFilter::new("info")
+    });
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match format {
+        LogFormat::Human => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init(),
+    };
+    if installed.is_ok() {
+        let _ = HANDLE.set(handle);
+    }
+}
+
+/// Replaces the filter of the running subscriber.
+pub fn set_level(level: &str) -> Result<(), LogError> {
+    let filter = parse(level)?;
+    HANDLE.get().ok_or(LogError::NotInitialised)?.reload(filter).map_err(|_| LogError::NotInitialised)
+}

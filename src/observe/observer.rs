@@ -1,0 +1,69 @@
+//! [`Observer`]: the actor that gathers [`Report`]s on the pipeline's event loop (where the
+//! database pool lives) for the HTTP endpoint, and logs retention alerts on a timer.
+
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+
+use super::alert::Alerts;
+use super::{gather, Report, Sources};
+
+/// Ask for the current report.
+#[derive(Debug, Message)]
+#[rtype(result = "Report")]
+pub struct GetReport;
+
+/// The observer actor.
+#[derive(Debug)]
+pub struct Observer {
+    sources: Sources,
+    alerts: Alerts,
+    check_every: Duration,
+}
+
+impl Observer {
+    /// An observer of `sources` that checks for retention alerts every `check_every`, alerting
+    /// after `alert_after` without a successful pull.
+    pub fn new(sources: Sources, alert_after: Duration, check_every: Duration) -> Self {
+        Self { sources, alerts: Alerts::new(alert_after), check_every: check_every.max(Duration::from_millis(100)) }
+    }
+}
+
+impl Actor for Observer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.check_every, |act, ctx| {
+            let sources = act.sources.clone();
+            ctx
+                .spawn(async move { gather(&sources, SystemTime::now()).await }.into_actor(act).map(|report, act, _| {
+                for a in act.alerts.check(&report.corps, SystemTime::now()) {
+                    tracing::warn!(
+                        corpid = %a.corpid,
+                        alert = "retention",
+                        silent_for = %humantime::format_duration(Duration::from_secs(a.silent_for.as_secs())),
+                        retention_left = %humantime::format_duration(Duration::from_secs(a.retention_left.as_secs())),
+                        last_error = a.last_error.as_deref().unwrap_or(""),
+                        "no successful pull for a long time: WeCom keeps records about 5 days, \
+                         what is not pulled by then is lost"
+                    );
+                }
+                if !report.database_ok {
+                    tracing::warn!(
+                        error = report.database_error.as_deref().unwrap_or(""),
+                        "the database does not answer"
+                    );
+                }
+            }));
+        });
+    }
+}
+
+impl Handler<GetReport> for Observer {
+    type Result = ResponseFuture<Report>;
+
+    fn handle(&mut self, _: GetReport, _ctx: &mut Self::Context) -> Self::Result {
+        let sources = self.sources.clone();
+        Box::pin(async move { gather(&sources, SystemTime::now()).await })
+    }
+}
