@@ -407,6 +407,14 @@ async fn operations(db: Db) {
     for c in [GOOD1, GOOD2, NEW] {
         check_corp(&db, &emu, c).await;
     }
+    // With no daemon, `status` shows what the database knows, and says so.
+    replace_file(&s.dir.path().join("corps.toml"), &[corp_entry(GOOD1, 100), corp_entry(NEW, 100)].join(""));
+    let (code, offline) = status_cli(&s);
+    assert_eq!(code, 0, "{offline}");
+    assert!(offline.contains("source: database only"), "{offline}");
+    let line = offline.lines().find(|l| l.starts_with(GOOD1)).unwrap_or_else(|| panic!("{offline}"));
+    assert!(line.contains("unknown") && line.contains(&format!(" {RECORDS} ")), "{line}");
+    let table = table + &offline;
     let logs = d.log() + &std::fs::read_to_string(s.dir.path().join("stdout-1.log")).unwrap() + &table;
     let without_corpid: Vec<&str> =
         logs.lines().filter(|l| l.starts_with('{') && l.contains(GOOD1) && !l.contains("\"corpid\":\"")).collect();

@@ -105,6 +105,16 @@ where
     Fut: std::future::Future<Output = Result<(), CliError>>,
 {
     let cfg = crate::config::Config::load(config).map_err(|e| CliError::Config(e.to_string()))?;
+    with_store_of(&cfg, f)
+}
+
+/// Connects to and migrates the database of `cfg`, and runs `f` on it in a single-threaded
+/// runtime.
+pub fn with_store_of<T, F, Fut>(cfg: &crate::config::Config, f: F) -> Result<T, CliError>
+where
+    F: FnOnce(std::sync::Arc<dyn crate::store::Store>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CliError>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
-use super::{store_error, CliError};
+use super::CliError;
 use crate::config::Config;
 use crate::observe::{self, Report};
 
@@ -84,15 +84,8 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
 
 /// The report from the database alone: every corp of the configured sources.
 fn database_report(cfg: &Config) -> Result<Report, CliError> {
-    let cfg = cfg.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(async move {
-        let store = crate::store::connect(cfg.database.url.expose()).await.map_err(store_error)?;
-        store.migrate().await.map_err(store_error)?;
-        let sources = super::run::sources_from_config(&cfg, Some(std::sync::Arc::clone(&store)));
+    super::with_store_of(cfg, |store| async move {
+        let sources = super::run::sources_from_config(cfg, Some(std::sync::Arc::clone(&store)));
         let desired = crate::corps::load(&sources).await.map_err(|e| CliError::Runtime(e.to_string()))?;
         let src = observe::Sources {
             stats: None,
