@@ -5,7 +5,7 @@
 //! notify-debouncer-full, and sends a [`Changed`] per debounced burst that touched one of the
 //! files. The daemon (`cli::run`) then re-reads the corps (the supervisor's `Reload`) or the
 //! configuration, and [`classify`] splits a configuration change into what applies at once
-//! (DESIGN.md decision 12: the corp sources, the per-corp defaults, the log level) and what
+//! (DESIGN.md decision 12: the corp sources, the per-corp defaults and proxy, the log level) and what
 //! needs a restart (reported by key name, never by value: values may be secrets).
 //!
 //! An invalid edit is reported and the previous configuration keeps running. Polling
@@ -107,7 +107,8 @@ impl FileWatch {
 }
 
 /// Configuration keys (`section.key`) that take effect without a restart.
-pub const HOT_KEYS: &[&str] = &["corps.table", "corps.file", "pull.limit", "sdk.timeout", "log.level"];
+pub const HOT_KEYS: &[&str] =
+    &["corps.table", "corps.file", "pull.limit", "sdk.timeout", "sdk.proxy", "sdk.proxy_password", "log.level"];
 
 /// The keys whose values differ between two configuration files (`section.key`, a whole
 /// section when it is not a table), sorted.

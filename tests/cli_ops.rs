@@ -28,6 +28,7 @@ const GOOD1: &str = "wwopsgood0000000001";
 const GOOD2: &str = "wwopsgood0000000002";
 const BAD: &str = "wwopsbad00000000003";
 const NEW: &str = "wwopsnew00000000004";
+const PROXY_PASSWORD: &str = "proxyuser:Pr0xyPa55-3c9e";
 
 fn secret(corp: &str) -> String {
     format!("S3cr3t-{}-7d1f0a9c2b", &corp[5..])
@@ -385,19 +386,37 @@ async fn operations(db: Db) {
     let st = status_json(s.port).unwrap();
     assert_eq!(st["corps"].as_array().unwrap().len(), 3, "{st:#}");
     assert_eq!((generation(&st, GOOD1), generation(&st, NEW)), (g1, gnew));
-    // A configuration edit: the log level applies at once; a cold key is named (not its value).
+    // A configuration edit: the log level applies at once, a new proxy restarts every corp (and
+    // its password is never logged), a cold key is named (not its value).
+    replace_file(
+        &s.dir.path().join("corps.toml"),
+        &[corp_entry(GOOD1, 100), corp_entry(GOOD2, 50), corp_entry(NEW, 100)].join(""),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let before = status_json(s.port).unwrap();
+    let gens: Vec<u64> = [GOOD1, GOOD2, NEW].iter().map(|c| generation(&before, c)).collect();
+    assert_eq!(gens, [g1, generation(&st, GOOD2), gnew], "re-saving the same corps restarts nothing");
     let text = std::fs::read_to_string(&s.config).unwrap();
     replace_file(
         &s.config,
         &text
             .replace("level = \"debug\"", "level = \"info\"")
-            .replace("[database]\n", "[database]\nmax_connections = 3\n"),
+            .replace("[database]\n", "[database]\nmax_connections = 3\n")
+            .replace(
+                "[sdk]\n",
+                &format!("[sdk]\nproxy = \"http://127.0.0.1:9\"\nproxy_password = \"{PROXY_PASSWORD}\"\n"),
+            ),
     );
+    let st = wait_status(&mut d, s.port, "every corp restarted on the new proxy", |st| {
+        [GOOD1, GOOD2, NEW].iter().zip(&gens).all(|(c, g)| generation(st, c) > *g)
+    });
+    assert_eq!(st["corps"].as_array().unwrap().len(), 3);
     let until = Instant::now() + Duration::from_secs(60);
     while !(d.log().contains("log level changed") && d.log().contains("database.max_connections")) {
         assert!(Instant::now() < until, "config edit not applied:\n{}", d.log());
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(!d.log().contains(PROXY_PASSWORD));
 
     // 4. SIGTERM: exit 0 within the grace period; the data equals the truth.
     let (status, took) = d.terminate(Duration::from_secs(60));

@@ -215,8 +215,8 @@ impl Puller {
         self.shared.stats.update(&corpid, |s| s.cursor = committed);
         tracing::info!(cursor = committed, limit = self.spec.limit, "pulling");
         let net = NetOptions {
-            proxy: self.shared.pull.proxy.clone(),
-            proxy_password: self.shared.pull.proxy_password.clone(),
+            proxy: self.spec.proxy.url.clone(),
+            proxy_password: self.spec.proxy.password.clone(),
             timeout: self.spec.timeout,
         };
         let mut next_seq = committed;

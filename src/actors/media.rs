@@ -69,10 +69,6 @@ pub struct MediaSettings {
     pub mp3_bitrate_kbps: u32,
     /// MP3 sample rate; `None` keeps the source's (8000 for AMR-NB, 24000 for SILK).
     pub mp3_sample_rate: Option<u32>,
-    /// Proxy for the SDK calls (as for pulling).
-    pub proxy: Option<String>,
-    /// Proxy credentials.
-    pub proxy_password: Option<Secret>,
 }
 
 impl Default for MediaSettings {
@@ -91,8 +87,6 @@ impl Default for MediaSettings {
             transcode: true,
             mp3_bitrate_kbps: 32,
             mp3_sample_rate: None,
-            proxy: None,
-            proxy_password: None,
         }
     }
 }
@@ -582,8 +576,8 @@ impl Handler<MediaCorps> for MediaScheduler {
         let mut next = BTreeMap::new();
         for spec in msg.0 {
             let net = NetOptions {
-                proxy: self.settings.proxy.clone(),
-                proxy_password: self.settings.proxy_password.clone(),
+                proxy: spec.proxy.url.clone(),
+                proxy_password: spec.proxy.password.clone(),
                 timeout: spec.timeout,
             };
             let c = match self.corps.remove(&spec.corpid) {

@@ -31,7 +31,7 @@ use crate::corps::Sources;
 use crate::sdk::FinanceSdk;
 use crate::store::{CorpId, Store};
 
-/// Pull settings shared by every corp (`[pull]`, `[sdk] proxy`).
+/// Pull settings shared by every corp (`[pull]`; the proxy is per corp: [`crate::corps::Proxy`]).
 #[derive(Debug, Clone)]
 pub struct PullSettings {
     /// Wait after a short page.
@@ -40,10 +40,6 @@ pub struct PullSettings {
     pub backoff_initial: Duration,
     /// Backoff cap; also the retry interval of a failing corp (permanent errcode).
     pub backoff_max: Duration,
-    /// Proxy URL for SDK calls (`None` = direct).
-    pub proxy: Option<String>,
-    /// Proxy credentials.
-    pub proxy_password: Option<crate::secret::Secret>,
 }
 
 impl Default for PullSettings {
@@ -52,8 +48,6 @@ impl Default for PullSettings {
             poll_interval: Duration::from_secs(5),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
-            proxy: None,
-            proxy_password: None,
         }
     }
 }
@@ -293,6 +287,18 @@ impl Pipeline {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// Why the pipeline is broken, when an actor shared by every corp has died (a panic in shared
+    /// state: the process must exit non-zero and be restarted, decision 1).
+    pub fn broken(&self) -> Option<&'static str> {
+        if !self.supervisor.connected() {
+            return Some("the supervisor actor died (panic); the process must restart");
+        }
+        if self.media.as_ref().is_some_and(|m| !m.connected()) {
+            return Some("the media scheduler died (panic); the process must restart");
+        }
+        None
     }
 
     /// The SDK thread pool (for status and tests).

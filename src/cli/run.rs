@@ -25,7 +25,7 @@ use crate::actors::media::MediaSettings;
 use crate::actors::supervisor::{Reload, SetSources, Supervisor};
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
 use crate::config::Config;
-use crate::corps::{self, Defaults, SourceError, Sources};
+use crate::corps::{self, Defaults, Proxy, SourceError, Sources};
 use crate::observe::{self, observer::Observer};
 use crate::reload::{self, Changed, FileWatch};
 use crate::sdk::{dynlib::VendorSdk, emulated::EmulatedSdk, FinanceSdk, SdkTimeout, MAX_LIMIT};
@@ -109,10 +109,9 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                     reason = &mut fatal => break Some(reason),
                     Some(changed) = reloader.changes.recv() => reloader.apply(changed),
                     _ = check.tick() => {
-                        // A panic in the supervisor (state shared by all corps) ends the
-                        // process (decision 1).
-                        if !pipeline.supervisor.connected() {
-                            break Some("the supervisor actor died (panic); the process must restart".to_string());
+                        // A panic in state shared by all corps ends the process (decision 1).
+                        if let Some(why) = pipeline.broken() {
+                            break Some(why.to_string());
                         }
                     }
                 }
@@ -205,6 +204,8 @@ impl Reloader {
         self.cfg = Config { log: new.log.clone(), corps: new.corps.clone(), ..self.cfg.clone() };
         self.cfg.pull.limit = new.pull.limit;
         self.cfg.sdk.timeout = new.sdk.timeout;
+        self.cfg.sdk.proxy.clone_from(&new.sdk.proxy);
+        self.cfg.sdk.proxy_password = new.sdk.proxy_password.clone();
         self.table = table;
         if keys.hot_in("corps") || keys.hot_in("pull") || keys.hot_in("sdk") {
             tracing::info!(keys = ?keys.hot, "configuration changed: reloading the corps with the new settings");
@@ -253,6 +254,10 @@ pub fn sources_from_config(cfg: &Config, store: Option<Arc<dyn store::Store>>) -
             limit: cfg.pull.limit.clamp(1, MAX_LIMIT),
             timeout: SdkTimeout::from_secs(cfg.sdk.timeout.as_secs()),
         }),
+        proxy: Proxy {
+            url: (!cfg.sdk.proxy.is_empty()).then(|| cfg.sdk.proxy.clone()),
+            password: (!cfg.sdk.proxy_password.is_empty()).then(|| cfg.sdk.proxy_password.clone()),
+        },
     }
 }
 
@@ -265,8 +270,6 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
             poll_interval: cfg.pull.poll_interval,
             backoff_initial: cfg.pull.backoff_initial,
             backoff_max: cfg.pull.backoff_max,
-            proxy: (!cfg.sdk.proxy.is_empty()).then(|| cfg.sdk.proxy.clone()),
-            proxy_password: (!cfg.sdk.proxy_password.is_empty()).then(|| cfg.sdk.proxy_password.clone()),
         },
         reload_interval: cfg.corps.reload_interval.max(Duration::from_secs(1)),
         hang_grace: Duration::from_secs(10),
@@ -292,8 +295,6 @@ pub fn media_settings(cfg: &Config) -> MediaSettings {
         transcode: m.transcode,
         mp3_bitrate_kbps: m.mp3_bitrate,
         mp3_sample_rate: (m.mp3_sample_rate > 0).then_some(m.mp3_sample_rate),
-        proxy: (!cfg.sdk.proxy.is_empty()).then(|| cfg.sdk.proxy.clone()),
-        proxy_password: (!cfg.sdk.proxy_password.is_empty()).then(|| cfg.sdk.proxy_password.clone()),
     }
 }
 

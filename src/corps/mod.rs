@@ -44,8 +44,30 @@ pub struct CorpSpec {
     /// `corplist.update = 1`: restart this corp once (the supervisor then resets the flag).
     /// Not part of the fingerprint.
     pub update_requested: bool,
+    /// The proxy of the corp's SDK calls (`[sdk] proxy`; set by [`load`] from [`Sources::proxy`]).
+    pub proxy: Proxy,
     /// Hash of the secret and the public-key fingerprints (computed once at construction).
     key_digest: String,
+    /// Hash of the proxy URL and credentials ("" without a proxy).
+    proxy_digest: String,
+}
+
+/// The proxy for SDK calls: `http://host:port`, `socks5://…`, with optional `user:password`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Proxy {
+    /// The proxy URL; `None` = direct.
+    pub url: Option<String>,
+    /// The proxy credentials (secret).
+    pub password: Option<Secret>,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("url", &self.url.as_deref().map(crate::secret::redact_url))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl fmt::Debug for CorpSpec {
@@ -56,6 +78,7 @@ impl fmt::Debug for CorpSpec {
             .field("limit", &self.limit)
             .field("timeout", &self.timeout)
             .field("keyring", &self.keyring)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -79,8 +102,26 @@ impl CorpSpec {
             timeout,
             keyring: Arc::new(keyring),
             update_requested: false,
+            proxy: Proxy::default(),
             key_digest,
+            proxy_digest: String::new(),
         }
+    }
+
+    /// Sets the proxy (a change of it changes the [`fingerprint`](Self::fingerprint)).
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: &Proxy) -> Self {
+        use std::hash::{Hash, Hasher};
+        self.proxy_digest = if proxy.url.is_none() && proxy.password.is_none() {
+            String::new()
+        } else {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            proxy.url.hash(&mut h);
+            proxy.password.as_ref().map(Secret::expose).hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        self.proxy = proxy.clone();
+        self
     }
 
     /// Sets [`CorpSpec::update_requested`].
@@ -90,10 +131,10 @@ impl CorpSpec {
         self
     }
 
-    /// Changes when the secret, keys, limit or timeout change (never contains a secret: the
-    /// secret enters only through a one-way hash).
+    /// Changes when the secret, keys, limit, timeout or proxy change (never contains a secret:
+    /// secrets enter only through a one-way hash).
     pub fn fingerprint(&self) -> String {
-        format!("{}|{}|{}|{}", self.corpid, self.limit, self.timeout.secs(), self.key_digest)
+        format!("{}|{}|{}|{}|{}", self.corpid, self.limit, self.timeout.secs(), self.key_digest, self.proxy_digest)
     }
 }
 
@@ -157,6 +198,8 @@ pub struct Sources {
     pub fixed: Vec<CorpSpec>,
     /// Defaults for unset per-corp settings.
     pub defaults: Option<Defaults>,
+    /// The proxy of every corp's SDK calls.
+    pub proxy: Proxy,
 }
 
 impl fmt::Debug for Sources {
@@ -165,6 +208,7 @@ impl fmt::Debug for Sources {
             .field("table", &self.table.is_some())
             .field("file", &self.file)
             .field("fixed", &self.fixed.len())
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -182,7 +226,13 @@ pub async fn load(sources: &Sources) -> Result<Desired, SourceError> {
     parts.push(
         sources.fixed.iter().cloned().map(|s| Candidate { corpid: s.corpid.to_string(), spec: Ok(Some(s)) }).collect(),
     );
-    Ok(merge(parts))
+    let mut desired = merge(parts);
+    if sources.proxy != Proxy::default() {
+        for spec in desired.corps.values_mut() {
+            *spec = spec.clone().with_proxy(&sources.proxy);
+        }
+    }
+    Ok(desired)
 }
 
 /// One corp as read from a source: `Ok(None)` = present but disabled.
@@ -400,6 +450,27 @@ fn file_corp(c: FileCorp, base: &Path, defaults: Defaults) -> Result<Option<Corp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_change_changes_the_fingerprint_without_showing_the_password() {
+        let key = crypto::parse_private_key(emulator::demo_private_key_pem(1).unwrap().as_bytes()).unwrap();
+        let mut ring = Keyring::new();
+        ring.insert(1, key);
+        let spec =
+            CorpSpec::new(CorpId::new("wwproxy").unwrap(), "p", Secret::new("s"), 10, SdkTimeout::from_secs(5), ring);
+        let proxy = |url: &str, pw: &str| Proxy { url: Some(url.into()), password: Some(Secret::new(pw)) };
+        let a = spec.clone().with_proxy(&proxy("http://10.0.0.1:3128", "u:pw-one"));
+        let b = spec.clone().with_proxy(&proxy("http://10.0.0.1:3128", "u:pw-two"));
+        let c = spec.clone().with_proxy(&proxy("http://10.0.0.2:3128", "u:pw-one"));
+        assert_ne!(spec.fingerprint(), a.fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint(), "a new password restarts the corp");
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        assert_eq!(a.fingerprint(), spec.clone().with_proxy(&proxy("http://10.0.0.1:3128", "u:pw-one")).fingerprint());
+        for shown in [a.fingerprint(), format!("{a:?}")] {
+            assert!(!shown.contains("pw-one"), "{shown}");
+        }
+        assert_eq!(spec.clone().with_proxy(&Proxy::default()).fingerprint(), spec.fingerprint());
+    }
 
     const PEM: &str = include_str!("../../tests/fixtures/keys/rsa2048.pkcs8.pem");
 

@@ -78,8 +78,6 @@ pub fn config() -> PipelineConfig {
             poll_interval: Duration::from_millis(100),
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(300),
-            proxy: None,
-            proxy_password: None,
         },
         reload_interval: Duration::from_secs(3600),
         ..PipelineConfig::default()
