@@ -15,12 +15,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::daemon::{free_port, get, replace_file, Daemon};
 use common::pipeline::{check_corp, Db};
 use serde_json::Value;
 
@@ -57,17 +56,6 @@ fn corp_entry(corp: &str, limit: u32) -> String {
     s
 }
 
-/// Writes `text` to `path` the way editors do: a temp file renamed over it.
-fn replace_file(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -98,72 +86,6 @@ fn setup(db_url: &str, scenario: &str, corps: &str, extra: &str) -> Setup {
     let path = d.join("config.toml");
     std::fs::write(&path, config).unwrap();
     Setup { dir, config: path, port }
-}
-
-/// The daemon as a child process; killed when dropped. Logs go to files (a full pipe would
-/// block the daemon).
-struct Daemon {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    fn start(s: &Setup, run: usize) -> Daemon {
-        let stderr = s.dir.path().join(format!("stderr-{run}.log"));
-        let stdout = s.dir.path().join(format!("stdout-{run}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
-            .args(["run", "--config", s.config.to_str().unwrap()])
-            .env("WWF_EMULATOR_SCENARIO", s.dir.path().join("scenario.toml"))
-            .env_remove("WEWORK_MSGAUDIT_LOG")
-            .stdout(Stdio::from(std::fs::File::create(stdout).unwrap()))
-            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-            .spawn()
-            .unwrap();
-        Daemon { child, stderr }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn alive(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("the daemon exited ({status}):\n{}", self.log());
-        }
-    }
-
-    /// SIGTERM, then the exit status and how long the exit took.
-    fn terminate(&mut self, deadline: Duration) -> (std::process::ExitStatus, Duration) {
-        let t0 = Instant::now();
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, t0.elapsed());
-            }
-            assert!(t0.elapsed() < deadline, "no exit {deadline:?} after SIGTERM:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `GET path` → (status code, body).
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_string()))
 }
 
 fn status_json(port: u16) -> Option<Value> {
@@ -280,7 +202,7 @@ async fn operations(db: Db) {
         &corps_file,
         "[daemon]\nfailing_after = 3\nshutdown_grace = \"20s\"\nalert_after = \"3s\"\n",
     );
-    let mut d = Daemon::start(&s, 1);
+    let mut d = Daemon::start(s.dir.path(), &s.config, 1, &[]);
 
     // 1. Two corps flow while the third always fails.
     let st = wait_status(&mut d, s.port, "good corps done, bad corp failing", |st| {
@@ -466,7 +388,7 @@ async fn sigterm_during_ingest(db: Db) {
     // Two interrupted runs, then one that completes.
     for run in 1..=3 {
         total_runs += 1;
-        let mut d = Daemon::start(&s, run);
+        let mut d = Daemon::start(s.dir.path(), &s.config, run, &[]);
         let st = wait_status(&mut d, s.port, "ingest under way", |st| {
             let stored: u64 = corps.iter().filter_map(|c| corp(st, c)?["stored"].as_u64()).sum();
             if run < 3 {

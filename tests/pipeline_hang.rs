@@ -49,6 +49,7 @@ fn config(max_hung: usize) -> PipelineConfig {
         hang_grace: Duration::ZERO,
         max_hung_threads: max_hung,
         media: None,
+        lease: None,
     }
 }
 

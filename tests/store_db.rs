@@ -457,6 +457,52 @@ async fn connect_schemes(db: &TestDb) {
     assert_eq!(db.store.dialect(), if db.is_mysql() { "mysql" } else { "sqlite" });
 }
 
+async fn leases_claim_renew_release_and_fence(db: &TestDb) {
+    use wework_msgaudit::store::{Fence, StoreError};
+    let s = &db.store;
+    let c = corp("wwlease");
+    assert_eq!(s.lease_heartbeat("a", 60_000).await.unwrap(), 1);
+    assert_eq!(s.lease_heartbeat("b", 60_000).await.unwrap(), 2);
+    // A claims; B cannot while A's lease runs.
+    let ta = s.lease_claim(&c, "a", 60_000).await.unwrap().expect("free corp");
+    assert_eq!(s.lease_claim(&c, "b", 60_000).await.unwrap(), None);
+    let fa = Fence { holder: "a".into(), token: ta };
+    assert!(s.lease_renew(&c, &fa, 60_000).await.unwrap());
+    s.write_batch_fenced(&c, &[row(1)], &[], 1, Some(&fa)).await.unwrap();
+    // A's lease expires (ttl 1 ms) and B takes over with a higher token.
+    assert!(s.lease_renew(&c, &fa, 1).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let tb = s.lease_claim(&c, "b", 60_000).await.unwrap().expect("expired lease is claimable");
+    assert!(tb > ta);
+    let fb = Fence { holder: "b".into(), token: tb };
+    // A, paused past its lease, cannot renew and cannot write: nothing of its batch lands.
+    assert!(!s.lease_renew(&c, &fa, 60_000).await.unwrap());
+    let err = s.write_batch_fenced(&c, &[row(2), row(3)], &[], 3, Some(&fa)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(s.cursor(&c).await.unwrap(), 1);
+    assert_eq!(db.int("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM message_wwlease").await, Some(1));
+    s.write_batch_fenced(&c, &[row(2), row(3)], &[], 3, Some(&fb)).await.unwrap();
+    assert_eq!(s.cursor(&c).await.unwrap(), 3);
+    // A stale release is a no-op; B's release frees the corp; the history has every event.
+    s.lease_release(&c, &fa).await.unwrap();
+    assert_eq!(s.lease_claim(&c, "a", 60_000).await.unwrap(), None);
+    s.lease_release(&c, &fb).await.unwrap();
+    let tc = s.lease_claim(&c, "a", 60_000).await.unwrap().expect("released corp");
+    assert!(tc > tb);
+    let list = s.lease_list().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].holder.as_str(), list[0].token), ("a", tc));
+    assert!(list[0].expires_in_ms > 50_000);
+    assert_eq!(
+        db.int("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM corp_lease_log WHERE corpid = 'wwlease'").await,
+        Some(4),
+        "claim a, claim b, release b, claim a"
+    );
+    s.lease_leave("b").await.unwrap();
+    assert_eq!(s.lease_heartbeat("a", 60_000).await.unwrap(), 1);
+}
+
 macro_rules! both_dialects {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -495,6 +541,7 @@ both_dialects!(
     corp_sources,
     redecrypt_flow,
     connect_schemes,
+    leases_claim_renew_release_and_fence,
 );
 
 // ---------------------------------------------------------------------------------------------

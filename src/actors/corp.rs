@@ -66,6 +66,9 @@ pub enum CorpError {
     /// A failure of the whole process (the SDK is wedged): the daemon must exit non-zero.
     #[error("fatal: {0}")]
     Fatal(String),
+    /// Another instance took the corp's lease (the batch was not written).
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 /// The actor of one corp.
@@ -316,6 +319,7 @@ impl Puller {
                     rows: decoded.rows,
                     media: decoded.media,
                     new_cursor: max_seq,
+                    fence: self.spec.fence.clone(),
                 };
                 let handle = actix_rt::spawn(async move { writer.send(msg).await });
                 inflight = Some(InFlight { handle, undecryptable, msgtypes, newest_msgtime_ms });
@@ -371,6 +375,10 @@ impl Puller {
                     }
                 }
                 Ok(())
+            }
+            Ok(Ok(Err(e @ StoreError::Fenced { .. }))) => {
+                tracing::error!(error = %e, "the lease was taken over: stopping at once, the batch is not written");
+                Err(CorpError::LeaseLost(e.to_string()))
             }
             Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "writing a batch failed; will re-fetch from the committed cursor");

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::store::{self, BatchOutcome, CorpId, MediaItem, Row, Store, StoreError};
+use crate::store::{self, BatchOutcome, CorpId, Fence, MediaItem, Row, Store, StoreError};
 
 /// Store one page of a corp and move its cursor, in one transaction.
 #[derive(Debug, Message)]
@@ -28,6 +28,8 @@ pub struct WriteBatch {
     pub media: Vec<MediaItem>,
     /// The cursor after this batch (the page's max seq).
     pub new_cursor: u64,
+    /// The corp's lease, when leases are on: checked inside the batch transaction.
+    pub fence: Option<Fence>,
 }
 
 /// A committed batch.
@@ -66,12 +68,23 @@ impl Handler<WriteBatch> for DbWriter {
         let span = tracing::info_span!("write", corpid = %msg.corpid);
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let outcome = match store.write_batch(&msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await {
+                let outcome = match store
+                    .write_batch_fenced(&msg.corpid, &msg.rows, &msg.media, msg.new_cursor, msg.fence.as_ref())
+                    .await
+                {
                     Ok(o) => o,
-                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) if e.is_retryable() || matches!(e, StoreError::Fenced { .. }) => return Err(e),
                     Err(e) => {
                         tracing::warn!(corpid = %msg.corpid, error = %e, "a batch was refused; isolating the refused records");
-                        store::write_isolating(&*store, &msg.corpid, &msg.rows, &msg.media, msg.new_cursor).await?
+                        store::write_isolating(
+                            &*store,
+                            &msg.corpid,
+                            &msg.rows,
+                            &msg.media,
+                            msg.new_cursor,
+                            msg.fence.as_ref(),
+                        )
+                        .await?
                     }
                 };
                 Ok(Committed { seq: msg.new_cursor, outcome })

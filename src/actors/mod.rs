@@ -17,6 +17,7 @@
 
 pub mod corp;
 pub mod db_writer;
+pub mod lease;
 pub mod media;
 pub mod sdk_pool;
 pub mod supervisor;
@@ -69,6 +70,9 @@ pub struct PipelineConfig {
     pub max_hung_threads: usize,
     /// Media downloads; `None` = off.
     pub media: Option<media::MediaSettings>,
+    /// Corp leases (several instances share the database); `None` = this instance runs every
+    /// corp.
+    pub lease: Option<lease::LeaseSettings>,
 }
 
 impl Default for PipelineConfig {
@@ -81,6 +85,7 @@ impl Default for PipelineConfig {
             hang_grace: Duration::from_secs(10),
             max_hung_threads: 8,
             media: None,
+            lease: None,
         }
     }
 }
@@ -271,7 +276,9 @@ impl Pipeline {
             stats: Arc::clone(&stats),
             media: media.clone(),
         });
-        let supervisor = supervisor::Supervisor::new(shared, sources, config.reload_interval).start();
+        let supervisor = supervisor::Supervisor::new(shared, sources, config.reload_interval)
+            .with_leases(config.lease.clone())
+            .start();
         Ok(Pipeline { supervisor, stats, pool, fatal: fatal_rx, media_counters, media })
     }
 

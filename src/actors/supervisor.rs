@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::corp::{Backoff, CorpActor, CorpError, CorpExited, Stop};
+use super::lease::{CorpStopped, LeaseKeeper, LeaseLeave, LeaseSettings, Leases, Wanted};
 use super::Shared;
 use crate::corps::{self, CorpSpec, Desired, Sources};
-use crate::store::CorpId;
+use crate::store::{CorpId, Fence};
 
 /// Re-read the sources and reconcile.
 #[derive(Debug, Message)]
@@ -74,7 +75,15 @@ pub struct Supervisor {
     shared: Arc<Shared>,
     sources: Sources,
     reload_interval: Duration,
+    /// The corps running (or to run): `loaded`, filtered by the leases when they are on.
     desired: BTreeMap<CorpId, CorpSpec>,
+    /// The corps the sources gave at the last load.
+    loaded: BTreeMap<CorpId, CorpSpec>,
+    /// Lease settings; the keeper is started with the supervisor.
+    lease_settings: Option<LeaseSettings>,
+    keeper: Option<Addr<LeaseKeeper>>,
+    /// The leases held, once the keeper reported.
+    leases: Option<BTreeMap<CorpId, Fence>>,
     running: HashMap<CorpId, Entry>,
     /// Consecutive failures per corp (for the restart backoff).
     failures: HashMap<CorpId, u32>,
@@ -103,6 +112,10 @@ impl Supervisor {
             sources,
             reload_interval,
             desired: BTreeMap::new(),
+            loaded: BTreeMap::new(),
+            lease_settings: None,
+            keeper: None,
+            leases: None,
             running: HashMap::new(),
             failures: HashMap::new(),
             next_generation: 1,
@@ -111,6 +124,13 @@ impl Supervisor {
             shutting_down: false,
             waiters: Vec::new(),
         }
+    }
+
+    /// With leases: run only the corps this instance holds a lease for ([`LeaseKeeper`]).
+    #[must_use]
+    pub fn with_leases(mut self, settings: Option<LeaseSettings>) -> Self {
+        self.lease_settings = settings;
+        self
     }
 
     fn start_corp(&mut self, spec: CorpSpec, ctx: &mut Context<Self>) {
@@ -137,6 +157,20 @@ impl Supervisor {
         }
     }
 
+    /// The corps to run: every loaded one, or with leases on only those leased to this instance
+    /// (none until the keeper's first report), each carrying its fence.
+    fn effective(&self) -> BTreeMap<CorpId, CorpSpec> {
+        match (&self.keeper, &self.leases) {
+            (None, _) => self.loaded.clone(),
+            (Some(_), None) => BTreeMap::new(),
+            (Some(_), Some(leases)) => self
+                .loaded
+                .iter()
+                .filter_map(|(c, spec)| leases.get(c).map(|f| (c.clone(), spec.clone().with_fence(f.clone()))))
+                .collect(),
+        }
+    }
+
     fn reconcile(&mut self, desired: Desired, load: u64, ctx: &mut Context<Self>) -> ReconcileReport {
         let mut report = ReconcileReport { errors: desired.errors, ..ReconcileReport::default() };
         for (corpid, error) in &report.errors {
@@ -145,8 +179,12 @@ impl Supervisor {
         if self.shutting_down {
             return report;
         }
+        self.loaded = desired.corps;
+        if let Some(keeper) = &self.keeper {
+            keeper.do_send(Wanted(self.loaded.keys().cloned().collect()));
+        }
+        let desired = self.effective();
         let update: std::collections::HashSet<CorpId> = desired
-            .corps
             .values()
             .filter(|spec| spec.update_requested)
             .map(|spec| spec.corpid.clone())
@@ -155,7 +193,7 @@ impl Supervisor {
             .filter(|corpid| self.update_pending(corpid, load))
             .collect();
         for (corpid, entry) in &mut self.running {
-            match desired.corps.get(corpid) {
+            match desired.get(corpid) {
                 None if !entry.stopping => {
                     tracing::info!(corpid = %corpid, "stopping corp (removed or disabled)");
                     entry.stopping = true;
@@ -177,7 +215,7 @@ impl Supervisor {
                 _ => {}
             }
         }
-        for (corpid, spec) in &desired.corps {
+        for (corpid, spec) in &desired {
             if !self.running.contains_key(corpid) {
                 if self.desired.get(corpid).is_none_or(|old| old != spec) {
                     self.failures.remove(corpid);
@@ -202,11 +240,11 @@ impl Supervisor {
             ));
         }
         for corpid in self.desired.keys() {
-            if !desired.corps.contains_key(corpid) && !self.running.contains_key(corpid) {
+            if !desired.contains_key(corpid) && !self.running.contains_key(corpid) {
                 self.shared.stats.remove(corpid);
             }
         }
-        self.desired = desired.corps;
+        self.desired = desired;
         if let Some(media) = &self.shared.media {
             media.do_send(super::media::MediaCorps(self.desired.values().cloned().collect()));
         }
@@ -241,6 +279,10 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(settings) = self.lease_settings.clone() {
+            let keeper = LeaseKeeper::new(Arc::clone(&self.shared.store), settings, ctx.address().recipient());
+            self.keeper = Some(keeper.start());
+        }
         ctx.notify(Reload);
         ctx.run_interval(self.reload_interval.max(Duration::from_millis(100)), |_, ctx| ctx.notify(Reload));
     }
@@ -273,6 +315,27 @@ impl Handler<Reload> for Supervisor {
                 Err(e) => tracing::error!(error = %e, "reading the corp sources failed; keeping the current corps"),
             },
         ));
+    }
+}
+
+impl Handler<Leases> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leases, ctx: &mut Self::Context) {
+        if self.leases.as_ref() == Some(&msg.0) {
+            return;
+        }
+        self.leases = Some(msg.0);
+        let desired = Desired { corps: self.loaded.clone(), errors: Vec::new() };
+        let report = self.reconcile(desired, self.loads_started, ctx);
+        if !(report.started.is_empty() && report.restarted.is_empty() && report.stopped.is_empty()) {
+            tracing::info!(
+                started = report.started.len(),
+                restarted = report.restarted.len(),
+                stopped = report.stopped.len(),
+                "corps reconciled with the leases"
+            );
+        }
     }
 }
 
@@ -320,8 +383,17 @@ impl Handler<CorpExited> for Supervisor {
         }
         let Some(spec) = self.desired.get(&msg.corpid).cloned() else {
             self.shared.stats.remove(&msg.corpid);
+            if let Some(keeper) = &self.keeper {
+                keeper.do_send(CorpStopped(msg.corpid.clone()));
+            }
             return;
         };
+        if let Err(CorpError::LeaseLost(why)) = &msg.result {
+            // Not restarted here: the keeper's next report says whether the lease is still ours.
+            tracing::warn!(corpid = %msg.corpid, %why, "corp stopped: its lease was lost");
+            self.shared.stats.update(&msg.corpid, |s| s.state = "lease lost".into());
+            return;
+        }
         if let Err(CorpError::Fatal(reason)) = &msg.result {
             tracing::error!(corpid = %msg.corpid, %reason, "fatal error; the process must restart");
             self.shared.fatal.send_replace(Some(reason.clone()));
@@ -365,8 +437,13 @@ impl Handler<Shutdown> for Supervisor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.waiters.push(tx);
         self.notify_if_idle();
+        let keeper = self.keeper.clone();
         Box::pin(async move {
             let _ = rx.await;
+            // Every corp has stopped: give the leases back so that others take over at once.
+            if let Some(keeper) = keeper {
+                let _ = keeper.send(LeaseLeave).await;
+            }
         })
     }
 }

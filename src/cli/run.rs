@@ -21,6 +21,7 @@ use clap::Args;
 use tokio::sync::mpsc;
 
 use super::{store_error, CliError};
+use crate::actors::lease::LeaseSettings;
 use crate::actors::media::MediaSettings;
 use crate::actors::supervisor::{Reload, SetSources, Supervisor};
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
@@ -263,6 +264,12 @@ pub fn sources_from_config(cfg: &Config, store: Option<Arc<dyn store::Store>>) -
 
 /// The pipeline settings of the configuration.
 pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
+    let holder = instance_id(cfg);
+    let mut media = cfg.media.enabled.then(|| media_settings(cfg));
+    if let Some(m) = media.as_mut().filter(|_| cfg.cluster.leases && cfg.media.instance_id.is_empty()) {
+        // Several instances may run on one host: media claims need the instance's own id.
+        m.owner.clone_from(&holder);
+    }
     PipelineConfig {
         sdk_threads: cfg.sdk.threads,
         decrypt_threads: cfg.pull.decrypt_threads,
@@ -274,7 +281,8 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
         reload_interval: cfg.corps.reload_interval.max(Duration::from_secs(1)),
         hang_grace: Duration::from_secs(10),
         max_hung_threads: cfg.sdk.max_hung_threads,
-        media: cfg.media.enabled.then(|| media_settings(cfg)),
+        media,
+        lease: cfg.cluster.leases.then_some(LeaseSettings { holder, ttl: cfg.cluster.lease_ttl }),
     }
 }
 
@@ -296,6 +304,14 @@ pub fn media_settings(cfg: &Config) -> MediaSettings {
         mp3_bitrate_kbps: m.mp3_bitrate,
         mp3_sample_rate: (m.mp3_sample_rate > 0).then_some(m.mp3_sample_rate),
     }
+}
+
+/// This instance's lease holder id: `[cluster] instance_id`, else `<host>-<pid>-<random>`.
+pub fn instance_id(cfg: &Config) -> String {
+    if !cfg.cluster.instance_id.is_empty() {
+        return cfg.cluster.instance_id.clone();
+    }
+    format!("{}-{}-{:04x}", host_name(), std::process::id(), rand::random::<u16>())
 }
 
 /// The host name (`/proc/sys/kernel/hostname`), or `default`.

@@ -126,6 +126,7 @@ pub fn render_table(r: &Report, source: &str) -> String {
         "SINCE_PULL",
         "RESTARTS",
         "MEDIA p/d/ok/fail",
+        "LEASE",
         "LAST_ERROR",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
@@ -144,6 +145,7 @@ pub fn render_table(r: &Report, source: &str) -> String {
             secs(c.since_last_pull_seconds),
             c.restarts.to_string(),
             media,
+            c.lease_holder.clone().unwrap_or_else(|| "-".into()),
             c.last_error.clone().unwrap_or_default().chars().take(100).collect(),
         ]);
     }

@@ -67,6 +67,27 @@ pub struct Config {
     pub http: HttpConfig,
     /// Process supervision: shutdown grace, failing threshold, retention alert.
     pub daemon: DaemonConfig,
+    /// Several instances sharing one database.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Split the corps between the instances that share the database, by leases.
+    pub leases: bool,
+    /// This instance's id; `""` = `<host name>-<pid>-<random>`, new at every start.
+    pub instance_id: String,
+    /// A lease not renewed for this long is taken over by another instance.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { leases: false, instance_id: String::new(), lease_ttl: Duration::from_secs(30) }
+    }
 }
 
 /// `[http]`.
@@ -358,6 +379,9 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("http.listen = {:?}: expected host:port, e.g. \"127.0.0.1:9100\"", self.http.listen));
+        }
+        if self.cluster.leases && self.cluster.lease_ttl < Duration::from_secs(1) {
+            return Err("cluster.lease_ttl must be at least 1s".into());
         }
         if self.daemon.failing_after == 0 {
             return Err("daemon.failing_after must be at least 1".into());

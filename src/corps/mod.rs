@@ -46,6 +46,9 @@ pub struct CorpSpec {
     pub update_requested: bool,
     /// The proxy of the corp's SDK calls (`[sdk] proxy`; set by [`load`] from [`Sources::proxy`]).
     pub proxy: Proxy,
+    /// The corp's lease when leases are on (set by the supervisor; a new token restarts the
+    /// corp, so that every batch of one actor carries one token).
+    pub fence: Option<crate::store::Fence>,
     /// Hash of the secret and the public-key fingerprints (computed once at construction).
     key_digest: String,
     /// Hash of the proxy URL and credentials ("" without a proxy).
@@ -103,6 +106,7 @@ impl CorpSpec {
             keyring: Arc::new(keyring),
             update_requested: false,
             proxy: Proxy::default(),
+            fence: None,
             key_digest,
             proxy_digest: String::new(),
         }
@@ -124,6 +128,13 @@ impl CorpSpec {
         self
     }
 
+    /// Sets [`CorpSpec::fence`].
+    #[must_use]
+    pub fn with_fence(mut self, fence: crate::store::Fence) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
     /// Sets [`CorpSpec::update_requested`].
     #[must_use]
     pub fn with_update_requested(mut self, requested: bool) -> Self {
@@ -134,7 +145,15 @@ impl CorpSpec {
     /// Changes when the secret, keys, limit, timeout or proxy change (never contains a secret:
     /// secrets enter only through a one-way hash).
     pub fn fingerprint(&self) -> String {
-        format!("{}|{}|{}|{}|{}", self.corpid, self.limit, self.timeout.secs(), self.key_digest, self.proxy_digest)
+        let fence = self.fence.as_ref().map(|f| format!("{}#{}", f.holder, f.token)).unwrap_or_default();
+        format!(
+            "{}|{}|{}|{}|{}|{fence}",
+            self.corpid,
+            self.limit,
+            self.timeout.secs(),
+            self.key_digest,
+            self.proxy_digest
+        )
     }
 }
 

@@ -122,6 +122,12 @@ pub fn render(report: &Report) -> String {
     for c in &report.corps {
         fam.sample("corp_state", &[("corpid", &c.corpid), ("state", &c.state)], 1.0);
     }
+    let mut fam = Family::start(&mut out, "corp_lease", "gauge", "1 for the instance holding the corp's lease.");
+    for c in &report.corps {
+        if let Some(holder) = &c.lease_holder {
+            fam.sample("corp_lease", &[("corpid", &c.corpid), ("holder", holder)], 1.0);
+        }
+    }
     let mut fam = Family::start(&mut out, "corp_sdk_errors_total", "counter", "SDK errors by return code or errcode.");
     for c in &report.corps {
         for (code, n) in &c.sdk_errors {

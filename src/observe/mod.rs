@@ -96,6 +96,8 @@ pub struct CorpReport {
     pub generation: u64,
     /// The last error.
     pub last_error: Option<String>,
+    /// The instance holding the corp's lease (`[cluster] leases`), from `corp_lease`.
+    pub lease_holder: Option<String>,
     /// Media items by `(kind, status)` from the database (status 1 pending … 4 failed).
     pub media: Vec<MediaStatusCount>,
 }
@@ -158,9 +160,16 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
     for corpid in &src.corps {
         live.entry(corpid.clone()).or_insert_with(|| CorpStatus { state: "unknown".into(), ..CorpStatus::default() });
     }
+    let mut holders: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    if database_error.is_none() {
+        if let Ok(Ok(leases)) = tokio::time::timeout(DB_TIMEOUT, src.store.lease_list()).await {
+            holders.extend(leases.into_iter().filter(|l| !l.holder.is_empty()).map(|l| (l.corpid, l.holder)));
+        }
+    }
     let mut corps = Vec::with_capacity(live.len());
     for (corpid, status) in live {
         let mut report = corp_report(&corpid, &status, src.failing_after, now);
+        report.lease_holder = holders.get(corpid.as_str()).cloned();
         if database_error.is_none() {
             use tracing::Instrument;
             let span = tracing::info_span!("report", corpid = %corpid);
@@ -225,6 +234,7 @@ pub fn corp_report(corpid: &CorpId, s: &CorpStatus, failing_after: u32, now: Sys
         restarts: s.restarts,
         generation: s.generation,
         last_error: s.last_error.clone(),
+        lease_holder: None,
         media: Vec::new(),
     }
 }

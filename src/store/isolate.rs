@@ -11,7 +11,7 @@
 //! too, or a retryable error occurs, does the error go back to the corp (which backs off and
 //! re-fetches from the committed cursor).
 
-use super::{BatchOutcome, CorpId, MediaItem, Row, Store, StoreError, MAX_MSGID_CHARS};
+use super::{BatchOutcome, CorpId, Fence, MediaItem, Row, Store, StoreError, MAX_MSGID_CHARS};
 
 /// Prefix of `decrypt_error` for a record stored as a [`quarantined`] row.
 pub const QUARANTINE_PREFIX: &str = "not stored as parsed: ";
@@ -24,24 +24,25 @@ pub async fn write_isolating(
     rows: &[Row],
     media: &[MediaItem],
     new_cursor: u64,
+    fence: Option<&Fence>,
 ) -> Result<BatchOutcome, StoreError> {
     let mut total = BatchOutcome::default();
     let mut quarantined_rows = 0u64;
     for row in rows {
         let own: Vec<MediaItem> = media.iter().filter(|m| m.1 == row.seq && m.0 == row.msgid).cloned().collect();
-        let outcome = match store.write_batch(corpid, std::slice::from_ref(row), &own, row.seq).await {
+        let outcome = match store.write_batch_fenced(corpid, std::slice::from_ref(row), &own, row.seq, fence).await {
             Ok(o) => o,
-            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) if e.is_retryable() || matches!(e, StoreError::Fenced { .. }) => return Err(e),
             Err(e) => {
                 tracing::error!(seq = row.seq, error = %e, "the database refused a record; storing it quarantined");
                 quarantined_rows += 1;
-                store.write_batch(corpid, &[quarantined(row, &e)], &[], row.seq).await?
+                store.write_batch_fenced(corpid, &[quarantined(row, &e)], &[], row.seq, fence).await?
             }
         };
         total.inserted_rows += outcome.inserted_rows;
         total.inserted_media += outcome.inserted_media;
     }
-    let last = store.write_batch(corpid, &[], &[], new_cursor).await?;
+    let last = store.write_batch_fenced(corpid, &[], &[], new_cursor, fence).await?;
     total.inserted_rows += last.inserted_rows;
     tracing::warn!(rows = rows.len(), quarantined = quarantined_rows, cursor = new_cursor, "isolated a refused batch");
     Ok(total)

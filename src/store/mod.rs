@@ -15,6 +15,7 @@
 //! moves forward.
 
 mod isolate;
+mod lease_sql;
 mod media_sql;
 mod mysql;
 mod sqlite;
@@ -114,6 +115,39 @@ pub enum StoreError {
     /// Any error from the database or the driver.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The batch was not written: another instance holds the corp's lease now.
+    #[error("lease of {corpid} lost: expected holder#token {expected}, the database has {found}")]
+    Fenced {
+        /// The corp.
+        corpid: String,
+        /// This writer's `holder#token`.
+        expected: String,
+        /// What `corp_lease` says.
+        found: String,
+    },
+}
+
+/// A lease as held by one instance: the fencing check of every batch compares it with
+/// `corp_lease` inside the batch transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fence {
+    /// The instance id.
+    pub holder: String,
+    /// The token of the claim (increases with every claim of the corp).
+    pub token: u64,
+}
+
+/// One row of `corp_lease`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// The corp.
+    pub corpid: String,
+    /// Its holder (`""` = released).
+    pub holder: String,
+    /// The fencing token.
+    pub token: u64,
+    /// Milliseconds until expiry (negative: expired).
+    pub expires_in_ms: i64,
 }
 
 impl StoreError {
@@ -315,7 +349,39 @@ pub trait Store: Send + Sync + fmt::Debug {
         rows: &[Row],
         media: &[MediaItem],
         new_cursor: u64,
+    ) -> Result<BatchOutcome, StoreError> {
+        self.write_batch_fenced(corpid, rows, media, new_cursor, None).await
+    }
+
+    /// [`Store::write_batch`], and with a `fence` the transaction first checks that the corp's
+    /// lease is still `fence`'s ([`StoreError::Fenced`] and nothing written otherwise).
+    async fn write_batch_fenced(
+        &self,
+        corpid: &CorpId,
+        rows: &[Row],
+        media: &[MediaItem],
+        new_cursor: u64,
+        fence: Option<&Fence>,
     ) -> Result<BatchOutcome, StoreError>;
+
+    /// Announces this instance for `ttl_ms` more; returns the number of live instances (≥ 1).
+    async fn lease_heartbeat(&self, holder: &str, ttl_ms: i64) -> Result<u32, StoreError>;
+
+    /// This instance leaves (graceful shutdown): it no longer counts as live.
+    async fn lease_leave(&self, holder: &str) -> Result<(), StoreError>;
+
+    /// Takes `corpid` for `ttl_ms` if it is free, expired or already `holder`'s: the new fencing
+    /// token, or `None` when another instance holds it.
+    async fn lease_claim(&self, corpid: &CorpId, holder: &str, ttl_ms: i64) -> Result<Option<u64>, StoreError>;
+
+    /// Extends a lease for `ttl_ms`; false when it was taken over (the corp must stop at once).
+    async fn lease_renew(&self, corpid: &CorpId, fence: &Fence, ttl_ms: i64) -> Result<bool, StoreError>;
+
+    /// Gives a lease back (a no-op when it is no longer ours).
+    async fn lease_release(&self, corpid: &CorpId, fence: &Fence) -> Result<(), StoreError>;
+
+    /// Every lease (for `status` and metrics).
+    async fn lease_list(&self) -> Result<Vec<LeaseRow>, StoreError>;
 
     /// Where to resume: max(`corp_cursor.seq`, MAX(seq) of `message_<corpid>`), 0 for a new corp.
     async fn cursor(&self, corpid: &CorpId) -> Result<u64, StoreError>;

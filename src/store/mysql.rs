@@ -16,9 +16,9 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOpti
 use sqlx::{MySql, QueryBuilder, Row as _};
 
 use super::{
-    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, JavaMedia, MediaCount, MediaInsert, MediaItem,
-    MediaJob, MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError, Undecrypted, JAVA_UNDECRYPTABLE,
-    MEDIA_COLUMNS, ROW_COLUMNS,
+    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, Fence, JavaMedia, LeaseRow, MediaCount, MediaInsert,
+    MediaItem, MediaJob, MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError, Undecrypted,
+    JAVA_UNDECRYPTABLE, MEDIA_COLUMNS, ROW_COLUMNS,
 };
 use crate::secret::Secret;
 
@@ -383,6 +383,11 @@ mod media_jobs {
     crate::store::media_sql::media_job_fns!(sqlx::MySqlPool, crate::store::media_sql::MYSQL);
 }
 
+/// The lease statements (see `lease_sql`).
+mod leases {
+    crate::store::lease_sql::lease_fns!(sqlx::MySqlPool, sqlx::MySql, crate::store::lease_sql::MYSQL);
+}
+
 #[async_trait]
 impl Store for MysqlStore {
     fn dialect(&self) -> &'static str {
@@ -424,21 +429,48 @@ impl Store for MysqlStore {
         self.upgrade_java_locked(corpid).await
     }
 
-    async fn write_batch(
+    async fn lease_heartbeat(&self, holder: &str, ttl_ms: i64) -> Result<u32, StoreError> {
+        leases::lease_heartbeat(&self.pool, None, holder, ttl_ms).await
+    }
+
+    async fn lease_leave(&self, holder: &str) -> Result<(), StoreError> {
+        leases::lease_leave(&self.pool, None, holder).await
+    }
+
+    async fn lease_claim(&self, corpid: &CorpId, holder: &str, ttl_ms: i64) -> Result<Option<u64>, StoreError> {
+        leases::lease_claim(&self.pool, None, corpid, holder, ttl_ms).await
+    }
+
+    async fn lease_renew(&self, corpid: &CorpId, fence: &Fence, ttl_ms: i64) -> Result<bool, StoreError> {
+        leases::lease_renew(&self.pool, None, corpid, fence, ttl_ms).await
+    }
+
+    async fn lease_release(&self, corpid: &CorpId, fence: &Fence) -> Result<(), StoreError> {
+        leases::lease_release(&self.pool, None, corpid, fence).await
+    }
+
+    async fn lease_list(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        leases::lease_list(&self.pool).await
+    }
+
+    async fn write_batch_fenced(
         &self,
         corpid: &CorpId,
         rows: &[Row],
         media: &[MediaItem],
         new_cursor: u64,
+        fence: Option<&Fence>,
     ) -> Result<BatchOutcome, StoreError> {
         check_rows(rows, media)?;
         self.ensure_corp_tables(corpid).await?;
         let t = corpid.message_table();
         let mut out = BatchOutcome::default();
         let mut tx = self.pool.begin().await?;
-        // Lease fencing goes here (DESIGN.md "Beyond one machine"): re-check, inside this
-        // transaction and before any insert, that this instance still holds the corp's lease
-        // with the expected fencing token (SELECT … FOR UPDATE on the lease row); roll back if not.
+        // The fencing check, inside this transaction and before any insert (DESIGN.md decision
+        // 10): another instance that took the corp since makes this batch a no-op.
+        if let Some(fence) = fence {
+            leases::check_fence(&mut tx, corpid, fence).await?;
+        }
         for chunk in chunks(rows, row_bytes) {
             let mut qb = QueryBuilder::<MySql>::new(format!("INSERT IGNORE INTO `{t}` ({ROW_COLUMNS}) "));
             qb.push_values(chunk, |mut b, r| {

@@ -19,8 +19,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row as _, Sqlite};
 
 use super::{
-    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, MediaCount, MediaInsert, MediaItem, MediaJob,
-    MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError, Undecrypted, MEDIA_COLUMNS, ROW_COLUMNS,
+    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, Fence, LeaseRow, MediaCount, MediaInsert, MediaItem,
+    MediaJob, MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError, Undecrypted, MEDIA_COLUMNS, ROW_COLUMNS,
 };
 use crate::secret::Secret;
 
@@ -187,6 +187,11 @@ mod media_jobs {
     crate::store::media_sql::media_job_fns!(sqlx::SqlitePool, crate::store::media_sql::SQLITE);
 }
 
+/// The lease statements (see `lease_sql`).
+mod leases {
+    crate::store::lease_sql::lease_fns!(sqlx::SqlitePool, sqlx::Sqlite, crate::store::lease_sql::SQLITE);
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn dialect(&self) -> &'static str {
@@ -229,12 +234,37 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn write_batch(
+    async fn lease_heartbeat(&self, holder: &str, ttl_ms: i64) -> Result<u32, StoreError> {
+        leases::lease_heartbeat(&self.pool, Some(&self.write_lock), holder, ttl_ms).await
+    }
+
+    async fn lease_leave(&self, holder: &str) -> Result<(), StoreError> {
+        leases::lease_leave(&self.pool, Some(&self.write_lock), holder).await
+    }
+
+    async fn lease_claim(&self, corpid: &CorpId, holder: &str, ttl_ms: i64) -> Result<Option<u64>, StoreError> {
+        leases::lease_claim(&self.pool, Some(&self.write_lock), corpid, holder, ttl_ms).await
+    }
+
+    async fn lease_renew(&self, corpid: &CorpId, fence: &Fence, ttl_ms: i64) -> Result<bool, StoreError> {
+        leases::lease_renew(&self.pool, Some(&self.write_lock), corpid, fence, ttl_ms).await
+    }
+
+    async fn lease_release(&self, corpid: &CorpId, fence: &Fence) -> Result<(), StoreError> {
+        leases::lease_release(&self.pool, Some(&self.write_lock), corpid, fence).await
+    }
+
+    async fn lease_list(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        leases::lease_list(&self.pool).await
+    }
+
+    async fn write_batch_fenced(
         &self,
         corpid: &CorpId,
         rows: &[Row],
         media: &[MediaItem],
         new_cursor: u64,
+        fence: Option<&Fence>,
     ) -> Result<BatchOutcome, StoreError> {
         check_rows(rows, media)?;
         self.ensure_corp_tables(corpid).await?;
@@ -242,9 +272,11 @@ impl Store for SqliteStore {
         let mut out = BatchOutcome::default();
         let _w = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        // Lease fencing goes here (DESIGN.md "Beyond one machine"): re-check, inside this
-        // transaction and before any insert, that this instance still holds the corp's lease
-        // with the expected fencing token; roll back if not.
+        // The fencing check, inside this transaction and before any insert (DESIGN.md decision
+        // 10): another instance that took the corp since makes this batch a no-op.
+        if let Some(fence) = fence {
+            leases::check_fence(&mut tx, corpid, fence).await?;
+        }
         for chunk in chunks(rows, row_bytes) {
             let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT OR IGNORE INTO \"{t}\" ({ROW_COLUMNS}) "));
             qb.push_values(chunk, |mut b, r| {

@@ -2,6 +2,7 @@
 //! loading the real one.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod pipeline;
 
 use std::path::{Path, PathBuf};

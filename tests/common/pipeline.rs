@@ -170,6 +170,15 @@ impl Db {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Two text columns per row.
+    pub async fn pairs(&self, sql: &str) -> Vec<(String, String)> {
+        match &self.raw {
+            Raw::Lite(p) => sqlx::query_as(sql).fetch_all(p).await,
+            Raw::My(p) => sqlx::query_as(sql).fetch_all(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// `(msgid, item, status, path)` rows of a media query.
     pub async fn rows_media(&self, sql: &str) -> Vec<(String, i64, i64, Option<String>)> {
         match &self.raw {

@@ -1,0 +1,287 @@
+//! [`LeaseKeeper`]: which corps this instance may pull, when several instances share a database.
+//!
+//! Every `renew_every` (a third of the TTL) it announces the instance (`lease_instance`), renews
+//! the leases it holds, gives back those over its fair share (⌈corps ÷ live instances⌉) or no
+//! longer wanted, claims free or expired ones up to the share, and tells the supervisor the set
+//! it holds ([`Leases`]); the supervisor runs exactly those corps, each spec carrying its
+//! [`Fence`]. A lease that cannot be renewed (taken over, or not renewed within the TTL because
+//! the database did not answer or the process was paused) is dropped at once: the supervisor
+//! stops its corp, and the batch commit's fencing check refuses any write still in flight.
+//! [`LeaseLeave`] (graceful shutdown) releases everything so that others take over immediately.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rand::seq::SliceRandom;
+
+use crate::store::{CorpId, Fence, Store};
+
+/// Lease settings (`[cluster]`).
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    /// This instance's id (the `holder`).
+    pub holder: String,
+    /// How long a lease lasts without renewal.
+    pub ttl: Duration,
+}
+
+impl LeaseSettings {
+    fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// How often leases are renewed and claimed.
+    pub fn renew_every(&self) -> Duration {
+        (self.ttl / 3).max(Duration::from_millis(100))
+    }
+}
+
+/// The corps the sources want (from the supervisor after each reload).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Wanted(pub BTreeSet<CorpId>);
+
+/// The leases held now (to the supervisor).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Leases(pub BTreeMap<CorpId, Fence>);
+
+/// A corp's actor has stopped (from the supervisor): a lease being given back can now be
+/// released without two instances ever pulling the corp at once.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CorpStopped(pub CorpId);
+
+/// Release every lease and leave (graceful shutdown); answers when done.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct LeaseLeave;
+
+/// The lease keeper actor.
+pub struct LeaseKeeper {
+    store: Arc<dyn Store>,
+    settings: LeaseSettings,
+    supervisor: Recipient<Leases>,
+    wanted: BTreeSet<CorpId>,
+    /// Held leases and when each was last renewed (by our clock).
+    held: BTreeMap<CorpId, (Fence, Instant)>,
+    /// Leases being given back: still renewed, no longer reported, released once the corp's
+    /// actor has stopped ([`CorpStopped`]) or after a TTL.
+    releasing: BTreeMap<CorpId, (Fence, Instant)>,
+    /// Rounds done (the first only announces the instance, so that instances started together
+    /// see each other before claiming).
+    rounds: u64,
+    busy: bool,
+    leaving: bool,
+}
+
+impl std::fmt::Debug for LeaseKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseKeeper").field("holder", &self.settings.holder).field("held", &self.held.len()).finish()
+    }
+}
+
+impl LeaseKeeper {
+    /// A keeper for `settings`, reporting to `supervisor`.
+    pub fn new(store: Arc<dyn Store>, settings: LeaseSettings, supervisor: Recipient<Leases>) -> Self {
+        Self {
+            store,
+            settings,
+            supervisor,
+            wanted: BTreeSet::new(),
+            held: BTreeMap::new(),
+            releasing: BTreeMap::new(),
+            rounds: 0,
+            busy: false,
+            leaving: false,
+        }
+    }
+
+    fn report(&self) {
+        self.supervisor.do_send(Leases(self.held.iter().map(|(c, (f, _))| (c.clone(), f.clone())).collect()));
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy || self.leaving {
+            return;
+        }
+        self.busy = true;
+        let store = Arc::clone(&self.store);
+        let settings = self.settings.clone();
+        let held = self.held.clone();
+        let releasing = std::mem::take(&mut self.releasing);
+        let wanted = self.wanted.clone();
+        let claim = self.rounds > 0;
+        self.rounds += 1;
+        ctx.spawn(
+            async move { round(&*store, &settings, held, releasing, &wanted, claim).await }.into_actor(self).map(
+                |(held, releasing), act, _| {
+                    act.busy = false;
+                    act.held = held;
+                    act.releasing.extend(releasing);
+                    if !act.leaving {
+                        act.report();
+                    }
+                },
+            ),
+        );
+    }
+}
+
+type Held = BTreeMap<CorpId, (Fence, Instant)>;
+
+/// Renews `leases`; returns those still ours.
+async fn renew(store: &dyn Store, s: &LeaseSettings, leases: Held) -> Held {
+    let mut kept = BTreeMap::new();
+    for (corpid, (fence, at)) in leases {
+        // A pause (SIGSTOP, a stall) past the TTL: the lease may be someone else's by now even
+        // if the token still matches; drop it (it is claimed again if it is free).
+        if at.elapsed() >= s.ttl {
+            tracing::warn!(corpid = %corpid, "lease expired before it could be renewed; stopping the corp");
+            continue;
+        }
+        match store.lease_renew(&corpid, &fence, s.ttl_ms()).await {
+            Ok(true) => {
+                kept.insert(corpid, (fence, Instant::now()));
+            }
+            Ok(false) => tracing::warn!(corpid = %corpid, token = fence.token, "lease taken over; stopping the corp"),
+            Err(e) if at.elapsed() < s.ttl - s.renew_every() => {
+                tracing::warn!(corpid = %corpid, error = %e, "renewing the lease failed; will retry");
+                kept.insert(corpid, (fence, at));
+            }
+            Err(e) => tracing::error!(corpid = %corpid, error = %e, "lease not renewed in time; stopping the corp"),
+        }
+    }
+    kept
+}
+
+/// One round: heartbeat, renew, give back (to `releasing`), claim (when `claim`). Returns the
+/// leases held and those being given back.
+async fn round(
+    store: &dyn Store,
+    s: &LeaseSettings,
+    mut held: Held,
+    releasing: Held,
+    wanted: &BTreeSet<CorpId>,
+    claim: bool,
+) -> (Held, Held) {
+    let ttl = s.ttl_ms();
+    let live = match store.lease_heartbeat(&s.holder, ttl).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "lease heartbeat failed");
+            // Without the database nothing can be renewed: keep what is still valid by our
+            // clock (a third of the TTL is left as margin), drop the rest.
+            held.retain(|corpid, (_, at)| {
+                let ok = at.elapsed() < s.ttl - s.renew_every();
+                if !ok {
+                    tracing::error!(corpid = %corpid, "lease not renewed in time; stopping the corp");
+                }
+                ok
+            });
+            return (held, BTreeMap::new());
+        }
+    };
+    let mut kept = renew(store, s, held).await;
+    // A lease given back whose corp did not report stopping within a TTL is released anyway (its
+    // actor is gone or fenced).
+    let mut giving = BTreeMap::new();
+    for (corpid, (fence, since)) in renew(store, s, releasing).await {
+        if since.elapsed() >= s.ttl {
+            release(store, &corpid, &fence).await;
+        } else {
+            giving.insert(corpid, (fence, since));
+        }
+    }
+    let share = wanted.len().div_ceil(live.max(1) as usize);
+    // Give back what is no longer wanted, then what is over the share.
+    let mut give_back: Vec<CorpId> = kept.keys().filter(|c| !wanted.contains(*c)).cloned().collect();
+    let over = kept.len().saturating_sub(give_back.len()).saturating_sub(share);
+    give_back.extend(kept.keys().filter(|c| wanted.contains(*c)).rev().take(over).cloned());
+    for corpid in give_back {
+        if let Some((fence, _)) = kept.remove(&corpid) {
+            tracing::info!(corpid = %corpid, share, live, "giving the lease back once the corp has stopped");
+            giving.insert(corpid, (fence, Instant::now()));
+        }
+    }
+    if claim && kept.len() < share {
+        let mut free: Vec<&CorpId> =
+            wanted.iter().filter(|c| !kept.contains_key(*c) && !giving.contains_key(*c)).collect();
+        free.shuffle(&mut rand::thread_rng());
+        for corpid in free {
+            if kept.len() >= share {
+                break;
+            }
+            match store.lease_claim(corpid, &s.holder, ttl).await {
+                Ok(Some(token)) => {
+                    tracing::info!(corpid = %corpid, token, share, live, "lease claimed");
+                    kept.insert(corpid.clone(), (Fence { holder: s.holder.clone(), token }, Instant::now()));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(corpid = %corpid, error = %e, "claiming a lease failed"),
+            }
+        }
+    }
+    (kept, giving)
+}
+
+async fn release(store: &dyn Store, corpid: &CorpId, fence: &Fence) {
+    match store.lease_release(corpid, fence).await {
+        Ok(()) => tracing::info!(corpid = %corpid, token = fence.token, "lease released"),
+        Err(e) => tracing::warn!(corpid = %corpid, error = %e, "releasing a lease failed; it will expire"),
+    }
+}
+
+impl Actor for LeaseKeeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.settings.renew_every(), |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Handler<Wanted> for LeaseKeeper {
+    type Result = ();
+
+    fn handle(&mut self, msg: Wanted, ctx: &mut Self::Context) {
+        let changed = msg.0 != self.wanted;
+        self.wanted = msg.0;
+        if changed {
+            self.tick(ctx);
+        }
+    }
+}
+
+impl Handler<CorpStopped> for LeaseKeeper {
+    type Result = ();
+
+    fn handle(&mut self, msg: CorpStopped, ctx: &mut Self::Context) {
+        if let Some((fence, _)) = self.releasing.remove(&msg.0) {
+            let store = Arc::clone(&self.store);
+            ctx.spawn(async move { release(&*store, &msg.0, &fence).await }.into_actor(self));
+        }
+    }
+}
+
+impl Handler<LeaseLeave> for LeaseKeeper {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: LeaseLeave, _ctx: &mut Self::Context) -> Self::Result {
+        self.leaving = true;
+        let mut all = std::mem::take(&mut self.held);
+        all.extend(std::mem::take(&mut self.releasing));
+        let held: Vec<(CorpId, Fence)> = all.into_iter().map(|(c, (f, _))| (c, f)).collect();
+        let store = Arc::clone(&self.store);
+        let holder = self.settings.holder.clone();
+        Box::pin(async move {
+            for (corpid, fence) in held {
+                release(&*store, &corpid, &fence).await;
+            }
+            if let Err(e) = store.lease_leave(&holder).await {
+                tracing::warn!(error = %e, "leaving the instance table failed; the entry will expire");
+            }
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! The SQL of corp leases (`corp_lease`, `lease_instance`, `corp_lease_log`), shared by both
+//! dialects like `media_sql`: built once from a [`LeaseDialect`], executed by `mysql.rs` /
+//! `sqlite.rs` through [`lease_fns`].
+//!
+//! Times are milliseconds of the *database's* clock, so that the instances' clocks never matter.
+//! A claim bumps the corp's fencing `token`; a batch commit re-reads `(holder, token)` inside its
+//! transaction ([`lease_fns`]' `check_fence`, with `FOR UPDATE` on MySQL) and rolls back when
+//! another instance has taken the corp since: a paused or partitioned instance can never write
+//! after a takeover. Every claim and release is appended to `corp_lease_log` (the history that
+//! tests and operators audit).
+
+/// What differs between MySQL and SQLite in these statements.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LeaseDialect {
+    /// The database's clock in ms since the epoch, as a signed 64-bit integer.
+    pub now_ms: &'static str,
+    /// `INSERT IGNORE` / `INSERT OR IGNORE`.
+    pub insert_ignore: &'static str,
+    /// Upsert of `lease_instance` (binds: holder, ttl ms).
+    pub heartbeat: &'static str,
+    /// Row lock of a `SELECT` inside a transaction (`" FOR UPDATE"` or `""`).
+    pub for_update: &'static str,
+    /// `CAST(x AS <int>)` type name.
+    pub int: &'static str,
+}
+
+pub(super) const MYSQL: LeaseDialect = LeaseDialect {
+    now_ms: "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
+    insert_ignore: "INSERT IGNORE INTO",
+    heartbeat: "INSERT INTO lease_instance (holder, expires_at) \
+                VALUES (?, CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED) + ?) \
+                ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)",
+    for_update: " FOR UPDATE",
+    int: "SIGNED",
+};
+
+pub(super) const SQLITE: LeaseDialect = LeaseDialect {
+    now_ms: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+    insert_ignore: "INSERT OR IGNORE INTO",
+    heartbeat: "INSERT INTO lease_instance (holder, expires_at) \
+                VALUES (?, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + ?) \
+                ON CONFLICT (holder) DO UPDATE SET expires_at = excluded.expires_at",
+    for_update: "",
+    int: "INTEGER",
+};
+
+impl LeaseDialect {
+    /// Live instances (no bind).
+    pub fn live(&self) -> String {
+        format!("SELECT CAST(COUNT(*) AS {}) FROM lease_instance WHERE expires_at > {}", self.int, self.now_ms)
+    }
+
+    /// Takes the corp if free, expired or already this holder's (binds: holder, ttl, corpid, holder).
+    pub fn claim(&self) -> String {
+        format!(
+            "UPDATE corp_lease SET holder = ?, token = token + 1, expires_at = {now} + ? \
+             WHERE corpid = ? AND (holder = '' OR expires_at < {now} OR holder = ?)",
+            now = self.now_ms
+        )
+    }
+
+    /// Extends a lease still held with this token (binds: ttl, corpid, holder, token).
+    pub fn renew(&self) -> String {
+        format!("UPDATE corp_lease SET expires_at = {} + ? WHERE corpid = ? AND holder = ? AND token = ?", self.now_ms)
+    }
+
+    /// The fencing check inside a batch transaction (bind: corpid).
+    pub fn fence(&self) -> String {
+        format!("SELECT holder, CAST(token AS {}) FROM corp_lease WHERE corpid = ?{}", self.int, self.for_update)
+    }
+
+    /// One history entry (binds: corpid, holder, token, event).
+    pub fn log(&self) -> String {
+        format!("INSERT INTO corp_lease_log (corpid, holder, token, event, at_ms) VALUES (?, ?, ?, ?, {})", self.now_ms)
+    }
+
+    /// Every lease with ms left (no bind).
+    pub fn list(&self) -> String {
+        format!(
+            "SELECT corpid, holder, CAST(token AS {i}), CAST(expires_at - {now} AS {i}) FROM corp_lease ORDER BY corpid",
+            i = self.int,
+            now = self.now_ms
+        )
+    }
+}
+
+/// The lease functions over one concrete pool (`$pool`), database (`$db`) and [`LeaseDialect`]
+/// (`$d`): the bodies of the `Store` methods of the same names. `lock` is SQLite's in-process
+/// writer lock (`None` for MySQL).
+macro_rules! lease_fns {
+    ($pool:ty, $db:ty, $d:expr) => {
+        use tokio::sync::Mutex as LeaseLock;
+
+        use crate::store::{CorpId, Fence, LeaseRow, StoreError};
+
+        async fn locked(lock: Option<&LeaseLock<()>>) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+            match lock {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            }
+        }
+
+        pub(super) async fn lease_heartbeat(
+            pool: &$pool,
+            lock: Option<&LeaseLock<()>>,
+            holder: &str,
+            ttl_ms: i64,
+        ) -> Result<u32, StoreError> {
+            let _w = locked(lock).await;
+            sqlx::query($d.heartbeat).bind(holder).bind(ttl_ms).execute(pool).await?;
+            let live: i64 = sqlx::query_scalar(&$d.live()).fetch_one(pool).await?;
+            Ok(u32::try_from(live).unwrap_or(u32::MAX).max(1))
+        }
+
+        pub(super) async fn lease_leave(
+            pool: &$pool,
+            lock: Option<&LeaseLock<()>>,
+            holder: &str,
+        ) -> Result<(), StoreError> {
+            let _w = locked(lock).await;
+            sqlx::query("DELETE FROM lease_instance WHERE holder = ?").bind(holder).execute(pool).await?;
+            Ok(())
+        }
+
+        pub(super) async fn lease_claim(
+            pool: &$pool,
+            lock: Option<&LeaseLock<()>>,
+            corpid: &CorpId,
+            holder: &str,
+            ttl_ms: i64,
+        ) -> Result<Option<u64>, StoreError> {
+            let _w = locked(lock).await;
+            let mut tx = pool.begin().await?;
+            sqlx::query(&format!("{} corp_lease (corpid) VALUES (?)", $d.insert_ignore))
+                .bind(corpid.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let taken = sqlx::query(&$d.claim())
+                .bind(holder)
+                .bind(ttl_ms)
+                .bind(corpid.as_str())
+                .bind(holder)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if taken == 0 {
+                tx.commit().await?;
+                return Ok(None);
+            }
+            let (_, token): (String, i64) =
+                sqlx::query_as(&$d.fence()).bind(corpid.as_str()).fetch_one(&mut *tx).await?;
+            sqlx::query(&$d.log())
+                .bind(corpid.as_str())
+                .bind(holder)
+                .bind(token)
+                .bind("claim")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(token as u64))
+        }
+
+        pub(super) async fn lease_renew(
+            pool: &$pool,
+            lock: Option<&LeaseLock<()>>,
+            corpid: &CorpId,
+            fence: &Fence,
+            ttl_ms: i64,
+        ) -> Result<bool, StoreError> {
+            let _w = locked(lock).await;
+            let n = sqlx::query(&$d.renew())
+                .bind(ttl_ms)
+                .bind(corpid.as_str())
+                .bind(fence.holder.as_str())
+                .bind(fence.token as i64)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            Ok(n > 0)
+        }
+
+        pub(super) async fn lease_release(
+            pool: &$pool,
+            lock: Option<&LeaseLock<()>>,
+            corpid: &CorpId,
+            fence: &Fence,
+        ) -> Result<(), StoreError> {
+            let _w = locked(lock).await;
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE corp_lease SET holder = '', expires_at = 0 WHERE corpid = ? AND holder = ? AND token = ?",
+            )
+            .bind(corpid.as_str())
+            .bind(fence.holder.as_str())
+            .bind(fence.token as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                sqlx::query(&$d.log())
+                    .bind(corpid.as_str())
+                    .bind(fence.holder.as_str())
+                    .bind(fence.token as i64)
+                    .bind("release")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn lease_list(pool: &$pool) -> Result<Vec<LeaseRow>, StoreError> {
+            let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(&$d.list()).fetch_all(pool).await?;
+            Ok(rows
+                .into_iter()
+                .map(|(corpid, holder, token, left)| LeaseRow {
+                    corpid,
+                    holder,
+                    token: token as u64,
+                    expires_in_ms: left,
+                })
+                .collect())
+        }
+
+        /// Inside a batch transaction: `Ok` only while `fence` still holds the corp.
+        pub(super) async fn check_fence(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            corpid: &CorpId,
+            fence: &Fence,
+        ) -> Result<(), StoreError> {
+            let row: Option<(String, i64)> =
+                sqlx::query_as(&$d.fence()).bind(corpid.as_str()).fetch_optional(&mut **tx).await?;
+            match row {
+                Some((holder, token)) if holder == fence.holder && token as u64 == fence.token => Ok(()),
+                other => Err(StoreError::Fenced {
+                    corpid: corpid.to_string(),
+                    expected: format!("{}#{}", fence.holder, fence.token),
+                    found: other.map_or_else(|| "no lease".to_string(), |(h, t)| format!("{h}#{t}")),
+                }),
+            }
+        }
+    };
+}
+pub(super) use lease_fns;

@@ -1,0 +1,253 @@
+//! Three daemon instances on one MariaDB split 30 emulator corps by leases (`[cluster] leases`):
+//! - every corp ends with exactly the emulator's truth (no loss, no duplicate);
+//! - a corp is pulled by one instance at a time: in the emulator's per-call log the calls of a
+//!   corp come from one process, then another, never interleaved (except the reads a paused
+//!   instance makes in the moment after SIGCONT, before it notices its leases are gone: reads,
+//!   which the fencing check keeps from becoming writes);
+//! - an instance paused past its lease (SIGSTOP … SIGCONT) loses its corps to the others and
+//!   drops its leases as soon as it runs again;
+//! - after `kill -9` of an instance its corps are claimed by the others within the lease TTL (the
+//!   takeover times are printed), and the corps end up split evenly between the live instances.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::daemon::{free_port, Daemon};
+use common::pipeline::{check_corp, Db};
+
+const CORPS: usize = 30;
+const RECORDS: u64 = 600;
+const TTL_S: u64 = 3;
+
+fn corpid(i: usize) -> String {
+    format!("wwlease{i:012}")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn signal(d: &Daemon, sig: &str) {
+    assert!(Command::new("kill").args([sig, &d.child.id().to_string()]).status().unwrap().success());
+}
+
+fn setup(dir: &Path, db_url: &str) -> Vec<std::path::PathBuf> {
+    let mut scenario = String::from("seed = 5\n");
+    let mut corps = String::new();
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    for ver in 1..=3 {
+        std::fs::write(dir.join(format!("keys/v{ver}.pem")), emulator::demo_private_key_pem(ver).unwrap()).unwrap();
+    }
+    for i in 0..CORPS {
+        let c = corpid(i);
+        scenario.push_str(&format!("[[corp]]\ncorpid = \"{c}\"\nsecret = \"s-{i}\"\nrecords = {RECORDS}\n"));
+        for ver in 1..=3 {
+            let pem = emulator::demo_private_key_pem(ver).unwrap();
+            scenario.push_str(&format!("[[corp.key]]\nver = {ver}\nprivate_key_pem = '''{pem}'''\n"));
+        }
+        // Every call takes 60 ms: ingest lasts long enough to pause and kill instances mid-way.
+        scenario.push_str("[corp.faults]\nslow_rate = 1.0\nslow_ms = 60\n");
+        corps.push_str(&format!("[[corp]]\ncorpid = \"{c}\"\nsecret = \"s-{i}\"\nlimits = 50\n"));
+        for ver in 1..=3 {
+            corps.push_str(&format!("[[corp.key]]\nver = {ver}\nfile = \"keys/v{ver}.pem\"\n"));
+        }
+    }
+    std::fs::write(dir.join("scenario.toml"), scenario).unwrap();
+    std::fs::write(dir.join("corps.toml"), corps).unwrap();
+    (1..=3)
+        .map(|n| {
+            let config = format!(
+                "[database]\nurl = \"{db_url}\"\nmax_connections = 4\n\
+                 [sdk]\nlibrary = \"emulator\"\nthreads = 2\ntimeout = \"5s\"\n\
+                 [pull]\npoll_interval = \"300ms\"\nbackoff_initial = \"50ms\"\nbackoff_max = \"500ms\"\ndecrypt_threads = 1\n\
+                 [corps]\ntable = false\nfile = \"{corps}\"\nreload_interval = \"1h\"\n\
+                 [media]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+                 [cluster]\nleases = true\ninstance_id = \"inst-{n}\"\nlease_ttl = \"{TTL_S}s\"\n\
+                 [log]\nlevel = \"info\"\nformat = \"json\"\n",
+                corps = dir.join("corps.toml").display(),
+                port = free_port(),
+            );
+            let path = dir.join(format!("config-{n}.toml"));
+            std::fs::write(&path, config).unwrap();
+            path
+        })
+        .collect()
+}
+
+async fn stored(db: &Db) -> i64 {
+    db.int("SELECT CAST(COALESCE(SUM(seq), 0) AS SIGNED INTEGER) FROM corp_cursor", None).await
+}
+
+async fn holders(db: &Db) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = (0..CORPS).map(|i| (corpid(i), String::new())).collect();
+    out.extend(db.pairs("SELECT corpid, holder FROM corp_lease").await);
+    out
+}
+
+async fn wait(what: &str, secs: u64, daemons: &mut [Option<Daemon>], mut f: impl AsyncFnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        for d in daemons.iter_mut().flatten() {
+            d.alive();
+        }
+        assert!(Instant::now() < until, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn three_instances(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = setup(dir.path(), &db.url);
+    let calllog = dir.path().join("calls.jsonl");
+    let env = [("WWF_EMULATOR_CALLLOG", calllog.to_str().unwrap())];
+    let mut daemons: Vec<Option<Daemon>> =
+        configs.iter().enumerate().map(|(i, c)| Some(Daemon::start(dir.path(), c, i + 1, &env))).collect();
+    let pid = |i: usize| i64::from(daemons[i].as_ref().unwrap().child.id());
+    let (pid1, pid2, pid3) = (pid(0), pid(1), pid(2));
+    let total = (CORPS as i64) * RECORDS as i64;
+
+    // Pause instance 2 early in the ingest, past its lease.
+    wait("15 % stored", 120, &mut daemons, async || stored(&db).await >= total * 15 / 100).await;
+    let d2 = daemons[1].as_ref().unwrap();
+    let held_by_2: Vec<String> =
+        holders(&db).await.into_iter().filter(|(_, h)| h == "inst-2").map(|(c, _)| c).collect();
+    assert!(!held_by_2.is_empty(), "instance 2 held corps before its pause");
+    let t_stop = now_ms();
+    signal(d2, "-STOP");
+    wait("instance 2's corps taken over", 60, &mut [], async || {
+        let h = holders(&db).await;
+        held_by_2.iter().all(|c| h[c] != "inst-2" && !h[c].is_empty())
+    })
+    .await;
+    eprintln!("paused instance 2's {} corps taken over after {} ms", held_by_2.len(), now_ms() - t_stop);
+    let t_cont = now_ms();
+    signal(daemons[1].as_ref().unwrap(), "-CONT");
+
+    // Kill instance 1 mid-ingest.
+    wait("50 % stored", 180, &mut daemons, async || stored(&db).await >= total / 2).await;
+    let held_by_1: Vec<String> =
+        holders(&db).await.into_iter().filter(|(_, h)| h == "inst-1").map(|(c, _)| c).collect();
+    let t_kill = now_ms();
+    let mut d1 = daemons[0].take().unwrap();
+    signal(&d1, "-KILL");
+    let _ = d1.child.wait();
+    wait("every record stored", 240, &mut daemons, async || stored(&db).await >= total).await;
+
+    // Takeover times after the kill, from the lease history.
+    let mut takeover_ms = Vec::new();
+    for c in &held_by_1 {
+        let at = db
+            .int(
+                &format!(
+                    "SELECT CAST(COALESCE(MIN(at_ms), 0) AS SIGNED INTEGER) FROM corp_lease_log \
+                     WHERE corpid = '{c}' AND event = 'claim' AND holder <> 'inst-1' AND at_ms > {t_kill}"
+                ),
+                None,
+            )
+            .await;
+        assert!(at > 0, "{c} was never taken over");
+        takeover_ms.push(at - t_kill);
+    }
+    takeover_ms.sort_unstable();
+    eprintln!(
+        "kill -9 of instance 1: its {} corps taken over after {:?} ms (min, median, max); TTL {TTL_S} s",
+        held_by_1.len(),
+        (takeover_ms.first(), takeover_ms.get(takeover_ms.len() / 2), takeover_ms.last())
+    );
+    assert!(
+        takeover_ms.last().is_some_and(|&t| t < (2 * TTL_S as i64 + 5) * 1000),
+        "takeover too slow: {takeover_ms:?}"
+    );
+
+    // The two live instances end up with half each.
+    wait("15 corps each", 60, &mut daemons, async || {
+        let h = holders(&db).await;
+        let n2 = h.values().filter(|v| *v == "inst-2").count();
+        let n3 = h.values().filter(|v| *v == "inst-3").count();
+        n2 == CORPS / 2 && n3 == CORPS / 2
+    })
+    .await;
+
+    // Each instance's /metrics names the holder of the corps it runs.
+    for (n, config) in configs.iter().enumerate().skip(1) {
+        let cfg: toml::Table = std::fs::read_to_string(config).unwrap().parse().unwrap();
+        let listen = cfg["http"]["listen"].as_str().unwrap();
+        let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
+        let (_, metrics) = common::daemon::get(port, "/metrics").expect("/metrics answers");
+        let mine = format!("holder=\"inst-{}\"}} 1", n + 1);
+        let held =
+            metrics.lines().filter(|l| l.starts_with("wework_msgaudit_corp_lease{") && l.ends_with(&mine)).count();
+        assert_eq!(held, CORPS / 2, "inst-{}:\n{metrics}", n + 1);
+    }
+    for d in daemons.iter_mut().flatten() {
+        let (status, _) = d.terminate(Duration::from_secs(60));
+        assert!(status.success(), "{}", d.log());
+    }
+    assert!(
+        daemons[1].as_ref().unwrap().log().contains("lease expired before it could be renewed"),
+        "instance 2 dropped its leases when it resumed"
+    );
+
+    // Exactly the truth.
+    let emu = emulator::Emulator::new(
+        toml::from_str(&std::fs::read_to_string(dir.path().join("scenario.toml")).unwrap()).unwrap(),
+    )
+    .unwrap();
+    for i in 0..CORPS {
+        check_corp(&db, &emu, &corpid(i)).await;
+    }
+
+    // One process at a time per corp: every GetChatData call of a corp (emulator's call log) was
+    // made by the instance holding the corp's lease at that moment (lease history).
+    let mut claims: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    for (corp, entry) in db
+        .pairs("SELECT corpid, CONCAT(holder, ' ', CAST(at_ms AS CHAR CHARACTER SET utf8mb4)) FROM corp_lease_log WHERE event = 'claim' ORDER BY id")
+        .await
+    {
+        let (holder, at) = entry.split_once(' ').unwrap();
+        claims.entry(corp).or_default().push((at.parse().unwrap(), holder.to_string()));
+    }
+    let instance: HashMap<i64, String> =
+        [(pid1, "inst-1"), (pid2, "inst-2"), (pid3, "inst-3")].into_iter().map(|(p, i)| (p, i.to_string())).collect();
+    let (mut checked, mut resumed_reads) = (0, 0);
+    let mut handovers = 0;
+    for line in std::fs::read_to_string(&calllog).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["call"] != "chat" {
+            continue;
+        }
+        let corp = v["corpid"].as_str().unwrap();
+        let (t, pid) = (v["t_ms"].as_i64().unwrap(), v["pid"].as_i64().unwrap());
+        let holder = claims[corp].iter().rfind(|(at, _)| *at <= t).map(|(_, h)| h.as_str());
+        if holder == Some(instance[&pid].as_str()) {
+            checked += 1;
+        } else if pid == pid2 && t >= t_cont && t < t_cont + 2000 {
+            // The paused instance's reads in the moment after SIGCONT, before its keeper ran.
+            resumed_reads += 1;
+        } else {
+            panic!("{corp}: {} called at {t} while the lease was {holder:?}'s", instance[&pid]);
+        }
+    }
+    for list in claims.values() {
+        handovers += list.windows(2).filter(|w| w[0].1 != w[1].1).count();
+    }
+    eprintln!(
+        "{checked} GetChatData calls each made by the lease holder of the moment ({resumed_reads} reads of the \
+         resumed instance right after SIGCONT); {handovers} handovers in the lease history"
+    );
+    assert!(handovers >= held_by_1.len() + held_by_2.len());
+    db.finish().await;
+}
+
+#[test]
+fn three_instances_split_the_corps_take_over_and_fence() {
+    actix_rt::System::new().block_on(async {
+        if let Some(db) = Db::mysql().await {
+            three_instances(db).await;
+        }
+    });
+}

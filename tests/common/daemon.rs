@@ -1,0 +1,90 @@
+//! The daemon binary as a child process, for the tests that run it (`run` with the emulator),
+//! and small helpers around it: HTTP GET of its endpoints, editor-like file replacement, a free
+//! port.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Writes `text` to `path` the way editors do: a temp file renamed over it.
+pub fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The daemon as a child process; killed when dropped. Logs go to files (a full pipe would
+/// block the daemon).
+pub struct Daemon {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+impl Daemon {
+    /// `run --config <config>` with the emulator scenario `<dir>/scenario.toml`; logs go to
+    /// `<dir>/stderr-<run>.log` and `stdout-<run>.log`.
+    pub fn start(dir: &Path, config: &Path, run: usize, env: &[(&str, &str)]) -> Daemon {
+        let stderr = dir.join(format!("stderr-{run}.log"));
+        let stdout = dir.join(format!("stdout-{run}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("WWF_EMULATOR_SCENARIO", dir.join("scenario.toml"))
+            .envs(env.iter().copied())
+            .env_remove("WEWORK_MSGAUDIT_LOG")
+            .stdout(Stdio::from(std::fs::File::create(stdout).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .unwrap();
+        Daemon { child, stderr }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn alive(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("the daemon exited ({status}):\n{}", self.log());
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long the exit took.
+    pub fn terminate(&mut self, deadline: Duration) -> (std::process::ExitStatus, Duration) {
+        let t0 = Instant::now();
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, t0.elapsed());
+            }
+            assert!(t0.elapsed() < deadline, "no exit {deadline:?} after SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` → (status code, body).
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
