@@ -24,7 +24,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # --- apt packages -------------------------------------------------------------------------------
 packages=(pkg-config clang libclang-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
-          ffmpeg sox libsox-fmt-all iproute2 binutils util-linux python3 python3-pip unzip supervisor)
+          ffmpeg sox libsox-fmt-all iproute2 binutils util-linux python3 python3-pip python3-venv unzip supervisor)
 [ "$want_db" = 1 ] && packages+=(mariadb-server mariadb-client)
 missing=()
 for p in "${packages[@]}"; do
@@ -58,6 +58,14 @@ PY
       echo "setup: $SDK_SO does not have the expected sha256 $SDK_SHA256: refusing to use it" >&2; exit 1; }
   fi
   echo "setup: real SDK at $SDK_SO (sha256 ok)"
+fi
+
+# --- moto_server: the S3-compatible server of the object-store tests (PyPI moto[server]) ----------
+MOTO_VENV=.cache/moto-venv
+if ! command -v moto_server >/dev/null 2>&1 && [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+  echo "setup: installing moto[server] into $MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
 fi
 
 # --- MariaDB ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
 use crate::config::LogFormat;
@@ -56,12 +57,24 @@ pub fn init(level: &str, format: LogFormat) {
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
-        LogFormat::Human => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Human => {
+            registry.with(fmt::layer().with_writer(std::io::stderr).with_filter(no_credentials())).try_init()
+        }
+        LogFormat::Json => {
+            registry.with(fmt::layer().json().with_writer(std::io::stderr).with_filter(no_credentials())).try_init()
+        }
     };
     if installed.is_ok() {
         let _ = HANDLE.set(handle);
     }
+}
+
+/// Drops the debug and trace events of the S3 request signer (`reqsign*`, under OpenDAL), which
+/// print the access keys in clear, whatever the configured filter says.
+fn no_credentials() -> tracing_subscriber::filter::FilterFn {
+    tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("reqsign") && *meta.level() > tracing::Level::INFO)
+    })
 }
 
 /// Replaces the filter of the running subscriber.

@@ -21,7 +21,7 @@ use common::pipeline::{check_corp, Db};
 
 const CORPS: usize = 30;
 const RECORDS: u64 = 600;
-const TTL_S: u64 = 3;
+const TTL_S: u64 = 5;
 
 fn corpid(i: usize) -> String {
     format!("wwlease{i:012}")
@@ -61,7 +61,7 @@ fn setup(dir: &Path, db_url: &str) -> Vec<std::path::PathBuf> {
     (1..=3)
         .map(|n| {
             let config = format!(
-                "[database]\nurl = \"{db_url}\"\nmax_connections = 4\n\
+                "[database]\nurl = \"{db_url}\"\nmax_connections = 8\n\
                  [sdk]\nlibrary = \"emulator\"\nthreads = 2\ntimeout = \"5s\"\n\
                  [pull]\npoll_interval = \"300ms\"\nbackoff_initial = \"50ms\"\nbackoff_max = \"500ms\"\ndecrypt_threads = 1\n\
                  [corps]\ntable = false\nfile = \"{corps}\"\nreload_interval = \"1h\"\n\
@@ -94,7 +94,16 @@ async fn wait(what: &str, secs: u64, daemons: &mut [Option<Daemon>], mut f: impl
         for d in daemons.iter_mut().flatten() {
             d.alive();
         }
-        assert!(Instant::now() < until, "{what}: not within {secs} s");
+        if Instant::now() >= until {
+            let logs: Vec<String> = daemons
+                .iter()
+                .flatten()
+                .map(|d| {
+                    d.log().lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                })
+                .collect();
+            panic!("{what}: not within {secs} s; last log lines:\n{}", logs.join("\n-----\n"));
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -118,7 +127,7 @@ async fn three_instances(db: Db) {
     assert!(!held_by_2.is_empty(), "instance 2 held corps before its pause");
     let t_stop = now_ms();
     signal(d2, "-STOP");
-    wait("instance 2's corps taken over", 60, &mut [], async || {
+    wait("instance 2's corps taken over", 60, &mut daemons, async || {
         let h = holders(&db).await;
         held_by_2.iter().all(|c| h[c] != "inst-2" && !h[c].is_empty())
     })

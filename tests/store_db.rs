@@ -477,6 +477,8 @@ async fn leases_claim_renew_release_and_fence(db: &TestDb) {
     let fb = Fence { holder: "b".into(), token: tb };
     // A, paused past its lease, cannot renew and cannot write: nothing of its batch lands.
     assert!(!s.lease_renew(&c, &fa, 60_000).await.unwrap());
+    assert!(s.lease_renew_all("a", &[(c.clone(), ta)], 60_000).await.unwrap().is_empty());
+    assert_eq!(s.lease_renew_all("b", &[(c.clone(), tb)], 60_000).await.unwrap(), vec![("wwlease".to_string(), tb)]);
     let err = s.write_batch_fenced(&c, &[row(2), row(3)], &[], 3, Some(&fa)).await.unwrap_err();
     assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
     assert!(!err.is_retryable());

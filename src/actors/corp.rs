@@ -238,10 +238,17 @@ impl Puller {
                     self.spec.limit,
                     &net,
                 );
+                tokio::pin!(fetch);
                 let mut stop = self.stop.clone();
                 tokio::select! {
-                    r = fetch => r,
-                    _ = stop.changed() => break Ok(()),
+                    r = &mut fetch => r,
+                    _ = stop.changed() => {
+                        // Let the call in flight finish (its answer is dropped; a hung one is cut
+                        // off by the pool): with leases, the corp is handed to another instance
+                        // once this actor has ended, and two instances must never pull it at once.
+                        let _ = fetch.await;
+                        break Ok(());
+                    }
                 }
             };
             let page = match fetched {

@@ -132,29 +132,48 @@ impl LeaseKeeper {
 
 type Held = BTreeMap<CorpId, (Fence, Instant)>;
 
-/// Renews `leases`; returns those still ours.
+/// Renews `leases` (one statement); returns those still ours.
 async fn renew(store: &dyn Store, s: &LeaseSettings, leases: Held) -> Held {
-    let mut kept = BTreeMap::new();
-    for (corpid, (fence, at)) in leases {
-        // A pause (SIGSTOP, a stall) past the TTL: the lease may be someone else's by now even
-        // if the token still matches; drop it (it is claimed again if it is free).
-        if at.elapsed() >= s.ttl {
-            tracing::warn!(corpid = %corpid, "lease expired before it could be renewed; stopping the corp");
-            continue;
+    if leases.is_empty() {
+        return leases;
+    }
+    // A pause (SIGSTOP, a stall) past the TTL: the lease may be someone else's by now even if the
+    // token still matches; drop it (it is claimed again if it is free).
+    let (fresh, stale): (Held, Held) = leases.into_iter().partition(|(_, (_, at))| at.elapsed() < s.ttl);
+    for corpid in stale.keys() {
+        tracing::warn!(corpid = %corpid, "lease expired before it could be renewed; stopping the corp");
+    }
+    let wanted: Vec<(CorpId, u64)> = fresh.iter().map(|(c, (f, _))| (c.clone(), f.token)).collect();
+    match store.lease_renew_all(&s.holder, &wanted, s.ttl_ms()).await {
+        Ok(held) => {
+            let held: std::collections::HashMap<String, u64> = held.into_iter().collect();
+            let now = Instant::now();
+            fresh
+                .into_iter()
+                .filter_map(|(corpid, (fence, _))| {
+                    if held.get(corpid.as_str()) == Some(&fence.token) {
+                        Some((corpid, (fence, now)))
+                    } else {
+                        tracing::warn!(corpid = %corpid, token = fence.token, "lease taken over; stopping the corp");
+                        None
+                    }
+                })
+                .collect()
         }
-        match store.lease_renew(&corpid, &fence, s.ttl_ms()).await {
-            Ok(true) => {
-                kept.insert(corpid, (fence, Instant::now()));
-            }
-            Ok(false) => tracing::warn!(corpid = %corpid, token = fence.token, "lease taken over; stopping the corp"),
-            Err(e) if at.elapsed() < s.ttl - s.renew_every() => {
-                tracing::warn!(corpid = %corpid, error = %e, "renewing the lease failed; will retry");
-                kept.insert(corpid, (fence, at));
-            }
-            Err(e) => tracing::error!(corpid = %corpid, error = %e, "lease not renewed in time; stopping the corp"),
+        Err(e) => {
+            tracing::warn!(error = %e, "renewing the leases failed; will retry");
+            fresh
+                .into_iter()
+                .filter(|(corpid, (_, at))| {
+                    let ok = at.elapsed() < s.ttl - s.renew_every();
+                    if !ok {
+                        tracing::error!(corpid = %corpid, "lease not renewed in time; stopping the corp");
+                    }
+                    ok
+                })
+                .collect()
         }
     }
-    kept
 }
 
 /// One round: heartbeat, renew, give back (to `releasing`), claim (when `claim`). Returns the

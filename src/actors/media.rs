@@ -34,6 +34,7 @@ use actix::prelude::*;
 
 use crate::corps::CorpSpec;
 use crate::media::download::{self, DownloadError, DownloadSettings, Downloaded};
+use crate::media::object_store::{ObjectStore, ObjectStoreSettings};
 use crate::media::transcode::Mp3Options;
 use crate::media::transcode_beside;
 use crate::sdk::{FinanceSdk, NetOptions, SdkError, SdkSession};
@@ -69,6 +70,9 @@ pub struct MediaSettings {
     pub mp3_bitrate_kbps: u32,
     /// MP3 sample rate; `None` keeps the source's (8000 for AMR-NB, 24000 for SILK).
     pub mp3_sample_rate: Option<u32>,
+    /// Upload to this object store instead of keeping files under `root` (which then only
+    /// holds files in flight).
+    pub object_store: Option<ObjectStoreSettings>,
 }
 
 impl Default for MediaSettings {
@@ -87,6 +91,7 @@ impl Default for MediaSettings {
             transcode: true,
             mp3_bitrate_kbps: 32,
             mp3_sample_rate: None,
+            object_store: None,
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct MediaWorker {
     settings: Arc<MediaSettings>,
     sessions: HashMap<CorpId, (Secret, Box<dyn SdkSession>)>,
     stop: Arc<AtomicBool>,
+    /// The object store, once first needed (`[media] backend = "s3"`).
+    objects: Option<ObjectStore>,
 }
 
 impl std::fmt::Debug for MediaWorker {
@@ -147,7 +154,45 @@ impl MediaWorker {
             owner: self.settings.owner.clone(),
             chunk_retries: self.settings.chunk_retries,
         };
-        download::download(session.as_mut(), &msg.corpid, &msg.job, &msg.net, &settings, &self.stop)
+        let downloaded = download::download(session.as_mut(), &msg.corpid, &msg.job, &msg.net, &settings, &self.stop)?;
+        match &self.settings.object_store {
+            Some(s) => self.upload(s.clone(), downloaded),
+            None => Ok(downloaded),
+        }
+    }
+
+    /// Object-store backend: transcode voice locally first, upload the original (and the MP3),
+    /// then delete the local copies. `path` becomes the object key.
+    fn upload(&mut self, s: ObjectStoreSettings, mut d: Downloaded) -> Result<Downloaded, DownloadError> {
+        if self.objects.is_none() {
+            self.objects = Some(ObjectStore::new(&s)?);
+        }
+        let Some(objects) = &self.objects else {
+            return Err(DownloadError::Sdk(SdkError::Protocol("no object store")));
+        };
+        let root = &self.settings.root;
+        let transcoded = (self.settings.transcode && d.sniffed.is_some_and(|x| x.is_transcodable_voice())).then(|| {
+            let opts =
+                Mp3Options { bitrate_kbps: self.settings.mp3_bitrate_kbps, sample_rate: self.settings.mp3_sample_rate };
+            catch_unwind(AssertUnwindSafe(|| transcode_beside(root, &d.path, &opts))).unwrap_or_else(|p| {
+                Err(format!("the transcoder panicked: {}", crate::sdk::emulated::panic_message(&*p)))
+            })
+        });
+        let key = objects.key(&d.path);
+        objects.upload_file(&root.join(&d.path), &key)?;
+        d.transcoded = match transcoded {
+            Some(Ok(mp3)) => {
+                let mp3_key = objects.key(&mp3);
+                objects.upload_file(&root.join(&mp3), &mp3_key)?;
+                let _ = std::fs::remove_file(root.join(&mp3));
+                Some(Ok(mp3_key))
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        };
+        let _ = std::fs::remove_file(root.join(&d.path));
+        d.path = key;
+        Ok(d)
     }
 }
 
@@ -273,6 +318,7 @@ impl MediaScheduler {
                 settings: Arc::clone(&settings),
                 sessions: HashMap::new(),
                 stop: Arc::clone(&stop),
+                objects: None,
             })
         };
         let counters = Arc::new(MediaCounters::default());
@@ -431,11 +477,19 @@ impl MediaScheduler {
 
     fn outcome_of(&self, job: &MediaJob, result: &Result<Downloaded, DownloadError>) -> MediaOutcome {
         match result {
-            Ok(d) => MediaOutcome::Done {
-                path: d.path.clone(),
-                transcoded_path: None,
-                transcode_error: (self.settings.transcode && d.sniffed.is_some_and(|s| s.is_transcodable_voice()))
-                    .then(|| TRANSCODE_INTERRUPTED.to_string()),
+            Ok(d) => match &d.transcoded {
+                // Transcoded before the upload (object store).
+                Some(t) => MediaOutcome::Done {
+                    path: d.path.clone(),
+                    transcoded_path: t.as_ref().ok().cloned(),
+                    transcode_error: t.as_ref().err().cloned(),
+                },
+                None => MediaOutcome::Done {
+                    path: d.path.clone(),
+                    transcoded_path: None,
+                    transcode_error: (self.settings.transcode && d.sniffed.is_some_and(|s| s.is_transcodable_voice()))
+                        .then(|| TRANSCODE_INTERRUPTED.to_string()),
+                },
             },
             Err(DownloadError::Interrupted) => MediaOutcome::Released,
             Err(e) if e.is_retryable() && job.attempts < self.settings.max_attempts => {
@@ -457,6 +511,11 @@ impl MediaScheduler {
         match (&result, &outcome) {
             (Ok(d), _) => {
                 self.counters.done.fetch_add(1, Ordering::Relaxed);
+                match &d.transcoded {
+                    Some(Ok(_)) => self.counters.transcoded.fetch_add(1, Ordering::Relaxed),
+                    Some(Err(_)) => self.counters.transcode_failed.fetch_add(1, Ordering::Relaxed),
+                    None => 0,
+                };
                 tracing::debug!(corpid = %corpid, id = job.id, path = %d.path, bytes = d.bytes, "media downloaded");
             }
             (Err(e), MediaOutcome::Retry { .. }) => {
@@ -470,7 +529,9 @@ impl MediaScheduler {
             _ => {}
         }
         let transcode = match (&result, &outcome) {
-            (Ok(d), MediaOutcome::Done { transcode_error: Some(_), .. }) => Some(d.path.clone()),
+            (Ok(d), MediaOutcome::Done { transcode_error: Some(m), .. }) if m == TRANSCODE_INTERRUPTED => {
+                Some(d.path.clone())
+            }
             _ => None,
         };
         let store = Arc::clone(&self.store);

@@ -192,6 +192,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
         r.secret(&password);
     }
     r.secret(cfg.sdk.proxy_password.expose());
+    r.secret(cfg.media.s3_secret_access_key.expose());
     r.ok("config", describe_config(args.config.as_deref()));
 
     let sdk = check_sdk(&mut r, &cfg);
@@ -203,6 +204,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
     let corps = rt.block_on(check_corps(&mut r, &cfg, store.as_ref()));
     check_ffmpeg(&mut r, Some(&cfg));
     check_media(&mut r, &cfg);
+    check_object_store(&mut r, &cfg);
     if args.online {
         check_online(&mut r, &cfg, sdk.as_deref(), &corps);
     }
@@ -556,6 +558,22 @@ fn check_media(r: &mut Report, cfg: &Config) {
         }
         Ok(free) => r.ok(SUBJECT, format!("{}: writable, {} free", root.display(), human(free))),
         Err(e) => r.ok(SUBJECT, format!("{}: writable (free space unknown: {e})", root.display())),
+    }
+}
+
+/// `[media] backend = "s3"`: put, get and delete a probe object.
+fn check_object_store(r: &mut Report, cfg: &Config) {
+    const SUBJECT: &str = "object store";
+    if !cfg.media.enabled || cfg.media.backend != crate::config::MediaBackend::S3 {
+        return;
+    }
+    let Some(settings) = super::run::media_settings(cfg).object_store else { return };
+    let place = format!("bucket {} at {}", settings.bucket, crate::secret::redact_url(&settings.endpoint));
+    let probed = crate::media::object_store::ObjectStore::new(&settings)
+        .and_then(|store| store.probe(&format!("doctor-{}", std::process::id())));
+    match probed {
+        Ok(()) => r.ok(SUBJECT, format!("{place}: put, get and delete of a probe object work")),
+        Err(e) => r.fail(SUBJECT, format!("{place}: {e}")),
     }
 }
 

@@ -25,8 +25,9 @@ use crate::actors::lease::LeaseSettings;
 use crate::actors::media::MediaSettings;
 use crate::actors::supervisor::{Reload, SetSources, Supervisor};
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
-use crate::config::Config;
+use crate::config::{Config, MediaBackend};
 use crate::corps::{self, Defaults, Proxy, SourceError, Sources};
+use crate::media::object_store::ObjectStoreSettings;
 use crate::observe::{self, observer::Observer};
 use crate::reload::{self, Changed, FileWatch};
 use crate::sdk::{dynlib::VendorSdk, emulated::EmulatedSdk, FinanceSdk, SdkTimeout, MAX_LIMIT};
@@ -303,6 +304,14 @@ pub fn media_settings(cfg: &Config) -> MediaSettings {
         transcode: m.transcode,
         mp3_bitrate_kbps: m.mp3_bitrate,
         mp3_sample_rate: (m.mp3_sample_rate > 0).then_some(m.mp3_sample_rate),
+        object_store: (m.backend == MediaBackend::S3).then(|| ObjectStoreSettings {
+            endpoint: m.s3_endpoint.clone(),
+            bucket: m.s3_bucket.clone(),
+            region: m.s3_region.clone(),
+            access_key_id: m.s3_access_key_id.clone(),
+            secret_access_key: m.s3_secret_access_key.clone(),
+            prefix: m.s3_prefix.clone(),
+        }),
     }
 }
 

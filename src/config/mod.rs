@@ -286,6 +286,21 @@ pub struct MediaConfig {
     pub mp3_bitrate: u32,
     /// MP3 sample rate in Hz; 0 = the source's.
     pub mp3_sample_rate: u32,
+    /// `fs` (files under `root`) or `s3` (an S3-compatible object store; `root` then only holds
+    /// files in flight).
+    pub backend: MediaBackend,
+    /// S3 API endpoint, e.g. `https://oss-cn-hangzhou.aliyuncs.com` or `http://minio:9000`.
+    pub s3_endpoint: String,
+    /// The bucket (must exist).
+    pub s3_bucket: String,
+    /// The region (`us-east-1` when empty).
+    pub s3_region: String,
+    /// Access key id.
+    pub s3_access_key_id: Secret,
+    /// Secret access key (secret: never logged).
+    pub s3_secret_access_key: Secret,
+    /// Key prefix, e.g. `msgfile/`.
+    pub s3_prefix: String,
 }
 
 impl Default for MediaConfig {
@@ -305,11 +320,29 @@ impl Default for MediaConfig {
             transcode: true,
             mp3_bitrate: 32,
             mp3_sample_rate: 0,
+            backend: MediaBackend::Fs,
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: String::new(),
+            s3_access_key_id: Secret::default(),
+            s3_secret_access_key: Secret::default(),
+            s3_prefix: String::new(),
         }
     }
 }
 
 /// Log output format.
+/// Where media files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    /// Files under `[media] root`.
+    #[default]
+    Fs,
+    /// An S3-compatible object store.
+    S3,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -382,6 +415,11 @@ impl Config {
         }
         if self.cluster.leases && self.cluster.lease_ttl < Duration::from_secs(1) {
             return Err("cluster.lease_ttl must be at least 1s".into());
+        }
+        if self.media.backend == MediaBackend::S3
+            && (self.media.s3_endpoint.is_empty() || self.media.s3_bucket.is_empty())
+        {
+            return Err("media.backend = \"s3\" needs media.s3_endpoint and media.s3_bucket".into());
         }
         if self.daemon.failing_after == 0 {
             return Err("daemon.failing_after must be at least 1".into());

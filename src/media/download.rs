@@ -40,6 +40,8 @@ pub mod codes {
     pub const PROTOCOL: i32 = 90_005;
     /// The downloader panicked (caught).
     pub const PANICKED: i32 = 90_006;
+    /// Uploading to the object store failed (`[media] backend = "s3"`).
+    pub const UPLOAD: i32 = 90_007;
 }
 
 /// Longest msgid part of a file name, in bytes (the whole name stays far below 255).
@@ -78,6 +80,9 @@ pub enum DownloadError {
         #[source]
         source: io::Error,
     },
+    /// Uploading to the object store failed.
+    #[error("upload: {0}")]
+    Upload(#[from] crate::media::object_store::ObjectStoreError),
     /// Stopped between two chunks because the daemon is shutting down.
     #[error("interrupted by shutdown")]
     Interrupted,
@@ -89,6 +94,7 @@ impl DownloadError {
     pub fn is_retryable(&self) -> bool {
         match self {
             DownloadError::Sdk(e) => e.is_retryable(),
+            DownloadError::Upload(e) => e.is_retryable(),
             DownloadError::Md5Mismatch { .. }
             | DownloadError::SizeMismatch { .. }
             | DownloadError::Io { .. }
@@ -107,6 +113,7 @@ impl DownloadError {
             DownloadError::Md5Mismatch { .. } => codes::MD5_MISMATCH,
             DownloadError::SizeMismatch { .. } => codes::SIZE_MISMATCH,
             DownloadError::Io { .. } | DownloadError::Interrupted => codes::LOCAL_IO,
+            DownloadError::Upload(_) => codes::UPLOAD,
         }
     }
 }
@@ -141,6 +148,9 @@ pub struct Downloaded {
     pub chunks: u64,
     /// Chunk calls that failed transiently and were retried in place.
     pub retried_chunks: u64,
+    /// With an object store: the transcode already made before the upload (the MP3's key, or
+    /// why it failed); `None` when not attempted.
+    pub transcoded: Option<Result<String, String>>,
 }
 
 /// `<root>/.tmp/<owner>`: where this instance's partial downloads live.
@@ -325,7 +335,7 @@ pub fn download(
     let mut tmp = tmp;
     tmp.keep = true;
     File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", &dir))?;
-    Ok(Downloaded { path: rel, bytes, md5: got, sniffed, chunks: progress.chunks, retried_chunks })
+    Ok(Downloaded { path: rel, bytes, md5: got, sniffed, chunks: progress.chunks, retried_chunks, transcoded: None })
 }
 
 #[cfg(test)]

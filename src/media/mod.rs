@@ -9,6 +9,7 @@
 //! These are plain functions, testable without an actor system; `actors::media` is the glue.
 
 pub mod download;
+pub mod object_store;
 pub mod sniff;
 pub mod transcode;
 

@@ -179,6 +179,34 @@ macro_rules! lease_fns {
             Ok(n > 0)
         }
 
+        pub(super) async fn lease_renew_all(
+            pool: &$pool,
+            lock: Option<&LeaseLock<()>>,
+            holder: &str,
+            leases: &[(CorpId, u64)],
+            ttl_ms: i64,
+        ) -> Result<Vec<(String, u64)>, StoreError> {
+            let _w = locked(lock).await;
+            for chunk in leases.chunks(500) {
+                let pairs = vec!["(?, ?)"; chunk.len()].join(", ");
+                let sql = format!(
+                    "UPDATE corp_lease SET expires_at = {} + ? WHERE holder = ? AND (corpid, token) IN ({pairs})",
+                    $d.now_ms
+                );
+                let mut q = sqlx::query(&sql).bind(ttl_ms).bind(holder);
+                for (corpid, token) in chunk {
+                    q = q.bind(corpid.as_str()).bind(*token as i64);
+                }
+                q.execute(pool).await?;
+            }
+            let held: Vec<(String, i64)> =
+                sqlx::query_as(&format!("SELECT corpid, CAST(token AS {}) FROM corp_lease WHERE holder = ?", $d.int))
+                    .bind(holder)
+                    .fetch_all(pool)
+                    .await?;
+            Ok(held.into_iter().map(|(c, t)| (c, t as u64)).collect())
+        }
+
         pub(super) async fn lease_release(
             pool: &$pool,
             lock: Option<&LeaseLock<()>>,

@@ -377,6 +377,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Extends a lease for `ttl_ms`; false when it was taken over (the corp must stop at once).
     async fn lease_renew(&self, corpid: &CorpId, fence: &Fence, ttl_ms: i64) -> Result<bool, StoreError>;
 
+    /// Extends every lease of `leases` (corp, token) still held by `holder` in one statement;
+    /// returns every `(corpid, token)` the holder holds afterwards (a lease taken over is
+    /// missing or has another token).
+    async fn lease_renew_all(
+        &self,
+        holder: &str,
+        leases: &[(CorpId, u64)],
+        ttl_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Gives a lease back (a no-op when it is no longer ours).
     async fn lease_release(&self, corpid: &CorpId, fence: &Fence) -> Result<(), StoreError>;
 

@@ -250,6 +250,15 @@ impl Store for SqliteStore {
         leases::lease_renew(&self.pool, Some(&self.write_lock), corpid, fence, ttl_ms).await
     }
 
+    async fn lease_renew_all(
+        &self,
+        holder: &str,
+        leases: &[(CorpId, u64)],
+        ttl_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        leases::lease_renew_all(&self.pool, Some(&self.write_lock), holder, leases, ttl_ms).await
+    }
+
     async fn lease_release(&self, corpid: &CorpId, fence: &Fence) -> Result<(), StoreError> {
         leases::lease_release(&self.pool, Some(&self.write_lock), corpid, fence).await
     }
@@ -272,11 +281,6 @@ impl Store for SqliteStore {
         let mut out = BatchOutcome::default();
         let _w = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        // The fencing check, inside this transaction and before any insert (DESIGN.md decision
-        // 10): another instance that took the corp since makes this batch a no-op.
-        if let Some(fence) = fence {
-            leases::check_fence(&mut tx, corpid, fence).await?;
-        }
         for chunk in chunks(rows, row_bytes) {
             let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT OR IGNORE INTO \"{t}\" ({ROW_COLUMNS}) "));
             qb.push_values(chunk, |mut b, r| {
@@ -314,6 +318,13 @@ impl Store for SqliteStore {
         .bind(to_db(new_cursor))
         .execute(&mut *tx)
         .await?;
+        // The fencing check (DESIGN.md decision 10), the last statement before the commit: the
+        // lease row is locked only for that instant (an instance paused inside this transaction
+        // must not keep the others from claiming the corp), and a claim by another instance since
+        // the lease was renewed rolls the whole batch back.
+        if let Some(fence) = fence {
+            leases::check_fence(&mut tx, corpid, fence).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }
