@@ -235,28 +235,30 @@ fn the_daemon_stores_media_as_objects() {
     let leftovers: Vec<_> = walk(&root).into_iter().filter(|p| !p.contains("/.tmp/")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // doctor checks the object store with a probe object (and shows no secret).
-    let out = Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
-        .args(["doctor", "--config", config.to_str().unwrap()])
-        .env("WEWORK_MSGAUDIT__MEDIA__S3_SECRET_ACCESS_KEY", S3_SECRET)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let line = text.lines().find(|l| l.contains("object store")).unwrap_or_else(|| panic!("{text}"));
+    let (out, text, line) = doctor(&config);
     assert!(line.starts_with("ok") && line.contains("probe object"), "{line}");
     assert!(!text.contains(S3_SECRET));
+    assert_eq!(out.status.code(), Some(0), "{text}");
     drop(m);
-    let out = Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
-        .args(["doctor", "--config", config.to_str().unwrap()])
-        .env("WEWORK_MSGAUDIT__MEDIA__S3_SECRET_ACCESS_KEY", S3_SECRET)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let line = text.lines().find(|l| l.contains("object store")).unwrap_or_else(|| panic!("{text}"));
+    let (out, text, line) = doctor(&config);
     assert!(line.starts_with("FAIL"), "a stopped object store is a FAIL: {line}");
+    assert!(!text.contains(S3_SECRET));
     assert_eq!(out.status.code(), Some(1));
     let logs = daemon.log();
     let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(S3_SECRET)).take(3).collect();
     assert!(leaks.is_empty(), "the S3 secret is in the logs:\n{}", leaks.join("\n"));
+}
+
+/// `doctor` on `config`: its status, its output, and its object-store line.
+fn doctor(config: &Path) -> (std::process::Output, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
+        .args(["doctor", "--config", config.to_str().unwrap()])
+        .env("WEWORK_MSGAUDIT__MEDIA__S3_SECRET_ACCESS_KEY", S3_SECRET)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().find(|l| l.contains("object store")).unwrap_or_else(|| panic!("{text}")).to_string();
+    (out, text, line)
 }
 
 fn walk(dir: &Path) -> Vec<String> {
