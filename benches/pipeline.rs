@@ -11,22 +11,22 @@
 //! `cargo bench --bench pipeline`; `BENCH_RECORDS=N` for a shorter backlog. The emulator runs in
 //! this process, so its work (record generation, sealing, RSA encryption) shares the cores.
 
+#[path = "support/ceiling.rs"]
+mod ceiling;
 #[path = "../tests/common/pipeline.rs"]
 mod pipeline_common;
+use ceiling::rsa_ceiling;
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pipeline_common::{check_corp, config, corpid, keyring, open, specs, wait_for, Db};
+use pipeline_common::{check_corp, config, corpid, open, specs, wait_for, Db};
 use wework_msgaudit::actors::Pipeline;
 use wework_msgaudit::corps::Sources;
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
 
 const DEFAULT_RECORDS: u64 = 100_000;
-/// Length of the ceiling measurement.
-const CEILING_TIME: Duration = Duration::from_secs(5);
 
 /// One corp, the DEMO-ONLY keys 1..=3, no faults.
 fn scenario(records: u64) -> emulator::Scenario {
@@ -97,33 +97,6 @@ fn reset_peak_rss() {
     if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
         println!("  (cannot reset VmHWM: {e}; the peak is the process's so far)");
     }
-}
-
-/// aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s on `threads` threads (the keyring's own path).
-fn rsa_ceiling(threads: usize) -> f64 {
-    let ring = keyring();
-    let pem = emulator::demo_private_key_pem(1).expect("demo key");
-    let der = emulator::codec::pem_to_der(pem).expect("PEM");
-    let public = emulator::codec::public_key_from_pkcs8_der(&der).expect("public key");
-    let wrapped: Vec<String> =
-        (0..64).map(|i| emulator::codec::rsa_encrypt(&public, &format!("{i:032x}")).expect("RSA encrypt")).collect();
-    let total = AtomicU64::new(0);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let (ring, wrapped, total) = (&ring, &wrapped, &total);
-            s.spawn(move || {
-                let mut n = 0u64;
-                while start.elapsed() < CEILING_TIME {
-                    let w = &wrapped[(t + n as usize) % wrapped.len()];
-                    black_box(ring.decrypt_random_key(1, black_box(w)).expect("RSA decrypts"));
-                    n += 1;
-                }
-                total.fetch_add(n, Ordering::Relaxed);
-            });
-        }
-    });
-    total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// `VmHWM` of /proc/self/status in kB.

@@ -89,7 +89,8 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     let table = corpid.message_table();
     let media_table = corpid.media_table();
     let media_dir = media_root.join(corpid.as_str());
-    let available = actix_rt::System::new().block_on(async move {
+    let system = actix_rt::System::new();
+    let available = system.block_on(async move {
         let store = store::connect(&url).await.map_err(|e| CliError::Runtime(e.to_string()))?;
         store.migrate().await.map_err(|e| CliError::Runtime(e.to_string()))?;
         let sources = Sources { fixed: vec![spec], ..Sources::default() };
@@ -120,7 +121,11 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         print_line(&pipeline, &corpid, started);
         pipeline.shutdown().await;
         Ok::<_, CliError>(available.filter(|_| !interrupted))
-    })?;
+    });
+    // As in `run`: actor futures still waiting on the database must not be dropped outside the
+    // runtime (sqlx would panic); the demo ends right after.
+    std::mem::forget(system);
+    let available = available?;
     println!("-- where the data went --");
     if let Some(n) = available {
         println!("the emulator had {n} records of {} at the end", emulator::DEMO_CORPID);
