@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::daemon::{free_port, Daemon};
+use common::daemon::{free_port, write_corps, Daemon};
 use common::pipeline::Db;
 
 const CORPS: usize = 30;
@@ -24,26 +24,8 @@ fn corpid(i: usize) -> String {
 }
 
 fn setup(dir: &Path, db_url: &str, records: u64, instances: usize) -> Vec<PathBuf> {
-    let mut scenario = String::from("seed = 9\n");
-    let mut corps = String::new();
-    std::fs::create_dir_all(dir.join("keys")).unwrap();
-    for ver in 1..=3 {
-        std::fs::write(dir.join(format!("keys/v{ver}.pem")), emulator::demo_private_key_pem(ver).unwrap()).unwrap();
-    }
-    for i in 0..CORPS {
-        let c = corpid(i);
-        scenario.push_str(&format!("[[corp]]\ncorpid = \"{c}\"\nsecret = \"s-{i}\"\nrecords = {records}\n"));
-        for ver in 1..=3 {
-            let pem = emulator::demo_private_key_pem(ver).unwrap();
-            scenario.push_str(&format!("[[corp.key]]\nver = {ver}\nprivate_key_pem = '''{pem}'''\n"));
-        }
-        corps.push_str(&format!("[[corp]]\ncorpid = \"{c}\"\nsecret = \"s-{i}\"\n"));
-        for ver in 1..=3 {
-            corps.push_str(&format!("[[corp.key]]\nver = {ver}\nfile = \"keys/v{ver}.pem\"\n"));
-        }
-    }
-    std::fs::write(dir.join("scenario.toml"), scenario).unwrap();
-    std::fs::write(dir.join("corps.toml"), corps).unwrap();
+    let corpids: Vec<String> = (0..CORPS).map(corpid).collect();
+    write_corps(dir, &corpids, 9, records, "", None);
     (1..=instances)
         .map(|n| {
             let config = format!(

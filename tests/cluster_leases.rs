@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::daemon::{free_port, Daemon};
+use common::daemon::{free_port, write_corps, Daemon};
 use common::pipeline::{check_corp, Db};
 
 const CORPS: usize = 30;
@@ -36,28 +36,9 @@ fn signal(d: &Daemon, sig: &str) {
 }
 
 fn setup(dir: &Path, db_url: &str) -> Vec<std::path::PathBuf> {
-    let mut scenario = String::from("seed = 5\n");
-    let mut corps = String::new();
-    std::fs::create_dir_all(dir.join("keys")).unwrap();
-    for ver in 1..=3 {
-        std::fs::write(dir.join(format!("keys/v{ver}.pem")), emulator::demo_private_key_pem(ver).unwrap()).unwrap();
-    }
-    for i in 0..CORPS {
-        let c = corpid(i);
-        scenario.push_str(&format!("[[corp]]\ncorpid = \"{c}\"\nsecret = \"s-{i}\"\nrecords = {RECORDS}\n"));
-        for ver in 1..=3 {
-            let pem = emulator::demo_private_key_pem(ver).unwrap();
-            scenario.push_str(&format!("[[corp.key]]\nver = {ver}\nprivate_key_pem = '''{pem}'''\n"));
-        }
-        // Every call takes 60 ms: ingest lasts long enough to pause and kill instances mid-way.
-        scenario.push_str("[corp.faults]\nslow_rate = 1.0\nslow_ms = 60\n");
-        corps.push_str(&format!("[[corp]]\ncorpid = \"{c}\"\nsecret = \"s-{i}\"\nlimits = 50\n"));
-        for ver in 1..=3 {
-            corps.push_str(&format!("[[corp.key]]\nver = {ver}\nfile = \"keys/v{ver}.pem\"\n"));
-        }
-    }
-    std::fs::write(dir.join("scenario.toml"), scenario).unwrap();
-    std::fs::write(dir.join("corps.toml"), corps).unwrap();
+    let corpids: Vec<String> = (0..CORPS).map(corpid).collect();
+    // Every call takes 60 ms: ingest lasts long enough to pause and kill instances mid-way.
+    write_corps(dir, &corpids, 5, RECORDS, "slow_rate = 1.0\nslow_ms = 60\n", Some(50));
     (1..=3)
         .map(|n| {
             let config = format!(

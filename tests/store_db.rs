@@ -467,16 +467,15 @@ async fn leases_claim_renew_release_and_fence(db: &TestDb) {
     let ta = s.lease_claim(&c, "a", 60_000).await.unwrap().expect("free corp");
     assert_eq!(s.lease_claim(&c, "b", 60_000).await.unwrap(), None);
     let fa = Fence { holder: "a".into(), token: ta };
-    assert!(s.lease_renew(&c, &fa, 60_000).await.unwrap());
+    assert_eq!(s.lease_renew_all("a", &[(c.clone(), ta)], 60_000).await.unwrap(), vec![("wwlease".to_string(), ta)]);
     s.write_batch_fenced(&c, &[row(1)], &[], 1, Some(&fa)).await.unwrap();
     // A's lease expires (ttl 1 ms) and B takes over with a higher token.
-    assert!(s.lease_renew(&c, &fa, 1).await.unwrap());
+    assert_eq!(s.lease_renew_all("a", &[(c.clone(), ta)], 1).await.unwrap(), vec![("wwlease".to_string(), ta)]);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let tb = s.lease_claim(&c, "b", 60_000).await.unwrap().expect("expired lease is claimable");
     assert!(tb > ta);
     let fb = Fence { holder: "b".into(), token: tb };
     // A, paused past its lease, cannot renew and cannot write: nothing of its batch lands.
-    assert!(!s.lease_renew(&c, &fa, 60_000).await.unwrap());
     assert!(s.lease_renew_all("a", &[(c.clone(), ta)], 60_000).await.unwrap().is_empty());
     assert_eq!(s.lease_renew_all("b", &[(c.clone(), tb)], 60_000).await.unwrap(), vec![("wwlease".to_string(), tb)]);
     let err = s.write_batch_fenced(&c, &[row(2), row(3)], &[], 3, Some(&fa)).await.unwrap_err();

@@ -358,30 +358,28 @@ async fn check_database(r: &mut Report, cfg: &Config) -> Option<Arc<dyn Store>> 
         "unknown backend"
     };
     let shown = format!("{backend} {}", cfg.database.redacted_url());
-    if backend == "mysql" {
-        match tokio::time::timeout(DB_CONNECT_TIMEOUT, probe_mysql(url)).await {
-            Ok(Ok(())) => {}
+    // A bounded connection step: `None` after its FAIL line.
+    async fn connect<T, E: Display>(
+        r: &mut Report,
+        shown: &str,
+        step: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(DB_CONNECT_TIMEOUT, step).await {
+            Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 r.fail(SUBJECT, format!("{shown}: cannot connect: {e}"));
-                return None;
+                None
             }
             Err(_) => {
                 r.fail(SUBJECT, format!("{shown}: no connection within {} s", DB_CONNECT_TIMEOUT.as_secs()));
-                return None;
+                None
             }
         }
     }
-    let store = match tokio::time::timeout(DB_CONNECT_TIMEOUT, store::connect(url)).await {
-        Ok(Ok(store)) => store,
-        Ok(Err(e)) => {
-            r.fail(SUBJECT, format!("{shown}: cannot connect: {e}"));
-            return None;
-        }
-        Err(_) => {
-            r.fail(SUBJECT, format!("{shown}: no connection within {} s", DB_CONNECT_TIMEOUT.as_secs()));
-            return None;
-        }
-    };
+    if backend == "mysql" {
+        connect(r, &shown, probe_mysql(url)).await?;
+    }
+    let store = connect(r, &shown, store::connect(url)).await?;
     match tokio::time::timeout(DB_MIGRATE_TIMEOUT, store.migrate()).await {
         Ok(Ok(())) => {
             r.ok(SUBJECT, format!("{shown}: connected, migrations applied"));

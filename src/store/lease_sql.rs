@@ -59,11 +59,6 @@ impl LeaseDialect {
         )
     }
 
-    /// Extends a lease still held with this token (binds: ttl, corpid, holder, token).
-    pub fn renew(&self) -> String {
-        format!("UPDATE corp_lease SET expires_at = {} + ? WHERE corpid = ? AND holder = ? AND token = ?", self.now_ms)
-    }
-
     /// The fencing check inside a batch transaction (bind: corpid).
     pub fn fence(&self) -> String {
         format!("SELECT holder, CAST(token AS {}) FROM corp_lease WHERE corpid = ?{}", self.int, self.for_update)
@@ -158,25 +153,6 @@ macro_rules! lease_fns {
                 .await?;
             tx.commit().await?;
             Ok(Some(token as u64))
-        }
-
-        pub(super) async fn lease_renew(
-            pool: &$pool,
-            lock: Option<&LeaseLock<()>>,
-            corpid: &CorpId,
-            fence: &Fence,
-            ttl_ms: i64,
-        ) -> Result<bool, StoreError> {
-            let _w = locked(lock).await;
-            let n = sqlx::query(&$d.renew())
-                .bind(ttl_ms)
-                .bind(corpid.as_str())
-                .bind(fence.holder.as_str())
-                .bind(fence.token as i64)
-                .execute(pool)
-                .await?
-                .rows_affected();
-            Ok(n > 0)
         }
 
         pub(super) async fn lease_renew_all(

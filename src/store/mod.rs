@@ -374,9 +374,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// token, or `None` when another instance holds it.
     async fn lease_claim(&self, corpid: &CorpId, holder: &str, ttl_ms: i64) -> Result<Option<u64>, StoreError>;
 
-    /// Extends a lease for `ttl_ms`; false when it was taken over (the corp must stop at once).
-    async fn lease_renew(&self, corpid: &CorpId, fence: &Fence, ttl_ms: i64) -> Result<bool, StoreError>;
-
     /// Extends every lease of `leases` (corp, token) still held by `holder` in one statement;
     /// returns every `(corpid, token)` the holder holds afterwards (a lease taken over is
     /// missing or has another token).

@@ -441,10 +441,6 @@ impl Store for MysqlStore {
         leases::lease_claim(&self.pool, None, corpid, holder, ttl_ms).await
     }
 
-    async fn lease_renew(&self, corpid: &CorpId, fence: &Fence, ttl_ms: i64) -> Result<bool, StoreError> {
-        leases::lease_renew(&self.pool, None, corpid, fence, ttl_ms).await
-    }
-
     async fn lease_renew_all(
         &self,
         holder: &str,

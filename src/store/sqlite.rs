@@ -246,10 +246,6 @@ impl Store for SqliteStore {
         leases::lease_claim(&self.pool, Some(&self.write_lock), corpid, holder, ttl_ms).await
     }
 
-    async fn lease_renew(&self, corpid: &CorpId, fence: &Fence, ttl_ms: i64) -> Result<bool, StoreError> {
-        leases::lease_renew(&self.pool, Some(&self.write_lock), corpid, fence, ttl_ms).await
-    }
-
     async fn lease_renew_all(
         &self,
         holder: &str,

@@ -88,3 +88,34 @@ pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let code = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((code, body.to_string()))
 }
+
+/// Writes the scenario (`<dir>/scenario.toml`: the DEMO-ONLY keys 1..=3, `records` each, the
+/// `[corp.faults]` lines in `faults`) and the corps file (`<dir>/corps.toml`, keys in
+/// `<dir>/keys/`, with `limits` when given) of the corps `corpids`, secrets `s-<index>`.
+pub fn write_corps(dir: &Path, corpids: &[String], seed: u64, records: u64, faults: &str, limits: Option<u32>) {
+    let mut scenario = format!("seed = {seed}\n");
+    let mut corps = String::new();
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    for ver in 1..=3 {
+        std::fs::write(dir.join(format!("keys/v{ver}.pem")), emulator::demo_private_key_pem(ver).unwrap()).unwrap();
+    }
+    for (i, c) in corpids.iter().enumerate() {
+        scenario.push_str(&format!("[[corp]]\ncorpid = \"{c}\"\nsecret = \"s-{i}\"\nrecords = {records}\n"));
+        for ver in 1..=3 {
+            let pem = emulator::demo_private_key_pem(ver).unwrap();
+            scenario.push_str(&format!("[[corp.key]]\nver = {ver}\nprivate_key_pem = '''{pem}'''\n"));
+        }
+        if !faults.is_empty() {
+            scenario.push_str(&format!("[corp.faults]\n{faults}"));
+        }
+        corps.push_str(&format!("[[corp]]\ncorpid = \"{c}\"\nsecret = \"s-{i}\"\n"));
+        if let Some(limits) = limits {
+            corps.push_str(&format!("limits = {limits}\n"));
+        }
+        for ver in 1..=3 {
+            corps.push_str(&format!("[[corp.key]]\nver = {ver}\nfile = \"keys/v{ver}.pem\"\n"));
+        }
+    }
+    std::fs::write(dir.join("scenario.toml"), scenario).unwrap();
+    std::fs::write(dir.join("corps.toml"), corps).unwrap();
+}
