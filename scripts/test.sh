@@ -9,11 +9,18 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export WWF_REAL_SDK="$PWD/.cache/sdk/libWeWorkFinanceSdk_C_x86.so"
 export RUST_BACKTRACE=1
+# No incremental caches: a one-shot build gains nothing from them and they cost disk (a CI machine
+# once ran out of it while linking the test binaries).
+export CARGO_INCREMENTAL=0
+
+df -h . | sed 's/^/test: disk: /'
 
 echo "test: building"
 cargo build --workspace --all-targets
 
 netns=(unshare -n)
 [ "$(id -u)" = 0 ] || netns=(unshare -r -n)
+du -sh target 2>/dev/null | sed 's/^/test: target dir: /'
+df -h . | tail -1 | sed 's/^/test: disk: /'
 echo "test: running the suite inside a loopback-only network namespace"
 "${netns[@]}" -- bash -c 'ip link set lo up && exec cargo test --workspace --offline -- --test-threads=2'

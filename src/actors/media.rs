@@ -207,7 +207,11 @@ impl Handler<Fetch> for MediaWorker {
             }))
         });
         if let Err(DownloadError::Sdk(e)) = &result {
-            if e.needs_new_handle() || matches!(e, SdkError::Panicked { .. }) {
+            // GetMediaData reports a server errcode only as rc 10002 (an expired token among
+            // them, which the SDK keeps using until the handle is replaced): after any transient
+            // failure the next attempt starts with a new handle, at the cost of one gettoken.
+            let transient_code = matches!(e, SdkError::Code { code, .. } if code.is_retryable());
+            if e.needs_new_handle() || transient_code || matches!(e, SdkError::Panicked { .. }) {
                 self.sessions.remove(&msg.corpid);
             }
         }

@@ -170,6 +170,24 @@ pub(crate) fn parse_sdkfileid(sdkfileid: &[u8]) -> Option<(String, u64, u32)> {
     Some((corpid, seq, item))
 }
 
+/// The (fileid, authkey, AES-128 key) inside a sdkfileid; `None` if it is not well formed.
+pub(crate) fn sdkfileid_parts(sdkfileid: &[u8]) -> Option<(String, String, [u8; 16])> {
+    let pb = STANDARD.decode(sdkfileid).ok()?;
+    let fields = parse_pb(&pb)?;
+    let text = |n: u64| {
+        fields.iter().find_map(|(f, v)| match v {
+            PbValue::Bytes(b) if *f == n => std::str::from_utf8(b).ok().map(str::to_string),
+            _ => None,
+        })
+    };
+    let hex = text(3)?;
+    let mut key = [0u8; 16];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some((text(1)?, text(2)?, key))
+}
+
 const CHINESE: &[&str] = &[
     "你好，今天的会议改到下午三点。",
     "收到，我马上处理 👍",

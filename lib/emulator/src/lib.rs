@@ -6,6 +6,7 @@
 
 #![allow(non_snake_case)] // the crate must be named like the vendor library
 
+pub mod api;
 pub mod codec;
 mod ffi;
 mod gen;
@@ -51,6 +52,30 @@ pub fn demo_private_key_pem(ver: u32) -> Option<&'static str> {
         2 => Some(include_str!("../keys/DEMO-ONLY-v2.pem")),
         3 => Some(include_str!("../keys/DEMO-ONLY-v3.pem")),
         _ => None,
+    }
+}
+
+/// A media item as the fake HTTPS API serves it (see [`Emulator::media_file`]).
+pub struct MediaFile {
+    src: Src,
+    aeskey: [u8; 16],
+}
+
+impl MediaFile {
+    /// The plaintext size in bytes.
+    pub fn size(&self) -> u64 {
+        self.src.size()
+    }
+
+    /// Plaintext bytes `offset..offset+len` (clamped to the size).
+    pub fn read(&self, offset: u64, len: u64) -> Vec<u8> {
+        self.src.read(offset, len)
+    }
+
+    /// The AES-128-ECB key the server encrypts the file with: the hex-decoded `aeskey` of the
+    /// sdkfileid.
+    pub fn aes_key(&self) -> [u8; 16] {
+        self.aeskey
     }
 }
 
@@ -270,6 +295,33 @@ impl Emulator {
         Some(src.read(0, src.size()))
     }
 
+    /// Whether `secret` is the scenario's secret of `corpid` (what the fake `gettoken` checks).
+    pub fn secret_ok(&self, corpid: &str, secret: &[u8]) -> bool {
+        let Ok(inner) = self.inner.as_ref() else { return false };
+        inner.corps.iter().any(|c| c.cfg.corpid == corpid && c.cfg.secret.as_bytes() == secret)
+    }
+
+    /// The GetChatData response body of `corpid` for `seq`/`limit`, with none of the SDK-level
+    /// faults (the fake HTTPS API injects its own). Errors are SDK codes: 10000 bad limit,
+    /// 10001 unknown corp, 10003 no usable key.
+    pub fn chat_page(&self, corpid: &str, seq: u64, limit: u32) -> Result<Vec<u8>, i32> {
+        if limit == 0 || limit > 1000 {
+            return Err(RC_BAD_ARG);
+        }
+        let inner = self.inner.as_ref().map_err(|_| RC_SYSTEM)?;
+        let corp = inner.corps.iter().find(|c| c.cfg.corpid == corpid).ok_or(RC_NETWORK)?;
+        inner.page(corp, seq, limit)
+    }
+
+    /// A media item as the WeCom server knows it: found by the `fileid` and `authkey` of its
+    /// sdkfileid (which the SDK sends), owned by `corpid`.
+    pub fn media_file(&self, corpid: &str, fileid: &str, authkey: &str) -> Option<MediaFile> {
+        let inner = self.inner.as_ref().ok()?;
+        let (src, owner, _) = inner.find_media_by_fileid(fileid, authkey)?;
+        (owner == corpid).then_some(())?;
+        Some(MediaFile { src: src.0, aeskey: src.1 })
+    }
+
     fn write_truth(&self, path: &std::path::Path) -> std::io::Result<()> {
         let mut out = std::io::BufWriter::new(File::create(path)?);
         for corpid in self.corpids() {
@@ -436,6 +488,11 @@ impl Inner {
         if empty {
             return Ok(Vec::new());
         }
+        self.page(corp, seq, limit)
+    }
+
+    /// The fault-free GetChatData body: records seq+1 ..= seq+limit of what is available now.
+    fn page(&self, corp: &Corp, seq: u64, limit: u32) -> Result<Vec<u8>, i32> {
         let avail = self.available(corp);
         let first = seq.saturating_add(1);
         let last = seq.saturating_add(u64::from(limit)).min(avail);
@@ -463,6 +520,25 @@ impl Inner {
             return None;
         }
         Some((m.src, corpid, seq))
+    }
+
+    /// (source and AES-128 key, corpid, seq) of the media item whose sdkfileid holds `fileid` and
+    /// `authkey`.
+    fn find_media_by_fileid(&self, fileid: &str, authkey: &str) -> Option<((Src, [u8; 16]), String, u64)> {
+        let mut it = fileid.strip_prefix("emu/")?.rsplitn(3, '/');
+        let item: u32 = it.next()?.parse().ok()?;
+        let seq: u64 = it.next()?.parse().ok()?;
+        let corpid = it.next()?;
+        let corp = self.corps.iter().find(|c| c.cfg.corpid == corpid)?;
+        if seq == 0 || seq > self.available(corp) {
+            return None;
+        }
+        let m = self.generate(corp, seq).media.into_iter().find(|m| m.item == item)?;
+        let (f, a, aeskey) = gen::sdkfileid_parts(m.sdkfileid.as_bytes())?;
+        if f != fileid || a != authkey {
+            return None;
+        }
+        Some(((m.src, aeskey), corpid.to_string(), seq))
     }
 
     fn media(
