@@ -40,7 +40,7 @@ fn faults(expired: &str, forbidden: &str) -> ApiFaults {
         errcodes: vec![45009, 48002],
         slow_rate: 0.04,
         slow_ms: 1500,
-        drop_rate: 0.05,
+        drop_rate: 0.06,
         token_ttl_ms: 4000,
         bad_secret_calls: 2,
         media_errcodes: HashMap::from([(expired.to_string(), 301_048), (forbidden.to_string(), 301_042)]),
@@ -176,6 +176,8 @@ async fn e2e(db: Db, label: &str) {
     }
     for class in [
         "http_500",
+        "drop",
+        "drop_in_headers",
         "slow",
         "errcode_45009",
         "errcode_48002",
@@ -186,10 +188,6 @@ async fn e2e(db: Db, label: &str) {
     ] {
         assert!(by_fault.contains_key(class), "{label}: fault {class} was injected: {by_fault:?}");
     }
-    assert!(
-        by_fault.contains_key("drop") || by_fault.contains_key("drop_in_headers"),
-        "{label}: a connection was dropped: {by_fault:?}"
-    );
     let tokens = requests.iter().filter(|r| r.call == "gettoken").count();
     assert!(tokens >= 2, "{label}: expired tokens were replaced ({tokens} gettoken calls)");
     eprintln!(

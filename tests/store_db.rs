@@ -235,16 +235,32 @@ async fn write_batch_is_idempotent_and_cursor_only_moves_forward(db: &TestDb) {
         db.int("SELECT CAST(seq AS SIGNED INTEGER) FROM corp_cursor WHERE corpid = 'wwbatch0001'").await,
         Some(10)
     );
-    // Same msgid with another seq, or same seq with another msgid: ignored.
+    // Same seq with another msgid: a re-pull, ignored. Same msgid under another seq (a broken or
+    // hostile server): kept under a new msgid with the reason, and its media follow it; storing
+    // the batch again changes nothing.
     let mut dup = row(11);
     dup.msgid = "msgid-1".into();
     let mut dup2 = row(1);
     dup2.msgid = "msgid-new".into();
-    let out = db.store.write_batch(&c, &[dup, dup2], &[], 11).await.unwrap();
-    assert_eq!(out.inserted_rows, 0);
+    let dup_media = vec![("msgid-1".to_string(), 11, image(0, "dup"))];
+    let batch = [dup, dup2];
+    let out = db.store.write_batch(&c, &batch, &dup_media, 11).await.unwrap();
+    assert_eq!(out, BatchOutcome { inserted_rows: 1, inserted_media: 1 });
+    let out = db.store.write_batch(&c, &batch, &dup_media, 11).await.unwrap();
+    assert_eq!(out, BatchOutcome::default());
     assert_eq!(db.store.cursor(&c).await.unwrap(), 11);
-    // Stored values.
     let t = "message_wwbatch0001";
+    assert_eq!(db.text(&format!("SELECT msgid FROM {t} WHERE seq = 11")).await.as_deref(), Some("msgid-1~dup11"));
+    assert_eq!(
+        db.text(&format!("SELECT decrypt_error FROM {t} WHERE seq = 11")).await.as_deref(),
+        Some("duplicate msgid msgid-1: first stored at seq 1, this record kept as msgid-1~dup11")
+    );
+    assert_eq!(db.text(&format!("SELECT msgid FROM {t} WHERE seq = 1")).await.as_deref(), Some("msgid-1"));
+    assert_eq!(
+        db.text("SELECT sdkfileid FROM media_wwbatch0001 WHERE msgid = 'msgid-1~dup11'").await.as_deref(),
+        Some("SDKFILEID-dup-0")
+    );
+    // Stored values.
     assert_eq!(db.text(&format!("SELECT text FROM {t} WHERE seq = 7")).await.as_deref(), Some("hello 7"));
     assert_eq!(
         db.int(&format!("SELECT CAST(msgtime AS SIGNED INTEGER) FROM {t} WHERE seq = 7")).await,

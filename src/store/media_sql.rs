@@ -194,6 +194,9 @@ pub(super) fn finish_values(
         }
         MediaOutcome::Failed { code } => ((4, i64::from(*code), None, None, None, 0, 0), (4, i64::from(*code), None)),
         MediaOutcome::Released => ((1, 0, None, None, None, 0, 1), (1, 0, None)),
+        MediaOutcome::Deferred { code, retry_at } => {
+            ((1, i64::from(*code), None, None, None, *retry_at, 1), (1, i64::from(*code), None))
+        }
     }
 }
 

@@ -292,6 +292,14 @@ pub enum MediaOutcome {
     },
     /// Given back unfinished (graceful shutdown): status 1, and the attempt does not count.
     Released,
+    /// A failure that says nothing about the item (the media root is read-only or full): back to
+    /// status 1, not before `retry_at`, with the code, and the attempt does not count.
+    Deferred {
+        /// One of `media::codes` (local I/O).
+        code: i32,
+        /// Unix seconds.
+        retry_at: i64,
+    },
 }
 
 /// What [`Store::recover_media`] did.
@@ -515,6 +523,52 @@ fn row_bytes(r: &Row) -> usize {
         + 64
 }
 
+/// Rows of a batch whose msgid is already stored under another seq, renamed so that they are
+/// stored too, with the media list to insert in their place; `None` when there is no such row.
+///
+/// WeCom msgids are unique, so a second record under a stored msgid comes from a broken or
+/// hostile server; dropping it (what INSERT IGNORE alone would do) would lose a message. The
+/// renamed row gets `msgid~dup<seq>` (cut to fit the column) and a `decrypt_error` naming the
+/// first seq; its media items follow it. A record stored again at the SAME seq (a re-pull) is
+/// not a duplicate. `stored` maps the batch's msgids to the seq stored under each.
+pub(crate) fn renamed_duplicates(
+    rows: &[Row],
+    media: &[MediaItem],
+    stored: &std::collections::HashMap<String, u64>,
+) -> Option<(Vec<Row>, Vec<MediaItem>)> {
+    let mut renamed: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for r in rows {
+        let Some(&first) = stored.get(&r.msgid) else { continue };
+        if first == r.seq {
+            continue;
+        }
+        let suffix = format!("~dup{}", r.seq);
+        let keep = MAX_MSGID_CHARS.saturating_sub(suffix.chars().count());
+        let msgid: String = r.msgid.chars().take(keep).chain(suffix.chars()).collect();
+        let note = format!("duplicate msgid {}: first stored at seq {first}, this record kept as {msgid}", r.msgid);
+        let mut row = r.clone();
+        row.decrypt_error = Some(match &r.decrypt_error {
+            Some(e) => format!("{e}; {note}"),
+            None => note,
+        });
+        row.msgid.clone_from(&msgid);
+        renamed.insert(r.seq, msgid);
+        out.push(row);
+    }
+    if out.is_empty() {
+        return None;
+    }
+    let media = media
+        .iter()
+        .map(|(id, seq, m)| match renamed.get(seq) {
+            Some(new) => (new.clone(), *seq, m.clone()),
+            None => (id.clone(), *seq, m.clone()),
+        })
+        .collect();
+    Some((out, media))
+}
+
 /// Longest msgid the schema holds (VARCHAR(128)); a longer one is refused rather than truncated
 /// (MySQL's INSERT IGNORE would truncate it silently and break uniqueness).
 const MAX_MSGID_CHARS: usize = 128;
@@ -645,6 +699,35 @@ pub const JAVA_UNDECRYPTABLE: &str = "Java version could not decrypt (no ciphert
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicates_are_renamed_within_the_column_and_take_their_media() {
+        let row = |msgid: &str, seq: u64| Row { msgid: msgid.into(), seq, ..Row::default() };
+        let media_ref = MediaRef {
+            item: 0,
+            kind: crate::message::MediaKind::Image,
+            sdkfileid: "F".into(),
+            md5sum: None,
+            size: None,
+            ext_hint: String::new(),
+            filename: None,
+            play_length: None,
+        };
+        let long = "m".repeat(MAX_MSGID_CHARS);
+        let rows = [row("a", 1), row("a", 2), row(&long, 3), row("b", 4)];
+        let media = vec![("a".to_string(), 2, media_ref.clone()), ("b".to_string(), 4, media_ref)];
+        let stored = std::collections::HashMap::from([("a".to_string(), 1), (long.clone(), 9)]);
+        let (dups, media) = renamed_duplicates(&rows, &media, &stored).unwrap();
+        let ids: Vec<&str> = dups.iter().map(|r| r.msgid.as_str()).collect();
+        let cut = format!("{}~dup3", &long[..MAX_MSGID_CHARS - 5]);
+        assert_eq!(ids, ["a~dup2", cut.as_str()]);
+        assert_eq!(cut.chars().count(), MAX_MSGID_CHARS);
+        assert!(dups[0].decrypt_error.as_deref().is_some_and(|e| e.contains("first stored at seq 1")));
+        let media_ids: Vec<(&str, u64)> = media.iter().map(|(id, seq, _)| (id.as_str(), *seq)).collect();
+        assert_eq!(media_ids, [("a~dup2", 2), ("b", 4)]);
+        // Nothing stored under another seq: nothing to do.
+        assert!(renamed_duplicates(&rows[..1], &[], &std::collections::HashMap::from([("a".into(), 1)])).is_none());
+    }
 
     #[test]
     fn corpid_validation() {

@@ -19,8 +19,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row as _, Sqlite};
 
 use super::{
-    check_rows, chunks, row_bytes, BatchOutcome, CorpId, CorpRow, Fence, LeaseRow, MediaCount, MediaInsert, MediaItem,
-    MediaJob, MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError, Undecrypted, MEDIA_COLUMNS, ROW_COLUMNS,
+    check_rows, chunks, renamed_duplicates, row_bytes, BatchOutcome, CorpId, CorpRow, Fence, LeaseRow, MediaCount,
+    MediaInsert, MediaItem, MediaJob, MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError, Undecrypted,
+    MEDIA_COLUMNS, ROW_COLUMNS,
 };
 use crate::secret::Secret;
 
@@ -277,28 +278,18 @@ impl Store for SqliteStore {
         let mut out = BatchOutcome::default();
         let _w = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        for chunk in chunks(rows, row_bytes) {
-            let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT OR IGNORE INTO \"{t}\" ({ROW_COLUMNS}) "));
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(r.msgid.as_str())
-                    .push_bind(r.publickey_ver)
-                    .push_bind(to_db(r.seq))
-                    .push_bind(r.action.as_str())
-                    .push_bind(r.msgfrom.as_str())
-                    .push_bind(r.tolist.as_str())
-                    .push_bind(r.msgtype.as_str())
-                    .push_bind(to_db(r.msgtime))
-                    .push_bind(r.text.as_str())
-                    .push_bind(r.sdkfield.as_str())
-                    .push_bind(r.msgdata.as_str())
-                    .push_bind(r.status)
-                    .push_bind(r.roomid.as_str())
-                    .push_bind(r.decrypt_error.as_deref())
-                    .push_bind(r.encrypt_random_key.as_deref())
-                    .push_bind(r.encrypt_chat_msg.as_deref());
-            });
-            out.inserted_rows += qb.build().execute(&mut *tx).await?.rows_affected();
+        out.inserted_rows = insert_rows(&mut tx, &t, rows).await?;
+        let mut renamed_media = None;
+        if out.inserted_rows < rows.len() as u64 {
+            // Some rows were already there: a re-pull, or msgids stored under another seq.
+            let stored = stored_seqs(&mut tx, &t, rows).await?;
+            if let Some((dups, media)) = renamed_duplicates(rows, media, &stored) {
+                tracing::warn!(corpid = %corpid, count = dups.len(), "records with a msgid stored under another seq: kept under new msgids");
+                out.inserted_rows += insert_rows(&mut tx, &t, &dups).await?;
+                renamed_media = Some(media);
+            }
         }
+        let media = renamed_media.as_deref().unwrap_or(media);
         let items: Vec<MediaInsert<'_>> = media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m)).collect();
         out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items).await?;
         // Unsigned max: a negative INTEGER is a u64 above 2^63-1.
@@ -558,4 +549,53 @@ impl Store for SqliteStore {
         self.ensure_corp_tables(corpid).await?;
         media_jobs::media_stats(&self.pool, corpid).await
     }
+}
+
+/// INSERT-or-ignore of `rows` into the message table `t`, in chunks: how many were inserted.
+async fn insert_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, t: &str, rows: &[Row]) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    for chunk in chunks(rows, row_bytes) {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT OR IGNORE INTO \"{t}\" ({ROW_COLUMNS}) "));
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.msgid.as_str())
+                .push_bind(r.publickey_ver)
+                .push_bind(to_db(r.seq))
+                .push_bind(r.action.as_str())
+                .push_bind(r.msgfrom.as_str())
+                .push_bind(r.tolist.as_str())
+                .push_bind(r.msgtype.as_str())
+                .push_bind(to_db(r.msgtime))
+                .push_bind(r.text.as_str())
+                .push_bind(r.sdkfield.as_str())
+                .push_bind(r.msgdata.as_str())
+                .push_bind(r.status)
+                .push_bind(r.roomid.as_str())
+                .push_bind(r.decrypt_error.as_deref())
+                .push_bind(r.encrypt_random_key.as_deref())
+                .push_bind(r.encrypt_chat_msg.as_deref());
+        });
+        inserted += qb.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(inserted)
+}
+
+/// msgid → stored seq, for the msgids of `rows` that are in the message table `t`.
+async fn stored_seqs(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    t: &str,
+    rows: &[Row],
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in rows.chunks(500) {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT msgid, seq FROM \"{t}\" WHERE msgid IN ("));
+        let mut list = qb.separated(", ");
+        for r in chunk {
+            list.push_bind(r.msgid.as_str());
+        }
+        qb.push(")");
+        for row in qb.build().fetch_all(&mut **tx).await? {
+            out.insert(row.try_get(0)?, from_db(row.try_get(1)?));
+        }
+    }
+    Ok(out)
 }

@@ -155,6 +155,7 @@ struct State {
     log: Option<Mutex<File>>,
     counter: AtomicU64,
     chat_calls: AtomicU64,
+    drops: AtomicU64,
     tls: Arc<rustls::ServerConfig>,
     stop: AtomicBool,
 }
@@ -191,6 +192,7 @@ impl FakeApi {
             log,
             counter: AtomicU64::new(0),
             chat_calls: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
             tls: Arc::new(tls_config()?),
             stop: AtomicBool::new(false),
         });
@@ -570,7 +572,8 @@ impl State {
             return Answer::Http { status: 500, body: b"internal error".to_vec(), content_range: None };
         }
         if drop {
-            let half_headers = r.chance(0.5);
+            // The two ways alternate: nothing at all, then a response cut inside its headers.
+            let half_headers = self.drops.fetch_add(1, Ordering::SeqCst) % 2 == 1;
             rec.fault = Some(if half_headers { "drop_in_headers" } else { "drop" }.into());
             return Answer::Drop { half_headers };
         }

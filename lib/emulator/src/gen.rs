@@ -66,6 +66,8 @@ pub(crate) struct Generated {
     pub action: String,
     pub plaintext: String,
     pub media: Vec<MediaSpec>,
+    /// The kind of a hostile record (`crate::hostile`), `None` for the normal ones.
+    pub hostile: Option<&'static str>,
 }
 
 /// What the generator needs to know about a corp.
@@ -75,6 +77,8 @@ pub(crate) struct GenCtx<'a> {
     pub base_msgtime_ms: u64,
     pub step_ms: u64,
     pub big_file_bytes: u64,
+    /// Generate the records of `crate::hostile` instead of the normal cycle.
+    pub hostile: bool,
     /// md5 (hex) of a source, cached by the caller.
     pub md5: &'a dyn Fn(&Src) -> String,
 }
@@ -143,7 +147,7 @@ pub(crate) fn msgid_of(seed: u64, corpid: &str, seq: u64) -> String {
 
 /// `sdkfileid` = base64(protobuf {1: fileid, 2: authkey, 3: aeskey(32 hex)}); the fileid names
 /// corp, seq and item so that the bytes can be found again.
-fn make_sdkfileid(rng: &mut Rng, corpid: &str, seq: u64, item: u32) -> String {
+pub(crate) fn make_sdkfileid(rng: &mut Rng, corpid: &str, seq: u64, item: u32) -> String {
     let fileid = format!("emu/{corpid}/{seq}/{item}");
     let authkey = format!("{:016x}", rng.next_u64());
     let aeskey = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
@@ -291,6 +295,9 @@ fn ordered(fields: &[(&str, Value)]) -> String {
 }
 
 pub(crate) fn generate(ctx: &GenCtx<'_>, seq: u64) -> Generated {
+    if ctx.hostile {
+        return crate::hostile::generate(ctx, seq);
+    }
     let corp_h = hash_bytes(ctx.corpid.as_bytes());
     let mut b = Builder { ctx, seq, rng: Rng::new(seed_of(&[ctx.seed, corp_h, seq])), media: Vec::new(), next_item: 0 };
     if matches!(kind_of(seq), "chatrecord" | "mixed") {
@@ -310,7 +317,14 @@ pub(crate) fn generate(ctx: &GenCtx<'_>, seq: u64) -> Generated {
             ("time", json!(msgtime)),
             ("user", json!(user)),
         ]);
-        return Generated { msgid, msgtype: "switch".into(), action: "switch".into(), plaintext, media: Vec::new() };
+        return Generated {
+            msgid,
+            msgtype: "switch".into(),
+            action: "switch".into(),
+            plaintext,
+            media: Vec::new(),
+            hostile: None,
+        };
     }
 
     let from = if kind == "text_external" { format!("wb{:014x}", b.rng.next_u64() >> 8) } else { b.user() };
@@ -518,5 +532,5 @@ pub(crate) fn generate(ctx: &GenCtx<'_>, seq: u64) -> Generated {
             plaintext = plaintext.replace(esc, raw);
         }
     }
-    Generated { msgid, msgtype: msgtype.into(), action: action.into(), plaintext, media: b.media }
+    Generated { msgid, msgtype: msgtype.into(), action: action.into(), plaintext, media: b.media, hostile: None }
 }

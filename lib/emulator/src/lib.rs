@@ -10,6 +10,7 @@ pub mod api;
 pub mod codec;
 mod ffi;
 mod gen;
+pub mod hostile;
 mod rng;
 pub mod scenario;
 pub mod truth;
@@ -378,6 +379,7 @@ impl Inner {
             base_msgtime_ms: self.base_msgtime_ms,
             step_ms: self.step_ms,
             big_file_bytes: corp.cfg.big_file_bytes,
+            hostile: corp.cfg.hostile,
             md5: &md5,
         };
         gen::generate(&ctx, seq)
@@ -388,7 +390,7 @@ impl Inner {
         let mut r = Rng::new(seed_of(&[self.seed, hash_bytes(corp.cfg.corpid.as_bytes()), seq, 0xFA17]));
         let f = &corp.cfg.faults;
         let key_pick = r.below(corp.keys.len() as u64) as usize;
-        let corrupt = r.chance(f.corrupt_rate);
+        let corrupt = r.chance(f.corrupt_rate) || hostile::truncation(gen.hostile, 1).is_some();
         let unknown = r.chance(f.unknown_key_ver_rate);
         let ver = if unknown { 99 } else { corp.keys.get(key_pick).map_or(1, |k| k.0) };
         if r.chance(f.long_msgid_rate) {
@@ -410,6 +412,7 @@ impl Inner {
             msgtype: r.gen.msgtype,
             action: r.gen.action,
             corrupt: r.corrupt,
+            hostile: r.gen.hostile.map(str::to_string),
             plaintext: r.gen.plaintext,
             media: r
                 .gen
@@ -439,11 +442,16 @@ impl Inner {
     fn chatdata_entry(&self, corp: &Corp, seq: u64) -> Result<String, i32> {
         let r = self.record(corp, seq);
         let seal_seed = seed_of(&[self.seed, hash_bytes(corp.cfg.corpid.as_bytes()), seq, 0x5EA1]);
-        let sealed = if r.corrupt {
-            codec::seal_corrupt(r.gen.plaintext.as_bytes(), seal_seed)
+        let raw = hostile::raw_plaintext(&r.gen);
+        let cut = hostile::truncation(r.gen.hostile, usize::MAX);
+        let mut sealed = if r.corrupt && cut.is_none() {
+            codec::seal_corrupt(&raw, seal_seed)
         } else {
-            codec::seal(r.gen.plaintext.as_bytes(), seal_seed)
+            codec::seal(&raw, seal_seed)
         };
+        if let Some(n) = hostile::truncation(r.gen.hostile, sealed.encrypt_chat_msg.len()) {
+            sealed.encrypt_chat_msg.truncate(n);
+        }
         let key =
             if r.ver == 99 { self.throwaway_key() } else { corp.keys.iter().find(|k| k.0 == r.ver).map(|k| &k.1) };
         let erk = codec::rsa_encrypt(key.ok_or(RC_SYSTEM)?, &sealed.encrypt_key)?;

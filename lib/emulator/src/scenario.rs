@@ -61,6 +61,9 @@ pub struct CorpScenario {
     /// If > 0, the first `file` record carries a pseudo-random file of this size.
     #[serde(default)]
     pub big_file_bytes: u64,
+    /// Every record is one of the hostile kinds of `crate::hostile`, in turn.
+    #[serde(default)]
+    pub hostile: bool,
     #[serde(default)]
     pub key: Vec<KeyScenario>,
     #[serde(default)]
@@ -75,6 +78,7 @@ impl fmt::Debug for CorpScenario {
             .field("records", &self.records)
             .field("growth_per_sec", &self.growth_per_sec)
             .field("big_file_bytes", &self.big_file_bytes)
+            .field("hostile", &self.hostile)
             .field("key", &self.key)
             .field("faults", &self.faults)
             .finish()
@@ -193,6 +197,7 @@ impl Scenario {
                 records: 300,
                 growth_per_sec: 2.0,
                 big_file_bytes: 3 * 1024 * 1024,
+                hostile: false,
                 key: (1..=3)
                     .map(|ver| KeyScenario {
                         ver,

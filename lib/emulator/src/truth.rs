@@ -14,6 +14,9 @@ pub struct TruthRecord {
     pub action: String,
     /// `encrypt_chat_msg` was mangled so that it cannot be decrypted.
     pub corrupt: bool,
+    /// The kind of a hostile record (`hostile::KINDS`), for a corp with `hostile = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostile: Option<String>,
     /// The exact record JSON that was encrypted (may contain raw control characters).
     pub plaintext: String,
     pub media: Vec<TruthMedia>,
