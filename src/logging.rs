@@ -56,10 +56,12 @@ pub fn init(level: &str, format: LogFormat) {
     });
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
+    // Colours only on a terminal: log files (supervisord, systemd, tests) get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let installed = match format {
-        LogFormat::Human => {
-            registry.with(fmt::layer().with_writer(std::io::stderr).with_filter(no_credentials())).try_init()
-        }
+        LogFormat::Human => registry
+            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).with_filter(no_credentials()))
+            .try_init(),
         LogFormat::Json => {
             registry.with(fmt::layer().json().with_writer(std::io::stderr).with_filter(no_credentials())).try_init()
         }

@@ -35,12 +35,12 @@ fn md5_file(p: &Path) -> String {
 
 fn faults(expired: &str, forbidden: &str) -> ApiFaults {
     ApiFaults {
-        http_500_rate: 0.04,
+        http_500_rate: 0.05,
         errcode_rate: 0.06,
         errcodes: vec![45009, 48002],
         slow_rate: 0.04,
         slow_ms: 1500,
-        drop_rate: 0.06,
+        drop_rate: 0.08,
         token_ttl_ms: 4000,
         bad_secret_calls: 2,
         media_errcodes: HashMap::from([(expired.to_string(), 301_048), (forbidden.to_string(), 301_042)]),

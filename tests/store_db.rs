@@ -691,10 +691,14 @@ async fn java_upgrade_from_java_schema() {
     assert_eq!(db.text(&col("encrypt_chat_msg")).await.as_deref(), Some("longtext"));
     // Uniqueness now holds, and the daemon resumes where Java stopped.
     assert_eq!(db.store.cursor(&c).await.unwrap(), 14);
+    // msgid m1 at another seq: m1 stays unique, the new record is kept as m1~dup99; seq 14 again
+    // is a re-pull.
     let mut dup = row(99);
     dup.msgid = "m1".into();
     let out = db.store.write_batch(&c, &[dup, row(14)], &[], 14).await.unwrap();
-    assert_eq!(out.inserted_rows, 0);
+    assert_eq!(out.inserted_rows, 1);
+    assert_eq!(db.int(&format!("SELECT CAST(COUNT(*) AS SIGNED) FROM `{t}` WHERE msgid = 'm1'")).await, Some(1));
+    assert_eq!(db.text(&format!("SELECT msgid FROM `{t}` WHERE seq = 99")).await.as_deref(), Some("m1~dup99"));
     let out = db.store.write_batch(&c, &[row(15), row(u64::MAX)], &[], u64::MAX).await.unwrap();
     assert_eq!(out.inserted_rows, 2);
     assert_eq!(db.store.cursor(&c).await.unwrap(), u64::MAX);
@@ -702,7 +706,7 @@ async fn java_upgrade_from_java_schema() {
     db.store.migrate_java_corp_table(&c).await.unwrap();
     let fresh = connect(&db.url).await.unwrap();
     fresh.ensure_corp_tables(&c).await.unwrap();
-    assert_eq!(db.count(&t).await, 7);
+    assert_eq!(db.count(&t).await, 8);
     assert_eq!(db.count(&m).await, 2);
     db.finish().await;
 }

@@ -5,7 +5,9 @@
 //!   loses none. When a corp first appears, its items left in status 2 by this instance (or by
 //!   anyone, when their claim is older than `claim_stale`) go back to 1, and those whose attempts
 //!   are exhausted fail instead (decision 2). The attempt counter is incremented by the claim,
-//!   before the download starts.
+//!   before the download starts. The same recovery runs again, once none of the corp's items is
+//!   in flight, after a claim or a result could not be written (the database went away), so
+//!   that no item waits in status 2 for a restart.
 //! - Fairness: at most `per_corp` items of one corp and `workers` items overall are in flight;
 //!   corps are served round-robin, so one huge video occupies one worker and the other corps'
 //!   small files go through the others. Media never shares a thread or an SDK handle with
@@ -17,7 +19,9 @@
 //!   (decision 8). A marker error is written before transcoding, so a transcoder that kills the
 //!   process leaves "interrupted" behind instead of a retry loop (decision 2).
 //! - A transient failure goes back to status 1 with `retry_at` = now + exponential backoff; a
-//!   permanent one, or the last allowed attempt, ends in status 4 with the code.
+//!   permanent one, or the last allowed attempt, ends in status 4 with the code. A local I/O
+//!   failure (the media root read-only or full) is not the item's: it goes back to status 1 with
+//!   its attempt given back, after a backoff that grows while such failures go on.
 //! - The supervisor sends the desired corps after every reconcile ([`MediaCorps`]); corp actors
 //!   [`Nudge`] after a batch that stored media; a sweep every `sweep_interval` catches the rest
 //!   (retries that came due). [`MediaShutdown`] stops claiming, interrupts downloads between
@@ -174,7 +178,8 @@ impl MediaWorker {
         let transcoded = (self.settings.transcode && d.sniffed.is_some_and(|x| x.is_transcodable_voice())).then(|| {
             let opts =
                 Mp3Options { bitrate_kbps: self.settings.mp3_bitrate_kbps, sample_rate: self.settings.mp3_sample_rate };
-            catch_unwind(AssertUnwindSafe(|| transcode_beside(root, &d.path, &opts))).unwrap_or_else(|p| {
+            let temp = download::temp_dir(root, &self.settings.owner);
+            catch_unwind(AssertUnwindSafe(|| transcode_beside(root, &d.path, &temp, &opts))).unwrap_or_else(|p| {
                 Err(format!("the transcoder panicked: {}", crate::sdk::emulated::panic_message(&*p)))
             })
         });
@@ -225,7 +230,8 @@ impl Handler<Transcode> for MediaWorker {
     fn handle(&mut self, msg: Transcode, _ctx: &mut Self::Context) -> Self::Result {
         let settings = Arc::clone(&self.settings);
         let opts = Mp3Options { bitrate_kbps: settings.mp3_bitrate_kbps, sample_rate: settings.mp3_sample_rate };
-        catch_unwind(AssertUnwindSafe(|| transcode_beside(&settings.root, &msg.path, &opts)))
+        let temp = download::temp_dir(&settings.root, &settings.owner);
+        catch_unwind(AssertUnwindSafe(|| transcode_beside(&settings.root, &msg.path, &temp, &opts)))
             .unwrap_or_else(|p| Err(format!("the transcoder panicked: {}", crate::sdk::emulated::panic_message(&*p))))
     }
 }
@@ -288,6 +294,9 @@ pub struct MediaScheduler {
     stopping: bool,
     waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     rr: usize,
+    /// The wait after a local I/O failure (read-only or full media root): grows with every one
+    /// in a row, back to `backoff_initial` after a good download.
+    local_backoff: super::corp::Backoff,
     /// Live counters.
     pub counters: Arc<MediaCounters>,
 }
@@ -326,6 +335,7 @@ impl MediaScheduler {
             })
         };
         let counters = Arc::new(MediaCounters::default());
+        let local_backoff = super::corp::Backoff::new(settings.backoff_initial, settings.backoff_max);
         let addr = MediaScheduler {
             store,
             workers,
@@ -337,6 +347,7 @@ impl MediaScheduler {
             stopping: false,
             waiters: Vec::new(),
             rr: 0,
+            local_backoff,
             counters: Arc::clone(&counters),
         }
         .start();
@@ -362,7 +373,8 @@ impl MediaScheduler {
             let corpid = &ids[(self.rr + k) % n];
             let per_corp = self.settings.per_corp.max(1);
             let Some(c) = self.corps.get_mut(corpid) else { continue };
-            if c.claiming || c.idle || c.inflight >= per_corp {
+            // Recovery takes back every status-2 item of this instance: only with none in flight.
+            if c.claiming || c.idle || c.inflight >= per_corp || (!c.recovered && c.inflight > 0) {
                 continue;
             }
             let want = room.min(per_corp - c.inflight);
@@ -441,6 +453,10 @@ impl MediaScheduler {
                 Err(e) => {
                     tracing::warn!(corpid = %corpid, error = %e, "claiming media failed; will retry at the next sweep");
                     c.idle = true;
+                    // The error may have come after some items were already claimed (status 2,
+                    // e.g. the database went away between the claim and the read of the jobs):
+                    // take them back before claiming again, or they would wait for a restart.
+                    c.recovered = false;
                 }
             }
             act.schedule(ctx);
@@ -479,7 +495,10 @@ impl MediaScheduler {
         }));
     }
 
-    fn outcome_of(&self, job: &MediaJob, result: &Result<Downloaded, DownloadError>) -> MediaOutcome {
+    fn outcome_of(&mut self, job: &MediaJob, result: &Result<Downloaded, DownloadError>) -> MediaOutcome {
+        if result.is_ok() {
+            self.local_backoff.reset();
+        }
         match result {
             Ok(d) => match &d.transcoded {
                 // Transcoded before the upload (object store).
@@ -496,6 +515,13 @@ impl MediaScheduler {
                 },
             },
             Err(DownloadError::Interrupted) => MediaOutcome::Released,
+            // The media root is read-only, full, or gone: nothing to do with the item, so its
+            // attempt is given back (max_attempts never fails an item for it) and the wait grows
+            // with every such failure in a row, whichever item hits it.
+            Err(e) if e.is_local() => {
+                let delay = self.local_backoff.next_delay();
+                MediaOutcome::Deferred { code: e.media_code(), retry_at: unix_now() + delay.as_secs() as i64 }
+            }
             Err(e) if e.is_retryable() && job.attempts < self.settings.max_attempts => {
                 let delay = backoff(self.settings.backoff_initial, self.settings.backoff_max, job.attempts);
                 MediaOutcome::Retry { code: e.media_code(), retry_at: unix_now() + delay.as_secs() as i64 }
@@ -522,7 +548,7 @@ impl MediaScheduler {
                 };
                 tracing::debug!(corpid = %corpid, id = job.id, path = %d.path, bytes = d.bytes, "media downloaded");
             }
-            (Err(e), MediaOutcome::Retry { .. }) => {
+            (Err(e), MediaOutcome::Retry { .. } | MediaOutcome::Deferred { .. }) => {
                 self.counters.retried.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(corpid = %corpid, id = job.id, attempts = job.attempts, error = %e, "media download failed; will retry");
             }
@@ -545,9 +571,12 @@ impl MediaScheduler {
         let fut = tracing::Instrument::instrument(async move { store.finish_media(&id, &j, &outcome).await }, span);
         ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
             if let Err(e) = &r {
-                // The claim stays in status 2: the next start-up (or a stale-claim sweep of
-                // another instance) takes it back. Nothing is lost.
+                // The claim stays in status 2: it is taken back (recovery) once nothing of this
+                // corp is in flight and the database answers again, and downloaded again.
                 tracing::error!(corpid = %corpid, id = job.id, error = %e, "recording a media result failed");
+                if let Some(c) = act.corps.get_mut(&corpid) {
+                    c.recovered = false;
+                }
             }
             match transcode {
                 Some(path) if r.is_ok() => act.transcode(corpid, job, path, ctx),

@@ -102,6 +102,12 @@ impl DownloadError {
         }
     }
 
+    /// True when the failure is the local filesystem's (the media root read-only, full, gone),
+    /// not the item's nor the server's.
+    pub fn is_local(&self) -> bool {
+        matches!(self, DownloadError::Io { .. } | DownloadError::Sdk(SdkError::Write(_)))
+    }
+
     /// The `media_code` to store: the SDK's code or one of [`codes`].
     pub fn media_code(&self) -> i32 {
         match self {
@@ -167,8 +173,8 @@ fn sanitize_owner(owner: &str) -> String {
     }
 }
 
-/// Removes this instance's partial downloads (start-up: a killed process leaves them). Returns
-/// how many files were removed.
+/// Removes this instance's partial downloads and transcodes (start-up: a killed process leaves
+/// them). Returns how many files were removed.
 pub fn clean_temp(root: &Path, owner: &str) -> io::Result<u64> {
     let dir = temp_dir(root, owner);
     let entries = match fs::read_dir(&dir) {

@@ -943,6 +943,19 @@ fn info_frame(frames: &[u8], info: &Mp3Info) -> Result<Vec<u8>, TranscodeError> 
 /// only when complete and synced (temp file in the same directory, fsync, rename, directory
 /// fsync); on any error nothing is left behind and an existing `output` is untouched.
 pub fn transcode_file(input: &Path, output: &Path, opts: &Mp3Options) -> Result<TranscodeReport, TranscodeError> {
+    transcode_file_via(input, output, None, opts)
+}
+
+/// [`transcode_file`] with the temp file in `temp_dir` (on the same filesystem as `output`)
+/// instead of beside `output`: the daemon passes its media temp directory, which it empties at
+/// start-up, so that a process killed between the temp file's creation and the rename leaves
+/// nothing behind among the media files.
+pub fn transcode_file_via(
+    input: &Path,
+    output: &Path,
+    temp_dir: Option<&Path>,
+    opts: &Mp3Options,
+) -> Result<TranscodeReport, TranscodeError> {
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| TranscodeError::Io { op, path, source }
@@ -969,7 +982,7 @@ pub fn transcode_file(input: &Path, output: &Path, opts: &Mp3Options) -> Result<
         source: io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name"),
     })?;
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
+    let tmp = temp_dir.unwrap_or(&dir).join(format!(
         ".{}.{}.{}.tmp",
         name.to_string_lossy(),
         std::process::id(),

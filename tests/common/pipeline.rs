@@ -90,8 +90,14 @@ pub const DEFAULT_MYSQL_BASE: &str = "mysql://root@localhost/?socket=/run/mysqld
 /// (default [`DEFAULT_MYSQL_BASE`]); returns its URL, the admin URL and its name (to drop it at the
 /// end), or why MariaDB is unreachable.
 pub async fn fresh_mysql_database(prefix: &str) -> Result<(String, String, String), String> {
-    use sqlx::{Connection, Executor};
     let base = std::env::var("WWF_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_BASE.to_string());
+    fresh_mysql_database_at(&base, prefix).await
+}
+
+/// [`fresh_mysql_database`] on the server of `base` (e.g. a private `mariadbd`'s socket).
+pub async fn fresh_mysql_database_at(base: &str, prefix: &str) -> Result<(String, String, String), String> {
+    use sqlx::{Connection, Executor};
+    let base = base.to_string();
     let (head, query) = base.split_once('?').map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
     let authority = head.find("://").map_or(0, |i| i + 3);
     let host_end = head[authority..].find('/').map_or(head.len(), |i| authority + i);
@@ -138,6 +144,15 @@ impl Db {
     /// MariaDB is unreachable.
     pub async fn try_mysql() -> Result<Db, String> {
         let (url, admin, db) = fresh_mysql_database("wwp").await?;
+        open_url(&url).await;
+        let raw = Raw::My(sqlx::MySqlPool::connect(&url).await.unwrap());
+        Ok(Db { url, raw, _dir: None, drop_db: Some((admin, db)) })
+    }
+
+    /// A fresh MariaDB database on the server of `base` (a URL without a database name, e.g.
+    /// `mysql://root@localhost/?socket=/tmp/x/sock`), or why that server is unreachable.
+    pub async fn try_mysql_at(base: &str) -> Result<Db, String> {
+        let (url, admin, db) = fresh_mysql_database_at(base, "wwp").await?;
         open_url(&url).await;
         let raw = Raw::My(sqlx::MySqlPool::connect(&url).await.unwrap());
         Ok(Db { url, raw, _dir: None, drop_db: Some((admin, db)) })
