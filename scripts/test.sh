@@ -18,6 +18,17 @@ df -h . | sed 's/^/test: disk: /'
 echo "test: building"
 cargo build --workspace --all-targets
 
+# The summary line of every drill and end-to-end run, printed at the end whatever happens.
+export WWF_TEST_SUMMARY="$PWD/target/test-summary.txt"
+rm -f "$WWF_TEST_SUMMARY"
+print_summary() {
+    if [ -s "$WWF_TEST_SUMMARY" ]; then
+        echo "test: summaries of the drills and end-to-end runs:"
+        sed 's/^/  /' "$WWF_TEST_SUMMARY"
+    fi
+}
+trap print_summary EXIT
+
 netns=(unshare -n)
 [ "$(id -u)" = 0 ] || netns=(unshare -r -n)
 du -sh target 2>/dev/null | sed 's/^/test: target dir: /'

@@ -488,21 +488,18 @@ async fn kill_drill() {
     let emu = truth_of(&plans);
     let records = record_tally(&db, &emu, &corp_ids).await;
     let media = media_tally(&db, &emu, &corp_ids, &s.media).await;
-    eprintln!(
-        "{}",
-        summary(
-            &format!("kill -9 x{KILLS}"),
-            records,
-            &media,
-            media.total,
-            t0,
-            &format!(
-                "; {mid_ingest} kills mid-ingest, {left_partial} left partial files; {} MP3s of transcodes cut off \
+    common::report(&summary(
+        &format!("kill -9 x{KILLS}"),
+        records,
+        &media,
+        media.total,
+        t0,
+        &format!(
+            "; {mid_ingest} kills mid-ingest, {left_partial} left partial files; {} MP3s of transcodes cut off \
                  after the rename, unrecorded",
-                media.unrecorded_mp3
-            )
-        )
-    );
+            media.unrecorded_mp3
+        ),
+    ));
     for c in &corp_ids {
         check_corp(&db, &emu, c).await;
     }
@@ -790,23 +787,20 @@ async fn mariadb_drill() {
     let stuck: Vec<_> = media.open.iter().filter(|(_, _, st)| *st == 2 || *st == 4 || *st == 0).collect();
     let queued_new =
         media.open.iter().filter(|(c, seq, _)| frozen[corps.iter().position(|x| x == c).unwrap()] < *seq).count();
-    eprintln!(
-        "{}",
-        summary(
-            "mariadb down 30 s",
-            records,
-            &media,
-            media.total - media.open.len(),
-            t0,
-            &format!(
-                "; stored {before:?} when stopping it, {frozen:?} during the outage; same pid {pid}, /healthz 503 \
+    common::report(&summary(
+        "mariadb down 30 s",
+        records,
+        &media,
+        media.total - media.open.len(),
+        t0,
+        &format!(
+            "; stored {before:?} when stopping it, {frozen:?} during the outage; same pid {pid}, /healthz 503 \
                  while down, resumed in {:.1} s, {requeued} claims taken back in {recovered} recoveries; {} newest \
                  items queued at SIGTERM",
-                resumed_in.as_secs_f64(),
-                media.open.len()
-            )
-        )
-    );
+            resumed_in.as_secs_f64(),
+            media.open.len()
+        ),
+    ));
     for c in &corp_ids {
         check_corp(&db, &emu, c).await;
     }
@@ -1043,17 +1037,14 @@ async fn read_only_drill() {
     assert!(status.success(), "exit {status}:\n{}", d.log());
     let records = record_tally(&db, &emu, &corp_ids).await;
     let media = media_tally(&db, &emu, &corp_ids, &root).await;
-    eprintln!(
-        "{}",
-        summary(
-            "read-only media root",
-            records,
-            &media,
-            media.total,
-            t0,
-            &format!("; {retries} retries while read-only, up to {most} for one item, 0 failed for good")
-        )
-    );
+    common::report(&summary(
+        "read-only media root",
+        records,
+        &media,
+        media.total,
+        t0,
+        &format!("; {retries} retries while read-only, up to {most} for one item, 0 failed for good"),
+    ));
     for c in &corp_ids {
         check_corp(&db, &emu, c).await;
     }
@@ -1180,21 +1171,18 @@ async fn disk_full_drill() {
     assert_eq!(d.child.id(), pid);
     let (status, _) = d.terminate(Duration::from_secs(60));
     assert!(status.success(), "exit {status}:\n{}", d.log());
-    eprintln!(
-        "{}",
-        summary(
-            "disk full",
-            records,
-            &media,
-            media.total,
-            t0,
-            &format!(
-                "; {retries} retries of {items} items while full, {most} of the {} MiB file, 0 failed for good, \
+    common::report(&summary(
+        "disk full",
+        records,
+        &media,
+        media.total,
+        t0,
+        &format!(
+            "; {retries} retries of {items} items while full, {most} of the {} MiB file, 0 failed for good, \
                  {checked} checks of done items while full",
-                BIG >> 20
-            )
-        )
-    );
+            BIG >> 20
+        ),
+    ));
     for c in &corp_ids {
         check_corp(&db, &emu, c).await;
     }

@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::daemon::{write_corps, Daemon};
+use common::daemon::{real_sdk_config, write_corps, Daemon};
 use common::pipeline::{check_corp, Db};
 use emulator::api::{ApiOptions, FakeApi};
 use md5::{Digest, Md5};
@@ -59,24 +59,7 @@ async fn hostile(db: Db, label: &str) {
 
     let emu = emulator::Emulator::new(emulator::Scenario::load(&scenario_path).unwrap()).unwrap();
     let api = FakeApi::start(emu, ApiOptions::default()).unwrap();
-    let root = dir.path().join("msgfile");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[database]\nurl = \"{url}\"\n\
-             [sdk]\nlibrary = \"{sdk}\"\nthreads = 2\ntimeout = \"5s\"\nproxy = \"{proxy}\"\n\
-             [pull]\nlimit = 7\npoll_interval = \"300ms\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
-             [corps]\ntable = false\nfile = \"{corps}\"\nreload_interval = \"1h\"\n\
-             [media]\nroot = \"{root}\"\nsweep_interval = \"500ms\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n",
-            url = db.url,
-            sdk = sdk.display(),
-            proxy = api.proxy_url(),
-            corps = dir.path().join("corps.toml").display(),
-            root = root.display(),
-        ),
-    )
-    .unwrap();
+    let (config, root) = real_sdk_config(dir.path(), &db.url, &sdk, &api.proxy_url(), None, 7, 5);
 
     let truth = api.emulator().truth(HOSTILE);
     let media_items: usize = truth.iter().map(|t| t.media.len()).sum();
@@ -197,14 +180,14 @@ async fn hostile(db: Db, label: &str) {
         "{label}: the injected corpid is reported:\n{log}"
     );
     assert_eq!(db.int("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM corp_cursor", None).await, 2);
-    eprintln!(
+    common::report(&format!(
         "hostile input ({label}): {hostile_records}/{hostile_records} hostile records stored, {}/{} normal, \
          {} hostile file(s) inside the root, injected corpid refused, daemon exit 0 after {:.1} s; {outcomes:?}",
         NORMAL_RECORDS,
         NORMAL_RECORDS,
         hostile_files.len(),
         took.as_secs_f64()
-    );
+    ));
     db.finish().await;
 }
 

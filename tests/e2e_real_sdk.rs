@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::daemon::{write_corps, Daemon};
+use common::daemon::{real_sdk_config, write_corps, Daemon};
 use common::pipeline::{check_corp, Db};
 use emulator::api::{fileid_of, ApiFaults, ApiOptions, FakeApi};
 use md5::{Digest, Md5};
@@ -75,25 +75,7 @@ async fn e2e(db: Db, label: &str) {
     )
     .unwrap();
 
-    let root = dir.path().join("msgfile");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[database]\nurl = \"{url}\"\n\
-             [sdk]\nlibrary = \"{sdk}\"\nthreads = 2\ntimeout = \"5s\"\nproxy = \"{proxy}\"\nproxy_password = \"{PROXY_CREDENTIALS}\"\n\
-             [pull]\nlimit = 25\npoll_interval = \"300ms\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
-             [corps]\ntable = false\nfile = \"{corps}\"\nreload_interval = \"1h\"\n\
-             [media]\nroot = \"{root}\"\nsweep_interval = \"500ms\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\nmax_attempts = 40\n\
-             [log]\nlevel = \"info\"\n",
-            url = db.url,
-            sdk = sdk.display(),
-            proxy = api.proxy_url(),
-            corps = dir.path().join("corps.toml").display(),
-            root = root.display(),
-        ),
-    )
-    .unwrap();
+    let (config, root) = real_sdk_config(dir.path(), &db.url, &sdk, &api.proxy_url(), Some(PROXY_CREDENTIALS), 25, 40);
 
     let t0 = Instant::now();
     let mut daemon = Daemon::start(dir.path(), &config, 1, &[]);
@@ -190,13 +172,13 @@ async fn e2e(db: Db, label: &str) {
     }
     let tokens = requests.iter().filter(|r| r.call == "gettoken").count();
     assert!(tokens >= 2, "{label}: expired tokens were replaced ({tokens} gettoken calls)");
-    eprintln!(
+    common::report(&format!(
         "real SDK e2e ({label}): {RECORDS}/{RECORDS} records, {done}/{} media byte-exact, 2 refused as injected, \
          {} requests, {tokens} tokens, faults {by_fault:?}, {:.1} s",
         media.len(),
         requests.len(),
         took.as_secs_f64()
-    );
+    ));
     db.finish().await;
 }
 

@@ -119,3 +119,36 @@ pub fn write_corps(dir: &Path, corpids: &[String], seed: u64, records: u64, faul
     std::fs::write(dir.join("scenario.toml"), scenario).unwrap();
     std::fs::write(dir.join("corps.toml"), corps).unwrap();
 }
+
+/// Writes `<dir>/config.toml` for a daemon that loads the real SDK at `sdk` and reaches the fake
+/// WeCom API through `proxy` (with `proxy_password` when given), corps from `<dir>/corps.toml`,
+/// media under `<dir>/msgfile`, short backoffs. Returns (config, media root).
+pub fn real_sdk_config(
+    dir: &Path,
+    db_url: &str,
+    sdk: &Path,
+    proxy: &str,
+    proxy_password: Option<&str>,
+    limit: u32,
+    max_attempts: u32,
+) -> (PathBuf, PathBuf) {
+    let root = dir.join("msgfile");
+    let config = dir.join("config.toml");
+    let password = proxy_password.map(|p| format!("proxy_password = \"{p}\"\n")).unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{db_url}\"\n\
+             [sdk]\nlibrary = \"{sdk}\"\nthreads = 2\ntimeout = \"5s\"\nproxy = \"{proxy}\"\n{password}\
+             [pull]\nlimit = {limit}\npoll_interval = \"300ms\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
+             [corps]\ntable = false\nfile = \"{corps}\"\nreload_interval = \"1h\"\n\
+             [media]\nroot = \"{root}\"\nsweep_interval = \"500ms\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
+             max_attempts = {max_attempts}\n",
+            sdk = sdk.display(),
+            corps = dir.join("corps.toml").display(),
+            root = root.display(),
+        ),
+    )
+    .unwrap();
+    (config, root)
+}

@@ -27,6 +27,22 @@ pub fn in_ci() -> bool {
     std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
 }
 
+/// Prints a drill's or an end-to-end run's summary line on stderr and appends it to the file
+/// named by `WWF_TEST_SUMMARY` (scripts/test.sh prints that file at the end, so that the lines
+/// show in CI's log although cargo captures the output of passing tests).
+pub fn report(line: &str) {
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("WWF_TEST_SUMMARY").filter(|p| !p.is_empty()) {
+        use std::io::Write as _;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+        // One write per line on an O_APPEND file: lines of concurrent tests do not mix.
+        let written = file.and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            eprintln!("could not append the summary line to {}: {e}", Path::new(&path).display());
+        }
+    }
+}
+
 /// Skips a test loudly, or fails it under CI (`CI=true`).
 pub fn skip_or_fail(what: &str, why: &str) {
     if in_ci() {
