@@ -34,4 +34,4 @@ netns=(unshare -n)
 du -sh target 2>/dev/null | sed 's/^/test: target dir: /'
 df -h . | tail -1 | sed 's/^/test: disk: /'
 echo "test: running the suite inside a loopback-only network namespace"
-"${netns[@]}" -- bash -c 'ip link set lo up && exec cargo test --workspace --offline -- --test-threads=2'
+"${netns[@]}" -- bash -c 'ip link set lo up && exec cargo test --workspace --offline --no-fail-fast -- --test-threads=2'

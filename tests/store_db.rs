@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor};
 use wework_msgaudit::message::{MediaKind, MediaRef, Row};
@@ -518,6 +518,37 @@ async fn leases_claim_renew_release_and_fence(db: &TestDb) {
     );
     s.lease_leave("b").await.unwrap();
     assert_eq!(s.lease_heartbeat("a", 60_000).await.unwrap(), 1);
+}
+
+/// A holder paused inside a batch transaction (its lease row locked, `FOR UPDATE`) must not
+/// hold up the other instances' keepers: a claim of that corp answers "not now" at once instead
+/// of waiting for the lock, and renewing other leases never touches the locked row. With a
+/// blocking claim, a keeper stalled for the whole lock wait and its own leases expired (seen in
+/// CI: the 3-instance test lost every lease after a SIGSTOP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_batch_never_blocks_the_lease_keepers() {
+    use sqlx::{Connection, Executor};
+    let Some(db) = mysql_db().await else { return };
+    db.store.migrate().await.unwrap();
+    let s = &db.store;
+    let (x, y) = (corp("wwpausedx"), corp("wwpausedy"));
+    assert!(s.lease_claim(&x, "a", 300).await.unwrap().is_some());
+    let token_y = s.lease_claim(&y, "b", 60_000).await.unwrap().unwrap();
+    // "a" is paused in the middle of a batch: the fence row of x stays locked.
+    let mut paused = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    paused.execute("BEGIN").await.unwrap();
+    paused.execute("SELECT holder FROM corp_lease WHERE corpid = 'wwpausedx' FOR UPDATE").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await; // a's lease of x has expired
+    let t0 = Instant::now();
+    assert_eq!(s.lease_claim(&x, "b", 60_000).await.unwrap(), None, "x is locked: not now");
+    let renewed = s.lease_renew_all("b", &[(y.clone(), token_y)], 60_000).await.unwrap();
+    assert_eq!(renewed, vec![("wwpausedy".to_string(), token_y)]);
+    // The lock wait of this daemon's connections is 15 s: far below means nothing waited.
+    assert!(t0.elapsed() < Duration::from_secs(5), "the keeper waited {:?}", t0.elapsed());
+    // Once the paused transaction ends, x is claimable.
+    paused.execute("ROLLBACK").await.unwrap();
+    assert!(s.lease_claim(&x, "b", 60_000).await.unwrap().is_some());
+    db.finish().await;
 }
 
 macro_rules! both_dialects {

@@ -22,6 +22,9 @@ pub(super) struct LeaseDialect {
     pub for_update: &'static str,
     /// `CAST(x AS <int>)` type name.
     pub int: &'static str,
+    /// Locks a corp's lease row without waiting (bind: corpid), `""` where the database has no
+    /// row locks (SQLite: one writer at a time anyway).
+    pub lock_nowait: &'static str,
 }
 
 pub(super) const MYSQL: LeaseDialect = LeaseDialect {
@@ -32,6 +35,7 @@ pub(super) const MYSQL: LeaseDialect = LeaseDialect {
                 ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)",
     for_update: " FOR UPDATE",
     int: "SIGNED",
+    lock_nowait: "SELECT corpid FROM corp_lease WHERE corpid = ? FOR UPDATE NOWAIT",
 };
 
 pub(super) const SQLITE: LeaseDialect = LeaseDialect {
@@ -42,6 +46,7 @@ pub(super) const SQLITE: LeaseDialect = LeaseDialect {
                 ON CONFLICT (holder) DO UPDATE SET expires_at = excluded.expires_at",
     for_update: "",
     int: "INTEGER",
+    lock_nowait: "",
 };
 
 impl LeaseDialect {
@@ -55,6 +60,17 @@ impl LeaseDialect {
         format!(
             "UPDATE corp_lease SET holder = ?, token = token + 1, expires_at = {now} + ? \
              WHERE corpid = ? AND (holder = '' OR expires_at < {now} OR holder = ?)",
+            now = self.now_ms
+        )
+    }
+
+    /// 1 when another holder's lease of the corp is live (binds: corpid, holder): a consistent
+    /// read, no lock.
+    pub fn held_by_other(&self) -> String {
+        format!(
+            "SELECT CAST(COUNT(*) AS {i}) FROM corp_lease \
+             WHERE corpid = ? AND holder <> '' AND holder <> ? AND expires_at >= {now}",
+            i = self.int,
             now = self.now_ms
         )
     }
@@ -125,7 +141,26 @@ macro_rules! lease_fns {
             ttl_ms: i64,
         ) -> Result<Option<u64>, StoreError> {
             let _w = locked(lock).await;
+            // Never wait on a lease row: a live lease of another holder is left alone without a
+            // lock, and a row locked by another transaction (e.g. the batch of a paused holder,
+            // until the server drops it) is "not now". A claim that waited would hold up this
+            // instance's keeper, and with it the renewal of its own leases.
+            let busy: i64 =
+                sqlx::query_scalar(&$d.held_by_other()).bind(corpid.as_str()).bind(holder).fetch_one(pool).await?;
+            if busy > 0 {
+                return Ok(None);
+            }
             let mut tx = pool.begin().await?;
+            if !$d.lock_nowait.is_empty() {
+                match sqlx::query($d.lock_nowait).bind(corpid.as_str()).fetch_optional(&mut *tx).await {
+                    Ok(_) => {}
+                    Err(e) if crate::store::lock_unavailable(&e) => {
+                        tx.rollback().await?;
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             sqlx::query(&format!("{} corp_lease (corpid) VALUES (?)", $d.insert_ignore))
                 .bind(corpid.as_str())
                 .execute(&mut *tx)
@@ -165,11 +200,19 @@ macro_rules! lease_fns {
             let _w = locked(lock).await;
             for chunk in leases.chunks(500) {
                 let pairs = vec!["(?, ?)"; chunk.len()].join(", ");
+                let ids = vec!["?"; chunk.len()].join(", ");
+                // `corpid IN` first: the statement reads (and locks) only these rows by primary
+                // key, never a row that another instance's transaction holds.
                 let sql = format!(
-                    "UPDATE corp_lease SET expires_at = {} + ? WHERE holder = ? AND (corpid, token) IN ({pairs})",
+                    "UPDATE corp_lease SET expires_at = {} + ? \
+                     WHERE corpid IN ({ids}) AND holder = ? AND (corpid, token) IN ({pairs})",
                     $d.now_ms
                 );
-                let mut q = sqlx::query(&sql).bind(ttl_ms).bind(holder);
+                let mut q = sqlx::query(&sql).bind(ttl_ms);
+                for (corpid, _) in chunk {
+                    q = q.bind(corpid.as_str());
+                }
+                q = q.bind(holder);
                 for (corpid, token) in chunk {
                     q = q.bind(corpid.as_str()).bind(*token as i64);
                 }

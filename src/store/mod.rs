@@ -163,6 +163,16 @@ impl StoreError {
     }
 }
 
+/// True when a `NOWAIT` lock could not be had at once (MariaDB 1205, MySQL 3572).
+pub(crate) fn lock_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .is_some_and(|my| matches!(my.number(), 1205 | 3572)),
+        _ => false,
+    }
+}
+
 fn sqlx_retryable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,

@@ -139,6 +139,32 @@ const CORPLIST_COLUMNS: &[(&str, &str)] = &[
     ("`update`", "TINYINT NOT NULL DEFAULT 0"),
 ];
 
+/// Seconds a transaction of this daemon may wait for a row lock, and (MariaDB) stay open with
+/// its client silent before the server rolls it back and drops the connection.
+const TRANSACTION_BOUND_SECS: u32 = 15;
+
+/// Bounds every transaction of a new connection. The daemon's transactions run their statements
+/// back to back; one whose process is paused (SIGSTOP, a frozen VM) would otherwise keep its row
+/// locks — a batch's lease row, say — for as long as the pause lasts, and with them every other
+/// instance's claim of that corp. MariaDB's `idle_transaction_timeout` ends such a transaction;
+/// MySQL has no such variable (the attempt is ignored there) and relies on the lease keepers
+/// never waiting on a lock.
+async fn bound_transactions(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+    use sqlx::Executor as _;
+    conn.execute(format!("SET SESSION innodb_lock_wait_timeout = {TRANSACTION_BOUND_SECS}").as_str()).await?;
+    let idle = format!("SET SESSION idle_transaction_timeout = {TRANSACTION_BOUND_SECS}");
+    match conn.execute(idle.as_str()).await {
+        Ok(_) => Ok(()),
+        // 1193: unknown system variable (MySQL, TiDB).
+        Err(sqlx::Error::Database(db))
+            if db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|e| e.number() == 1193) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl MysqlStore {
     /// Connects (`mysql://user:pass@host:port/db`, `?socket=/path` for a Unix socket). The URL
     /// is never logged nor kept with its password.
@@ -147,6 +173,7 @@ impl MysqlStore {
         let pool = MySqlPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _| Box::pin(async move { bound_transactions(conn).await }))
             .connect_with(opts)
             .await?;
         Ok(Self {

@@ -666,7 +666,13 @@ fn encrypt_range(file: &crate::MediaFile, from: u64, to: u64, size: u64) -> Opti
 /// The `fileid` inside a sdkfileid (what the SDK sends, and what
 /// [`ApiFaults::media_errcodes`] is keyed by).
 pub fn fileid_of(sdkfileid: &str) -> Option<String> {
-    crate::gen::sdkfileid_parts(sdkfileid.as_bytes()).map(|(fileid, _, _)| fileid)
+    sdkfileid_parts(sdkfileid).map(|(fileid, _, _)| fileid)
+}
+
+/// (fileid, authkey, AES-128 key) inside a sdkfileid: what the SDK sends to
+/// `getchatmediadata`, and the key of the content it gets back.
+pub fn sdkfileid_parts(sdkfileid: &str) -> Option<(String, String, [u8; 16])> {
+    crate::gen::sdkfileid_parts(sdkfileid.as_bytes())
 }
 
 /// Reads [`ApiFaults`] from a TOML file (for the `fake-wecom` binary).
