@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{free_port, get, Daemon};
 use common::pipeline::{check_corp, Db};
-use common::skip_or_fail;
+use common::{files_under, skip_or_fail};
 use md5::{Digest, Md5};
 use serde_json::Value;
 
@@ -277,7 +277,7 @@ async fn media_tally(db: &Db, emu: &emulator::Emulator, corps: &[String], root: 
             }
         }
     }
-    for file in walk(root) {
+    for file in files_under(root) {
         let rel = file.strip_prefix(root).unwrap();
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         if rel.starts_with(".tmp") || name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp") {
@@ -318,19 +318,6 @@ fn md5_file(p: &Path) -> Option<(String, u64)> {
     let mut h = Md5::new();
     let n = std::io::copy(&mut f, &mut h).ok()?;
     Some((h.finalize().iter().map(|b| format!("{b:02x}")).collect(), n))
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The names directly in the drill's directory: only what the test wrote and the daemon's logs
@@ -1018,7 +1005,7 @@ async fn read_only_drill() {
             .await;
         assert!(local > 0, "{c}: the items carry the local I/O code while they wait");
     }
-    assert!(walk(&root).is_empty(), "nothing was written while read-only");
+    assert!(root.is_dir() && files_under(&root).is_empty(), "nothing was written while read-only");
     // 2. Writable again, from outside, without touching the daemon.
     ns.mount_in(pid, &["-o", "remount,bind,rw"], &root);
     let until = Instant::now() + Duration::from_secs(150);
@@ -1189,7 +1176,11 @@ async fn disk_full_drill() {
     assert!(media.open.is_empty(), "{:?}", media.open);
     assert_eq!(media.exact, media.total);
     assert_media_exact(&media, "after the disk grew");
-    assert!(walk(&outside).is_empty(), "nothing was written beneath the tmpfs: {:?}", walk(&outside));
+    assert!(
+        outside.is_dir() && files_under(&outside).is_empty(),
+        "nothing was written beneath the tmpfs: {:?}",
+        files_under(&outside)
+    );
     assert_nothing_else_written(s.dir.path());
     db.finish().await;
 }

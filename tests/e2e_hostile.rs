@@ -12,30 +12,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::daemon::{real_sdk_config, write_corps, Daemon};
 use common::pipeline::{check_corp, Db};
+use common::{files_under, md5_file};
 use emulator::api::{ApiOptions, FakeApi};
-use md5::{Digest, Md5};
 use wework_msgaudit::message::NOT_UTF8_ERROR;
 
 const HOSTILE: &str = "wwhostile00000001";
 const NORMAL: &str = "wwnormal000000001";
 const INJECTED: &str = "ww'); DROP TABLE corp_cursor; --";
 const NORMAL_RECORDS: u64 = 40;
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
 
 async fn hostile(db: Db, label: &str) {
     let Some(sdk) = common::real_sdk("the hostile-input end-to-end test") else { return };
@@ -150,23 +139,19 @@ async fn hostile(db: Db, label: &str) {
         assert!(!path.contains("..") && path.starts_with(&format!("{HOSTILE}/")), "{label}: stored path {path}");
         assert!(!path.contains("etc") && !path.contains("cron"), "{label}: the hostile name is not used: {path}");
     }
-    let mut files = Vec::new();
-    files_under(&root, &mut files);
+    let files = files_under(&root);
     let canonical_root = root.canonicalize().unwrap();
     for f in &files {
         assert!(f.canonicalize().unwrap().starts_with(&canonical_root), "{label}: {} outside the root", f.display());
     }
     let want: std::collections::BTreeSet<String> = truth.iter().flat_map(|r| &r.media).map(|m| m.md5.clone()).collect();
-    let mut hostile_files = Vec::new();
-    files_under(&root.join(HOSTILE), &mut hostile_files);
-    let got: std::collections::BTreeSet<String> =
-        hostile_files.iter().map(|f| format!("{:x}", Md5::digest(std::fs::read(f).unwrap()))).collect();
+    let hostile_files = files_under(&root.join(HOSTILE));
+    let got: std::collections::BTreeSet<String> = hostile_files.iter().map(|f| md5_file(f)).collect();
     assert_eq!(got, want, "{label}: the hostile corp's files: byte-exact, nothing else");
     for outside in ["/tmp/wwf-pwned.sh", "/etc/cron.d/x"] {
         assert!(!Path::new(outside).exists(), "{label}: {outside} was written");
     }
-    let mut everything = Vec::new();
-    files_under(dir.path(), &mut everything);
+    let everything = files_under(dir.path());
     assert!(
         everything
             .iter()

@@ -14,24 +14,19 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::daemon::{real_sdk_config, write_corps, Daemon};
+use common::md5_file;
 use common::pipeline::{check_corp, Db};
 use emulator::api::{fileid_of, ApiFaults, ApiOptions, FakeApi};
-use md5::{Digest, Md5};
 
 const CORP: &str = "wwrealsdk000000001";
 const RECORDS: u64 = 90;
 /// Three chunks of 512 KiB ciphertext, the last one partial.
 const BIG: u64 = 1_300_000;
 const PROXY_CREDENTIALS: &str = "audit:pa55:word";
-
-fn md5_file(p: &Path) -> String {
-    format!("{:x}", Md5::digest(std::fs::read(p).unwrap()))
-}
 
 fn faults(expired: &str, forbidden: &str) -> ApiFaults {
     ApiFaults {

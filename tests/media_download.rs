@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::pipeline::{config, corpid, open, scenario, specs, wait_for, Db};
-use md5::{Digest, Md5};
+use common::{files_under, md5_file};
 use std::sync::atomic::Ordering;
 use wework_msgaudit::actors::media::{MediaSettings, TRANSCODE_INTERRUPTED};
 use wework_msgaudit::actors::Pipeline;
@@ -34,24 +34,6 @@ use wework_msgaudit::store::{CorpId, MediaJob, MediaOutcome, Store, MEDIA_CODE_A
 
 const RECORDS: u64 = 400;
 const BIG: u64 = 42 << 20;
-
-fn md5_file(p: &Path) -> String {
-    let bytes = std::fs::read(p).unwrap();
-    Md5::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                files_under(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-}
 
 fn emulated(sc: emulator::Scenario) -> (Arc<emulator::Emulator>, Arc<EmulatedSdk>) {
     let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
@@ -171,8 +153,7 @@ async fn verify(db: &Db, emu: &emulator::Emulator, corp: &CorpId, root: &Path, t
             assert_eq!(mirrored, 1, "message row of {} mirrors {path}", t.msgid);
         }
     }
-    let mut all = Vec::new();
-    files_under(root, &mut all);
+    let all = files_under(root);
     let voice = expected.iter().filter(|(_, m)| m.ext == "amr" || m.ext == "silk").count();
     let want = expected.len() + if transcoded { voice } else { 0 };
     assert_eq!(all.len(), want, "one file per item (+ an MP3 per voice file) and no temp file: {all:?}");
@@ -286,8 +267,7 @@ async fn big_file_does_not_block_other_corps(db: Db) {
         corpid(0)
     );
     assert_eq!(db.int(&attempts, None).await, 0, "the interrupted attempt was given back");
-    let mut parts = Vec::new();
-    files_under(&root.path().join(".tmp"), &mut parts);
+    let parts = files_under(&root.path().join(".tmp"));
     assert!(parts.is_empty(), "{parts:?}");
     db.finish().await;
 }
@@ -393,8 +373,7 @@ fn hostile_names_stay_inside_the_media_root() {
         assert!(d.path.len() < 300, "{}", d.path.len());
         assert_eq!(md5_file(&p), item.md5);
     }
-    let mut all = Vec::new();
-    files_under(root.path(), &mut all);
+    let all = files_under(root.path());
     assert!(all.iter().all(|p| p.starts_with(root.path().join("media"))), "{all:?}");
     assert_eq!(all.iter().filter(|p| p.extension().is_some_and(|e| e == "part")).count(), 0);
 }

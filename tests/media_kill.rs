@@ -3,11 +3,13 @@
 //! over; the peak RSS of the run that downloads the whole 200 MiB file is measured (VmHWM) and
 //! must stay under 64 MiB. `media stats` and `media retry` are checked on the result.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
+use common::md5_file;
 
 const CORP: &str = "wwkillcorp00000001";
 const RECORDS: u64 = 40;
@@ -96,13 +98,6 @@ fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
         assert!(Instant::now() < until, "no exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn md5_file(p: &Path) -> String {
-    let mut f = std::fs::File::open(p).unwrap();
-    let mut h = Md5::new();
-    std::io::copy(&mut f, &mut h).unwrap();
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

@@ -27,6 +27,29 @@ pub fn in_ci() -> bool {
     std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
 }
 
+/// Every file under `dir`, recursively; none when `dir` cannot be read.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The MD5 (lowercase hex) of a file, read in a stream.
+pub fn md5_file(p: &Path) -> String {
+    use md5::{Digest, Md5};
+    let mut f = std::fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+    let mut h = Md5::new();
+    std::io::copy(&mut f, &mut h).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Prints a drill's or an end-to-end run's summary line on stderr and appends it to the file
 /// named by `WWF_TEST_SUMMARY` (scripts/test.sh prints that file at the end, so that the lines
 /// show in CI's log although cargo captures the output of passing tests).

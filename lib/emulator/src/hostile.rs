@@ -60,12 +60,17 @@ pub(crate) fn raw_plaintext(gen: &Generated) -> Vec<u8> {
     bytes
 }
 
-/// How `encrypt_chat_msg` is cut for this record, if at all: `Some(len)`.
-pub(crate) fn truncation(kind: Option<&str>, full_len: usize) -> Option<usize> {
+/// Whether this record's `encrypt_chat_msg` is cut (its truth says `corrupt`).
+pub(crate) fn cuts_ciphertext(kind: Option<&str>) -> bool {
+    matches!(kind, Some("truncated_short" | "truncated_half"))
+}
+
+/// Cuts `encrypt_chat_msg` as the record's kind says (nothing for the other kinds).
+pub(crate) fn cut_ciphertext(kind: Option<&str>, encrypt_chat_msg: &mut String) {
     match kind {
-        Some("truncated_short") => Some(12),
-        Some("truncated_half") => Some(full_len / 2),
-        _ => None,
+        Some("truncated_short") => encrypt_chat_msg.truncate(12),
+        Some("truncated_half") => encrypt_chat_msg.truncate(encrypt_chat_msg.len() / 2),
+        _ => {}
     }
 }
 
@@ -186,7 +191,13 @@ mod tests {
         let dup = by_kind("dup_msgid");
         assert_eq!(dup.msgid, gen(KINDS.iter().position(|x| *x == "dup_msgid").unwrap() as u64).msgid);
         assert_eq!(by_kind("traversal").media.len(), 1);
-        assert_eq!(truncation(Some("truncated_short"), 100), Some(12));
-        assert_eq!(truncation(Some("text"), 100), None);
+        let cut = |kind: &str| {
+            let mut ecm = "x".repeat(100);
+            cut_ciphertext(Some(kind), &mut ecm);
+            (cuts_ciphertext(Some(kind)), ecm.len())
+        };
+        assert_eq!(cut("truncated_short"), (true, 12));
+        assert_eq!(cut("truncated_half"), (true, 50));
+        assert_eq!(cut("text"), (false, 100));
     }
 }

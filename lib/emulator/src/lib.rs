@@ -390,7 +390,7 @@ impl Inner {
         let mut r = Rng::new(seed_of(&[self.seed, hash_bytes(corp.cfg.corpid.as_bytes()), seq, 0xFA17]));
         let f = &corp.cfg.faults;
         let key_pick = r.below(corp.keys.len() as u64) as usize;
-        let corrupt = r.chance(f.corrupt_rate) || hostile::truncation(gen.hostile, 1).is_some();
+        let corrupt = r.chance(f.corrupt_rate) || hostile::cuts_ciphertext(gen.hostile);
         let unknown = r.chance(f.unknown_key_ver_rate);
         let ver = if unknown { 99 } else { corp.keys.get(key_pick).map_or(1, |k| k.0) };
         if r.chance(f.long_msgid_rate) {
@@ -443,15 +443,13 @@ impl Inner {
         let r = self.record(corp, seq);
         let seal_seed = seed_of(&[self.seed, hash_bytes(corp.cfg.corpid.as_bytes()), seq, 0x5EA1]);
         let raw = hostile::raw_plaintext(&r.gen);
-        let cut = hostile::truncation(r.gen.hostile, usize::MAX);
-        let mut sealed = if r.corrupt && cut.is_none() {
+        // A cut record is corrupt by its cut alone: sealed whole, then cut.
+        let mut sealed = if r.corrupt && !hostile::cuts_ciphertext(r.gen.hostile) {
             codec::seal_corrupt(&raw, seal_seed)
         } else {
             codec::seal(&raw, seal_seed)
         };
-        if let Some(n) = hostile::truncation(r.gen.hostile, sealed.encrypt_chat_msg.len()) {
-            sealed.encrypt_chat_msg.truncate(n);
-        }
+        hostile::cut_ciphertext(r.gen.hostile, &mut sealed.encrypt_chat_msg);
         let key =
             if r.ver == 99 { self.throwaway_key() } else { corp.keys.iter().find(|k| k.0 == r.ver).map(|k| &k.1) };
         let erk = codec::rsa_encrypt(key.ok_or(RC_SYSTEM)?, &sealed.encrypt_key)?;
