@@ -341,12 +341,14 @@ pub fn instance_id(cfg: &Config) -> String {
     format!("{}-{}-{:04x}", host_name(), std::process::id(), rand::random::<u16>())
 }
 
-/// The host name (`/proc/sys/kernel/hostname`), or `default`.
+/// The host name (`/proc/sys/kernel/hostname`; `/etc/hostname` where /proc shows processes only,
+/// e.g. systemd's `ProcSubset=pid`), or `default`.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
+        .find(|h| !h.is_empty())
         .unwrap_or_else(|| "default".into())
 }
 
