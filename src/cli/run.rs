@@ -1,13 +1,17 @@
 //! `run --config FILE`: the daemon.
 //!
-//! Loads the configuration (exit 2 when it is wrong), connects to and migrates the database,
-//! loads the SDK (`[sdk] library`, or `emulator` for the in-process emulator driven by
-//! `WWF_EMULATOR_SCENARIO`), starts the pipeline ([`crate::actors::Pipeline`]) and runs until
+//! Loads the configuration (exit 2 when it is wrong), loads the SDK (`[sdk] library`, or
+//! `emulator` for the in-process emulator driven by `WWF_EMULATOR_SCENARIO`), connects to and
+//! migrates the database, starts the pipeline ([`crate::actors::Pipeline`]) and runs until
 //! SIGINT or SIGTERM. The stop is graceful: no new fetch starts and in-flight writes finish,
 //! within `[daemon] shutdown_grace` (exit 0), else exit 1.
 //!
+//! A database that cannot be reached at start is retried ([`connect_store`]): every attempt is
+//! logged with the target (password redacted) and the driver's own error, the delay doubles from
+//! 1 s to 30 s, and SIGTERM meanwhile exits 0. Only a malformed URL is a configuration error.
+//!
 //! While running: the [`Reloader`] applies edits of the configuration and corps files
-//! ([`crate::reload`]); the [`Observer`] logs retention alerts and, with `[http] listen`, answers
+//! ([`crate::reload`]), and SIGHUP does the same whether or not the watcher saw an edit; the [`Observer`] logs retention alerts and, with `[http] listen`, answers
 //! `/healthz`, `/metrics` and `/status` ([`crate::observe`]); a supervisor that died (panic)
 //! ends the process with exit 1 so that supervisord/systemd restarts it.
 
