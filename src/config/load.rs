@@ -71,6 +71,7 @@ pub(super) fn load(
     // Key by key: the first wrong one is reported with where it was set.
     for (section, item) in &table {
         let one = match item {
+            toml::Value::Table(keys) if keys.is_empty() => vec![(section.clone(), single(section, None))],
             toml::Value::Table(keys) => keys
                 .iter()
                 .map(|(key, value)| (format!("{section}.{key}"), single(section, Some((key.as_str(), value.clone())))))

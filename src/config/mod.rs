@@ -7,8 +7,8 @@
 //! `config/example.toml` documents every key with its default; a test keeps the two in step.
 //!
 //! Errors ([`ConfigError`]) never show a value (a rejected value may be a password or a key):
-//! they name the key (`pull.limit`) and where it was set, `file:line` for the TOML file or the
-//! variable's name for the environment ([`crate::config::load`]'s `locate`). An environment
+//! they name the key (`pull.limit`) and where it was set ([`Origin`]: `file:line` for the TOML
+//! file, from its spans, or the variable's name for the environment). An environment
 //! value takes the type of its key: `WEWORK_MSGAUDIT__CLUSTER__INSTANCE_ID=1` is the string
 //! `"1"`, `WEWORK_MSGAUDIT__PULL__LIMIT=500` the number 500, `…__CORPS__TABLE=false` a boolean.
 
@@ -497,6 +497,8 @@ mod tests {
         assert!(err.to_string().contains("limt") && err.to_string().contains("x.toml"), "{err}");
         let err = Config::from_parts("", None, env(&[("WEWORK_MSGAUDIT__PULL__NOPE", "1")])).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+        let err = Config::from_parts("[nosuch]\n", Some(Path::new("x.toml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("x.toml:1: nosuch: unknown field `nosuch`"), "{err}");
         let err = Config::from_parts("", None, env(&[("WEWORK_MSGAUDIT__PULL", "1")])).unwrap_err();
         assert!(matches!(err, ConfigError::BadEnv(_)), "{err}");
         let err = Config::from_parts("[pull]\npoll_interval = \"soon\"\n", None, env(&[])).unwrap_err();
