@@ -11,9 +11,14 @@
 #
 # Both stages use Debian 12 "bookworm", so the FFmpeg libraries the binary was linked against in
 # the builder (FFmpeg 5.1) are the very ones installed in the runtime image.
+#
+# Base images are pinned by digest (a tag moves; a digest names one image): rust:1.98.1-bookworm
+# and debian:bookworm-slim (the bookworm-20260713-slim build). To update: `docker buildx
+# imagetools inspect rust:1-bookworm` (and debian:bookworm-slim), put the new index digests
+# here, rebuild, run the tests. tests/deploy_files.rs requires the pins.
 
 # ---- builder ------------------------------------------------------------------------------------
-FROM rust:1-bookworm AS builder
+FROM rust:1.98.1-bookworm@sha256:93ce27a88655056a51dbdd8f5f2d7ddc071c7b0070fb288a37b5a285fc83971e AS builder
 # ffmpeg-next needs the FFmpeg headers + pkg-config, and clang/libclang for its bindgen step.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -22,19 +27,26 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 # --locked: exactly the dependency versions of Cargo.lock. The cache mounts keep the registry and
-# target/ between builds; the binary is copied out of the cache mount.
+# target/ between builds; the binary is copied out of the cache mount, without its debug info
+# (the release profile keeps line tables for backtraces in development builds; the image gets
+# symbol names only: a panic's backtrace still names the functions).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin wework-msgaudit \
- && install -D -m 0755 target/release/wework-msgaudit /out/wework-msgaudit
+ && install -D -m 0755 target/release/wework-msgaudit /out/wework-msgaudit \
+ && strip --strip-debug /out/wework-msgaudit
 
 # ---- runtime ------------------------------------------------------------------------------------
-FROM debian:bookworm-slim
+FROM debian:bookworm-slim@sha256:7b140f374b289a7c2befc338f42ebe6441b7ea838a042bbd5acbfca6ec875818
 # Runtime libraries only, no -dev packages, no compiler:
 #   libavcodec59 (libavcodec.so.59), libswresample4 (libswresample.so.4), libavutil57
 #   (libavutil.so.57): what `ldd wework-msgaudit` lists (the daemon never links libavformat);
 #   zlib1g: needed by the vendor SDK (libz.so.1); ca-certificates: TLS to MySQL/S3 endpoints;
-#   tini: PID 1 that forwards SIGTERM to the daemon and reaps zombies.
+#   tini: PID 1 that forwards SIGTERM (and SIGHUP: `docker kill -s HUP` reloads) to the daemon and
+#   reaps zombies.
+# X11: Debian builds libavutil57 with VAAPI/VDPAU, so it depends on libx11-6, libva-x11-2 and
+# libvdpau1 (libavcodec-extra59 too); the daemon never opens a display, but the libraries come
+# along. Only an FFmpeg built without them (--disable-autodetect) would avoid that.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libavcodec59 libswresample4 libavutil57 zlib1g ca-certificates tini \

@@ -2,6 +2,7 @@
 # Installs what building and testing wework-msgaudit needs and is missing, on Debian/Ubuntu:
 #   - apt packages (DESIGN.md decision 17): FFmpeg dev libraries + clang for ffmpeg-next, ffmpeg
 #     (ffprobe), sox, iproute2 (unshare/ip), binutils (nm), supervisor (tests/deploy_supervisord.rs),
+#     docker-compose unless `docker compose` works (tests/deploy_files.rs),
 #     MariaDB server;
 #   - the real vendor SDK from the PyPI package pyweworkfinance==1.1.0, into .cache/sdk/ (git-ignored),
 #     checked against its known sha256 (decision 15) — never committed;
@@ -34,6 +35,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# `docker compose config` for tests/deploy_files.rs: the compose plugin when Docker has it, else
+# Debian's docker-compose, without its recommended Docker engine (nothing here runs containers).
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  echo "setup: installing docker-compose (to validate docker-compose.yml)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
 fi
 
 # --- the real vendor SDK (tests only) -------------------------------------------------------------

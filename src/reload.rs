@@ -8,6 +8,11 @@
 //! (DESIGN.md decision 12: the corp sources, the per-corp defaults and proxy, the log level) and what
 //! needs a restart (reported by key name, never by value: values may be secrets).
 //!
+//! Only events naming one of the two files count: a log file, the SQLite database or any other
+//! file of the same directory changes nothing (and the watcher crates' own debug/trace events are
+//! dropped by [`crate::logging`], else a log file in the directory would feed on itself). SIGHUP
+//! (`cli::run`) triggers the same reload as an edit of both files.
+//!
 //! An invalid edit is reported and the previous configuration keeps running. Polling
 //! (`[corps] reload_interval`) stays on as well: it covers the `corplist` table and any file
 //! event notify misses (network file systems).
@@ -202,5 +207,32 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let got = rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), rx.recv()).await });
         assert_eq!(got.ok().flatten(), Some(Changed { config: false, corps: true }));
+    }
+
+    /// Writes to other files of the watched directory (the daemon's log, its SQLite database)
+    /// send nothing; an edit of the watched file still does.
+    #[test]
+    fn other_files_in_the_directory_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "a").unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _watch = FileWatch::start(Some(&config), None, Duration::from_millis(100), tx).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        {
+            use std::io::Write as _;
+            let mut log = std::fs::File::create(dir.path().join("wework-msgaudit.log")).unwrap();
+            for i in 0..200 {
+                writeln!(log, "line {i}").unwrap();
+                log.flush().unwrap();
+            }
+            std::fs::write(dir.path().join("data.db"), "x").unwrap();
+        }
+        let got = rt.block_on(async { tokio::time::timeout(Duration::from_millis(800), rx.recv()).await });
+        assert!(got.is_err(), "a write to another file was reported: {got:?}");
+        std::fs::write(&config, "b").unwrap();
+        let got = rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), rx.recv()).await });
+        assert_eq!(got.ok().flatten(), Some(Changed { config: true, corps: false }));
     }
 }

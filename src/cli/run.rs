@@ -1,13 +1,17 @@
 //! `run --config FILE`: the daemon.
 //!
-//! Loads the configuration (exit 2 when it is wrong), connects to and migrates the database,
-//! loads the SDK (`[sdk] library`, or `emulator` for the in-process emulator driven by
-//! `WWF_EMULATOR_SCENARIO`), starts the pipeline ([`crate::actors::Pipeline`]) and runs until
+//! Loads the configuration (exit 2 when it is wrong), loads the SDK (`[sdk] library`, or
+//! `emulator` for the in-process emulator driven by `WWF_EMULATOR_SCENARIO`), connects to and
+//! migrates the database, starts the pipeline ([`crate::actors::Pipeline`]) and runs until
 //! SIGINT or SIGTERM. The stop is graceful: no new fetch starts and in-flight writes finish,
 //! within `[daemon] shutdown_grace` (exit 0), else exit 1.
 //!
+//! A database that cannot be reached at start is retried ([`connect_store`]): every attempt is
+//! logged with the target (password redacted) and the driver's own error, the delay doubles from
+//! 1 s to 30 s, and SIGTERM meanwhile exits 0. Only a malformed URL is a configuration error.
+//!
 //! While running: the [`Reloader`] applies edits of the configuration and corps files
-//! ([`crate::reload`]); the [`Observer`] logs retention alerts and, with `[http] listen`, answers
+//! ([`crate::reload`]), and SIGHUP does the same whether or not the watcher saw an edit; the [`Observer`] logs retention alerts and, with `[http] listen`, answers
 //! `/healthz`, `/metrics` and `/status` ([`crate::observe`]); a supervisor that died (panic)
 //! ends the process with exit 1 so that supervisord/systemd restarts it.
 
@@ -20,7 +24,7 @@ use actix::prelude::*;
 use clap::Args;
 use tokio::sync::mpsc;
 
-use super::{store_error, CliError};
+use super::CliError;
 use crate::actors::lease::LeaseSettings;
 use crate::actors::media::MediaSettings;
 use crate::actors::supervisor::{Reload, SetSources, Supervisor};
@@ -48,15 +52,17 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
     let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
     let http = match cfg.http.listen.as_str() {
         "" => None,
-        listen => {
-            Some(listen.parse::<SocketAddr>().map_err(|e| CliError::Config(format!("http.listen = {listen:?}: {e}")))?)
-        }
+        listen => Some(listen.parse::<SocketAddr>().map_err(|e| CliError::Config(format!("http.listen: {e}")))?),
     };
     let sdk = load_sdk(&cfg.sdk.library)?;
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        let store = store::connect(cfg.database.url.expose()).await.map_err(store_error)?;
-        store.migrate().await.map_err(store_error)?;
+        // First of all: from here on SIGHUP reloads instead of ending the process.
+        let mut signals = Signals::install()?;
+        let Some(store) = connect_store(&cfg, &mut signals).await? else {
+            tracing::info!("stopped before the database was reached");
+            return Ok(());
+        };
         tracing::info!(database = %cfg.database.redacted_url(), sdk = %sdk.describe(), "starting");
         let sources = sources_from_config(&cfg, Some(Arc::clone(&store)));
         // A missing or invalid corps file at start-up is a configuration error; later reloads
@@ -90,7 +96,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         let server = match http {
             Some(addr) => {
                 let server = observe::http::serve(addr, observer)
-                    .map_err(|e| CliError::Config(format!("http.listen = {addr}: {e}")))?;
+                    .map_err(|e| CliError::Config(format!("http.listen: cannot listen: {e}")))?;
                 tracing::info!(%addr, "serving /healthz, /metrics and /status");
                 let handle = server.handle();
                 actix_rt::spawn(server);
@@ -101,13 +107,15 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         let mut reloader = Reloader::new(args.config.clone(), cfg, store, pipeline.supervisor.clone(), log_overridden);
         let grace = reloader.cfg.daemon.shutdown_grace;
         let fatal = {
-            let signal = wait_for_signal();
             let fatal = pipeline.fatal();
-            tokio::pin!(signal, fatal);
+            tokio::pin!(fatal);
             let mut check = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    r = &mut signal => { r?; break None }
+                    signal = signals.next() => match signal {
+                        Signal::Stop => break None,
+                        Signal::Reload => reloader.reload_all(),
+                    },
                     reason = &mut fatal => break Some(reason),
                     Some(changed) = reloader.changes.recv() => reloader.apply(changed),
                     _ = check.tick() => {
@@ -186,6 +194,13 @@ impl Reloader {
             Ok(w) => self.watch = Some(w),
             Err(e) => tracing::warn!(error = %e, "cannot watch the files; changes are picked up by polling only"),
         }
+    }
+
+    /// SIGHUP: what an edit of both files does, whether or not the watcher saw one.
+    fn reload_all(&mut self) {
+        tracing::info!("SIGHUP: re-reading the configuration and the corps");
+        self.supervisor.do_send(Reload);
+        self.apply(Changed { config: true, corps: false });
     }
 
     fn apply(&mut self, changed: Changed) {
@@ -330,13 +345,172 @@ pub fn instance_id(cfg: &Config) -> String {
     format!("{}-{}-{:04x}", host_name(), std::process::id(), rand::random::<u16>())
 }
 
-/// The host name (`/proc/sys/kernel/hostname`), or `default`.
+/// The host name (`/proc/sys/kernel/hostname`; `/etc/hostname` where /proc shows processes only,
+/// e.g. systemd's `ProcSubset=pid`), or `default`.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
+        .find(|h| !h.is_empty())
         .unwrap_or_else(|| "default".into())
+}
+
+/// What a signal asks of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM or SIGINT: stop gracefully.
+    Stop,
+    /// SIGHUP: reload the configuration and the corps (`systemctl reload`).
+    Reload,
+}
+
+/// The daemon's signal handlers, installed before it connects to anything: SIGHUP's default
+/// action would end the process (exit 129).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, CliError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler =
+            |kind: SignalKind, name: &str| signal(kind).map_err(|e| CliError::Runtime(format!("{name} handler: {e}")));
+        Ok(Self {
+            term: handler(SignalKind::terminate(), "SIGTERM")?,
+            int: handler(SignalKind::interrupt(), "SIGINT")?,
+            hup: handler(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    /// The next signal (logged).
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => { tracing::info!("SIGTERM"); Signal::Stop }
+            _ = self.int.recv() => { tracing::info!("SIGINT"); Signal::Stop }
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
+
+    /// Waits for SIGTERM or SIGINT; a SIGHUP meanwhile has nothing to reload yet.
+    async fn stop(&mut self) {
+        while self.next().await != Signal::Stop {
+            tracing::info!("SIGHUP before start-up completed: nothing to reload yet");
+        }
+    }
+}
+
+/// Why one attempt to reach the database failed.
+#[derive(Debug, thiserror::Error)]
+enum DbAttempt {
+    /// The driver's own connection attempt (it names the cause, where the pool only says
+    /// "pool timed out").
+    #[error("{}", chain(.0))]
+    Connect(sqlx::Error),
+    /// No answer within [`DB_CONNECT_TIMEOUT`].
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Opening the pool or migrating.
+    #[error("{}", chain(.0))]
+    Store(store::StoreError),
+}
+
+impl DbAttempt {
+    /// Worth another attempt: anything but a malformed URL and non-transient migration errors.
+    fn is_retryable(&self) -> bool {
+        use store::StoreError;
+        match self {
+            DbAttempt::Connect(e) => !matches!(e, sqlx::Error::Configuration(_)),
+            DbAttempt::Timeout(_) => true,
+            DbAttempt::Store(StoreError::Db(e)) => !matches!(e, sqlx::Error::Configuration(_)),
+            DbAttempt::Store(e) => e.is_retryable(),
+        }
+    }
+
+    /// A mistake in `[database] url` (exit 2) rather than a failure (exit 1).
+    fn is_config(&self) -> bool {
+        use store::StoreError;
+        matches!(
+            self,
+            DbAttempt::Connect(sqlx::Error::Configuration(_))
+                | DbAttempt::Store(StoreError::UnsupportedUrl(_) | StoreError::Db(sqlx::Error::Configuration(_)))
+        )
+    }
+}
+
+/// `e` and its sources, `: `-separated (sqlx's I/O error hides the OS error in its source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// One connection attempt's time limit (a host that drops packets would otherwise hang it).
+const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// First and longest wait between attempts to reach the database at start-up.
+const DB_RETRY_INITIAL: Duration = Duration::from_secs(1);
+const DB_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// One attempt: a direct driver connection first (MySQL/MariaDB), then the store's pool and the
+/// migrations.
+async fn try_store(url: &str) -> Result<Arc<dyn store::Store>, DbAttempt> {
+    let mysql = url.strip_prefix("mariadb://").map(|rest| format!("mysql://{rest}"));
+    let mysql = mysql.as_deref().unwrap_or(url);
+    if mysql.starts_with("mysql://") {
+        use sqlx::{ConnectOptions as _, Connection as _};
+        let opts: sqlx::mysql::MySqlConnectOptions = mysql.parse().map_err(DbAttempt::Connect)?;
+        let conn = tokio::time::timeout(DB_CONNECT_TIMEOUT, opts.connect())
+            .await
+            .map_err(|_| DbAttempt::Timeout(DB_CONNECT_TIMEOUT))?
+            .map_err(DbAttempt::Connect)?;
+        let _ = conn.close().await;
+    }
+    let store = store::connect(url).await.map_err(DbAttempt::Store)?;
+    store.migrate().await.map_err(DbAttempt::Store)?;
+    Ok(store)
+}
+
+/// Connects to and migrates the database, retrying with a doubling delay (1 s up to 30 s) while
+/// it cannot be reached: every attempt is logged with the target (password redacted) and the
+/// driver's error. `None`: SIGTERM/SIGINT came first. A malformed URL is a configuration error.
+async fn connect_store(cfg: &Config, signals: &mut Signals) -> Result<Option<Arc<dyn store::Store>>, CliError> {
+    let target = cfg.database.redacted_url();
+    let mut delay = DB_RETRY_INITIAL;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let result = tokio::select! {
+            r = try_store(cfg.database.url.expose()) => r,
+            () = signals.stop() => return Ok(None),
+        };
+        let error = match result {
+            Ok(store) => {
+                if attempt > 1 {
+                    tracing::info!(database = %target, attempt, "database reached");
+                }
+                return Ok(Some(store));
+            }
+            Err(e) if e.is_config() => return Err(CliError::Config(format!("database.url: {e}"))),
+            Err(e) if !e.is_retryable() => return Err(CliError::Runtime(format!("database {target}: {e}"))),
+            Err(e) => e,
+        };
+        tracing::warn!(database = %target, attempt, retry_in = ?delay, %error, "cannot reach the database; retrying");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = signals.stop() => return Ok(None),
+        }
+        delay = (delay * 2).min(DB_RETRY_MAX);
+    }
 }
 
 /// Waits for SIGINT or SIGTERM.

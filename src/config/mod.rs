@@ -2,9 +2,17 @@
 //!
 //! [`Config::load`] reads the TOML file (every key optional, unknown keys are errors), overlays
 //! every `WEWORK_MSGAUDIT__<SECTION>__<KEY>` environment variable onto it, then deserialises the
-//! result once, so that a value from the environment is validated exactly like one from the file.
+//! result, so that a value from the environment is validated exactly like one from the file.
 //! Durations are humantime strings. Secrets ([`Secret`]) print as `<redacted>` in `Debug`.
 //! `config/example.toml` documents every key with its default; a test keeps the two in step.
+//!
+//! Errors ([`ConfigError`]) never show a value (a rejected value may be a password or a key):
+//! they name the key (`pull.limit`) and where it was set ([`Origin`]: `file:line` for the TOML
+//! file, from its spans, or the variable's name for the environment). An environment
+//! value takes the type of its key: `WEWORK_MSGAUDIT__CLUSTER__INSTANCE_ID=1` is the string
+//! `"1"`, `WEWORK_MSGAUDIT__PULL__LIMIT=500` the number 500, `…__CORPS__TABLE=false` a boolean.
+
+mod load;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,10 +21,12 @@ use serde::Deserialize;
 
 use crate::secret::{redact_url, Secret};
 
+pub use load::Origin;
+
 /// The prefix of environment overrides: `WEWORK_MSGAUDIT__DATABASE__URL`.
 pub const ENV_PREFIX: &str = "WEWORK_MSGAUDIT__";
 
-/// Why the configuration could not be loaded.
+/// Why the configuration could not be loaded. No variant holds a configured value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -27,12 +37,22 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The TOML (after environment overrides) is invalid.
-    #[error("invalid configuration{}: {message}", path.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]
+    /// The file is not valid TOML.
+    #[error("invalid configuration: {at}: not valid TOML: {message}")]
+    Syntax {
+        /// `file:line` of the error.
+        at: Origin,
+        /// The parser's message (without the source line, which may hold a value).
+        message: String,
+    },
+    /// A key has a wrong or invalid value, or is not a key of the configuration.
+    #[error("invalid configuration: {}{key}: {message}", at.as_ref().map(|o| format!("{o}: ")).unwrap_or_default())]
     Invalid {
-        /// The file, when there is one.
-        path: Option<PathBuf>,
-        /// What is wrong, with the key.
+        /// Where the key was set (`file:line`, or the environment variable), when known.
+        at: Option<Origin>,
+        /// The key path, e.g. `pull.limit`.
+        key: String,
+        /// What is wrong, without the value.
         message: String,
     },
     /// An environment override names no key of the configuration.
@@ -331,7 +351,6 @@ impl Default for MediaConfig {
     }
 }
 
-/// Log output format.
 /// Where media files go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -343,6 +362,7 @@ pub enum MediaBackend {
     S3,
 }
 
+/// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -381,74 +401,46 @@ impl Config {
         Self::from_parts(&text, path, std::env::vars())
     }
 
-    /// Parses TOML `text` with the given environment on top (testable without touching the process
-    /// environment).
+    /// Parses TOML `text` (read from `path`, for error locations) with the given environment on
+    /// top (testable without touching the process environment).
     pub fn from_parts(
         text: &str,
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { path: path.map(Path::to_path_buf), message };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
-        for (name, value) in env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
-            let mut parts = rest.split("__").map(str::to_ascii_lowercase);
-            let (Some(section), Some(key), None) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(ConfigError::BadEnv(name));
-            };
-            if section.is_empty() || key.is_empty() {
-                return Err(ConfigError::BadEnv(name));
-            }
-            let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            let toml::Value::Table(section_table) = entry else { return Err(ConfigError::BadEnv(name)) };
-            section_table.insert(key, env_value(&value));
-        }
-        let config = Config::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.message().to_string()))?;
-        config.check().map_err(invalid)?;
-        Ok(config)
+        load::load(text, path, env)
     }
 
-    /// Checks values the types alone do not constrain.
-    fn check(&self) -> Result<(), String> {
+    /// Checks values the types alone do not constrain: `Err((key, what is wrong))`, without the
+    /// value.
+    fn check(&self) -> Result<(), (&'static str, String)> {
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!("http.listen = {:?}: expected host:port, e.g. \"127.0.0.1:9100\"", self.http.listen));
+            return Err(("http.listen", "expected host:port, e.g. \"127.0.0.1:9100\"".into()));
         }
         if self.cluster.leases && self.cluster.lease_ttl < Duration::from_secs(1) {
-            return Err("cluster.lease_ttl must be at least 1s".into());
+            return Err(("cluster.lease_ttl", "must be at least 1s".into()));
         }
         if self.media.backend == MediaBackend::S3
             && (self.media.s3_endpoint.is_empty() || self.media.s3_bucket.is_empty())
         {
-            return Err("media.backend = \"s3\" needs media.s3_endpoint and media.s3_bucket".into());
+            return Err(("media.backend", "\"s3\" needs media.s3_endpoint and media.s3_bucket".into()));
         }
         if self.daemon.failing_after == 0 {
-            return Err("daemon.failing_after must be at least 1".into());
+            return Err(("daemon.failing_after", "must be at least 1".into()));
         }
         const MP3_RATES: [u32; 10] = [0, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
         if !MP3_RATES.contains(&self.media.mp3_sample_rate) {
-            return Err(format!(
-                "media.mp3_sample_rate = {}: expected 0 (the source's) or one of 8000, 11025, 12000, 16000, 22050, \
-                 24000, 32000, 44100, 48000",
-                self.media.mp3_sample_rate
+            return Err((
+                "media.mp3_sample_rate",
+                "expected 0 (the source's) or one of 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000"
+                    .into(),
             ));
         }
         if !(8..=320).contains(&self.media.mp3_bitrate) {
-            return Err(format!("media.mp3_bitrate = {}: expected 8..=320 kbit/s", self.media.mp3_bitrate));
+            return Err(("media.mp3_bitrate", "expected 8..=320 kbit/s".into()));
         }
         Ok(())
     }
-}
-
-/// An environment value as TOML: integers, floats and booleans keep their type, anything else is
-/// a string (so `WEWORK_MSGAUDIT__PULL__LIMIT=500` is the number 500).
-fn env_value(raw: &str) -> toml::Value {
-    if let Ok(i) = raw.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    if let Ok(b) = raw.parse::<bool>() {
-        return toml::Value::Boolean(b);
-    }
-    toml::Value::String(raw.to_string())
 }
 
 #[cfg(test)]
@@ -458,9 +450,10 @@ mod tests {
     #[test]
     fn mp3_settings_are_checked() {
         let err = Config::from_parts("[media]\nmp3_sample_rate = 44000\n", None, []).unwrap_err();
-        assert!(err.to_string().contains("media.mp3_sample_rate = 44000"), "{err}");
+        assert!(err.to_string().contains("line 2: media.mp3_sample_rate: expected 0"), "{err}");
+        assert!(!err.to_string().contains("44000"), "{err}");
         let err = Config::from_parts("[media]\nmp3_bitrate = 0\n", None, []).unwrap_err();
-        assert!(err.to_string().contains("media.mp3_bitrate = 0"), "{err}");
+        assert!(err.to_string().contains("media.mp3_bitrate: expected 8..=320"), "{err}");
         let ok = Config::from_parts("[media]\nmp3_sample_rate = 16000\nmp3_bitrate = 48\n", None, []).unwrap();
         assert_eq!((ok.media.mp3_sample_rate, ok.media.mp3_bitrate), (16000, 48));
     }
@@ -504,6 +497,8 @@ mod tests {
         assert!(err.to_string().contains("limt") && err.to_string().contains("x.toml"), "{err}");
         let err = Config::from_parts("", None, env(&[("WEWORK_MSGAUDIT__PULL__NOPE", "1")])).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+        let err = Config::from_parts("[nosuch]\n", Some(Path::new("x.toml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("x.toml:1: nosuch: unknown field `nosuch`"), "{err}");
         let err = Config::from_parts("", None, env(&[("WEWORK_MSGAUDIT__PULL", "1")])).unwrap_err();
         assert!(matches!(err, ConfigError::BadEnv(_)), "{err}");
         let err = Config::from_parts("[pull]\npoll_interval = \"soon\"\n", None, env(&[])).unwrap_err();
@@ -518,5 +513,122 @@ mod tests {
         let debug = format!("{cfg:?}");
         assert!(!debug.contains("S3cretPw") && !debug.contains("Pr0xyPw"), "{debug}");
         assert!(debug.contains("mysql://archiver:***@db:3306/x"), "{debug}");
+    }
+    /// Issue 12 point 10: a wrong or invalid value is named by its key and where it was set,
+    /// never shown (an all-digit secret in the wrong place used to be echoed by serde).
+    #[test]
+    fn errors_name_key_and_place_never_the_value() {
+        let file = Some(Path::new("/etc/wework/config.toml"));
+        let cases = [
+            (
+                "[media]\nenabled = true\ns3_secret_access_key = 918273645501\n",
+                "918273645501",
+                "config.toml:3",
+                "media.s3_secret_access_key",
+                "wrong type, expected a string",
+            ),
+            (
+                "[log]\n\nformat = \"jsonx-7731\"\n",
+                "jsonx-7731",
+                "config.toml:3",
+                "log.format",
+                "expected `human` or `json`",
+            ),
+            (
+                "[pull]\nlimit = \"5550123\"\n",
+                "5550123",
+                "config.toml:2",
+                "pull.limit",
+                "expected a non-negative integer",
+            ),
+            (
+                "[pull]\npoll_interval = \"soon-31337\"\n",
+                "soon-31337",
+                "config.toml:2",
+                "pull.poll_interval",
+                "expected a duration",
+            ),
+            ("[sdk]\nproxy_password = 77665544\n", "77665544", "config.toml:2", "sdk.proxy_password", "wrong type"),
+            (
+                "[http]\nlisten = \"9100-secretish\"\n",
+                "9100-secretish",
+                "config.toml:2",
+                "http.listen",
+                "expected host:port",
+            ),
+            (
+                "[database]\nurl = \"mysql://u:424242@h/db\"\nmax_connections = -424242\n",
+                "424242",
+                "config.toml:3",
+                "database.max_connections",
+                "invalid value",
+            ),
+        ];
+        for (text, value, at, key, what) in cases {
+            let err = Config::from_parts(text, file, env(&[])).unwrap_err().to_string();
+            assert!(!err.contains(value), "the value is shown: {err}");
+            assert!(err.contains(&format!("{at}: {key}: ")) && err.contains(what), "{err}");
+        }
+        // From the environment: the variable's name instead of file:line.
+        let cases = [
+            ("WEWORK_MSGAUDIT__PULL__LIMIT", "9081726354x", "pull.limit", "expected a non-negative integer"),
+            ("WEWORK_MSGAUDIT__CORPS__TABLE", "7777", "corps.table", "expected a boolean"),
+            ("WEWORK_MSGAUDIT__LOG__FORMAT", "113355", "log.format", "expected `human` or `json`"),
+        ];
+        for (name, value, key, what) in cases {
+            let err = Config::from_parts("[pull]\nlimit = 5\n", file, env(&[(name, value)])).unwrap_err().to_string();
+            assert!(!err.contains(value), "the value is shown: {err}");
+            assert!(err.contains(&format!("environment variable {name}: {key}: ")) && err.contains(what), "{err}");
+        }
+        // Syntax errors: file:line, the message without the source line.
+        let err = Config::from_parts("[pull]\nlimit = 5\nsecret-ish = \"6655\n", file, env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("config.toml:3") && !err.contains("6655"), "{err}");
+    }
+
+    /// Issue 12 point 10: an environment value takes the type of its key (`INSTANCE_ID=1` was
+    /// turned into an integer and refused).
+    #[test]
+    fn environment_values_take_the_type_of_their_key() {
+        let cfg = Config::from_parts(
+            "",
+            None,
+            env(&[
+                ("WEWORK_MSGAUDIT__CLUSTER__INSTANCE_ID", "1"),
+                ("WEWORK_MSGAUDIT__MEDIA__INSTANCE_ID", "true"),
+                ("WEWORK_MSGAUDIT__MEDIA__S3_SECRET_ACCESS_KEY", "0012345"),
+                ("WEWORK_MSGAUDIT__SDK__PROXY", "1.5"),
+                ("WEWORK_MSGAUDIT__CLUSTER__LEASES", "true"),
+                ("WEWORK_MSGAUDIT__SDK__THREADS", "3"),
+                ("WEWORK_MSGAUDIT__MEDIA__MP3_BITRATE", "64"),
+                ("WEWORK_MSGAUDIT__DAEMON__SHUTDOWN_GRACE", "45s"),
+                ("WEWORK_MSGAUDIT__MEDIA__TRANSCODE", "false"),
+                ("WEWORK_MSGAUDIT__LOG__LEVEL", "debug"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.cluster.instance_id, "1");
+        assert_eq!(cfg.media.instance_id, "true");
+        assert_eq!(cfg.media.s3_secret_access_key.expose(), "0012345");
+        assert_eq!(cfg.sdk.proxy, "1.5");
+        assert!(cfg.cluster.leases && !cfg.media.transcode);
+        assert_eq!((cfg.sdk.threads, cfg.media.mp3_bitrate), (3, 64));
+        assert_eq!(cfg.daemon.shutdown_grace, Duration::from_secs(45));
+        assert_eq!(cfg.log.level, "debug");
+    }
+
+    /// A check on a key set from the environment names the variable.
+    #[test]
+    fn checks_name_the_origin_of_the_key() {
+        let err = Config::from_parts(
+            "[http]\nlisten = \"127.0.0.1:1\"\n",
+            Some(Path::new("c.toml")),
+            env(&[("WEWORK_MSGAUDIT__HTTP__LISTEN", "nohost")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("environment variable WEWORK_MSGAUDIT__HTTP__LISTEN: http.listen:"), "{err}");
+        assert!(!err.contains("nohost"), "{err}");
     }
 }
