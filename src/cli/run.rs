@@ -57,6 +57,8 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
     let result = system.block_on(async move {
         let store = store::connect(cfg.database.url.expose()).await.map_err(store_error)?;
         store.migrate().await.map_err(store_error)?;
+        // Media off: the media rows of new records are kept but held, not queued (MEDIA_HELD).
+        store.hold_new_media(!cfg.media.enabled);
         tracing::info!(database = %cfg.database.redacted_url(), sdk = %sdk.describe(), "starting");
         let sources = sources_from_config(&cfg, Some(Arc::clone(&store)));
         // A missing or invalid corps file at start-up is a configuration error; later reloads
@@ -285,6 +287,7 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
             poll_interval: cfg.pull.poll_interval,
             backoff_initial: cfg.pull.backoff_initial,
             backoff_max: cfg.pull.backoff_max,
+            progress_interval: cfg.daemon.progress_interval,
         },
         reload_interval: cfg.corps.reload_interval.max(Duration::from_secs(1)),
         hang_grace: Duration::from_secs(10),
