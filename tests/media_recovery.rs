@@ -8,7 +8,8 @@
 //! (b) The daemon with `[media] enabled = false` queues no media row: the items are kept held
 //!     (status 0) with the message rows at status 1; started again with media on, it downloads
 //!     them all. Through the binary (the configuration's wiring) and through the pipeline on both
-//!     databases (the SQL).
+//!     databases (the SQL); a Java-era table upgraded while media is off holds its items to
+//!     download too (MariaDB).
 
 mod common;
 
@@ -345,6 +346,39 @@ async fn held_then_released(db: Db) {
     db.finish().await;
 }
 
+/// A Java-era message table upgraded while media is off: its done item stays done, the item
+/// still to download is held (not queued) until media is on.
+async fn java_items_held(db: Db) {
+    const JAVA: &str = "ww0123456789abcdef";
+    let ddl = include_str!("fixtures/java_schema.sql")
+        .split(';')
+        .find(|stmt| stmt.contains(&format!("CREATE TABLE `message_{JAVA}`")))
+        .unwrap();
+    let raw = sqlx::MySqlPool::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(ddl).execute(&raw).await.unwrap();
+    let voice = r#"{"md5sum":"fedcba9876543210fedcba9876543210","voice_size":2000,"sdkfileid":"SDKF2"}"#;
+    sqlx::raw_sql(&format!(
+        "INSERT INTO `message_{JAVA}` (msgid, seq, msgtype, msgtime, sdkfield, msgdata, status, media_code, media_path) \
+         VALUES ('m4', 12, 'image', 1700000000003, 'SDKF1', '{{}}', 1, 1, '/msgfile/{JAVA}/12.png'), \
+         ('m5', 13, 'voice', 1700000000004, 'SDKF2', '{voice}', 1, 0, '')"
+    ))
+    .execute(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+    let store = open(&db).await;
+    store.hold_new_media(true);
+    let corp = CorpId::new(JAVA).unwrap();
+    store.ensure_corp_tables(&corp).await.unwrap();
+    let status =
+        |msgid: &str| format!("SELECT CAST(status AS SIGNED INTEGER) FROM media_{JAVA} WHERE msgid = '{msgid}'");
+    assert_eq!(db.int(&status("m4"), None).await, 3, "the Java item downloaded stays done");
+    assert_eq!(db.int(&status("m5"), None).await, 0, "the Java item to download is held while media is off");
+    assert_eq!(open(&db).await.release_held_media(&corp).await.unwrap(), 1);
+    assert_eq!(db.int(&status("m5"), None).await, 1, "queued once media is on");
+    db.finish().await;
+}
+
 fn block_on<F: std::future::Future<Output = ()>>(f: F) {
     actix_rt::System::new().block_on(f);
 }
@@ -380,6 +414,15 @@ mod mysql {
         block_on(async {
             if let Some(db) = Db::mysql().await {
                 held_then_released(db).await;
+            }
+        });
+    }
+
+    #[test]
+    fn java_items_to_download_are_held_while_media_is_off() {
+        block_on(async {
+            if let Some(db) = Db::mysql().await {
+                java_items_held(db).await;
             }
         });
     }

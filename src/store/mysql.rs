@@ -372,7 +372,8 @@ impl MysqlStore {
                     ext: &f.ext,
                     filename: f.filename.as_deref(),
                     play_length: f.play_length,
-                    status: j.status,
+                    // Media off: a Java item still to download is held, like a new one.
+                    status: if j.status == 1 && self.holds_media() { super::MEDIA_HELD } else { j.status },
                     path: (j.status == 3 && !j.media_path.is_empty()).then_some(j.media_path.as_str()),
                 })
                 .collect();
