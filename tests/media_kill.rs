@@ -161,7 +161,7 @@ fn a_download_killed_midway_completes_after_restart_with_bounded_memory() {
     assert!(out.status.success(), "{text}");
     let file_line = text.lines().find(|l| l.contains(" file ")).unwrap_or_else(|| panic!("{text}"));
     let cols: Vec<&str> = file_line.split_whitespace().collect();
-    assert_eq!(cols[2..], ["0", "0", cols[4], "0"], "{file_line}");
+    assert_eq!(cols[2..], ["0", "0", cols[4], "0", "0"], "{file_line}");
     assert!(cols[4].parse::<u64>().unwrap() >= 1);
     let retry = |status: &str| {
         Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))

@@ -36,6 +36,7 @@ fn config(threads: usize) -> PipelineConfig {
             poll_interval: Duration::from_millis(200),
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(300),
+            ..PullSettings::default()
         },
         reload_interval: Duration::from_secs(3600),
         ..PipelineConfig::default()

@@ -44,6 +44,7 @@ fn config(max_hung: usize) -> PipelineConfig {
             poll_interval: Duration::from_millis(100),
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(200),
+            ..PullSettings::default()
         },
         reload_interval: Duration::from_secs(3600),
         hang_grace: Duration::ZERO,

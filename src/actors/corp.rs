@@ -16,7 +16,8 @@
 //! the committed cursor; a permanent errcode (40001, 48002, 60020, any unknown one) marks the
 //! corp `failing` and retries every `backoff_max`. [`Stop`] ends the loop gracefully: no new
 //! fetch, the in-flight write finishes. The actor reports its end to the supervisor
-//! ([`CorpExited`]).
+//! ([`CorpExited`]). A long catch-up is logged as it goes ([`Progress`]: records/s, lag, ETA
+//! every `progress_interval`, then "caught up").
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
 use super::db_writer::{Committed, WriteBatch};
+use super::progress::{self, Line, Progress};
 use super::sdk_pool::PoolError;
 use super::Shared;
 use crate::corps::CorpSpec;
@@ -103,6 +105,7 @@ impl Actor for CorpActor {
             generation: self.generation,
             shared: Arc::clone(&self.shared),
             stop: self.stop_tx.subscribe(),
+            progress: Progress::new(self.shared.pull.progress_interval),
         };
         let span = tracing::info_span!("corp", corpid = %self.spec.corpid, generation = self.generation);
         // A panic anywhere in the loop ends this corp's run like an error (decision 1), so the
@@ -130,6 +133,7 @@ struct Puller {
     generation: u64,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    progress: Progress,
 }
 
 /// A decoded page.
@@ -344,12 +348,14 @@ impl Puller {
                     continue;
                 }
                 self.set_state("caught up", None);
+                self.log_progress(false);
                 self.shared.stats.update(&corpid, |s| s.consecutive_failures = 0);
                 if self.sleep(self.shared.pull.poll_interval).await {
                     break Ok(());
                 }
             } else {
                 self.set_state("running", None);
+                self.log_progress(true);
             }
         };
         // Graceful end: the in-flight write finishes.
@@ -359,13 +365,41 @@ impl Puller {
         result.and(settled)
     }
 
+    /// After a page (`full`: it held the limit): the catch-up's progress line, if one is due.
+    fn log_progress(&mut self, full: bool) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let show = |d: Option<Duration>| d.map(progress::human).unwrap_or_else(|| "unknown".into());
+        match self.progress.page(full, std::time::Instant::now(), now_ms) {
+            Some(Line::Progress { records, per_sec, seq, lag, eta }) => tracing::info!(
+                records,
+                records_per_sec = (per_sec * 10.0).round() / 10.0,
+                seq,
+                lag = %show(lag),
+                eta = %show(eta),
+                "catching up"
+            ),
+            Some(Line::CaughtUp { records, took, seq, lag }) => tracing::info!(
+                records,
+                took = %progress::human(took),
+                seq,
+                lag = %show(lag),
+                "caught up"
+            ),
+            None => {}
+        }
+    }
+
     /// Waits for the in-flight write; on success moves `committed` and the stats. A store error
     /// is logged and leaves `committed` where it was (the caller re-fetches from there).
-    async fn settle(&self, inflight: &mut Option<InFlight>, committed: &mut u64) -> Result<(), CorpError> {
+    async fn settle(&mut self, inflight: &mut Option<InFlight>, committed: &mut u64) -> Result<(), CorpError> {
         let Some(w) = inflight.take() else { return Ok(()) };
         match w.handle.await {
             Ok(Ok(Ok(c))) => {
                 *committed = (*committed).max(c.seq);
+                self.progress.stored(c.outcome.inserted_rows, *committed, w.newest_msgtime_ms);
                 self.shared.stats.update(&self.spec.corpid, |s| {
                     s.cursor = *committed;
                     s.stored += c.outcome.inserted_rows;

@@ -17,7 +17,12 @@
 //! - After a good download the item is stored as done (status 3) FIRST; voice is then
 //!   transcoded as a separate job, its result recorded in `transcoded_path` / `transcode_error`
 //!   (decision 8). A marker error is written before transcoding, so a transcoder that kills the
-//!   process leaves "interrupted" behind instead of a retry loop (decision 2).
+//!   process leaves "interrupted" behind instead of a retry loop (decision 2). A kill after the
+//!   MP3's rename but before the row update leaves a complete MP3 that the row does not name: at
+//!   the corp's first recovery it is checked and recorded (a damaged one is removed and made
+//!   again), see [`crate::media::adopt_beside`].
+//! - Items stored while media was off (`[media] enabled = false`) are held (status
+//!   [`crate::store::MEDIA_HELD`]); the corp's recovery makes them pending.
 //! - A transient failure goes back to status 1 with `retry_at` = now + exponential backoff; a
 //!   permanent one, or the last allowed attempt, ends in status 4 with the code. A local I/O
 //!   failure (the media root read-only or full) is not the item's: it goes back to status 1 with
@@ -40,7 +45,7 @@ use crate::corps::CorpSpec;
 use crate::media::download::{self, DownloadError, DownloadSettings, Downloaded};
 use crate::media::object_store::{ObjectStore, ObjectStoreSettings};
 use crate::media::transcode::Mp3Options;
-use crate::media::transcode_beside;
+use crate::media::{adopt_beside, transcode_beside, Adoption};
 use crate::sdk::{FinanceSdk, NetOptions, SdkError, SdkSession};
 use crate::secret::Secret;
 use crate::store::{CorpId, MediaJob, MediaOutcome, Store};
@@ -118,6 +123,15 @@ pub struct Fetch {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<String, String>")]
 pub struct Transcode {
+    /// The original, relative to the media root.
+    pub path: String,
+}
+
+/// At start-up: look beside a done voice original whose transcode was cut off for the MP3 a
+/// kill left behind (to a worker; see [`crate::media::adopt_beside`]).
+#[derive(Debug, Message)]
+#[rtype(result = "Adoption")]
+pub struct Adopt {
     /// The original, relative to the media root.
     pub path: String,
 }
@@ -236,6 +250,24 @@ impl Handler<Transcode> for MediaWorker {
     }
 }
 
+impl Handler<Adopt> for MediaWorker {
+    type Result = MessageResult<Adopt>;
+
+    fn handle(&mut self, msg: Adopt, _ctx: &mut Self::Context) -> Self::Result {
+        let settings = Arc::clone(&self.settings);
+        let opts = Mp3Options { bitrate_kbps: settings.mp3_bitrate_kbps, sample_rate: settings.mp3_sample_rate };
+        let temp = download::temp_dir(&settings.root, &settings.owner);
+        MessageResult(
+            catch_unwind(AssertUnwindSafe(|| {
+                adopt_beside(&settings.root, &msg.path, &temp, &opts, settings.transcode)
+            }))
+            .unwrap_or_else(|p| {
+                Adoption::Unreadable(format!("the check panicked: {}", crate::sdk::emulated::panic_message(&*p)))
+            }),
+        )
+    }
+}
+
 /// The desired corps (sent by the supervisor after every reconcile).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -264,6 +296,8 @@ pub struct MediaCounters {
     pub transcoded: std::sync::atomic::AtomicU64,
     /// Transcodes that failed (originals kept).
     pub transcode_failed: std::sync::atomic::AtomicU64,
+    /// Complete MP3s of transcodes cut off by a kill, found and recorded at start-up.
+    pub adopted: std::sync::atomic::AtomicU64,
 }
 
 struct CorpMedia {
@@ -273,6 +307,8 @@ struct CorpMedia {
     claiming: bool,
     recovered: bool,
     idle: bool,
+    /// The start-up look for MP3s of cut-off transcodes was made (or is under way).
+    adopting: bool,
 }
 
 /// The span of one corp's media work: every line logged inside (ours and the database
@@ -394,18 +430,30 @@ impl MediaScheduler {
         let id = corpid.clone();
         let span = corp_span(&id);
         let fut = tracing::Instrument::instrument(
-            async move { store.recover_media(&id, &s.owner, s.claim_stale, s.max_attempts).await },
+            async move {
+                let r = store.recover_media(&id, &s.owner, s.claim_stale, s.max_attempts).await?;
+                // Items stored while media was off wait in MEDIA_HELD: media is on now.
+                let released = store.release_held_media(&id).await?;
+                Ok::<_, crate::store::StoreError>((r, released))
+            },
             span,
         );
         ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
             let Some(c) = act.corps.get_mut(&corpid) else { return };
             c.claiming = false;
             match r {
-                Ok(r) => {
+                Ok((r, released)) => {
                     if r.requeued > 0 || r.failed > 0 {
                         tracing::info!(corpid = %corpid, requeued = r.requeued, failed = r.failed, "media claims recovered");
                     }
+                    if released > 0 {
+                        tracing::info!(corpid = %corpid, items = released, "media items stored while media was off are queued");
+                    }
                     c.recovered = true;
+                    if !c.adopting && act.settings.object_store.is_none() {
+                        c.adopting = true;
+                        act.adopt(corpid.clone(), ctx);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(corpid = %corpid, error = %e, "recovering media claims failed; will retry");
@@ -414,6 +462,78 @@ impl MediaScheduler {
             }
             act.schedule(ctx);
         }));
+    }
+
+    /// Start-up, once per corp: every done voice item whose transcode was cut off (the row still
+    /// has [`TRANSCODE_INTERRUPTED`]) gets the MP3 a kill left beside it recorded, after a check;
+    /// a damaged one is made again (see [`adopt_beside`]). Runs beside the corp's downloads.
+    fn adopt(&mut self, corpid: CorpId, ctx: &mut Context<Self>) {
+        let store = Arc::clone(&self.store);
+        let workers = self.workers.clone();
+        let counters = Arc::clone(&self.counters);
+        let span = corp_span(&corpid);
+        let fut = async move {
+            let items = match store.interrupted_transcodes(&corpid, TRANSCODE_INTERRUPTED).await {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking for transcodes cut off by a stop failed");
+                    return;
+                }
+            };
+            let (mut adopted, mut redone, mut missing) = (0u64, 0u64, 0u64);
+            for (job, path) in items {
+                let adoption = match workers.send(Adopt { path: path.clone() }).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the media workers are gone");
+                        return;
+                    }
+                };
+                let (tpath, terr) = match adoption {
+                    Adoption::Complete(mp3) => {
+                        adopted += 1;
+                        counters.adopted.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(id = job.id, %mp3, "adopted the MP3 of a transcode cut off by a stop");
+                        (Some(mp3), None)
+                    }
+                    Adoption::Redone { reason, result } => {
+                        redone += 1;
+                        tracing::warn!(id = job.id, %path, %reason, "removed a damaged MP3; transcoded again");
+                        match result {
+                            Ok(mp3) => {
+                                counters.transcoded.fetch_add(1, Ordering::Relaxed);
+                                (Some(mp3), None)
+                            }
+                            Err(e) => {
+                                counters.transcode_failed.fetch_add(1, Ordering::Relaxed);
+                                (None, Some(e))
+                            }
+                        }
+                    }
+                    Adoption::Removed { reason } => {
+                        tracing::warn!(id = job.id, %path, %reason, "removed a damaged MP3; transcoding is off");
+                        continue;
+                    }
+                    Adoption::Missing => {
+                        missing += 1;
+                        continue;
+                    }
+                    Adoption::Unreadable(e) => {
+                        tracing::warn!(id = job.id, error = %e, "cannot check the MP3 of a transcode cut off by a stop");
+                        continue;
+                    }
+                };
+                let outcome = MediaOutcome::Done { path, transcoded_path: tpath, transcode_error: terr };
+                if let Err(e) = store.finish_media(&corpid, &job, &outcome).await {
+                    tracing::warn!(id = job.id, error = %e, "recording an adopted transcode failed; retried at the next start");
+                    return;
+                }
+            }
+            if adopted + redone + missing > 0 {
+                tracing::info!(adopted, redone, missing, "transcodes cut off by a stop: MP3s checked and recorded");
+            }
+        };
+        ctx.spawn(tracing::Instrument::instrument(fut, span).into_actor(self));
     }
 
     fn claim(&mut self, corpid: CorpId, want: usize, ctx: &mut Context<Self>) {
@@ -681,7 +801,15 @@ impl Handler<MediaCorps> for MediaScheduler {
                     old.idle = false;
                     old
                 }
-                None => CorpMedia { spec, net, inflight: 0, claiming: false, recovered: false, idle: false },
+                None => CorpMedia {
+                    spec,
+                    net,
+                    inflight: 0,
+                    claiming: false,
+                    recovered: false,
+                    idle: false,
+                    adopting: false,
+                },
             };
             next.insert(c.spec.corpid.clone(), c);
         }

@@ -19,6 +19,7 @@ pub mod corp;
 pub mod db_writer;
 pub mod lease;
 pub mod media;
+pub mod progress;
 pub mod sdk_pool;
 pub mod supervisor;
 
@@ -41,6 +42,9 @@ pub struct PullSettings {
     pub backoff_initial: Duration,
     /// Backoff cap; also the retry interval of a failing corp (permanent errcode).
     pub backoff_max: Duration,
+    /// A corp that is behind logs its progress at most this often (`[daemon]
+    /// progress_interval`); zero: never.
+    pub progress_interval: Duration,
 }
 
 impl Default for PullSettings {
@@ -49,6 +53,7 @@ impl Default for PullSettings {
             poll_interval: Duration::from_secs(5),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            progress_interval: Duration::from_secs(10),
         }
     }
 }

@@ -71,6 +71,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
             poll_interval: Duration::from_millis(500),
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
+            ..PullSettings::default()
         },
         reload_interval: Duration::from_secs(3600),
         media: Some(MediaSettings {

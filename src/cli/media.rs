@@ -34,7 +34,8 @@ pub enum MediaCommand {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(2..=4))]
         status: u8,
     },
-    /// Item counts by kind and status (1 pending, 2 downloading, 3 done, 4 failed).
+    /// Item counts by kind and status (1 pending, 2 downloading, 3 done, 4 failed, 0 held: stored
+    /// while media was off, queued when the daemon starts with media on).
     Stats {
         /// One corp; default: every corp of the `corplist` table.
         #[arg(long)]
@@ -72,7 +73,10 @@ async fn stats(store: Arc<dyn Store>, only: Option<CorpId>) -> Result<(), CliErr
             .filter_map(|r| CorpId::new(&r.corpid).ok())
             .collect(),
     };
-    println!("{:<24} {:<20} {:>8} {:>8} {:>8} {:>8}", "corpid", "kind", "pending", "running", "done", "failed");
+    println!(
+        "{:<24} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "corpid", "kind", "pending", "running", "done", "failed", "held"
+    );
     for corpid in corps {
         let counts = store.media_stats(&corpid).await.map_err(store_error)?;
         let mut kinds: Vec<&str> = counts.iter().map(|c| c.kind.as_str()).collect();
@@ -81,7 +85,16 @@ async fn stats(store: Arc<dyn Store>, only: Option<CorpId>) -> Result<(), CliErr
             let n = |status: u8| {
                 counts.iter().filter(|c| c.kind == kind && c.status == status).map(|c| c.count).sum::<u64>()
             };
-            println!("{:<24} {:<20} {:>8} {:>8} {:>8} {:>8}", corpid.as_str(), kind, n(1), n(2), n(3), n(4));
+            println!(
+                "{:<24} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                corpid.as_str(),
+                kind,
+                n(1),
+                n(2),
+                n(3),
+                n(4),
+                n(crate::store::MEDIA_HELD)
+            );
         }
     }
     Ok(())

@@ -122,6 +122,8 @@ where
     rt.block_on(async move {
         let store = crate::store::connect(cfg.database.url.expose()).await.map_err(store_error)?;
         store.migrate().await.map_err(store_error)?;
+        // `redecrypt` inserts media rows too: held, like the daemon's, when media is off.
+        store.hold_new_media(!cfg.media.enabled);
         f(store).await
     })
 }

@@ -63,6 +63,8 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             tracing::info!("stopped before the database was reached");
             return Ok(());
         };
+        // Media off: the media rows of new records are kept but held, not queued (MEDIA_HELD).
+        store.hold_new_media(!cfg.media.enabled);
         tracing::info!(database = %cfg.database.redacted_url(), sdk = %sdk.describe(), "starting");
         let sources = sources_from_config(&cfg, Some(Arc::clone(&store)));
         // A missing or invalid corps file at start-up is a configuration error; later reloads
@@ -300,6 +302,7 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
             poll_interval: cfg.pull.poll_interval,
             backoff_initial: cfg.pull.backoff_initial,
             backoff_max: cfg.pull.backoff_max,
+            progress_interval: cfg.daemon.progress_interval,
         },
         reload_interval: cfg.corps.reload_interval.max(Duration::from_secs(1)),
         hang_grace: Duration::from_secs(10),

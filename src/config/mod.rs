@@ -134,11 +134,20 @@ pub struct DaemonConfig {
     /// records for about 5 days only.
     #[serde(with = "humantime_serde")]
     pub alert_after: Duration,
+    /// While a corp is behind (its pages come back full), log its progress (records/s, lag,
+    /// ETA) at most this often, and "caught up" at the end; "0s" = never.
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        Self { shutdown_grace: Duration::from_secs(30), failing_after: 3, alert_after: Duration::from_secs(24 * 3600) }
+        Self {
+            shutdown_grace: Duration::from_secs(30),
+            failing_after: 3,
+            alert_after: Duration::from_secs(24 * 3600),
+            progress_interval: Duration::from_secs(10),
+        }
     }
 }
 

@@ -293,6 +293,9 @@ pub enum TranscodeError {
     /// Writing the MP3 to the caller's writer failed.
     #[error("write MP3: {0}")]
     Write(#[source] io::Error),
+    /// An MP3 on disk is not a complete file as [`encode_mp3`] writes it ([`check_mp3`]).
+    #[error("the MP3 fails its check: {0}")]
+    BadMp3(String),
 }
 
 impl TranscodeError {
@@ -867,6 +870,64 @@ fn walk_mp3(mp3: &[u8]) -> Result<Mp3Walk, TranscodeError> {
     Ok(Mp3Walk { first, frames, samples_per_frame: first.samples_per_frame() })
 }
 
+/// What [`check_mp3`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mp3Check {
+    /// Audio frames (the Info header frame not counted).
+    pub frames: u32,
+    /// Sample rate.
+    pub sample_rate: u32,
+    /// Bytes, Info frame included.
+    pub bytes: u64,
+}
+
+/// Offsets inside the Info header frame, from its "Info" tag: flags, frame count, byte count,
+/// then the 100-byte TOC and the 4-byte quality; the LAME tag follows (music CRC at +32, tag CRC
+/// at +34 of it).
+const INFO_FRAMES_AT: usize = 8;
+const INFO_BYTES_AT: usize = 12;
+const INFO_LAME_AT: usize = 120;
+
+/// Checks that `mp3` is a complete MP3 as [`encode_mp3`] writes it: an Info/LAME header frame
+/// whose CRC is right and whose frame count, byte count and music CRC match the whole audio
+/// frames that follow, up to the last byte. A file cut short (even at a frame boundary), grown,
+/// or with any byte of its audio changed fails with [`TranscodeError::BadMp3`].
+pub fn check_mp3(mp3: &[u8]) -> Result<Mp3Check, TranscodeError> {
+    let bad = |what: String| TranscodeError::BadMp3(what);
+    let h = Mp3Header::parse(mp3).ok_or_else(|| bad("no MP3 frame header at the start".into()))?;
+    let header_len = h.frame_len();
+    let tag = 4 + h.side_info_len();
+    let lame = tag + INFO_LAME_AT;
+    if header_len < lame + 36 || mp3.len() < header_len {
+        return Err(bad(format!("{} bytes: shorter than an Info header frame", mp3.len())));
+    }
+    if &mp3[tag..tag + 4] != b"Info" {
+        return Err(bad("the first frame is not an Info header".into()));
+    }
+    let be32 = |at: usize| u32::from_be_bytes([mp3[at], mp3[at + 1], mp3[at + 2], mp3[at + 3]]);
+    let be16 = |at: usize| u16::from_be_bytes([mp3[at], mp3[at + 1]]);
+    if crc16_arc(&mp3[..lame + 34]) != be16(lame + 34) {
+        return Err(bad("the LAME tag CRC does not match".into()));
+    }
+    let want_bytes = u64::from(be32(tag + INFO_BYTES_AT));
+    if want_bytes != mp3.len() as u64 {
+        return Err(bad(format!("{} bytes, the Info header says {want_bytes}", mp3.len())));
+    }
+    let audio = &mp3[header_len..];
+    let walk = walk_mp3(audio).map_err(|e| bad(e.to_string()))?;
+    let want_frames = be32(tag + INFO_FRAMES_AT);
+    if walk.frames != want_frames {
+        return Err(bad(format!("{} audio frames, the Info header says {want_frames}", walk.frames)));
+    }
+    if walk.first.sample_rate() != h.sample_rate() {
+        return Err(bad("the audio frames' sample rate differs from the Info header's".into()));
+    }
+    if crc16_arc(audio) != be16(lame + 32) {
+        return Err(bad("the audio does not match the music CRC of the LAME tag".into()));
+    }
+    Ok(Mp3Check { frames: walk.frames, sample_rate: h.sample_rate(), bytes: mp3.len() as u64 })
+}
+
 /// CRC-16/ARC (LAME's tag CRC: polynomial 0x8005 reflected, initial value 0).
 fn crc16_arc(data: &[u8]) -> u16 {
     let mut crc = 0u16;
@@ -1216,6 +1277,40 @@ mod tests {
             TranscodeError::Io { op: "open", path: "/x".into(), source: io::Error::from_raw_os_error(libc::ENOENT) };
         assert!(!missing.is_retryable());
         assert!(!TranscodeError::Panic { stage: "x", message: "y".into() }.is_retryable());
+    }
+
+    #[test]
+    fn check_mp3_accepts_the_encoder_output_and_nothing_else() {
+        let samples: Vec<i16> = (0..8000).map(|i| ((i as f64 * 0.3).sin() * 6000.0) as i16).collect();
+        let mut out = Vec::new();
+        let info = encode_mp3(&Pcm { sample_rate: 8000, samples }, &Mp3Options::default(), &mut out).unwrap();
+        let c = check_mp3(&out).unwrap();
+        assert_eq!((c.frames, c.sample_rate, c.bytes), (info.frames, 8000, out.len() as u64));
+        let frame = Mp3Header::parse(&out).unwrap().frame_len();
+        // Cut at a frame boundary, cut inside a frame, grown, one audio bit flipped, no header.
+        let mut last = frame;
+        while let Some(h) = Mp3Header::parse(&out[last..]).filter(|h| last + h.frame_len() < out.len()) {
+            last += h.frame_len();
+        }
+        let cut = &out[..last];
+        assert!(cut.len() > frame && cut.len() < out.len());
+        for (what, bytes) in [
+            ("cut", cut.to_vec()),
+            ("cut mid-frame", out[..out.len() - 7].to_vec()),
+            ("grown", [out.as_slice(), &[0u8; 10]].concat()),
+            ("flipped", {
+                let mut v = out.clone();
+                let at = v.len() - 20;
+                v[at] ^= 0x10;
+                v
+            }),
+            ("headerless", out[frame..].to_vec()),
+            ("empty", Vec::new()),
+        ] {
+            let err = check_mp3(&bytes).unwrap_err();
+            assert!(matches!(err, TranscodeError::BadMp3(_)), "{what}: {err}");
+            assert!(!err.is_retryable(), "{what}");
+        }
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub struct CorpReport {
     pub last_error: Option<String>,
     /// The instance holding the corp's lease (`[cluster] leases`), from `corp_lease`.
     pub lease_holder: Option<String>,
-    /// Media items by `(kind, status)` from the database (status 1 pending … 4 failed).
+    /// Media items by `(kind, status)` from the database (status 0 held, 1 pending … 4 failed).
     pub media: Vec<MediaStatusCount>,
 }
 
@@ -107,7 +107,7 @@ pub struct CorpReport {
 pub struct MediaStatusCount {
     /// Media kind (`image`, `voice`, …).
     pub kind: String,
-    /// `pending`, `downloading`, `done`, `failed`.
+    /// `held`, `pending`, `downloading`, `done`, `failed`.
     pub status: String,
     /// Items.
     pub count: u64,
@@ -116,6 +116,7 @@ pub struct MediaStatusCount {
 /// The name of a media status number.
 pub fn media_status_name(status: u8) -> &'static str {
     match status {
+        0 => "held",
         1 => "pending",
         2 => "downloading",
         3 => "done",

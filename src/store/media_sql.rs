@@ -73,6 +73,27 @@ impl Dialect {
         )
     }
 
+    /// Done items whose transcode was cut off: the columns of [`Dialect::jobs`], then `path`
+    /// (bind: the "interrupted" marker of `transcode_error`).
+    pub fn interrupted(&self, c: &CorpId) -> String {
+        format!(
+            "SELECT CAST(m.id AS {i}), m.msgid, CAST(m.item AS {i}), CAST(m.seq AS {i}), \
+             CAST(COALESCE(g.msgtime, 0) AS {i}), m.kind, m.sdkfileid, m.md5, CAST(m.size AS {i}), m.ext, \
+             m.filename, CAST(m.play_length AS {i}), CAST(m.attempts AS {i}), m.path \
+             FROM {m} m LEFT JOIN {t} g ON g.seq = m.seq \
+             WHERE m.status = 3 AND m.transcoded_path IS NULL AND m.path IS NOT NULL AND m.transcode_error = ? \
+             ORDER BY m.id",
+            i = self.int,
+            m = self.media(c),
+            t = self.message(c)
+        )
+    }
+
+    /// Items held (status 0: stored while media was off) become pending.
+    pub fn release_held(&self, c: &CorpId) -> String {
+        format!("UPDATE {m} SET status = 1, updated = {now} WHERE status = 0", m = self.media(c), now = self.now)
+    }
+
     /// Ends an attempt (binds: status, media_code, path, transcoded_path, transcode_error,
     /// retry_at, attempts to give back, id).
     pub fn finish(&self, c: &CorpId) -> String {
@@ -332,6 +353,31 @@ macro_rules! media_job_fns {
                 }
             }
             Ok(out)
+        }
+
+        pub(super) async fn interrupted_transcodes(
+            pool: &$pool,
+            corpid: &CorpId,
+            marker: &str,
+        ) -> Result<Vec<(MediaJob, String)>, StoreError> {
+            let rows = sqlx::query(&$d.interrupted(corpid)).bind(marker).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push((job_from_row(r)?, sqlx::Row::try_get::<String, _>(r, 13)?));
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn release_held_media(
+            pool: &$pool,
+            lock: Option<&MediaLock<()>>,
+            corpid: &CorpId,
+        ) -> Result<u64, StoreError> {
+            let _w = match lock {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
+            Ok(sqlx::query(&$d.release_held(corpid)).execute(pool).await?.rows_affected())
         }
 
         pub(super) async fn requeue_media(

@@ -481,7 +481,29 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Item counts by kind and status.
     async fn media_stats(&self, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError>;
+
+    /// Done items (status 3) whose transcode was cut off (no `transcoded_path`, `transcode_error`
+    /// = `marker`), each with its `path`, by id.
+    async fn interrupted_transcodes(
+        &self,
+        corpid: &CorpId,
+        marker: &str,
+    ) -> Result<Vec<(MediaJob, String)>, StoreError>;
+
+    /// Items held ([`MEDIA_HELD`]) become pending; returns how many.
+    async fn release_held_media(&self, corpid: &CorpId) -> Result<u64, StoreError>;
+
+    /// With `true`, the media rows inserted from now on (batches, `redecrypt`) are held
+    /// ([`MEDIA_HELD`]) instead of pending: the daemon runs with `[media] enabled = false`.
+    fn hold_new_media(&self, hold: bool);
 }
+
+/// `media_<corpid>.status` of an item stored while media was off (`[media] enabled = false`):
+/// kept with everything needed to download it, but not pending, so nothing claims it and no
+/// backlog shows. The media scheduler makes such items pending (1) when it starts with media on
+/// ([`Store::release_held_media`]). The message row has status 1 meanwhile, as the Java version
+/// left a record whose media was not downloaded.
+pub const MEDIA_HELD: u8 = 0;
 
 /// Connects to the database named by `url`: `mysql://…` or `mariadb://…` (MySQL, MariaDB,
 /// TiDB), `sqlite://path` or `sqlite::memory:`. Does not migrate: call [`Store::migrate`].
@@ -637,6 +659,14 @@ impl<'a> MediaInsert<'a> {
             status: 1,
             path: None,
         }
+    }
+
+    /// Held ([`MEDIA_HELD`]) instead of pending when `hold`.
+    fn held_if(mut self, hold: bool) -> Self {
+        if hold {
+            self.status = MEDIA_HELD;
+        }
+        self
     }
 
     fn bytes(&self) -> usize {

@@ -30,6 +30,8 @@ pub struct MysqlStore {
     redacted_url: String,
     ensured: Mutex<HashSet<CorpId>>,
     ddl_lock: tokio::sync::Mutex<()>,
+    /// New media rows are inserted held ([`super::MEDIA_HELD`]): media is off.
+    hold_media: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for MysqlStore {
@@ -181,7 +183,12 @@ impl MysqlStore {
             redacted_url: super::redact_url(url),
             ensured: Mutex::new(HashSet::new()),
             ddl_lock: tokio::sync::Mutex::new(()),
+            hold_media: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    fn holds_media(&self) -> bool {
+        self.hold_media.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The pool (for tests and tools).
@@ -365,7 +372,8 @@ impl MysqlStore {
                     ext: &f.ext,
                     filename: f.filename.as_deref(),
                     play_length: f.play_length,
-                    status: j.status,
+                    // Media off: a Java item still to download is held, like a new one.
+                    status: if j.status == 1 && self.holds_media() { super::MEDIA_HELD } else { j.status },
                     path: (j.status == 3 && !j.media_path.is_empty()).then_some(j.media_path.as_str()),
                 })
                 .collect();
@@ -510,7 +518,8 @@ impl Store for MysqlStore {
             }
         }
         let media = renamed_media.as_deref().unwrap_or(media);
-        let items: Vec<MediaInsert<'_>> = media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m)).collect();
+        let items: Vec<MediaInsert<'_>> =
+            media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
         out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items).await?;
         sqlx::query(
             "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
@@ -715,7 +724,8 @@ impl Store for MysqlStore {
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
-        let items: Vec<MediaInsert<'_>> = media.iter().map(|m| MediaInsert::pending(&msgid, seq, m)).collect();
+        let items: Vec<MediaInsert<'_>> =
+            media.iter().map(|m| MediaInsert::pending(&msgid, seq, m).held_if(self.holds_media())).collect();
         insert_media(&mut tx, &corpid.media_table(), &items).await?;
         tx.commit().await?;
         Ok(())
@@ -756,6 +766,24 @@ impl Store for MysqlStore {
     async fn media_stats(&self, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError> {
         self.ensure_corp_tables(corpid).await?;
         media_jobs::media_stats(&self.pool, corpid).await
+    }
+
+    async fn interrupted_transcodes(
+        &self,
+        corpid: &CorpId,
+        marker: &str,
+    ) -> Result<Vec<(MediaJob, String)>, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::interrupted_transcodes(&self.pool, corpid, marker).await
+    }
+
+    async fn release_held_media(&self, corpid: &CorpId) -> Result<u64, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::release_held_media(&self.pool, None, corpid).await
+    }
+
+    fn hold_new_media(&self, hold: bool) {
+        self.hold_media.store(hold, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

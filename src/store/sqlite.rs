@@ -33,6 +33,8 @@ pub struct SqliteStore {
     redacted_url: String,
     ensured: Mutex<HashSet<CorpId>>,
     ddl_lock: tokio::sync::Mutex<()>,
+    /// New media rows are inserted held ([`super::MEDIA_HELD`]): media is off.
+    hold_media: std::sync::atomic::AtomicBool,
     write_lock: tokio::sync::Mutex<()>,
 }
 
@@ -137,8 +139,13 @@ impl SqliteStore {
             redacted_url: super::redact_url(url),
             ensured: Mutex::new(HashSet::new()),
             ddl_lock: tokio::sync::Mutex::new(()),
+            hold_media: std::sync::atomic::AtomicBool::new(false),
             write_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    fn holds_media(&self) -> bool {
+        self.hold_media.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The pool (for tests and tools).
@@ -290,7 +297,8 @@ impl Store for SqliteStore {
             }
         }
         let media = renamed_media.as_deref().unwrap_or(media);
-        let items: Vec<MediaInsert<'_>> = media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m)).collect();
+        let items: Vec<MediaInsert<'_>> =
+            media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
         out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items).await?;
         // Unsigned max: a negative INTEGER is a u64 above 2^63-1.
         sqlx::query(
@@ -507,7 +515,8 @@ impl Store for SqliteStore {
             .bind(to_db(id))
             .fetch_one(&mut *tx)
             .await?;
-        let items: Vec<MediaInsert<'_>> = media.iter().map(|m| MediaInsert::pending(&msgid, from_db(seq), m)).collect();
+        let items: Vec<MediaInsert<'_>> =
+            media.iter().map(|m| MediaInsert::pending(&msgid, from_db(seq), m).held_if(self.holds_media())).collect();
         insert_media(&mut tx, &corpid.media_table(), &items).await?;
         tx.commit().await?;
         Ok(())
@@ -548,6 +557,24 @@ impl Store for SqliteStore {
     async fn media_stats(&self, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError> {
         self.ensure_corp_tables(corpid).await?;
         media_jobs::media_stats(&self.pool, corpid).await
+    }
+
+    async fn interrupted_transcodes(
+        &self,
+        corpid: &CorpId,
+        marker: &str,
+    ) -> Result<Vec<(MediaJob, String)>, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::interrupted_transcodes(&self.pool, corpid, marker).await
+    }
+
+    async fn release_held_media(&self, corpid: &CorpId) -> Result<u64, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        media_jobs::release_held_media(&self.pool, Some(&self.write_lock), corpid).await
+    }
+
+    fn hold_new_media(&self, hold: bool) {
+        self.hold_media.store(hold, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -78,6 +78,7 @@ pub fn config() -> PipelineConfig {
             poll_interval: Duration::from_millis(100),
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(300),
+            ..PullSettings::default()
         },
         reload_interval: Duration::from_secs(3600),
         ..PipelineConfig::default()
