@@ -2,7 +2,8 @@
 //! - a corp whose configured key for `publickey_ver` 1 is not the key its records were
 //!   encrypted with: `/healthz` 503 naming the corp and the version, the
 //!   `corp_undecryptable_recent_ratio` metric, a WARN with the corpid and the version (never key
-//!   material); `doctor --online` decrypts what it fetched and fails naming the version;
+//!   material); the right key in the corps file makes it healthy again; `doctor --online`
+//!   decrypts what it fetched and fails naming the version;
 //! - `status` with no daemon answering says so and exits 3 (0 healthy, 1 unhealthy, 2 config);
 //! - `/healthz`, `/metrics` and `/status` come from one snapshot built at most once a second
 //!   (counted by `report_builds_total`), at most ~1 s old; `[http] token_file` guards every
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::daemon::{free_port, get, Daemon};
+use common::daemon::{free_port, get, replace_file, Daemon};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wework-msgaudit");
@@ -54,20 +55,15 @@ fn setup(corps: &[(&str, u64, [u32; 3])], extra: &str) -> Setup {
         std::fs::write(d.join(format!("keys/v{ver}.pem")), pem(ver)).unwrap();
     }
     let mut scenario = String::from("seed = 29\n");
-    let mut file = String::new();
-    for (corp, records, keys) in corps {
+    for (corp, records, _) in corps {
         scenario
             .push_str(&format!("[[corp]]\ncorpid = \"{corp}\"\nsecret = \"{}\"\nrecords = {records}\n", secret(corp)));
         for ver in 1..=3 {
             scenario.push_str(&format!("[[corp.key]]\nver = {ver}\nprivate_key_pem = '''{}'''\n", pem(ver)));
         }
-        file.push_str(&format!("[[corp]]\ncorpid = \"{corp}\"\nsecret = \"{}\"\nlimits = 100\n", secret(corp)));
-        for (i, file_ver) in keys.iter().enumerate() {
-            file.push_str(&format!("[[corp.key]]\nver = {}\nfile = \"keys/v{file_ver}.pem\"\n", i + 1));
-        }
     }
     std::fs::write(d.join("scenario.toml"), scenario).unwrap();
-    std::fs::write(d.join("corps.toml"), file).unwrap();
+    std::fs::write(d.join("corps.toml"), corps_file(corps)).unwrap();
     let port = free_port();
     let config = format!(
         "[database]\nurl = \"sqlite://{db}\"\n[sdk]\nlibrary = \"emulator\"\nthreads = 2\ntimeout = \"5s\"\n\
@@ -82,6 +78,18 @@ fn setup(corps: &[(&str, u64, [u32; 3])], extra: &str) -> Setup {
     let path = d.join("config.toml");
     std::fs::write(&path, config).unwrap();
     Setup { dir, config: path, port }
+}
+
+/// The corps file: `keys[i]` is the key file configured for version `i + 1`.
+fn corps_file(corps: &[(&str, u64, [u32; 3])]) -> String {
+    let mut file = String::new();
+    for (corp, _, keys) in corps {
+        file.push_str(&format!("[[corp]]\ncorpid = \"{corp}\"\nsecret = \"{}\"\nlimits = 100\n", secret(corp)));
+        for (i, file_ver) in keys.iter().enumerate() {
+            file.push_str(&format!("[[corp.key]]\nver = {}\nfile = \"keys/v{file_ver}.pem\"\n", i + 1));
+        }
+    }
+    file
 }
 
 /// `GET path` with optional headers → (status code, body).
@@ -236,6 +244,23 @@ fn a_corp_whose_key_does_not_match_is_unhealthy_naming_the_version() {
     assert!(warns.iter().all(|l| !l.contains(GOOD)), "{warns:?}");
     assert_eq!(warns.len(), 1, "warned once while it lasts: {warns:?}");
     assert_no_key_material(&log);
+
+    // The right key in the corps file (applied by the file watcher): healthy again.
+    replace_file(
+        &s.dir.path().join("corps.toml"),
+        &corps_file(&[(GOOD, RECORDS, [1, 2, 3]), (WRONG, RECORDS, [1, 2, 3])]),
+    );
+    let fixed_at = Instant::now();
+    while get(s.port, "/healthz").map(|r| r.0) != Some(200) {
+        d.alive();
+        assert!(fixed_at.elapsed() < Duration::from_secs(60), "still unhealthy after the key was fixed:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    common::report(&format!(
+        "wrong key: /healthz 503 \"{line}\"; {} WARN; healthy {:.1?} after the corps file got the right key",
+        warns.len(),
+        fixed_at.elapsed()
+    ));
     let (status, _) = d.terminate(Duration::from_secs(60));
     assert!(status.success(), "{}", d.log());
 }

@@ -388,27 +388,7 @@ impl Puller {
                     s.consecutive_failures = 0;
                 });
                 tracing::debug!(cursor = c.seq, rows = c.outcome.inserted_rows, "batch committed");
-                for k in self.shared.stats.record_keys(&self.spec.corpid, &w.keys) {
-                    let error = k.error.as_deref().unwrap_or("");
-                    if k.failing {
-                        tracing::warn!(
-                            publickey_ver = k.ver,
-                            undecryptable = k.undecryptable,
-                            of = k.records,
-                            error,
-                            "recent records of this publickey_ver are undecryptable: the private key configured for \
-                             it is wrong or missing (records are stored with their ciphertext; fix the key, then \
-                             `redecrypt`)"
-                        );
-                    } else {
-                        tracing::info!(
-                            publickey_ver = k.ver,
-                            undecryptable = k.undecryptable,
-                            of = k.records,
-                            "records of this publickey_ver decrypt again"
-                        );
-                    }
-                }
+                crate::observe::log_key_changes(&self.shared.stats.record_keys(&self.spec.corpid, &w.keys));
                 if c.outcome.inserted_media > 0 {
                     if let Some(media) = &self.shared.media {
                         media.do_send(super::media::Nudge(self.spec.corpid.clone()));

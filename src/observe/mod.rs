@@ -299,6 +299,31 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
     }
 }
 
+/// Logs the key versions of a corp that started (WARN) or stopped (INFO) failing; called in the
+/// corp's span, so every line carries its `corpid`. Only the version, the counts and the error
+/// text are logged (the error texts name no key material).
+pub fn log_key_changes(changes: &[crate::actors::KeyChange]) {
+    for k in changes {
+        if k.failing {
+            tracing::warn!(
+                publickey_ver = k.ver,
+                undecryptable = k.undecryptable,
+                of = k.records,
+                error = k.error.as_deref().unwrap_or(""),
+                "recent records of this publickey_ver are undecryptable: the private key configured for it is \
+                 wrong or missing (records are stored with their ciphertext; fix the key, then `redecrypt`)"
+            );
+        } else {
+            tracing::info!(
+                publickey_ver = k.ver,
+                undecryptable = k.undecryptable,
+                of = k.records,
+                "records of this publickey_ver decrypt again"
+            );
+        }
+    }
+}
+
 /// One corp's live part of the report.
 pub fn corp_report(corpid: &CorpId, s: &CorpStatus, failing_after: u32, now: SystemTime) -> CorpReport {
     let lag = s.newest_msgtime_ms.map(|ms| {
