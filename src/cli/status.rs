@@ -68,18 +68,19 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
         Asked::Refused(why) => return Err(CliError::Runtime(why)),
         Asked::NotRunning(why) => why,
     };
-    match database_report(&cfg) {
-        Ok(report) => print(args, &report, &format!("database only ({why})"), Some(&why))?,
+    let db_error = match database_report(&cfg) {
+        Ok(report) => {
+            print(args, &report, &format!("database only ({why})"), Some(&why))?;
+            String::new()
+        }
         Err(e) => {
             if !args.json {
-                println!(
-                    "daemon: not running ({why})
-database: NOT OK: {e}"
-                );
+                println!("daemon: not running ({why})\ndatabase: NOT OK: {e}");
             }
+            format!("; the database does not answer either: {e}")
         }
-    }
-    Err(CliError::NotRunning(format!("the daemon is not running: {why}")))
+    };
+    Err(CliError::NotRunning(format!("the daemon is not running: {why}{db_error}")))
 }
 
 fn print(args: &StatusArgs, report: &Report, source: &str, not_running: Option<&str>) -> Result<(), CliError> {
