@@ -7,7 +7,9 @@
 //! - `status` with no daemon answering says so and exits 3 (0 healthy, 1 unhealthy, 2 config);
 //! - `/healthz`, `/metrics` and `/status` come from one snapshot built at most once a second
 //!   (counted by `report_builds_total`), at most ~1 s old; `[http] token_file` guards every
-//!   endpoint (401 without the bearer token or with a wrong one), and `status` sends it;
+//!   endpoint (401 without the bearer token or with a wrong one), and `status` sends it; a
+//!   missing, empty or multi-word token file is a configuration error (exit 2) that never shows
+//!   the file's content;
 //! - `/metrics` follows Prometheus' conventions: the standard `process_*` families, a
 //!   `build_info`, histograms of pull and batch-write latency, `_timestamp_seconds` gauges
 //!   instead of "seconds since", label values without spaces, a lease holder label that stays
@@ -453,4 +455,25 @@ fn metrics_follow_the_prometheus_conventions() {
     }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().replace(char::is_whitespace, "_");
     assert_eq!(holders, [host.clone(), host], "the holder label is the same after a restart");
+}
+
+#[test]
+fn a_missing_or_unusable_token_file_is_a_configuration_error() {
+    let s = setup(&[(GOOD, 10, [1, 2, 3])], "");
+    let token_file = s.dir.path().join("http.token");
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let listen = format!("listen = \"127.0.0.1:{}\"\n", s.port);
+    std::fs::write(&s.config, text.replace(&listen, &format!("{listen}token_file = \"{}\"\n", token_file.display())))
+        .unwrap();
+    for (content, why) in [(None, "No such file"), (Some("\n"), "empty"), (Some("two words\n"), "one line")] {
+        if let Some(c) = content {
+            std::fs::write(&token_file, c).unwrap();
+        }
+        for args in [&["run"][..], &["status"][..]] {
+            let (code, out) = cli(&s, args);
+            assert_eq!(code, 2, "{args:?} with {content:?}: {out}");
+            assert!(out.contains("http.token_file") && out.contains(why), "{out}");
+            assert!(!out.contains("two words"), "the file's content is never shown: {out}");
+        }
+    }
 }
