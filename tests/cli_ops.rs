@@ -161,6 +161,10 @@ fn scrape(port: u16) -> (Samples, String) {
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
             | prometheus_parse::Value::Untyped(v) => v,
+            // A histogram: its count (the `+Inf` bucket).
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.iter().find(|b| b.less_than.is_infinite()).map_or(0.0, |b| b.count)
+            }
             other => panic!("unexpected sample kind {other:?}"),
         };
         let mut labels: Vec<(String, String)> = s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -233,7 +237,8 @@ async fn operations(db: Db) {
     let (m, text) = scrape(s.port);
     assert_eq!(sample(&m, "healthy", &[]), Some(0.0));
     assert_eq!(sample(&m, "database_up", &[]), Some(1.0));
-    assert!(sample(&m, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 1e6));
+    assert!(m.get(&("process_resident_memory_bytes".to_string(), Vec::new())).is_some_and(|v| *v > 1e6));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     for c in [GOOD1, GOOD2] {
         let table = format!("message_{c}");
         let cursor = db.int("SELECT CAST(seq AS SIGNED INTEGER) FROM corp_cursor WHERE corpid = ?", Some(c)).await;
@@ -246,8 +251,11 @@ async fn operations(db: Db) {
         assert_eq!(sample(&m, "corp_records_stored_total", &[("corpid", c)]), Some(rows as f64), "{c}");
         assert_eq!(sample(&m, "corp_decrypt_failures_total", &[("corpid", c)]), Some(bad_rows as f64), "{c}");
         assert_eq!(sample(&m, "corp_failing", &[("corpid", c)]), Some(0.0), "{c}");
-        assert!(sample(&m, "corp_lag_seconds", &[("corpid", c)]).is_some(), "{c}: lag");
-        assert!(sample(&m, "corp_seconds_since_last_pull", &[("corpid", c)]).is_some_and(|v| v < 60.0), "{c}");
+        assert!(sample(&m, "corp_newest_record_timestamp_seconds", &[("corpid", c)]).is_some(), "{c}: lag");
+        assert!(
+            sample(&m, "corp_last_pull_timestamp_seconds", &[("corpid", c)]).is_some_and(|v| now - v < 60.0),
+            "{c}"
+        );
         let mut media_rows = 0;
         for status in 1..=4 {
             for kind in ["image", "voice", "video", "file", "emotion", "meeting_voice_call", "voip_doc_share"] {
@@ -348,11 +356,11 @@ async fn operations(db: Db) {
     for c in [GOOD1, GOOD2, NEW] {
         check_corp(&db, &emu, c).await;
     }
-    // With no daemon, `status` shows what the database knows, and says so.
+    // With no daemon, `status` says so (exit 3) and shows what the database knows.
     replace_file(&s.dir.path().join("corps.toml"), &[corp_entry(GOOD1, 100), corp_entry(NEW, 100)].join(""));
     let (code, offline) = status_cli(&s);
-    assert_eq!(code, 0, "{offline}");
-    assert!(offline.contains("source: database only"), "{offline}");
+    assert_eq!(code, 3, "{offline}");
+    assert!(offline.contains("source: database only") && offline.contains("daemon: not running"), "{offline}");
     let line = offline.lines().find(|l| l.starts_with(GOOD1)).unwrap_or_else(|| panic!("{offline}"));
     assert!(line.contains("unknown") && line.contains(&format!(" {RECORDS} ")), "{line}");
     let table = table + &offline;

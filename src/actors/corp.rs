@@ -32,7 +32,7 @@ use tracing::Instrument;
 use super::db_writer::{Committed, WriteBatch};
 use super::progress::{self, Line, Progress};
 use super::sdk_pool::PoolError;
-use super::Shared;
+use super::{KeyOutcome, Shared};
 use crate::corps::CorpSpec;
 use crate::crypto::{self, Keyring};
 use crate::message;
@@ -143,6 +143,8 @@ pub struct Decoded {
     pub rows: Vec<Row>,
     /// Media items.
     pub media: Vec<MediaItem>,
+    /// What each record says about the key of its `publickey_ver`, in seq order.
+    pub keys: Vec<(u32, KeyOutcome)>,
 }
 
 /// A write in flight: the cursor it will commit and its stats.
@@ -151,6 +153,7 @@ struct InFlight {
     undecryptable: u64,
     msgtypes: Vec<String>,
     newest_msgtime_ms: Option<u64>,
+    keys: Vec<(u32, KeyOutcome)>,
 }
 
 impl Puller {
@@ -204,6 +207,7 @@ impl Puller {
             s.generation = generation;
             s.since.get_or_insert_with(std::time::SystemTime::now);
         });
+        self.shared.stats.keys_measured_with(&corpid, &self.spec.fingerprint());
         // 1. The cursor.
         let mut committed = loop {
             match self.shared.store.cursor(&corpid).await {
@@ -233,6 +237,7 @@ impl Puller {
                 break Ok(());
             }
             // 2. Fetch (overlapping the previous page's write).
+            let pull_started = std::time::Instant::now();
             let fetched = {
                 let fetch = self.shared.pool.get_chat_data(
                     &corpid,
@@ -255,6 +260,7 @@ impl Puller {
                     }
                 }
             };
+            self.shared.stats.pull_seconds.observe(pull_started.elapsed());
             let page = match fetched {
                 Ok(page) => page,
                 Err(PoolError::Stopped) => break Err(CorpError::PoolGone("the SDK thread pool is stopped".into())),
@@ -324,7 +330,8 @@ impl Puller {
                 let mut msgtypes: Vec<String> = decoded.rows.iter().map(|r| r.msgtype.clone()).collect();
                 msgtypes.sort_unstable();
                 msgtypes.dedup();
-                let writer = self.shared.writer.clone();
+                let (writer, stats) = (self.shared.writer.clone(), Arc::clone(&self.shared.stats));
+                let keys = decoded.keys;
                 let msg = WriteBatch {
                     corpid: corpid.clone(),
                     rows: decoded.rows,
@@ -332,8 +339,13 @@ impl Puller {
                     new_cursor: max_seq,
                     fence: self.spec.fence.clone(),
                 };
-                let handle = actix_rt::spawn(async move { writer.send(msg).await });
-                inflight = Some(InFlight { handle, undecryptable, msgtypes, newest_msgtime_ms });
+                let handle = actix_rt::spawn(async move {
+                    let started = std::time::Instant::now();
+                    let written = writer.send(msg).await;
+                    stats.write_seconds.observe(started.elapsed());
+                    written
+                });
+                inflight = Some(InFlight { handle, undecryptable, msgtypes, newest_msgtime_ms, keys });
                 next_seq = max_seq;
             }
             if count < self.spec.limit as usize {
@@ -410,6 +422,7 @@ impl Puller {
                     s.consecutive_failures = 0;
                 });
                 tracing::debug!(cursor = c.seq, rows = c.outcome.inserted_rows, "batch committed");
+                crate::observe::log_key_changes(&self.shared.stats.record_keys(&self.spec.corpid, &w.keys));
                 if c.outcome.inserted_media > 0 {
                     if let Some(media) = &self.shared.media {
                         media.do_send(super::media::Nudge(self.spec.corpid.clone()));
@@ -455,11 +468,12 @@ pub async fn decode_on(
             })
         })
         .collect();
-    let mut out = Decoded { rows: Vec::with_capacity(records.len()), media: Vec::new() };
+    let mut out = Decoded { rows: Vec::with_capacity(records.len()), media: Vec::new(), keys: Vec::new() };
     for job in jobs {
         let part = job.await.map_err(|_| CorpError::PoolGone("the decrypt pool dropped a job".into()))??;
         out.rows.extend(part.rows);
         out.media.extend(part.media);
+        out.keys.extend(part.keys);
     }
     Ok(out)
 }
@@ -490,26 +504,50 @@ pub async fn on_pool<T: Send + 'static>(
 /// Decrypts and parses every record of a page, in parallel on the current rayon pool (for
 /// callers outside the pipeline; the pipeline uses [`decode_on`]).
 pub fn decode_page(keyring: &Keyring, records: &[EncryptedRecord]) -> Decoded {
-    let parsed: Vec<(Row, Vec<message::MediaRef>)> = records.par_iter().map(|r| decode_record(keyring, r)).collect();
+    let parsed: Vec<Keyed> = records.par_iter().map(|r| decode_keyed(keyring, r)).collect();
     collect_decoded(parsed)
 }
 
 /// Decrypts and parses records one after the other on the calling thread.
 pub fn decode_slice(keyring: &Keyring, records: &[EncryptedRecord]) -> Decoded {
-    collect_decoded(records.iter().map(|r| decode_record(keyring, r)).collect())
+    collect_decoded(records.iter().map(|r| decode_keyed(keyring, r)).collect())
 }
 
-fn collect_decoded(parsed: Vec<(Row, Vec<message::MediaRef>)>) -> Decoded {
-    let mut out = Decoded { rows: Vec::with_capacity(parsed.len()), media: Vec::new() };
-    for (row, media) in parsed {
+/// A decoded record with what it says about its key.
+type Keyed = (Row, Vec<message::MediaRef>, KeyOutcome);
+
+fn collect_decoded(parsed: Vec<Keyed>) -> Decoded {
+    let mut out = Decoded { rows: Vec::with_capacity(parsed.len()), media: Vec::new(), keys: Vec::new() };
+    for (row, media, key) in parsed {
         out.media.extend(media.into_iter().map(|m| (row.msgid.clone(), row.seq, m)));
+        out.keys.push((row.publickey_ver, key));
         out.rows.push(row);
     }
     out
 }
 
+/// What a decryption failure says about the key: the RSA step failed (wrong key, no key for the
+/// version, a random key that is no text) or the record was corrupt before the key was used.
+pub fn key_outcome(e: &crypto::CryptoError) -> KeyOutcome {
+    use crypto::CryptoError as E;
+    match e {
+        E::WrongKey { .. } | E::MissingKeyVersion(_) | E::RandomKeyNotText { .. } | E::RsaDecrypt | E::Key(_) => {
+            KeyOutcome::KeyFailed(e.to_string())
+        }
+        // The random key decrypted: the key is right, the message part is corrupt.
+        E::Native(_) => KeyOutcome::Decrypted,
+        E::CorruptCiphertext { .. } => KeyOutcome::Unknown,
+    }
+}
+
 /// One record → its row and media items (never fails: an undecryptable record is a row too).
 pub fn decode_record(keyring: &Keyring, r: &EncryptedRecord) -> (Row, Vec<message::MediaRef>) {
+    let (row, media, _) = decode_keyed(keyring, r);
+    (row, media)
+}
+
+/// [`decode_record`], and what the record says about its key.
+pub fn decode_keyed(keyring: &Keyring, r: &EncryptedRecord) -> Keyed {
     match crypto::decrypt_record(keyring, r.publickey_ver, &r.encrypt_random_key, &r.encrypt_chat_msg) {
         Ok(plain) => {
             let message::Parsed { mut row, media } = message::parse_record(r.seq, r.publickey_ver, &plain);
@@ -520,7 +558,7 @@ pub fn decode_record(keyring: &Keyring, r: &EncryptedRecord) -> (Row, Vec<messag
                 row.encrypt_random_key = Some(r.encrypt_random_key.clone());
                 row.encrypt_chat_msg = Some(r.encrypt_chat_msg.clone());
             }
-            (row, media)
+            (row, media, KeyOutcome::Decrypted)
         }
         Err(e) => (
             message::undecryptable(
@@ -532,6 +570,7 @@ pub fn decode_record(keyring: &Keyring, r: &EncryptedRecord) -> (Row, Vec<messag
                 &e.to_string(),
             ),
             Vec::new(),
+            key_outcome(&e),
         ),
     }
 }

@@ -150,13 +150,108 @@ pub struct CorpStatus {
     pub last_success: Option<SystemTime>,
     /// When this process first started the corp (the reference for "no pull yet").
     pub since: Option<SystemTime>,
+    /// Recent decryption outcomes per `publickey_ver` (see [`KeyHealth`]).
+    pub keys: BTreeMap<u32, KeyHealth>,
+    /// The corp settings the `keys` outcomes were measured with ([`crate::corps::CorpSpec::fingerprint`]):
+    /// new keys start with a clean slate.
+    pub keys_of: String,
+}
+
+/// How many recent records of one key version [`KeyHealth`] remembers.
+pub const KEY_WINDOW: u8 = 100;
+
+/// The last [`KEY_WINDOW`] records of one `publickey_ver` of a corp: which ones its configured
+/// key could not decrypt. More than half of them undecryptable makes the corp failing: the key
+/// configured for that version is wrong or missing (records are still stored, with their
+/// ciphertext, for `redecrypt` once the key is fixed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyHealth {
+    /// One bit per record, newest lowest; 1 = undecryptable for a key reason.
+    bits: u128,
+    /// Records remembered (at most [`KEY_WINDOW`]).
+    len: u8,
+    /// The last key error (never key material: [`crate::crypto::CryptoError`] texts name the
+    /// version and the reason only).
+    pub last_error: Option<String>,
+}
+
+impl KeyHealth {
+    /// Remembers one record's outcome.
+    pub fn push(&mut self, outcome: &KeyOutcome) {
+        let failed = match outcome {
+            KeyOutcome::Decrypted => false,
+            KeyOutcome::KeyFailed(e) => {
+                self.last_error = Some(e.clone());
+                true
+            }
+            KeyOutcome::Unknown => return,
+        };
+        self.bits = (self.bits << 1) | u128::from(failed);
+        self.len = (self.len + 1).min(KEY_WINDOW);
+    }
+
+    /// Records remembered.
+    pub fn records(&self) -> u32 {
+        u32::from(self.len)
+    }
+
+    /// Of those, the undecryptable ones.
+    pub fn undecryptable(&self) -> u32 {
+        let mask = if self.len >= 128 { u128::MAX } else { (1u128 << self.len) - 1 };
+        (self.bits & mask).count_ones()
+    }
+
+    /// More than half of the recent records are undecryptable.
+    pub fn failing(&self) -> bool {
+        self.len > 0 && self.undecryptable() * 2 > self.records()
+    }
+
+    /// `undecryptable / records` (0 without records).
+    pub fn ratio(&self) -> f64 {
+        if self.len == 0 {
+            0.0
+        } else {
+            f64::from(self.undecryptable()) / f64::from(self.records())
+        }
+    }
+}
+
+/// What decrypting one record says about the key of its `publickey_ver`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOutcome {
+    /// The key decrypted the record's random key.
+    Decrypted,
+    /// The key is wrong or missing for this version (the error text).
+    KeyFailed(String),
+    /// Nothing known about the key (the record itself is corrupt before the RSA step).
+    Unknown,
+}
+
+/// A key version that started or stopped failing (for the corp's log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    /// The `publickey_ver`.
+    pub ver: u32,
+    /// Failing now.
+    pub failing: bool,
+    /// Undecryptable records among the recent ones.
+    pub undecryptable: u32,
+    /// Recent records.
+    pub records: u32,
+    /// The last key error.
+    pub error: Option<String>,
 }
 
 impl CorpStatus {
     /// Failing: a permanent error (bad secret, IP not allowed…), or `failing_after` failures in
     /// a row without a successful pull.
     pub fn is_failing(&self, failing_after: u32) -> bool {
-        self.state == "failing" || self.consecutive_failures >= failing_after.max(1)
+        self.state == "failing" || self.consecutive_failures >= failing_after.max(1) || self.keys_failing()
+    }
+
+    /// Some key version has more than half of its recent records undecryptable.
+    pub fn keys_failing(&self) -> bool {
+        self.keys.values().any(KeyHealth::failing)
     }
 
     /// Time since the last successful pull (or since the corp was started, when it never had
@@ -193,10 +288,16 @@ impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
     }
 }
 
-/// Live per-corp summary, updated by the corp actors.
+/// Live per-corp summary, updated by the corp actors, and the pipeline's latency histograms.
 #[derive(Debug, Default)]
 pub struct Stats {
     corps: Mutex<BTreeMap<CorpId, CorpStatus>>,
+    /// GetChatData latency as a corp sees it (waiting for an SDK thread included), every
+    /// completed call, failed ones too.
+    pub pull_seconds: crate::observe::histogram::Histogram,
+    /// Batch-write latency: from handing a page to the database writer to its commit (or
+    /// failure).
+    pub write_seconds: crate::observe::histogram::Histogram,
 }
 
 impl Stats {
@@ -210,6 +311,41 @@ impl Stats {
         if let Ok(mut m) = self.corps.lock() {
             f(m.entry(corpid.clone()).or_default());
         }
+    }
+
+    /// Forgets a corp's key outcomes when it now runs with other settings than those they were
+    /// measured with (`fingerprint`: [`crate::corps::CorpSpec::fingerprint`]).
+    pub fn keys_measured_with(&self, corpid: &CorpId, fingerprint: &str) {
+        self.update(corpid, |s| {
+            if s.keys_of != fingerprint {
+                s.keys.clear();
+                fingerprint.clone_into(&mut s.keys_of);
+            }
+        });
+    }
+
+    /// Remembers the key outcomes of a stored page (`(publickey_ver, outcome)` per record);
+    /// returns the versions that started or stopped failing.
+    pub fn record_keys(&self, corpid: &CorpId, outcomes: &[(u32, KeyOutcome)]) -> Vec<KeyChange> {
+        let mut changes = Vec::new();
+        self.update(corpid, |s| {
+            let before: BTreeMap<u32, bool> = s.keys.iter().map(|(v, k)| (*v, k.failing())).collect();
+            for (ver, outcome) in outcomes {
+                s.keys.entry(*ver).or_default().push(outcome);
+            }
+            for (ver, k) in &s.keys {
+                if before.get(ver).copied().unwrap_or(false) != k.failing() {
+                    changes.push(KeyChange {
+                        ver: *ver,
+                        failing: k.failing(),
+                        undecryptable: k.undecryptable(),
+                        records: k.records(),
+                        error: k.last_error.clone(),
+                    });
+                }
+            }
+        });
+        changes
     }
 
     /// Removes a corp (it left the desired set).
@@ -341,6 +477,45 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_version_fails_when_most_recent_records_are_undecryptable() {
+        let stats = Stats::default();
+        let id = CorpId::new("ww1").unwrap();
+        let bad = KeyOutcome::KeyFailed("wrong key".into());
+        let mut page: Vec<(u32, KeyOutcome)> = (0..10).map(|_| (1, bad.clone())).collect();
+        page.extend((0..10).map(|_| (2, KeyOutcome::Decrypted)));
+        page.push((2, KeyOutcome::KeyFailed("one odd record".into())));
+        page.push((3, KeyOutcome::Unknown));
+        let changes = stats.record_keys(&id, &page);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            (changes[0].ver, changes[0].failing, changes[0].undecryptable, changes[0].records),
+            (1, true, 10, 10)
+        );
+        let s = &stats.snapshot()[&id];
+        assert!(s.is_failing(3) && s.keys_failing());
+        assert_eq!((s.keys[&2].undecryptable(), s.keys[&2].records()), (1, 11));
+        assert!(!s.keys[&2].failing());
+        assert_eq!(s.keys.get(&3).map(KeyHealth::records), Some(0), "a corrupt record says nothing");
+        // The same again: no new change. A fixed key: 100 good records push the failures out.
+        assert!(stats.record_keys(&id, &page[..10]).is_empty());
+        let good: Vec<(u32, KeyOutcome)> = (0..60).map(|_| (1, KeyOutcome::Decrypted)).collect();
+        let changes = stats.record_keys(&id, &good);
+        assert_eq!((changes[0].ver, changes[0].failing), (1, false), "{changes:?}");
+        let many: Vec<(u32, KeyOutcome)> =
+            (0..300).map(|i| (4, if i < 250 { bad.clone() } else { KeyOutcome::Decrypted })).collect();
+        stats.record_keys(&id, &many);
+        let s = &stats.snapshot()[&id];
+        assert_eq!((s.keys[&4].undecryptable(), s.keys[&4].records()), (50, 100), "only the last 100 count");
+        // New settings (e.g. a fixed key) start clean; the same settings keep the outcomes.
+        stats.keys_measured_with(&id, "fp1");
+        stats.record_keys(&id, &page[..10]);
+        stats.keys_measured_with(&id, "fp1");
+        assert!(stats.snapshot()[&id].keys_failing());
+        stats.keys_measured_with(&id, "fp2");
+        assert!(!stats.snapshot()[&id].keys_failing());
+    }
 
     #[test]
     fn a_panicking_future_ends_with_its_message_and_a_quiet_one_with_its_value() {

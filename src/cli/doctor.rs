@@ -23,9 +23,12 @@
 //! 6. **media**: when `[media] enabled`, the root is created if missing and a probe file is
 //!    written, fsynced, read back and removed under `<root>/.tmp/`; the free space is shown
 //!    ([`crate::sdk::os::free_space`]), a warning under 1 GiB.
-//! 7. **online** (`--online` only): per corp, `NewSdk` + `Init` and one `GetChatData(seq 0, limit 1)`
-//!    with the configured proxy and the corp's timeout. A failure names the return code or JSON
-//!    `errcode` in words ([`explain`]). With the real SDK a failed token request shows only as
+//! 7. **online** (`--online` only): per corp, `NewSdk` + `Init` and one
+//!    `GetChatData(seq 0, limit 100)` with the configured proxy and the corp's timeout, then every
+//!    record fetched is decrypted with the corp's configured keys: one line per `publickey_ver`
+//!    seen, `ok` when its key decrypts every record of that version, `FAIL` naming the version and
+//!    how many of how many records its key (wrong or missing) cannot decrypt. A failed call names
+//!    the return code or JSON `errcode` in words ([`explain`]). With the real SDK a failed token request shows only as
 //!    rc 10001 plus a line the SDK prints on stdout (DESIGN.md decision 11), so fd 1 is captured
 //!    around each call ([`crate::sdk::os::capture_stdout`]) and an `errcode` found there is named;
 //!    the printed text itself is never shown. The calls run one after the other (fd 1 is
@@ -58,6 +61,8 @@ use crate::store::{self, Store};
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(40);
 /// Longest wait for the migrations.
 const DB_MIGRATE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Records fetched by the online check (and decrypted to check the keys).
+const ONLINE_LIMIT: u32 = 100;
 /// Less free space than this under the media root is a warning.
 const LOW_SPACE: u64 = 1 << 30;
 /// Secrets shorter than this are not scrubbed (they would mangle ordinary words).
@@ -73,8 +78,8 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
 
-    /// Also call GetChatData once per corp (seq 0, limit 1): proves the secret, the IP whitelist
-    /// and the network path (proxy) work.
+    /// Also call GetChatData once per corp (seq 0, limit 100) and decrypt what it returns: proves
+    /// the secret, the IP whitelist, the network path (proxy) and the key of every version seen.
     #[arg(long)]
     pub online: bool,
 }
@@ -625,14 +630,23 @@ fn check_online(r: &mut Report, cfg: &Config, sdk: Option<&dyn FinanceSdk>, corp
             proxy_password: (!cfg.sdk.proxy_password.is_empty()).then(|| cfg.sdk.proxy_password.clone()),
             timeout: spec.timeout,
         };
-        let call = || -> Result<usize, SdkError> {
+        let call = || -> Result<Vec<crate::sdk::EncryptedRecord>, SdkError> {
             let mut session = sdk.open(spec.corpid.as_str(), &spec.secret)?;
-            Ok(session.get_chat_data(0, 1, &net)?.records.len())
+            Ok(session.get_chat_data(0, ONLINE_LIMIT, &net)?.records)
         };
         let (result, printed) = crate::sdk::os::capture_stdout(call);
         let subject = corp_subject(spec);
         match result {
-            Ok(n) => r.ok(&subject, format!("online{via}, {n} record(s) returned by GetChatData(seq 0, limit 1)")),
+            Ok(records) => {
+                r.ok(
+                    &subject,
+                    format!(
+                        "online{via}, {} record(s) returned by GetChatData(seq 0, limit {ONLINE_LIMIT})",
+                        records.len()
+                    ),
+                );
+                check_keys(r, &subject, spec, &records);
+            }
             Err(e) => {
                 let mut text = format!("online check{via} failed: {}", describe_sdk_error(&e));
                 match &printed {
@@ -641,6 +655,65 @@ fn check_online(r: &mut Report, cfg: &Config, sdk: Option<&dyn FinanceSdk>, corp
                 }
                 r.fail(&subject, text);
             }
+        }
+    }
+}
+
+/// Per `publickey_ver` of `records`: does the corp's configured key decrypt them?
+fn check_keys(r: &mut Report, subject: &str, spec: &CorpSpec, records: &[crate::sdk::EncryptedRecord]) {
+    use crate::actors::KeyOutcome;
+    #[derive(Default)]
+    struct Tally {
+        decrypted: usize,
+        failed: usize,
+        corrupt: usize,
+        error: Option<String>,
+    }
+    if records.is_empty() {
+        r.warn(subject, "no record on the server yet: the keys could not be checked");
+        return;
+    }
+    let mut by_ver: std::collections::BTreeMap<u32, Tally> = std::collections::BTreeMap::new();
+    for rec in records {
+        let t = by_ver.entry(rec.publickey_ver).or_default();
+        match crate::crypto::decrypt_record(
+            &spec.keyring,
+            rec.publickey_ver,
+            &rec.encrypt_random_key,
+            &rec.encrypt_chat_msg,
+        ) {
+            Ok(_) => t.decrypted += 1,
+            Err(e) => match crate::actors::corp::key_outcome(&e) {
+                KeyOutcome::Decrypted => t.decrypted += 1,
+                KeyOutcome::KeyFailed(why) => {
+                    t.failed += 1;
+                    t.error = Some(why);
+                }
+                KeyOutcome::Unknown => t.corrupt += 1,
+            },
+        }
+    }
+    for (ver, t) in by_ver {
+        let checked = t.decrypted + t.failed;
+        let corrupt = match t.corrupt {
+            0 => String::new(),
+            n => format!(" ({n} corrupt record(s) not counted)"),
+        };
+        if t.failed == 0 {
+            r.ok(
+                subject,
+                format!("publickey_ver {ver}: the configured key decrypts {checked} of {checked} record(s){corrupt}"),
+            );
+        } else {
+            r.fail(
+                subject,
+                format!(
+                    "publickey_ver {ver}: the configured key fails for {} of {checked} record(s){corrupt}: {}; set the \
+                     right private key for this version (corps file or `corp set-key`), then `redecrypt`",
+                    t.failed,
+                    t.error.as_deref().unwrap_or("wrong key")
+                ),
+            );
         }
     }
 }

@@ -47,7 +47,8 @@ pub enum Command {
     /// keys, FFmpeg codecs, media root; `--online` also calls GetChatData once per corp.
     Doctor(doctor::DoctorArgs),
     /// The per-corp picture (state, last seq, lag, failures, media) from the running daemon's
-    /// `/status`, or from the database when the daemon does not answer; exit 1 when unhealthy.
+    /// `/status`, or from the database when the daemon does not answer; exit 0 healthy, 1
+    /// unhealthy, 2 configuration error, 3 no daemon running.
     Status(status::StatusArgs),
 }
 
@@ -60,14 +61,19 @@ pub enum CliError {
     /// Something failed while running.
     #[error("{0}")]
     Runtime(String),
+    /// `status`: no daemon answered (exit 3).
+    #[error("{0}")]
+    NotRunning(String),
 }
 
 impl CliError {
-    /// The process exit code: 2 for configuration errors, 1 for runtime failures.
+    /// The process exit code: 2 for configuration errors, 1 for runtime failures, 3 when
+    /// `status` finds no daemon running.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) => 2,
             Self::Runtime(_) => 1,
+            Self::NotRunning(_) => 3,
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         "" => None,
         listen => Some(listen.parse::<SocketAddr>().map_err(|e| CliError::Config(format!("http.listen: {e}")))?),
     };
+    let token = observe::http::read_token(&cfg.http.token_file).map_err(CliError::Config)?;
     let sdk = load_sdk(&cfg.sdk.library)?;
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
@@ -91,13 +92,14 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                 media: pipeline.media_counters.clone(),
                 failing_after: cfg.daemon.failing_after,
             },
+            observe::snapshot::EVERY,
             cfg.daemon.alert_after,
             (cfg.daemon.alert_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
         )
         .start();
         let server = match http {
             Some(addr) => {
-                let server = observe::http::serve(addr, observer)
+                let server = observe::http::serve(addr, observer, token)
                     .map_err(|e| CliError::Config(format!("http.listen: cannot listen: {e}")))?;
                 tracing::info!(%addr, "serving /healthz, /metrics and /status");
                 let handle = server.handle();

@@ -1,10 +1,19 @@
 //! `status [--config FILE] [--json]`: the per-corp picture as a table.
 //!
 //! With `[http] listen` set and the daemon answering there, the report is the daemon's own
-//! (`GET /status`: the same [`Report`] that `/metrics` and `/healthz` render). Otherwise the
-//! report is built from the database alone (cursor and media counts of every configured corp;
-//! live state `unknown`), and the output says so. Exit 0 when healthy, 1 when the database does
-//! not answer or a corp is failing (usable from scripts and monitoring).
+//! (`GET /status`: the same [`Report`] that `/metrics` and `/healthz` render; with
+//! `[http] token_file` the token is sent). Otherwise no daemon is running (or none can be asked):
+//! the output says so and shows what the database alone knows (cursor and media counts of every
+//! configured corp; live state `unknown`).
+//!
+//! Exit codes (usable from scripts and monitoring):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | the daemon answered: healthy |
+//! | 1 | the daemon answered: unhealthy (database down, a corp failing), or it refused the request (wrong token) |
+//! | 2 | the configuration does not load |
+//! | 3 | no daemon answered at `[http] listen` (not running, or `listen` is off) |
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,6 +25,7 @@ use clap::Args;
 use super::CliError;
 use crate::config::Config;
 use crate::observe::{self, Report};
+use crate::secret::Secret;
 
 /// Arguments of `status`.
 #[derive(Debug, Args)]
@@ -28,58 +38,107 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// Prints the report.
+/// What asking the daemon gave.
+enum Asked {
+    /// Its report.
+    Report(Box<Report>),
+    /// Nobody answered (the reason).
+    NotRunning(String),
+    /// It answered, but not with a report (the reason: a refused token, an error status).
+    Refused(String),
+}
+
+/// Prints the report; see the module documentation for the exit codes.
 pub fn run(args: &StatusArgs) -> Result<(), CliError> {
     let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
-    let (report, source) = match live_report(&cfg.http.listen) {
-        Ok(r) => (r, format!("daemon at http://{}", cfg.http.listen)),
-        Err(why) => (database_report(&cfg)?, format!("database only ({why})")),
+    let token = observe::http::read_token(&cfg.http.token_file).map_err(CliError::Config)?;
+    let why = match ask_daemon(&cfg.http.listen, token.as_ref()) {
+        Asked::Report(report) => {
+            print(args, &report, &format!("daemon at http://{}", cfg.http.listen), None)?;
+            return if report.healthy {
+                Ok(())
+            } else {
+                let failing = report.failing().count();
+                Err(CliError::Runtime(format!(
+                    "unhealthy: {}{failing} corp(s) failing",
+                    if report.database_ok { "" } else { "the database does not answer, " }
+                )))
+            };
+        }
+        Asked::Refused(why) => return Err(CliError::Runtime(why)),
+        Asked::NotRunning(why) => why,
     };
+    let db_error = match database_report(&cfg) {
+        Ok(report) => {
+            print(args, &report, &format!("database only ({why})"), Some(&why))?;
+            String::new()
+        }
+        Err(e) => {
+            if !args.json {
+                println!("daemon: not running ({why})\ndatabase: NOT OK: {e}");
+            }
+            format!("; the database does not answer either: {e}")
+        }
+    };
+    Err(CliError::NotRunning(format!("the daemon is not running: {why}{db_error}")))
+}
+
+fn print(args: &StatusArgs, report: &Report, source: &str, not_running: Option<&str>) -> Result<(), CliError> {
     if args.json {
-        let json = serde_json::to_string_pretty(&report).map_err(|e| CliError::Runtime(e.to_string()))?;
+        let json = serde_json::to_string_pretty(report).map_err(|e| CliError::Runtime(e.to_string()))?;
         println!("{json}");
     } else {
-        print!("{}", render_table(&report, &source));
+        print!("{}", render_table(report, source, not_running));
     }
-    if report.healthy {
-        Ok(())
-    } else {
-        let failing = report.failing().count();
-        Err(CliError::Runtime(format!(
-            "unhealthy: {}{failing} corp(s) failing",
-            if report.database_ok { "" } else { "the database does not answer, " }
-        )))
-    }
+    Ok(())
 }
 
 /// `GET /status` from the daemon at `listen`.
-fn live_report(listen: &str) -> Result<Report, String> {
+fn ask_daemon(listen: &str, token: Option<&Secret>) -> Asked {
     if listen.is_empty() {
-        return Err("[http] listen is off".into());
+        return Asked::NotRunning("[http] listen is off, so no daemon can be asked".into());
     }
-    let mut addr: SocketAddr = listen.parse().map_err(|e| format!("http.listen {listen:?}: {e}"))?;
+    let mut addr: SocketAddr = match listen.parse() {
+        Ok(a) => a,
+        Err(e) => return Asked::NotRunning(format!("http.listen {listen:?}: {e}")),
+    };
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let body = http_get(addr, "/status").map_err(|e| format!("no daemon answering at {addr}: {e}"))?;
-    serde_json::from_str(&body).map_err(|e| format!("bad /status answer from {addr}: {e}"))
+    match http_get(addr, "/status", token) {
+        Err(e) => Asked::NotRunning(format!("no daemon answering at {addr}: {e}")),
+        Ok((200, body)) => match serde_json::from_str(&body) {
+            Ok(r) => Asked::Report(Box::new(r)),
+            Err(e) => Asked::Refused(format!("bad /status answer from {addr}: {e}")),
+        },
+        Ok((401, _)) => Asked::Refused(format!(
+            "the daemon at {addr} refused the request (401): [http] token_file must hold the daemon's token"
+        )),
+        Ok((code, body)) => {
+            Asked::Refused(format!("the daemon at {addr} answered {code}: {}", body.lines().next().unwrap_or("")))
+        }
+    }
 }
 
-/// A minimal HTTP/1.0 GET (the daemon's own endpoint on loopback; no client library needed).
-pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+/// A minimal HTTP/1.0 GET (the daemon's own endpoint on loopback; no client library needed):
+/// the status code and the body; `Err` when nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str, token: Option<&Secret>) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let auth = token.map(|t| format!("Authorization: Bearer {}\r\n", t.expose())).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status_line = head.lines().next().unwrap_or_default();
-    if !status_line.contains(" 200 ") {
-        return Err(std::io::Error::other(format!("answered {status_line:?}")));
-    }
-    Ok(body.to_string())
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {status_line:?}")))?;
+    Ok((code, body.to_string()))
 }
 
 /// The report from the database alone: every corp of the configured sources.
@@ -108,12 +167,16 @@ fn secs(v: Option<f64>) -> String {
     }
 }
 
-/// The report as a text table (one line per corp) with a header saying where it came from.
-pub fn render_table(r: &Report, source: &str) -> String {
+/// The report as a text table (one line per corp) with a header saying where it came from;
+/// `not_running`: why no daemon answered (the health is then unknown).
+pub fn render_table(r: &Report, source: &str, not_running: Option<&str>) -> String {
+    let (daemon, health) = match not_running {
+        Some(why) => (format!("not running ({why})"), "unknown (no daemon)"),
+        None => ("running".to_string(), if r.healthy { "ok" } else { "UNHEALTHY" }),
+    };
     let mut out = format!(
-        "source: {source}\ndatabase: {}\nhealth: {}\n\n",
+        "source: {source}\ndaemon: {daemon}\ndatabase: {}\nhealth: {health}\n\n",
         r.database_error.as_deref().map_or_else(|| "ok".to_string(), |e| format!("NOT OK: {e}")),
-        if r.healthy { "ok" } else { "UNHEALTHY" },
     );
     let header = [
         "CORPID",
@@ -146,7 +209,14 @@ pub fn render_table(r: &Report, source: &str) -> String {
             c.restarts.to_string(),
             media,
             c.lease_holder.clone().unwrap_or_else(|| "-".into()),
-            c.last_error.clone().unwrap_or_default().chars().take(100).collect(),
+            if c.failing_keys().next().is_some() {
+                c.failing_reason()
+            } else {
+                c.last_error.clone().unwrap_or_default()
+            }
+            .chars()
+            .take(160)
+            .collect(),
         ]);
     }
     let widths: Vec<usize> =
@@ -194,11 +264,13 @@ mod tests {
             ],
             ..Report::default()
         };
-        let t = render_table(&r, "test");
-        assert!(t.contains("health: UNHEALTHY"), "{t}");
+        let t = render_table(&r, "test", None);
+        assert!(t.contains("health: UNHEALTHY") && t.contains("daemon: running"), "{t}");
         let good = t.lines().find(|l| l.starts_with("wwgood")).unwrap();
         assert!(good.contains("120") && good.contains("0/0/5/0") && good.contains("3s"), "{good}");
         let bad = t.lines().find(|l| l.starts_with("wwbad")).unwrap();
         assert!(bad.contains("YES") && bad.contains("10001"), "{bad}");
+        let t = render_table(&r, "database only", Some("nothing at 127.0.0.1:9"));
+        assert!(t.contains("daemon: not running (nothing at") && t.contains("health: unknown"), "{t}");
     }
 }

@@ -114,9 +114,12 @@ impl Default for ClusterConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// `host:port` to serve `/healthz`, `/metrics` and `/status` on; `""` = off. Unauthenticated:
-    /// keep it on loopback or a private network.
+    /// `host:port` to serve `/healthz`, `/metrics` and `/status` on; `""` = off. Without
+    /// `token_file` unauthenticated: keep it on loopback or a private network.
     pub listen: String,
+    /// A file holding a bearer token (one line); when set, every endpoint requires
+    /// `Authorization: Bearer <token>` and `status` sends it. Empty = no token.
+    pub token_file: PathBuf,
 }
 
 /// `[daemon]`.

@@ -2,20 +2,26 @@
 //!
 //! - [`Report`] is the one picture of the daemon: per corp the live state kept by the pipeline
 //!   ([`crate::actors::Stats`]) joined with what the database says (cursor, media items by
-//!   status). [`gather`] builds it; everything below renders it, so `/metrics`, `/healthz`,
-//!   `/status` and the `status` command can never disagree;
+//!   status), plus the process ([`process::ProcessStats`]) and the pipeline's latency histograms
+//!   ([`histogram::Histogram`]). [`gather`] builds it; everything below renders it, so
+//!   `/metrics`, `/healthz`, `/status` and the `status` command can never disagree;
+//! - [`snapshot::Snapshots`] builds it at most once a second, however many ask: the endpoints
+//!   serve that shared snapshot;
 //! - [`metrics::render`] turns a report into Prometheus text;
 //! - [`alert::Alerts`] decides when a corp's silence approaches WeCom's 5-day retention;
-//! - [`observer::Observer`] is the actor on the pipeline's event loop that gathers reports (the
+//! - [`observer::Observer`] is the actor on the pipeline's event loop that owns the snapshots (the
 //!   database pool lives on that loop) and logs alerts; [`http::serve`] is the actix-web endpoint
 //!   that asks it.
 //!
 //! Plain functions except the actor and the server: testable without either.
 
 pub mod alert;
+pub mod histogram;
 pub mod http;
 pub mod metrics;
 pub mod observer;
+pub mod process;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::actors::{CorpStatus, Stats};
 use crate::store::{CorpId, Store};
+use histogram::HistogramSnapshot;
+use process::ProcessStats;
 
 /// How long one database question of a report may take before the report says "unknown".
 pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +42,16 @@ pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Report {
     /// Seconds since the epoch when the report was made.
     pub generated_at: u64,
+    /// The same in milliseconds.
+    #[serde(default)]
+    pub generated_at_ms: u64,
+    /// Reports built by this process so far (this one included): the endpoints share one
+    /// snapshot a second, so this grows by at most one a second whatever the request rate.
+    #[serde(default)]
+    pub builds: u64,
+    /// The daemon's version.
+    #[serde(default)]
+    pub version: String,
     /// Whether the database answered.
     pub database_ok: bool,
     /// Why it did not.
@@ -44,8 +62,15 @@ pub struct Report {
     pub failing_after: u32,
     /// Whether the numbers come from a running daemon (`false`: database only).
     pub live: bool,
-    /// Process resident memory, bytes.
-    pub rss_bytes: Option<u64>,
+    /// The process (CPU, file descriptors, memory, start time).
+    #[serde(default)]
+    pub process: ProcessStats,
+    /// GetChatData latency (live reports only).
+    #[serde(default)]
+    pub pull_seconds: Option<HistogramSnapshot>,
+    /// Batch-write latency (live reports only).
+    #[serde(default)]
+    pub write_seconds: Option<HistogramSnapshot>,
     /// Process-wide media counters (when media is on).
     pub media: Option<MediaTotals>,
     /// One entry per corp, by corpid.
@@ -88,6 +113,13 @@ pub struct CorpReport {
     pub lag_seconds: Option<f64>,
     /// Seconds since the last successful GetChatData (or since start when none yet).
     pub since_last_pull_seconds: Option<f64>,
+    /// When GetChatData last succeeded (or, before the first success, when this process
+    /// started the corp), seconds since the epoch.
+    #[serde(default)]
+    pub last_pull_at: Option<f64>,
+    /// The newest stored msgtime, seconds since the epoch.
+    #[serde(default)]
+    pub newest_msgtime_at: Option<f64>,
     /// Failures in a row.
     pub consecutive_failures: u32,
     /// Restarts after failures.
@@ -100,6 +132,24 @@ pub struct CorpReport {
     pub lease_holder: Option<String>,
     /// Media items by `(kind, status)` from the database (status 0 held, 1 pending … 4 failed).
     pub media: Vec<MediaStatusCount>,
+    /// Recent decryption per `publickey_ver` (live reports only).
+    #[serde(default)]
+    pub keys: Vec<KeyReport>,
+}
+
+/// The recent records of one key version of a corp.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyReport {
+    /// The `publickey_ver`.
+    pub publickey_ver: u32,
+    /// Recent records of this version (at most [`crate::actors::KEY_WINDOW`]).
+    pub records: u32,
+    /// Of those, undecryptable with the configured key.
+    pub undecryptable: u32,
+    /// More than half undecryptable: the corp is failing.
+    pub failing: bool,
+    /// The last key error (no key material).
+    pub error: Option<String>,
 }
 
 /// Media items of one kind in one status.
@@ -129,6 +179,35 @@ impl Report {
     /// The corps that are failing.
     pub fn failing(&self) -> impl Iterator<Item = &CorpReport> {
         self.corps.iter().filter(|c| c.failing)
+    }
+}
+
+impl CorpReport {
+    /// The key versions whose recent records are mostly undecryptable.
+    pub fn failing_keys(&self) -> impl Iterator<Item = &KeyReport> {
+        self.keys.iter().filter(|k| k.failing)
+    }
+
+    /// Why the corp is failing, in one line: each failing key version, else the last error or
+    /// the state.
+    pub fn failing_reason(&self) -> String {
+        let keys: Vec<String> = self
+            .failing_keys()
+            .map(|k| {
+                format!(
+                    "publickey_ver {}: {} of the last {} records undecryptable ({})",
+                    k.publickey_ver,
+                    k.undecryptable,
+                    k.records,
+                    k.error.as_deref().unwrap_or("wrong or missing key")
+                )
+            })
+            .collect();
+        if keys.is_empty() {
+            self.last_error.clone().unwrap_or_else(|| self.state.clone())
+        } else {
+            keys.join("; ")
+        }
     }
 }
 
@@ -193,14 +272,20 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
         corps.push(report);
     }
     let database_ok = database_error.is_none();
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     Report {
-        generated_at: now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
+        generated_at: since_epoch.as_secs(),
+        generated_at_ms: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
+        builds: 0,
+        version: env!("CARGO_PKG_VERSION").to_string(),
         healthy: database_ok && !corps.iter().any(|c| c.failing),
         database_ok,
         database_error,
         failing_after: src.failing_after,
         live: src.stats.is_some(),
-        rss_bytes: rss_bytes(),
+        process: ProcessStats::read(),
+        pull_seconds: src.stats.as_ref().map(|s| s.pull_seconds.snapshot()),
+        write_seconds: src.stats.as_ref().map(|s| s.write_seconds.snapshot()),
         media: src.media.as_ref().map(|m| {
             use std::sync::atomic::Ordering::Relaxed;
             MediaTotals {
@@ -215,12 +300,38 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
     }
 }
 
+/// Logs the key versions of a corp that started (WARN) or stopped (INFO) failing; called in the
+/// corp's span, so every line carries its `corpid`. Only the version, the counts and the error
+/// text are logged (the error texts name no key material).
+pub fn log_key_changes(changes: &[crate::actors::KeyChange]) {
+    for k in changes {
+        if k.failing {
+            tracing::warn!(
+                publickey_ver = k.ver,
+                undecryptable = k.undecryptable,
+                of = k.records,
+                error = k.error.as_deref().unwrap_or(""),
+                "recent records of this publickey_ver are undecryptable: the private key configured for it is \
+                 wrong or missing (records are stored with their ciphertext; fix the key, then `redecrypt`)"
+            );
+        } else {
+            tracing::info!(
+                publickey_ver = k.ver,
+                undecryptable = k.undecryptable,
+                of = k.records,
+                "records of this publickey_ver decrypt again"
+            );
+        }
+    }
+}
+
 /// One corp's live part of the report.
 pub fn corp_report(corpid: &CorpId, s: &CorpStatus, failing_after: u32, now: SystemTime) -> CorpReport {
     let lag = s.newest_msgtime_ms.map(|ms| {
         let newest = UNIX_EPOCH + Duration::from_millis(ms);
         now.duration_since(newest).map(|d| d.as_secs_f64()).unwrap_or(0.0)
     });
+    let epoch_secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64());
     CorpReport {
         corpid: corpid.to_string(),
         state: if s.state.is_empty() { "starting".into() } else { s.state.clone() },
@@ -231,20 +342,27 @@ pub fn corp_report(corpid: &CorpId, s: &CorpStatus, failing_after: u32, now: Sys
         sdk_errors: s.sdk_errors.clone(),
         lag_seconds: lag,
         since_last_pull_seconds: s.since_last_pull(now).map(|d| d.as_secs_f64()),
+        last_pull_at: s.last_success.or(s.since).and_then(epoch_secs),
+        newest_msgtime_at: s.newest_msgtime_ms.map(|ms| ms as f64 / 1000.0),
         consecutive_failures: s.consecutive_failures,
         restarts: s.restarts,
         generation: s.generation,
         last_error: s.last_error.clone(),
         lease_holder: None,
         media: Vec::new(),
+        keys: s
+            .keys
+            .iter()
+            .filter(|(_, k)| k.records() > 0)
+            .map(|(ver, k)| KeyReport {
+                publickey_ver: *ver,
+                records: k.records(),
+                undecryptable: k.undecryptable(),
+                failing: k.failing(),
+                error: k.last_error.clone(),
+            })
+            .collect(),
     }
-}
-
-/// Resident set size of this process (`/proc/self/statm`), bytes.
-pub fn rss_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }
 
 #[cfg(test)]
@@ -280,12 +398,26 @@ mod tests {
         let r = corp_report(&id, &s, 3, now);
         assert_eq!(r.lag_seconds, Some(1000.0));
         assert_eq!(r.since_last_pull_seconds, Some(30.0));
+        assert_eq!((r.last_pull_at, r.newest_msgtime_at), (Some(999_970.0), Some(999_000.0)));
         let never = CorpStatus { last_success: None, ..s };
         assert_eq!(corp_report(&id, &never, 3, now).since_last_pull_seconds, Some(3600.0));
+        assert_eq!(corp_report(&id, &never, 3, now).last_pull_at, Some(996_400.0), "the corp's start");
     }
 
     #[test]
-    fn rss_is_read() {
-        assert!(rss_bytes().is_some_and(|b| b > 1 << 20));
+    fn a_failing_key_version_fails_the_corp_and_names_the_version() {
+        let id = CorpId::new("ww1").unwrap();
+        let mut s = status();
+        let bad = crate::actors::KeyOutcome::KeyFailed("wrong key for this record".into());
+        for _ in 0..3 {
+            s.keys.entry(1).or_default().push(&bad);
+            s.keys.entry(2).or_default().push(&crate::actors::KeyOutcome::Decrypted);
+        }
+        let r = corp_report(&id, &s, 3, SystemTime::now());
+        assert!(r.failing);
+        assert_eq!(r.keys.len(), 2);
+        assert_eq!(r.failing_keys().map(|k| k.publickey_ver).collect::<Vec<_>>(), [1]);
+        let why = r.failing_reason();
+        assert!(why.contains("publickey_ver 1: 3 of the last 3") && why.contains("wrong key"), "{why}");
     }
 }

@@ -1,31 +1,37 @@
-//! [`Observer`]: the actor that gathers [`Report`]s on the pipeline's event loop (where the
-//! database pool lives) for the HTTP endpoint, and logs retention alerts on a timer.
+//! [`Observer`]: the actor on the pipeline's event loop (where the database pool lives) that owns
+//! the [`Snapshots`] the HTTP endpoint serves, and logs retention alerts on a timer.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 
 use super::alert::Alerts;
-use super::{gather, Report, Sources};
+use super::snapshot::Snapshots;
+use super::{Report, Sources};
 
-/// Ask for the current report.
+/// Ask for the current snapshot (at most [`Snapshots::every`] old).
 #[derive(Debug, Message)]
-#[rtype(result = "Report")]
+#[rtype(result = "Arc<Report>")]
 pub struct GetReport;
 
 /// The observer actor.
 #[derive(Debug)]
 pub struct Observer {
-    sources: Sources,
+    snapshots: Arc<Snapshots>,
     alerts: Alerts,
     check_every: Duration,
 }
 
 impl Observer {
-    /// An observer of `sources` that checks for retention alerts every `check_every`, alerting
-    /// after `alert_after` without a successful pull.
-    pub fn new(sources: Sources, alert_after: Duration, check_every: Duration) -> Self {
-        Self { sources, alerts: Alerts::new(alert_after), check_every: check_every.max(Duration::from_millis(100)) }
+    /// An observer of `sources` that serves snapshots at most `every` old, checks for retention
+    /// alerts every `check_every`, alerting after `alert_after` without a successful pull.
+    pub fn new(sources: Sources, every: Duration, alert_after: Duration, check_every: Duration) -> Self {
+        Self {
+            snapshots: Arc::new(Snapshots::new(sources, every)),
+            alerts: Alerts::new(alert_after),
+            check_every: check_every.max(Duration::from_millis(100)),
+        }
     }
 }
 
@@ -34,9 +40,8 @@ impl Actor for Observer {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.check_every, |act, ctx| {
-            let sources = act.sources.clone();
-            ctx
-                .spawn(async move { gather(&sources, SystemTime::now()).await }.into_actor(act).map(|report, act, _| {
+            let snapshots = Arc::clone(&act.snapshots);
+            ctx.spawn(async move { snapshots.get().await }.into_actor(act).map(|report, act, _| {
                 for a in act.alerts.check(&report.corps, SystemTime::now()) {
                     tracing::warn!(
                         corpid = %a.corpid,
@@ -60,10 +65,10 @@ impl Actor for Observer {
 }
 
 impl Handler<GetReport> for Observer {
-    type Result = ResponseFuture<Report>;
+    type Result = ResponseFuture<Arc<Report>>;
 
     fn handle(&mut self, _: GetReport, _ctx: &mut Self::Context) -> Self::Result {
-        let sources = self.sources.clone();
-        Box::pin(async move { gather(&sources, SystemTime::now()).await })
+        let snapshots = Arc::clone(&self.snapshots);
+        Box::pin(async move { snapshots.get().await })
     }
 }
