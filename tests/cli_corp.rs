@@ -239,12 +239,9 @@ async fn add_list_enable_disable(db: Db) {
     // Both stored keys are what the pipeline can load (same keyring code).
     let s = db.store().await;
     for (c, ver) in [("wwcorp1", 1), ("wwcorp2", 2)] {
-        let ring = wework_msgaudit::corps::keyring_from_table(s.as_ref(), &CorpId::new(c).unwrap())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(ring.versions(), [ver], "{c}");
+        let sources = Sources { table: Some(Arc::clone(&s)), ..Sources::default() };
+        let spec = wework_msgaudit::corps::find(&sources, &CorpId::new(c).unwrap()).await.unwrap().unwrap().unwrap();
+        assert_eq!(spec.keyring.versions(), [ver], "{c}");
     }
 
     let list = db.ok(&["corp", "list"]);

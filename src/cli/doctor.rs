@@ -52,6 +52,7 @@ use crate::media::transcode;
 use crate::sdk::dynlib::{VendorSdk, SYMBOLS};
 use crate::sdk::{explain, FinanceSdk, NetOptions, SdkError, SdkTimeout, MAX_LIMIT};
 use crate::secret::redact_url;
+use crate::security::{self, AtRest};
 use crate::store::{self, Store};
 
 /// Longest wait for a database connection.
@@ -420,8 +421,8 @@ async fn check_corps(r: &mut Report, cfg: &Config, store: Option<&Arc<dyn Store>
         match store {
             None => r.skip(SUBJECT, "the corplist table is not read: the database check failed"),
             Some(store) => {
-                remember_table_secrets(r, store.as_ref()).await;
-                match corps::from_table(store.as_ref(), defaults).await {
+                remember_table_secrets(r, store.as_ref(), &sources.at_rest).await;
+                match corps::from_table(store.as_ref(), defaults, &sources.at_rest).await {
                     Ok(candidates) => {
                         names.push("the corplist table".to_string());
                         parts.push(candidates);
@@ -459,16 +460,25 @@ async fn check_corps(r: &mut Report, cfg: &Config, store: Option<&Arc<dyn Store>
 }
 
 /// Secrets and keys of every `corplist`/`corp_keys` row, also of corps that will be left out.
-async fn remember_table_secrets(r: &mut Report, store: &dyn Store) {
+async fn remember_table_secrets(r: &mut Report, store: &dyn Store, at_rest: &AtRest) {
     if let Ok(rows) = store.list_corps().await {
         for row in rows {
             r.secret(row.secret.expose());
             r.key_text(row.prikey.expose());
+            if let Ok(plain) = at_rest.reveal(&security::secret_place(&row.corpid), &row.secret) {
+                r.secret(plain.expose());
+            }
+            if let Ok(plain) = at_rest.reveal(&security::prikey_place(&row.corpid), &row.prikey) {
+                r.key_text(plain.expose());
+            }
         }
     }
     if let Ok(keys) = store.list_corp_keys().await {
-        for (_, _, pem) in keys {
+        for (corpid, ver, pem) in keys {
             r.key_text(pem.expose());
+            if let Ok(plain) = at_rest.reveal(&security::key_place(&corpid, ver), &pem) {
+                r.key_text(plain.expose());
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use clap::Args;
 
 use super::CliError;
 use crate::config::Config;
+use crate::corps::CorpSource;
 use crate::observe::{self, Report};
 
 /// Arguments of `status`.
@@ -31,15 +32,18 @@ pub struct StatusArgs {
 /// Prints the report.
 pub fn run(args: &StatusArgs) -> Result<(), CliError> {
     let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
-    let (report, source) = match live_report(&cfg.http.listen) {
+    let (mut report, source) = match live_report(&cfg.http.listen) {
         Ok(r) => (r, format!("daemon at http://{}", cfg.http.listen)),
         Err(why) => (database_report(&cfg)?, format!("database only ({why})")),
     };
+    let configured = configured_corps(&cfg);
+    mark_disabled(&mut report, &configured);
     if args.json {
         let json = serde_json::to_string_pretty(&report).map_err(|e| CliError::Runtime(e.to_string()))?;
         println!("{json}");
     } else {
-        print!("{}", render_table(&report, &source));
+        let sources = configured.iter().map(|c| (c.0.clone(), c.1.to_string())).collect();
+        print!("{}", render_table_with_sources(&report, &source, &sources));
     }
     if report.healthy {
         Ok(())
@@ -87,15 +91,50 @@ fn database_report(cfg: &Config) -> Result<Report, CliError> {
     super::with_store_of(cfg, |store| async move {
         let sources = super::run::sources_from_config(cfg, Some(std::sync::Arc::clone(&store)));
         let desired = crate::corps::load(&sources).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+        let disabled = desired.disabled.iter().filter_map(|(c, _)| crate::store::CorpId::new(c).ok());
         let src = observe::Sources {
             stats: None,
             store,
-            corps: desired.corps.into_keys().collect(),
+            corps: desired.corps.into_keys().chain(disabled).collect(),
             media: None,
             failing_after: cfg.daemon.failing_after,
         };
         Ok(observe::gather(&src, SystemTime::now()).await)
     })
+}
+
+/// Every configured corp of every source: `(corpid, source, enabled)`. Best effort: when the
+/// database does not answer, the corps file's only.
+fn configured_corps(cfg: &Config) -> Vec<(String, CorpSource, bool)> {
+    let read = |store: Option<std::sync::Arc<dyn crate::store::Store>>| async move {
+        let sources = super::run::sources_from_config(cfg, store);
+        let parts = crate::corps::read(&sources).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+        Ok(parts.into_iter().flatten().map(|c| (c.corpid, c.source, c.enabled)).collect())
+    };
+    let from_all = if cfg.corps.table { super::with_store_of(cfg, |store| read(Some(store))).ok() } else { None };
+    from_all.unwrap_or_else(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .ok()
+            .and_then(|rt| rt.block_on(read(None)).ok())
+            .unwrap_or_default()
+    })
+}
+
+/// Disabled corps show as `disabled` (added when the daemon's report does not have them).
+fn mark_disabled(report: &mut Report, configured: &[(String, CorpSource, bool)]) {
+    for (corpid, _, enabled) in configured.iter().filter(|c| !c.2) {
+        match report.corps.iter_mut().find(|c| &c.corpid == corpid) {
+            Some(c) => c.state = "disabled".into(),
+            None if !enabled => report.corps.push(observe::CorpReport {
+                corpid: corpid.clone(),
+                state: "disabled".into(),
+                ..observe::CorpReport::default()
+            }),
+            None => {}
+        }
+    }
+    report.corps.sort_by(|a, b| a.corpid.cmp(&b.corpid));
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -110,6 +149,15 @@ fn secs(v: Option<f64>) -> String {
 
 /// The report as a text table (one line per corp) with a header saying where it came from.
 pub fn render_table(r: &Report, source: &str) -> String {
+    render_table_with_sources(r, source, &std::collections::BTreeMap::new())
+}
+
+/// [`render_table`] with a SOURCE column: where each corp is defined (`table`, `file`).
+pub fn render_table_with_sources(
+    r: &Report,
+    source: &str,
+    sources: &std::collections::BTreeMap<String, String>,
+) -> String {
     let mut out = format!(
         "source: {source}\ndatabase: {}\nhealth: {}\n\n",
         r.database_error.as_deref().map_or_else(|| "ok".to_string(), |e| format!("NOT OK: {e}")),
@@ -117,6 +165,7 @@ pub fn render_table(r: &Report, source: &str) -> String {
     );
     let header = [
         "CORPID",
+        "SOURCE",
         "STATE",
         "FAILING",
         "LAST_SEQ",
@@ -136,6 +185,7 @@ pub fn render_table(r: &Report, source: &str) -> String {
             .join("/");
         rows.push(vec![
             c.corpid.clone(),
+            sources.get(&c.corpid).cloned().unwrap_or_else(|| "-".into()),
             c.state.clone(),
             if c.failing { "YES".into() } else { "no".into() },
             c.last_seq.to_string(),

@@ -149,3 +149,12 @@ mod tests {
         assert!(free_space(Path::new("/nonexistent/dir")).is_err());
     }
 }
+
+/// Sets the process's file mode creation mask to `mask` (e.g. `0o077`: new files 0600, new
+/// directories 0700) and returns the previous mask.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask(2) only swaps the calling process's creation mask; it cannot fail and reads
+    // or writes no memory of ours.
+    let previous = unsafe { libc::umask(mask as libc::mode_t) };
+    previous as u32
+}
