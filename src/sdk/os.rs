@@ -158,3 +158,13 @@ pub fn set_umask(mask: u32) -> u32 {
     let previous = unsafe { libc::umask(mask as libc::mode_t) };
     previous as u32
 }
+
+/// True when this process may write into `path` (access(2) with `W_OK`: the real uid's view,
+/// without creating anything).
+pub fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call; access(2) only
+    // reads it.
+    unsafe { libc::access(c_path.as_ptr(), libc::W_OK) == 0 }
+}

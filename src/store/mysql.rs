@@ -22,7 +22,7 @@ use super::{
 };
 use crate::secret::Secret;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
 /// The MySQL-family store.
 pub struct MysqlStore {
@@ -129,7 +129,7 @@ const JAVA_UPGRADE_COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// Missing `corplist` columns of older Java tables.
-const CORPLIST_COLUMNS: &[(&str, &str)] = &[
+pub(crate) const CORPLIST_COLUMNS: &[(&str, &str)] = &[
     ("secret", "VARCHAR(128) NOT NULL DEFAULT ''"),
     ("corpname", "VARCHAR(100) NOT NULL DEFAULT ''"),
     ("prikey", "TEXT NULL"),
