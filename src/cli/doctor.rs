@@ -409,7 +409,7 @@ pub(super) async fn check_database(r: &mut Report, cfg: &Config, fix: bool) -> O
             r.warn(
                 SUBJECT,
                 format!(
-                    "{shown}: the schema needs migration ({}); `run` or `doctor --fix` applies it (back up a Java                      database first)",
+                    "{shown}: the schema needs migration ({}); `run` or `doctor --fix` applies it (back up a Java database first)",
                     seen.pending.join("; ")
                 ),
             );
@@ -653,7 +653,7 @@ fn look_at_media_root(root: &Path) -> Result<Option<PathBuf>, String> {
                 return Ok((at != absolute.as_path()).then(|| at.to_path_buf()));
             }
             Ok(_) => return Err(format!("cannot create {}: {} is not a directory", root.display(), at.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
                 at = at.parent().ok_or_else(|| format!("cannot create {}: no existing parent", root.display()))?;
             }
             Err(e) => return Err(format!("cannot look at {}: {e}", at.display())),
