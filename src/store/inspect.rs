@@ -98,6 +98,12 @@ pub async fn inspect(url: &str) -> Result<Inspection, StoreError> {
         if !missing.is_empty() {
             pending.push(format!("ALTER TABLE corplist ADD COLUMN {} (a Java-era corplist)", missing.join(", ")));
         }
+        if super::mysql::secret_column(&mut conn).await?.is_some_and(|(len, _)| len < super::mysql::SECRET_WIDTH) {
+            pending.push(format!(
+                "ALTER TABLE corplist MODIFY COLUMN secret VARCHAR({}) (room for encrypted secrets)",
+                super::mysql::SECRET_WIDTH
+            ));
+        }
     }
     let _ = conn.close().await;
     Ok(Inspection { exists: true, pending })
