@@ -569,6 +569,126 @@ async fn secrets_at_rest(db: Db) {
     db.finish().await;
 }
 
+const FILE_CORP: &str = "wwfilecorp00000001";
+const OFF_CORP: &str = "wwfileoff000000002";
+const TABLE_CORP: &str = "wwtablecorp0000003";
+
+/// Every command works for a corp of the corps file and shows where each corp comes from:
+/// `corp list`, `media stats` and `status` list the file's corps (a disabled one marked
+/// disabled); `redecrypt` re-decrypts a file corp with the file's keys; `corp set-key` /
+/// `enable` refuse a file corp with exit 2 and say what to write in the file (the `[[corp.key]]`
+/// entry), after which `redecrypt` recovers its rows; `corp add` without `--timeout` takes
+/// `[sdk] timeout`.
+async fn file_corps(db: Db) {
+    let dir = db.dir.path().to_path_buf();
+    let key_file = |ver: u32| {
+        let p = dir.join(format!("key{ver}.pem"));
+        std::fs::write(&p, emulator::demo_private_key_pem(ver).unwrap()).unwrap();
+        p.display().to_string()
+    };
+    let (k1, k2, k3) = (key_file(1), key_file(2), key_file(3));
+    let corps = dir.join("corps.toml");
+    // The file corp comes last, so that an appended [[corp.key]] belongs to it.
+    std::fs::write(
+        &corps,
+        format!(
+            "[[corp]]\ncorpid = \"{OFF_CORP}\"\nsecret = \"off-secret-1\"\nenabled = false\n[[corp.key]]\nver = 1\n\
+             file = \"{k1}\"\n\n[[corp]]\ncorpid = \"{FILE_CORP}\"\nsecret = \"{SECRET}\"\nname = \"From file\"\n\
+             limits = 100\n[[corp.key]]\nver = 1\nfile = \"{k1}\"\n[[corp.key]]\nver = 2\nfile = \"{k2}\"\n"
+        ),
+    )
+    .unwrap();
+    db.set_config(&format!(
+        "[sdk]\nlibrary = \"emulator\"\ntimeout = \"7s\"\n[media]\nenabled = false\n[corps]\nfile = \"{}\"\n",
+        corps.display()
+    ));
+    let secret = db.secret_file();
+    let out = db.ok(&["corp", "add", "--corpid", TABLE_CORP, "--secret-file", &secret]);
+    assert!(out.contains("timeout 7s"), "[sdk] timeout is the default: {out}");
+    assert_eq!(
+        db.int(&format!("SELECT CAST(timeout AS SIGNED INTEGER) FROM corplist WHERE corpid = '{TABLE_CORP}'")).await,
+        7
+    );
+    db.expect(&["corp", "add", "--corpid", FILE_CORP, "--secret-file", &secret], 2);
+
+    let list = db.ok(&["corp", "list"]);
+    let line = |corp: &str| {
+        list.lines().find(|l| l.starts_with(corp)).unwrap_or_else(|| panic!("{corp}:\n{list}")).to_string()
+    };
+    let (file, off, table) = (line(FILE_CORP), line(OFF_CORP), line(TABLE_CORP));
+    assert!(file.contains(" file ") && file.contains("enabled") && file.contains("From file"), "{list}");
+    assert!(file.contains("v1=sha256:") && file.contains("v2=sha256:") && !file.contains("v3="), "{list}");
+    assert!(off.contains(" file ") && off.contains("disabled"), "{list}");
+    assert!(table.contains(" table ") && table.contains(" 7 "), "{list}");
+    assert!(!list.contains(SECRET) && !list.contains("off-secret-1"), "{list}");
+
+    // Ingest the file corp in-process, as `run` does: its version-3 rows are undecryptable.
+    let mut toml =
+        format!("seed = 11\n[[corp]]\ncorpid = \"{FILE_CORP}\"\nsecret = \"{SECRET}\"\nrecords = {RECORDS}\n");
+    for ver in 1..=3 {
+        let pem = emulator::demo_private_key_pem(ver).unwrap();
+        toml.push_str(&format!("[[corp.key]]\nver = {ver}\nprivate_key_pem = '''{pem}'''\n"));
+    }
+    toml.push_str("[corp.faults]\ncorrupt_rate = 0.0\nchat_rc_rate = 0.0\n");
+    let emu = Arc::new(emulator::Emulator::new(toml::from_str(&toml).unwrap()).unwrap());
+    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+    let store = db.store().await;
+    let sources = Sources { file: Some(corps.clone()), ..Sources::default() };
+    let pipeline = Pipeline::start(store, sdk, sources, &pipeline_config()).unwrap();
+    let until = Instant::now() + Duration::from_secs(180);
+    let id = CorpId::new(FILE_CORP).unwrap();
+    loop {
+        let snap = pipeline.stats.snapshot();
+        if snap.get(&id).is_some_and(|s| s.cursor >= RECORDS) {
+            break;
+        }
+        assert!(Instant::now() < until, "not ingested: {snap:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pipeline.shutdown().await;
+    let v3 = emu.truth(FILE_CORP).iter().filter(|t| t.publickey_ver == 3).count() as i64;
+    assert!(v3 > 0);
+    let table_name = format!("message_{FILE_CORP}");
+    let undecryptable =
+        format!("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM {table_name} WHERE decrypt_error IS NOT NULL");
+    assert_eq!(db.int(&undecryptable).await, v3);
+
+    // redecrypt reads the file's keys (before: "no corp … in corplist", exit 2).
+    let out = db.ok(&["redecrypt", "--corp", FILE_CORP]);
+    assert!(out.contains(&format!("recovered 0, still undecryptable {v3}")), "{out}");
+    // set-key and enable refuse a file corp and say what to write in the file.
+    let out = db.expect(&["corp", "set-key", FILE_CORP, "--ver", "3", "--key-file", &k3], 2);
+    assert!(out.contains("corps file") && out.contains(&corps.display().to_string()), "{out}");
+    let snippet = format!("[[corp.key]]\nver = 3\nfile = \"{k3}\"\n");
+    assert!(out.contains(&snippet), "{out}");
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+    let out = db.expect(&["corp", "disable", FILE_CORP], 2);
+    assert!(out.contains("enabled = false"), "{out}");
+    db.expect(&["corp", "rotate-secret", FILE_CORP, "--secret-file", &secret], 2);
+    // The operator adds the entry; redecrypt recovers every row.
+    let mut text = std::fs::read_to_string(&corps).unwrap();
+    text.push_str(&snippet);
+    std::fs::write(&corps, text).unwrap();
+    let out = db.ok(&["redecrypt", "--corp", FILE_CORP]);
+    assert!(out.contains(&format!("recovered {v3}, still undecryptable 0")), "{out}");
+    assert_eq!(db.int(&undecryptable).await, 0);
+
+    // media stats and status list every configured corp with its source.
+    let stats = db.ok(&["media", "stats"]);
+    for (corp, source) in [(FILE_CORP, "file"), (OFF_CORP, "file"), (TABLE_CORP, "table")] {
+        assert!(stats.lines().any(|l| l.starts_with(corp) && l.contains(source)), "{corp} {source}:\n{stats}");
+    }
+    let out = db.cli(&["status"]);
+    let status = String::from_utf8_lossy(&out.stdout).into_owned();
+    let row = |corp: &str| {
+        status.lines().find(|l| l.starts_with(corp)).unwrap_or_else(|| panic!("{corp}:\n{status}")).to_string()
+    };
+    assert!(row(FILE_CORP).contains(" file "), "{status}");
+    assert!(row(OFF_CORP).contains(" file ") && row(OFF_CORP).contains("disabled"), "{status}");
+    assert!(row(TABLE_CORP).contains(" table "), "{status}");
+    db.finish().await;
+}
+
 fn block_on<F: std::future::Future<Output = ()>>(f: F) {
     actix_rt::System::new().block_on(f);
 }
@@ -589,6 +709,11 @@ mod sqlite {
     #[test]
     fn secrets_and_keys_sealed_at_rest() {
         block_on(async { secrets_at_rest(Db::sqlite()).await });
+    }
+
+    #[test]
+    fn every_command_works_for_corps_of_the_corps_file() {
+        block_on(async { file_corps(Db::sqlite()).await });
     }
 }
 
@@ -618,6 +743,15 @@ mod mariadb {
         block_on(async {
             if let Some(db) = Db::mysql().await {
                 secrets_at_rest(db).await;
+            }
+        });
+    }
+
+    #[test]
+    fn every_command_works_for_corps_of_the_corps_file() {
+        block_on(async {
+            if let Some(db) = Db::mysql().await {
+                file_corps(db).await;
             }
         });
     }

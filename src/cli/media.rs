@@ -96,6 +96,10 @@ async fn stats(store: Arc<dyn Store>, cfg: &Config, only: Option<CorpId>) -> Res
         let counts = store.media_stats(&corpid).await.map_err(store_error)?;
         let mut kinds: Vec<&str> = counts.iter().map(|c| c.kind.as_str()).collect();
         kinds.dedup();
+        if kinds.is_empty() {
+            // A configured corp without media items still gets its line.
+            kinds.push("-");
+        }
         for kind in kinds {
             let n = |status: u8| {
                 counts.iter().filter(|c| c.kind == kind && c.status == status).map(|c| c.count).sum::<u64>()
