@@ -190,7 +190,7 @@ impl MasterKey {
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| damaged())?;
         let mut buf = Zeroizing::new(sealed.to_vec());
-        let plain = self.key.open_in_place(nonce, Aad::from(place.as_bytes()), &mut *buf).map_err(|_| damaged())?;
+        let plain = self.key.open_in_place(nonce, Aad::from(place.as_bytes()), &mut buf).map_err(|_| damaged())?;
         let text = std::str::from_utf8(plain).map_err(|_| damaged())?;
         Ok(Secret::new(text))
     }

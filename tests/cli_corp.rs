@@ -71,10 +71,6 @@ impl Db {
         std::fs::write(self.dir.path().join("config.toml"), text).unwrap();
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
     fn config(&self) -> String {
         self.dir.path().join("config.toml").display().to_string()
     }
