@@ -570,6 +570,19 @@ mod tests {
         assert_eq!(spec.clone().with_proxy(&Proxy::default()).fingerprint(), spec.fingerprint());
     }
 
+    #[test]
+    fn a_corp_left_out_is_logged_once_per_change() {
+        let mut log = LeftOutLog::default();
+        let bad = vec![("ww1".to_string(), "no key".to_string())];
+        assert_eq!(log.report(&bad), 1);
+        for _ in 0..5 {
+            assert_eq!(log.report(&bad), 0, "the same reason again: not logged");
+        }
+        assert_eq!(log.report(&[("ww1".to_string(), "bad key".to_string())]), 1, "a new reason is logged");
+        assert_eq!(log.report(&[]), 0);
+        assert_eq!(log.report(&bad), 1, "left out again after coming back: logged again");
+    }
+
     const PEM: &str = include_str!("../../tests/fixtures/keys/rsa2048.pkcs8.pem");
 
     fn defaults() -> Defaults {
