@@ -318,6 +318,24 @@ fn validate_and_doctor_change_nothing_until_fix() {
     assert!(run.line("ok    media: ").contains("writable"), "{}", run.stdout);
     s.validate().expect_code(0);
 
+    // A database and media root left open to others (an older version, umask 022): doctor warns
+    // and changes nothing; --fix sets 0600/0700.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&s.path("doctor.db")), mode(&s.path("media/msgfile"))), (0o600, 0o700), "created owner-only");
+    std::fs::set_permissions(s.path("doctor.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(s.path("media/msgfile"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = s.doctor(&[]);
+    run.expect_code(0);
+    let warn = run.line("warn  permissions: ");
+    assert!(warn.contains("doctor.db (0644)") && warn.contains("msgfile (0755)"), "{warn}");
+    assert_eq!((mode(&s.path("doctor.db")), mode(&s.path("media/msgfile"))), (0o644, 0o755));
+    let run = s.doctor(&["--fix"]);
+    run.expect_code(0);
+    run.line("ok    permissions: ");
+    assert_eq!((mode(&s.path("doctor.db")), mode(&s.path("media/msgfile"))), (0o600, 0o700));
+    assert!(!s.doctor(&[]).stdout.contains("permissions"), "nothing left to report");
+
     // An invalid corp entry: validate exits 2 (doctor: 1).
     let bad = Setup::new("emulator", &[corp(BADKEY, SECRET_BADKEY, &[Key::Garbage])], "msgfile");
     let run = bad.validate();

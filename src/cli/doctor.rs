@@ -29,6 +29,8 @@
 //!    created in) must be a writable directory; with `--fix` the root is created if missing and a
 //!    probe file is written, fsynced, read back and removed under `<root>/.tmp/`; the free space is shown
 //!    ([`crate::sdk::os::free_space`]), a warning under 1 GiB.
+//!    **permissions**: a line only when the SQLite file (or its -wal/-shm) or the media root is
+//!    open to group/others (a warning; `--fix` sets 0600 / 0700).
 //! 7. **online** (`--online` only): per corp, `NewSdk` + `Init` and one `GetChatData(seq 0, limit 1)`
 //!    with the configured proxy and the corp's timeout. A failure names the return code or JSON
 //!    `errcode` in words ([`explain`]). With the real SDK a failed token request shows only as
@@ -212,6 +214,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
     check_ffmpeg(&mut r, Some(&cfg));
     check_media(&mut r, &cfg, args.fix);
     check_object_store(&mut r, &cfg);
+    check_permissions(&mut r, &cfg, args.fix);
     if args.online {
         check_online(&mut r, &cfg, sdk.as_deref(), &corps);
     }
@@ -621,6 +624,64 @@ pub(super) fn check_media(r: &mut Report, cfg: &Config, fix: bool) {
         Ok(free) => r.ok(SUBJECT, format!("{}: writable, {} free", root.display(), human(free))),
         Err(e) => r.ok(SUBJECT, format!("{}: writable (free space unknown: {e})", root.display())),
     }
+}
+
+/// Check 6b: the SQLite file (and its -wal/-shm) and the media root allow nothing to group and
+/// others (files created by an older version, or by hand, may). A line only when one does;
+/// `fix` sets 0600 / 0700 (the root's mode alone closes everything below it).
+fn check_permissions(r: &mut Report, cfg: &Config, fix: bool) {
+    use std::os::unix::fs::PermissionsExt as _;
+    const SUBJECT: &str = "permissions";
+    let mut wide: Vec<(PathBuf, u32, u32)> = Vec::new();
+    let url = cfg.database.url.expose();
+    if let Some(db) = sqlite_file(url) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            wide.push((PathBuf::from(name), 0o600, 0));
+        }
+    }
+    if cfg.media.enabled {
+        wide.push((cfg.media.root.clone(), 0o700, 0));
+    }
+    wide.retain_mut(|(path, _, mode)| match std::fs::metadata(&*path) {
+        Ok(m) => {
+            *mode = m.permissions().mode() & 0o7777;
+            *mode & 0o077 != 0
+        }
+        Err(_) => false,
+    });
+    if wide.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = wide.iter().map(|(p, _, mode)| format!("{} ({mode:04o})", p.display())).collect();
+    if !fix {
+        r.warn(
+            SUBJECT,
+            format!("{} open to group/others (chat content, secrets): `doctor --fix` sets 0600/0700", shown.join(", ")),
+        );
+        return;
+    }
+    let mut failed = Vec::new();
+    for (path, want, _) in &wide {
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(*want)) {
+            failed.push(format!("{}: {e}", path.display()));
+        }
+    }
+    if failed.is_empty() {
+        r.ok(SUBJECT, format!("{}: set owner-only (0600 files, 0700 media root)", shown.join(", ")));
+    } else {
+        r.fail(SUBJECT, format!("cannot tighten {}", failed.join("; ")));
+    }
+}
+
+/// The file of a `sqlite://` URL (not `:memory:`).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    use std::str::FromStr as _;
+    if !url.starts_with("sqlite:") || url.contains(":memory:") {
+        return None;
+    }
+    sqlx::sqlite::SqliteConnectOptions::from_str(url).ok().map(|o| o.get_filename().to_path_buf())
 }
 
 /// `[media] backend = "s3"`: put, get and delete a probe object.
