@@ -103,21 +103,27 @@ fn database_report(cfg: &Config) -> Result<Report, CliError> {
     })
 }
 
-/// Every configured corp of every source: `(corpid, source, enabled)`. Best effort: when the
-/// database does not answer, the corps file's only.
+/// Every configured corp of every source: `(corpid, source, enabled)`. Best effort and bounded:
+/// the tables are read through a read-only connection given 5 s; when the database does not
+/// answer, the corps file's only.
 fn configured_corps(cfg: &Config) -> Vec<(String, CorpSource, bool)> {
-    let read = |store: Option<std::sync::Arc<dyn crate::store::Store>>| async move {
-        let sources = super::run::sources_from_config(cfg, store);
-        let parts = crate::corps::read(&sources).await.map_err(|e| CliError::Runtime(e.to_string()))?;
-        Ok(parts.into_iter().flatten().map(|c| (c.corpid, c.source, c.enabled)).collect())
-    };
-    let from_all = if cfg.corps.table { super::with_store_of(cfg, |store| read(Some(store))).ok() } else { None };
-    from_all.unwrap_or_else(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .ok()
-            .and_then(|rt| rt.block_on(read(None)).ok())
-            .unwrap_or_default()
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return Vec::new() };
+    rt.block_on(async {
+        let store = if cfg.corps.table {
+            let connect = crate::store::connect_read_only(cfg.database.url.expose());
+            tokio::time::timeout(Duration::from_secs(5), connect).await.ok().and_then(Result::ok)
+        } else {
+            None
+        };
+        let read = |store| async move {
+            let sources = super::run::sources_from_config(cfg, store);
+            tokio::time::timeout(Duration::from_secs(5), crate::corps::read(&sources)).await.ok()?.ok()
+        };
+        let parts = match read(store).await {
+            Some(parts) => parts,
+            None => read(None).await.unwrap_or_default(),
+        };
+        parts.into_iter().flatten().map(|c| (c.corpid, c.source, c.enabled)).collect()
     })
 }
 
