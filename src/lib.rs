@@ -33,4 +33,5 @@ pub mod observe;
 pub mod reload;
 pub mod sdk;
 pub mod secret;
+pub mod security;
 pub mod store;

@@ -155,6 +155,11 @@ impl Setup {
     /// `[wrapper…] BIN doctor --config <dir>/config.toml <extra>`, in the temp dir, with no
     /// `WEWORK_MSGAUDIT__*` variable of the test's own environment.
     fn command(&self, wrapper: &[&str], extra: &[&str]) -> Command {
+        self.command_for("doctor", wrapper, extra)
+    }
+
+    /// `[wrapper…] BIN <sub> --config <dir>/config.toml <extra>` (see [`Setup::command`]).
+    fn command_for(&self, sub: &str, wrapper: &[&str], extra: &[&str]) -> Command {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);
@@ -163,7 +168,7 @@ impl Setup {
             }
             None => Command::new(BIN),
         };
-        cmd.args(["doctor", "--config"]).arg(self.path("config.toml")).args(extra);
+        cmd.args([sub, "--config"]).arg(self.path("config.toml")).args(extra);
         for (k, _) in std::env::vars() {
             if k.starts_with("WEWORK_MSGAUDIT__") || k == "WWF_EMULATOR_SCENARIO" {
                 cmd.env_remove(k);
@@ -175,6 +180,10 @@ impl Setup {
 
     fn doctor(&self, extra: &[&str]) -> Run {
         self.run(self.command(&[], extra))
+    }
+
+    fn validate(&self) -> Run {
+        self.run(self.command_for("validate", &[], &[]))
     }
 
     /// Runs a prepared command and checks that nothing forbidden was printed.
@@ -239,7 +248,7 @@ fn healthy_corps() -> Vec<Corp> {
 #[test]
 fn a_healthy_installation_is_all_ok_offline_and_online() {
     let s = Setup::new("emulator", &healthy_corps(), "msgfile");
-    let run = s.doctor(&[]);
+    let run = s.doctor(&["--fix"]);
     run.expect_code(0);
     let checks = run.check_lines();
     for l in &checks {
@@ -286,6 +295,77 @@ fn a_healthy_installation_is_all_ok_offline_and_online() {
     }
 }
 
+/// `validate` and `doctor` without `--fix` create nothing (no SQLite file, no media root, no
+/// probe file); `doctor --fix` creates and migrates; `validate` exits 2 on an invalid corp.
+#[test]
+fn validate_and_doctor_change_nothing_until_fix() {
+    let s = Setup::new("emulator", &healthy_corps(), "media/msgfile");
+    let before = common::files_under(s.dir.path());
+    let run = s.validate();
+    run.expect_code(0);
+    run.check_lines();
+    assert!(run.line("warn  database: ").contains("does not exist yet"), "{}", run.stdout);
+    assert!(run.line("skip  corps: ").contains("corplist"), "{}", run.stdout);
+    assert!(run.line(&format!("ok    corp {GOOD}")).contains("keys for versions 1, 2;"), "{}", run.stdout);
+    assert!(run.line("warn  media: ").contains("does not exist yet"), "{}", run.stdout);
+    assert!(run.line("ok    security: ").contains("no master key"), "{}", run.stdout);
+    assert!(!s.path("doctor.db").exists() && !s.path("media").exists(), "validate created something");
+
+    let run = s.doctor(&[]);
+    run.expect_code(0);
+    run.check_lines();
+    assert!(run.line("warn  database: ").contains("`doctor --fix` creates it"), "{}", run.stdout);
+    assert!(run.line("warn  media: ").contains("does not exist yet"), "{}", run.stdout);
+    assert!(!s.path("doctor.db").exists() && !s.path("media").exists(), "doctor without --fix created something");
+    assert_eq!(common::files_under(s.dir.path()), before, "no file was created or removed");
+
+    let run = s.doctor(&["--fix"]);
+    run.expect_code(0);
+    assert!(run.line("ok    database: ").contains("migrations applied"), "{}", run.stdout);
+    assert!(s.path("doctor.db").is_file() && s.path("media/msgfile").is_dir());
+    // Now current: read-only doctor and validate say so, and read the (empty) corplist.
+    let run = s.doctor(&[]);
+    run.expect_code(0);
+    assert!(run.line("ok    database: ").contains("schema up to date"), "{}", run.stdout);
+    assert!(run.line("ok    media: ").contains("writable"), "{}", run.stdout);
+    s.validate().expect_code(0);
+
+    // A database and media root left open to others (an older version, umask 022): doctor warns
+    // and changes nothing; --fix sets 0600/0700.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&s.path("doctor.db")), mode(&s.path("media/msgfile"))), (0o600, 0o700), "created owner-only");
+    std::fs::set_permissions(s.path("doctor.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(s.path("media/msgfile"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = s.doctor(&[]);
+    run.expect_code(0);
+    let warn = run.line("warn  permissions: ");
+    assert!(warn.contains("doctor.db (0644)") && warn.contains("msgfile (0755)"), "{warn}");
+    assert_eq!((mode(&s.path("doctor.db")), mode(&s.path("media/msgfile"))), (0o644, 0o755));
+    let run = s.doctor(&["--fix"]);
+    run.expect_code(0);
+    run.line("ok    permissions: ");
+    assert_eq!((mode(&s.path("doctor.db")), mode(&s.path("media/msgfile"))), (0o600, 0o700));
+    assert!(!s.doctor(&[]).stdout.contains("permissions"), "nothing left to report");
+
+    // An invalid corp entry: validate exits 2 (doctor: 1).
+    let bad = Setup::new("emulator", &[corp(BADKEY, SECRET_BADKEY, &[Key::Garbage])], "msgfile");
+    let run = bad.validate();
+    run.expect_code(2);
+    assert!(run.line(&format!("FAIL  corp {BADKEY}: ")).contains("left out"), "{}", run.stdout);
+    // An unreadable master key file: exit 2, its path named.
+    let nokey = Setup::new("emulator", &healthy_corps(), "msgfile");
+    let cfg = std::fs::read_to_string(nokey.path("config.toml")).unwrap();
+    std::fs::write(
+        nokey.path("config.toml"),
+        format!("{cfg}[security]\nmaster_key_file = \"{}\"\n", nokey.path("no-such.key").display()),
+    )
+    .unwrap();
+    let run = nokey.validate();
+    run.expect_code(2);
+    assert!(run.line("FAIL  security: ").contains("no-such.key"), "{}", run.stdout);
+}
+
 #[test]
 fn a_broken_installation_names_each_problem_and_exits_1() {
     let corps = vec![
@@ -299,7 +379,7 @@ fn a_broken_installation_names_each_problem_and_exits_1() {
     std::fs::write(s.path("notalib.so"), "this is a text file, not a shared library\n".repeat(4)).unwrap();
     // A relative library path is relative to the working directory (the temp dir here), even
     // without a slash (dlopen would search the library path for a bare name).
-    let run = s.doctor(&[]);
+    let run = s.doctor(&["--fix"]);
     run.expect_code(1);
     run.check_lines();
     let sdk = run.line("FAIL  sdk: ");
@@ -421,7 +501,35 @@ fn mariadb_is_ok_and_its_url_is_redacted() {
     let mut s =
         Setup::new("emulator", &healthy_corps(), "msgfile").env("WEWORK_MSGAUDIT__DATABASE__URL", &with_password);
     s.forbidden.push(password.clone());
+    // A Java-era corplist: without --fix doctor names the migration it needs and changes nothing.
+    let java = with_userinfo(&url, &format!("{user}:{password}"));
+    let columns = "SELECT CAST(COUNT(*) AS SIGNED) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+                   AND TABLE_NAME = 'corplist'";
+    let tables = "SELECT CAST(COUNT(*) AS SIGNED) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()";
+    let count = |sql: &'static str| {
+        let java = java.clone();
+        async move {
+            let mut c = sqlx::MySqlConnection::connect(&java).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap();
+            c.close().await.unwrap();
+            n
+        }
+    };
+    rt.block_on(async {
+        let mut c = sqlx::MySqlConnection::connect(&java).await.unwrap();
+        c.execute("CREATE TABLE corplist (id INT AUTO_INCREMENT PRIMARY KEY, corpid VARCHAR(32) NOT NULL)")
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    });
     let run = s.doctor(&[]);
+    let (cols_after, tables_after) = rt.block_on(async { (count(columns).await, count(tables).await) });
+    let read_only = run.line("warn  database: ").to_string();
+    assert!(read_only.contains("needs migration") && read_only.contains("ALTER TABLE corplist"), "{read_only}");
+    assert!(read_only.contains("corp lease"), "the pending sqlx migrations are named: {read_only}");
+    assert_eq!((cols_after, tables_after), (2, 1), "doctor without --fix changed the Java database");
+    run.expect_code(0);
+    let run = s.doctor(&["--fix"]);
     rt.block_on(async {
         for host in ["localhost", "%"] {
             exec(format!("DROP USER IF EXISTS '{user}'@'{host}'")).await;

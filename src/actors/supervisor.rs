@@ -96,6 +96,8 @@ pub struct Supervisor {
     loads_started: u64,
     shutting_down: bool,
     waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Logs corps left out once per change, not at every reload.
+    left_out: crate::corps::LeftOutLog,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -123,6 +125,7 @@ impl Supervisor {
             loads_started: 0,
             shutting_down: false,
             waiters: Vec::new(),
+            left_out: crate::corps::LeftOutLog::default(),
         }
     }
 
@@ -173,9 +176,7 @@ impl Supervisor {
 
     fn reconcile(&mut self, desired: Desired, load: u64, ctx: &mut Context<Self>) -> ReconcileReport {
         let mut report = ReconcileReport { errors: desired.errors, ..ReconcileReport::default() };
-        for (corpid, error) in &report.errors {
-            tracing::error!(corpid = %corpid, %error, "corp left out");
-        }
+        self.left_out.report(&report.errors);
         if self.shutting_down {
             return report;
         }
@@ -326,7 +327,7 @@ impl Handler<Leases> for Supervisor {
             return;
         }
         self.leases = Some(msg.0);
-        let desired = Desired { corps: self.loaded.clone(), errors: Vec::new() };
+        let desired = Desired { corps: self.loaded.clone(), ..Desired::default() };
         let report = self.reconcile(desired, self.loads_started, ctx);
         if !(report.started.is_empty() && report.restarted.is_empty() && report.stopped.is_empty()) {
             tracing::info!(

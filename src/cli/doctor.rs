@@ -1,4 +1,8 @@
-//! `doctor [--config FILE] [--online]`: checks an installation, one line per check.
+//! `doctor [--config FILE] [--online] [--fix]`: checks an installation, one line per check.
+//!
+//! Without `--fix` doctor changes nothing: it does not create the SQLite file or the media root,
+//! runs no migration (on a Java database: no `ALTER TABLE corplist`) and writes no probe file;
+//! it says what `run` (or `doctor --fix`) would do instead. `--fix` creates, migrates and probes.
 //!
 //! Each line starts with `ok`, `warn`, `FAIL` or `skip` (a check that cannot run because one it
 //! depends on failed), then `subject: details`; a summary line ends the report. The checks, in
@@ -10,7 +14,8 @@
 //!    code `run` uses); `emulator` is the in-process emulator ([`load_sdk`]). When the configured
 //!    file does not exist, [`default_sdk_paths`] are tried and a loadable one is named (still a
 //!    FAIL: `run` uses the configured path).
-//! 3. **database**: [`store::connect`] + `migrate()`, showing the backend and the URL with its
+//! 3. **database**: without `--fix`, [`store::inspect`] (does the file exist, which migrations are
+//!    pending) and a read-only connection; with `--fix`, [`store::connect`] + `migrate()`, showing the backend and the URL with its
 //!    password redacted ([`crate::config::DatabaseConfig::redacted_url`]). For MySQL one direct
 //!    connection comes first, so that a refused connection or a wrong password is named at once.
 //! 4. **corps**: the sources `run` reads ([`sources_from_config`]: the `corplist` tables through the
@@ -20,9 +25,12 @@
 //!    parsed; one FAIL per corp left out ([`corps::Desired::errors`]); no corp at all is a warning.
 //! 5. **ffmpeg**: the linked libavcodec has the codecs [`transcode`] needs
 //!    ([`transcode::missing_codecs`]); a FAIL only when transcoding is on.
-//! 6. **media**: when `[media] enabled`, the root is created if missing and a probe file is
-//!    written, fsynced, read back and removed under `<root>/.tmp/`; the free space is shown
+//! 6. **media**: when `[media] enabled`, without `--fix` the root (or the directory it would be
+//!    created in) must be a writable directory; with `--fix` the root is created if missing and a
+//!    probe file is written, fsynced, read back and removed under `<root>/.tmp/`; the free space is shown
 //!    ([`crate::sdk::os::free_space`]), a warning under 1 GiB.
+//!    **permissions**: a line only when the SQLite file (or its -wal/-shm) or the media root is
+//!    open to group/others (a warning; `--fix` sets 0600 / 0700).
 //! 7. **online** (`--online` only): per corp, `NewSdk` + `Init` and one
 //!    `GetChatData(seq 0, limit 100)` with the configured proxy and the corp's timeout, then every
 //!    record fetched is decrypted with the corp's configured keys: one line per `publickey_ver`
@@ -55,6 +63,7 @@ use crate::media::transcode;
 use crate::sdk::dynlib::{VendorSdk, SYMBOLS};
 use crate::sdk::{explain, FinanceSdk, NetOptions, SdkError, SdkTimeout, MAX_LIMIT};
 use crate::secret::redact_url;
+use crate::security::{self, AtRest};
 use crate::store::{self, Store};
 
 /// Longest wait for a database connection.
@@ -82,6 +91,11 @@ pub struct DoctorArgs {
     /// the secret, the IP whitelist, the network path (proxy) and the key of every version seen.
     #[arg(long)]
     pub online: bool,
+
+    /// Create what is missing (the SQLite file, the media root) and apply the migrations; without
+    /// it doctor changes nothing and reports what would be needed.
+    #[arg(long)]
+    pub fix: bool,
 }
 
 /// The verdict of one check.
@@ -106,14 +120,14 @@ impl Status {
 
 /// Prints the lines, counts the verdicts and scrubs every known secret from the output.
 #[derive(Default)]
-struct Report {
+pub(super) struct Report {
     counts: [usize; 4],
     secrets: Vec<String>,
 }
 
 impl Report {
     /// Remembers a value that must never be printed.
-    fn secret(&mut self, value: &str) {
+    pub(super) fn secret(&mut self, value: &str) {
         let value = value.trim();
         if value.chars().count() >= MIN_SCRUB_LEN && !self.secrets.iter().any(|s| s == value) {
             self.secrets.push(value.to_string());
@@ -123,7 +137,7 @@ impl Report {
     }
 
     /// Remembers every line of a PEM (or other key text) that is long enough to be identifying.
-    fn key_text(&mut self, text: &str) {
+    pub(super) fn key_text(&mut self, text: &str) {
         for line in text.lines().map(str::trim).filter(|l| l.len() >= 16 && !l.starts_with("-----")) {
             self.secret(line);
         }
@@ -148,27 +162,27 @@ impl Report {
         let _ = out.flush();
     }
 
-    fn ok(&mut self, subject: &str, details: impl Display) {
+    pub(super) fn ok(&mut self, subject: &str, details: impl Display) {
         self.line(Status::Ok, subject, details);
     }
 
-    fn warn(&mut self, subject: &str, details: impl Display) {
+    pub(super) fn warn(&mut self, subject: &str, details: impl Display) {
         self.line(Status::Warn, subject, details);
     }
 
-    fn fail(&mut self, subject: &str, details: impl Display) {
+    pub(super) fn fail(&mut self, subject: &str, details: impl Display) {
         self.line(Status::Fail, subject, details);
     }
 
-    fn skip(&mut self, subject: &str, details: impl Display) {
+    pub(super) fn skip(&mut self, subject: &str, details: impl Display) {
         self.line(Status::Skip, subject, details);
     }
 
-    fn failed(&self) -> usize {
+    pub(super) fn failed(&self) -> usize {
         self.counts[Status::Fail as usize]
     }
 
-    fn summary(&self) {
+    pub(super) fn summary(&self) {
         let [ok, warn, fail, skip] = self.counts;
         let mut text = format!("summary: {ok} ok, {warn} warn, {fail} FAIL");
         if skip > 0 {
@@ -192,12 +206,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
             return Err(CliError::Config(e.to_string()));
         }
     };
-    for password in url_passwords(cfg.database.url.expose()) {
-        r.secret(&percent_decode(&password));
-        r.secret(&password);
-    }
-    r.secret(cfg.sdk.proxy_password.expose());
-    r.secret(cfg.media.s3_secret_access_key.expose());
+    remember_config_secrets(&mut r, &cfg);
     r.ok("config", describe_config(args.config.as_deref()));
 
     let sdk = check_sdk(&mut r, &cfg);
@@ -205,11 +214,12 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
-    let store = rt.block_on(check_database(&mut r, &cfg));
+    let store = rt.block_on(check_database(&mut r, &cfg, args.fix));
     let corps = rt.block_on(check_corps(&mut r, &cfg, store.as_ref()));
     check_ffmpeg(&mut r, Some(&cfg));
-    check_media(&mut r, &cfg);
+    check_media(&mut r, &cfg, args.fix);
     check_object_store(&mut r, &cfg);
+    check_permissions(&mut r, &cfg, args.fix);
     if args.online {
         check_online(&mut r, &cfg, sdk.as_deref(), &corps);
     }
@@ -221,6 +231,16 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
         1 => Err(CliError::Runtime("1 check failed".into())),
         n => Err(CliError::Runtime(format!("{n} checks failed"))),
     }
+}
+
+/// The passwords of the configuration, for the scrubber.
+pub(super) fn remember_config_secrets(r: &mut Report, cfg: &Config) {
+    for password in url_passwords(cfg.database.url.expose()) {
+        r.secret(&percent_decode(&password));
+        r.secret(&password);
+    }
+    r.secret(cfg.sdk.proxy_password.expose());
+    r.secret(cfg.media.s3_secret_access_key.expose());
 }
 
 fn describe_config(path: Option<&Path>) -> String {
@@ -351,8 +371,8 @@ fn fingerprint(path: &Path) -> String {
     }
 }
 
-/// Check 3: connect and migrate.
-async fn check_database(r: &mut Report, cfg: &Config) -> Option<Arc<dyn Store>> {
+/// Check 3: connect and migrate (`fix`), or look without changing anything.
+pub(super) async fn check_database(r: &mut Report, cfg: &Config, fix: bool) -> Option<Arc<dyn Store>> {
     const SUBJECT: &str = "database";
     let url = cfg.database.url.expose();
     let backend = if url.starts_with("sqlite:") {
@@ -383,6 +403,29 @@ async fn check_database(r: &mut Report, cfg: &Config) -> Option<Arc<dyn Store>> 
     }
     if backend == "mysql" {
         connect(r, &shown, probe_mysql(url)).await?;
+    }
+    if !fix {
+        let seen = connect(r, &shown, store::inspect(url)).await?;
+        if !seen.exists {
+            r.warn(
+                SUBJECT,
+                format!("{shown}: the database file does not exist yet; `run` or `doctor --fix` creates it"),
+            );
+            return None;
+        }
+        if !seen.pending.is_empty() {
+            r.warn(
+                SUBJECT,
+                format!(
+                    "{shown}: the schema needs migration ({}); `run` or `doctor --fix` applies it (back up a Java database first)",
+                    seen.pending.join("; ")
+                ),
+            );
+            return None;
+        }
+        let store = connect(r, &shown, store::connect_read_only(url)).await?;
+        r.ok(SUBJECT, format!("{shown}: connected, schema up to date"));
+        return Some(store);
     }
     let store = connect(r, &shown, store::connect(url)).await?;
     match tokio::time::timeout(DB_MIGRATE_TIMEOUT, store.migrate()).await {
@@ -415,7 +458,7 @@ async fn probe_mysql(url: &str) -> Result<(), String> {
 }
 
 /// Check 4: every corp of every configured source, with its keys.
-async fn check_corps(r: &mut Report, cfg: &Config, store: Option<&Arc<dyn Store>>) -> Vec<CorpSpec> {
+pub(super) async fn check_corps(r: &mut Report, cfg: &Config, store: Option<&Arc<dyn Store>>) -> Vec<CorpSpec> {
     const SUBJECT: &str = "corps";
     let sources = sources_from_config(cfg, store.cloned());
     let defaults = sources.defaults.unwrap_or(Defaults { limit: MAX_LIMIT, timeout: SdkTimeout::default() });
@@ -423,10 +466,10 @@ async fn check_corps(r: &mut Report, cfg: &Config, store: Option<&Arc<dyn Store>
     let mut names = Vec::new();
     if cfg.corps.table {
         match store {
-            None => r.skip(SUBJECT, "the corplist table is not read: the database check failed"),
+            None => r.skip(SUBJECT, "the corplist table is not read: the database is not ready (see above)"),
             Some(store) => {
-                remember_table_secrets(r, store.as_ref()).await;
-                match corps::from_table(store.as_ref(), defaults).await {
+                remember_table_secrets(r, store.as_ref(), &sources.at_rest).await;
+                match corps::from_table(store.as_ref(), defaults, &sources.at_rest).await {
                     Ok(candidates) => {
                         names.push("the corplist table".to_string());
                         parts.push(candidates);
@@ -464,16 +507,25 @@ async fn check_corps(r: &mut Report, cfg: &Config, store: Option<&Arc<dyn Store>
 }
 
 /// Secrets and keys of every `corplist`/`corp_keys` row, also of corps that will be left out.
-async fn remember_table_secrets(r: &mut Report, store: &dyn Store) {
+async fn remember_table_secrets(r: &mut Report, store: &dyn Store, at_rest: &AtRest) {
     if let Ok(rows) = store.list_corps().await {
         for row in rows {
             r.secret(row.secret.expose());
             r.key_text(row.prikey.expose());
+            if let Ok(plain) = at_rest.reveal(&security::secret_place(&row.corpid), &row.secret) {
+                r.secret(plain.expose());
+            }
+            if let Ok(plain) = at_rest.reveal(&security::prikey_place(&row.corpid), &row.prikey) {
+                r.key_text(plain.expose());
+            }
         }
     }
     if let Ok(keys) = store.list_corp_keys().await {
-        for (_, _, pem) in keys {
+        for (corpid, ver, pem) in keys {
             r.key_text(pem.expose());
+            if let Ok(plain) = at_rest.reveal(&security::key_place(&corpid, ver), &pem) {
+                r.key_text(plain.expose());
+            }
         }
     }
 }
@@ -543,14 +595,29 @@ fn check_ffmpeg(r: &mut Report, cfg: Option<&Config>) {
     }
 }
 
-/// Check 6: the media root is writable.
-fn check_media(r: &mut Report, cfg: &Config) {
+/// Check 6: the media root is writable (created and probed with `fix`).
+pub(super) fn check_media(r: &mut Report, cfg: &Config, fix: bool) {
     const SUBJECT: &str = "media";
     if !cfg.media.enabled {
         r.ok(SUBJECT, "downloads are off ([media] enabled = false)");
         return;
     }
     let root = &cfg.media.root;
+    if !fix {
+        match look_at_media_root(root) {
+            Err(e) => r.fail(SUBJECT, format!("{}: {e}", root.display())),
+            Ok(None) => r.ok(SUBJECT, format!("{}: writable", root.display())),
+            Ok(Some(parent)) => r.warn(
+                SUBJECT,
+                format!(
+                    "{}: does not exist yet; `run` or `doctor --fix` creates it (in {}, writable)",
+                    root.display(),
+                    parent.display()
+                ),
+            ),
+        }
+        return;
+    }
     if let Err(e) = probe_media_root(root) {
         r.fail(SUBJECT, format!("{}: {e}", root.display()));
         return;
@@ -562,6 +629,64 @@ fn check_media(r: &mut Report, cfg: &Config) {
         Ok(free) => r.ok(SUBJECT, format!("{}: writable, {} free", root.display(), human(free))),
         Err(e) => r.ok(SUBJECT, format!("{}: writable (free space unknown: {e})", root.display())),
     }
+}
+
+/// Check 6b: the SQLite file (and its -wal/-shm) and the media root allow nothing to group and
+/// others (files created by an older version, or by hand, may). A line only when one does;
+/// `fix` sets 0600 / 0700 (the root's mode alone closes everything below it).
+fn check_permissions(r: &mut Report, cfg: &Config, fix: bool) {
+    use std::os::unix::fs::PermissionsExt as _;
+    const SUBJECT: &str = "permissions";
+    let mut wide: Vec<(PathBuf, u32, u32)> = Vec::new();
+    let url = cfg.database.url.expose();
+    if let Some(db) = sqlite_file(url) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            wide.push((PathBuf::from(name), 0o600, 0));
+        }
+    }
+    if cfg.media.enabled {
+        wide.push((cfg.media.root.clone(), 0o700, 0));
+    }
+    wide.retain_mut(|(path, _, mode)| match std::fs::metadata(&*path) {
+        Ok(m) => {
+            *mode = m.permissions().mode() & 0o7777;
+            *mode & 0o077 != 0
+        }
+        Err(_) => false,
+    });
+    if wide.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = wide.iter().map(|(p, _, mode)| format!("{} ({mode:04o})", p.display())).collect();
+    if !fix {
+        r.warn(
+            SUBJECT,
+            format!("{} open to group/others (chat content, secrets): `doctor --fix` sets 0600/0700", shown.join(", ")),
+        );
+        return;
+    }
+    let mut failed = Vec::new();
+    for (path, want, _) in &wide {
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(*want)) {
+            failed.push(format!("{}: {e}", path.display()));
+        }
+    }
+    if failed.is_empty() {
+        r.ok(SUBJECT, format!("{}: set owner-only (0600 files, 0700 media root)", shown.join(", ")));
+    } else {
+        r.fail(SUBJECT, format!("cannot tighten {}", failed.join("; ")));
+    }
+}
+
+/// The file of a `sqlite://` URL (not `:memory:`).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    use std::str::FromStr as _;
+    if !url.starts_with("sqlite:") || url.contains(":memory:") {
+        return None;
+    }
+    sqlx::sqlite::SqliteConnectOptions::from_str(url).ok().map(|o| o.get_filename().to_path_buf())
 }
 
 /// `[media] backend = "s3"`: put, get and delete a probe object.
@@ -577,6 +702,28 @@ fn check_object_store(r: &mut Report, cfg: &Config) {
     match probed {
         Ok(()) => r.ok(SUBJECT, format!("{place}: put, get and delete of a probe object work")),
         Err(e) => r.fail(SUBJECT, format!("{place}: {e}")),
+    }
+}
+
+/// Without changing anything: `Ok(None)` when the root is a writable directory, `Ok(Some(dir))`
+/// when it does not exist and its nearest existing ancestor `dir` is a writable directory.
+fn look_at_media_root(root: &Path) -> Result<Option<PathBuf>, String> {
+    let absolute = std::path::absolute(root).map_err(|e| e.to_string())?;
+    let mut at = absolute.as_path();
+    loop {
+        match std::fs::metadata(at) {
+            Ok(m) if m.is_dir() => {
+                if !crate::sdk::os::writable(at) {
+                    return Err(format!("cannot create or write under {}: not writable", at.display()));
+                }
+                return Ok((at != absolute.as_path()).then(|| at.to_path_buf()));
+            }
+            Ok(_) => return Err(format!("cannot create {}: {} is not a directory", root.display(), at.display())),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                at = at.parent().ok_or_else(|| format!("cannot create {}: no existing parent", root.display()))?;
+            }
+            Err(e) => return Err(format!("cannot look at {}: {e}", at.display())),
+        }
     }
 }
 

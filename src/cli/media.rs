@@ -9,7 +9,11 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::{store_error, with_store, CliError};
+use std::collections::BTreeMap;
+
+use super::{store_error, with_store, with_store_of, CliError};
+use crate::config::Config;
+use crate::corps::{self, SourceError};
 use crate::store::{CorpId, Store};
 
 /// Arguments of `media`.
@@ -37,7 +41,8 @@ pub enum MediaCommand {
     /// Item counts by kind and status (1 pending, 2 downloading, 3 done, 4 failed, 0 held: stored
     /// while media was off, queued when the daemon starts with media on).
     Stats {
-        /// One corp; default: every corp of the `corplist` table.
+        /// One corp; default: every configured corp (the `corplist` table and the corps file,
+        /// enabled or not).
         #[arg(long)]
         corp: Option<String>,
     },
@@ -57,37 +62,53 @@ pub fn run(args: &MediaArgs) -> Result<(), CliError> {
         }
         MediaCommand::Stats { corp } => {
             let only = corp.as_deref().map(CorpId::new).transpose().map_err(|e| CliError::Config(e.to_string()))?;
-            with_store(args.config.as_deref(), move |store| async move { stats(store, only).await })
+            let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
+            with_store_of(&cfg, |store| async { stats(store, &cfg, only).await })
         }
     }
 }
 
-async fn stats(store: Arc<dyn Store>, only: Option<CorpId>) -> Result<(), CliError> {
-    let corps = match only {
-        Some(c) => vec![c],
-        None => store
-            .list_corps()
-            .await
-            .map_err(store_error)?
+async fn stats(store: Arc<dyn Store>, cfg: &Config, only: Option<CorpId>) -> Result<(), CliError> {
+    // Every corp of every configured source, with where it is defined.
+    let sources = super::run::sources_from_config(cfg, Some(Arc::clone(&store)));
+    let parts = corps::read(&sources).await.map_err(|e| match e {
+        SourceError::Table(e) => store_error(e),
+        other => CliError::Runtime(other.to_string()),
+    })?;
+    let mut configured: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in parts.into_iter().flatten() {
+        configured.entry(c.corpid).or_default().push(c.source.to_string());
+    }
+    let corps: Vec<(CorpId, String)> = match only {
+        Some(c) => {
+            let source = configured.get(c.as_str()).map_or_else(|| "-".to_string(), |s| s.join("+"));
+            vec![(c, source)]
+        }
+        None => configured
             .into_iter()
-            .filter_map(|r| CorpId::new(&r.corpid).ok())
+            .filter_map(|(id, source)| CorpId::new(&id).ok().map(|c| (c, source.join("+"))))
             .collect(),
     };
     println!(
-        "{:<24} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "corpid", "kind", "pending", "running", "done", "failed", "held"
+        "{:<24} {:<6} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "corpid", "source", "kind", "pending", "running", "done", "failed", "held"
     );
-    for corpid in corps {
+    for (corpid, source) in corps {
         let counts = store.media_stats(&corpid).await.map_err(store_error)?;
         let mut kinds: Vec<&str> = counts.iter().map(|c| c.kind.as_str()).collect();
         kinds.dedup();
+        if kinds.is_empty() {
+            // A configured corp without media items still gets its line.
+            kinds.push("-");
+        }
         for kind in kinds {
             let n = |status: u8| {
                 counts.iter().filter(|c| c.kind == kind && c.status == status).map(|c| c.count).sum::<u64>()
             };
             println!(
-                "{:<24} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "{:<24} {:<6} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
                 corpid.as_str(),
+                source,
                 kind,
                 n(1),
                 n(2),

@@ -11,6 +11,7 @@ pub mod media;
 pub mod redecrypt;
 pub mod run;
 pub mod status;
+pub mod validate;
 
 use std::path::PathBuf;
 
@@ -44,8 +45,12 @@ pub enum Command {
     /// Media items: re-queue failed ones, counts by status.
     Media(media::MediaArgs),
     /// Check an installation, one line per check: configuration, SDK, database, corps and their
-    /// keys, FFmpeg codecs, media root; `--online` also calls GetChatData once per corp.
+    /// keys, FFmpeg codecs, media root; `--online` also calls GetChatData once per corp. Changes
+    /// nothing unless `--fix` (then creates the database and media root, applies migrations).
     Doctor(doctor::DoctorArgs),
+    /// Check the configuration, master key, corps and keys without creating or writing anything;
+    /// exit 0 valid, 2 invalid, 1 the database could not be read.
+    Validate(validate::ValidateArgs),
     /// The per-corp picture (state, last seq, lag, failures, media) from the running daemon's
     /// `/status`, or from the database when the daemon does not answer; exit 0 healthy, 1
     /// unhealthy, 2 configuration error, 3 no daemon running.
@@ -99,6 +104,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Redecrypt(args) => redecrypt::run(&args),
         Command::Media(args) => media::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args),
     }
 }

@@ -1,7 +1,8 @@
 //! `redecrypt --corp ID`: retries the rows stored undecryptable (with their ciphertext) using the
 //! corp's current keyring, e.g. after `corp set-key` added a missing key version.
 //!
-//! The keyring comes from [`corps::keyring_from_table`] (the same code as the pipeline's) and each
+//! The keyring is the corp's as the pipeline reads it ([`corps::find`] over the configured sources:
+//! the `corplist`/`corp_keys` tables or the corps file, enabled or disabled) and each
 //! row goes through [`decode_record`] (the pipeline's decrypt + parse step). A row that now
 //! decrypts is overwritten in one transaction ([`Store::replace_decrypted`]); a row that still
 //! fails is left as it is. The Java version's `解密失败` rows have no ciphertext: they are
@@ -13,9 +14,10 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{store_error, with_store, CliError};
+use super::{store_error, with_store_of, CliError};
 use crate::actors::corp::decode_record;
-use crate::corps::{self, SourceError};
+use crate::config::Config;
+use crate::corps::{self, SourceError, Sources};
 use crate::sdk::chatdata::EncryptedRecord;
 use crate::store::{CorpId, Store};
 
@@ -65,19 +67,22 @@ impl Outcome {
 /// Runs `redecrypt`.
 pub fn run(args: &RedecryptArgs) -> Result<(), CliError> {
     let corpid = CorpId::new(&args.corp).map_err(|e| CliError::Config(e.to_string()))?;
-    with_store(args.config.as_deref(), |store| async move {
-        let outcome = redecrypt(store, &corpid).await?;
+    let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
+    with_store_of(&cfg, |store| async {
+        let sources = super::run::sources_from_config(&cfg, Some(Arc::clone(&store)));
+        let outcome = redecrypt(store, &sources, &corpid).await?;
         println!("{}", outcome.summary());
         Ok(())
     })
 }
 
-/// Retries every undecryptable row of `corpid` that kept its ciphertext.
-pub async fn redecrypt(store: Arc<dyn Store>, corpid: &CorpId) -> Result<Outcome, CliError> {
-    let keyring = match corps::keyring_from_table(store.as_ref(), corpid).await {
-        Ok(Some(Ok(k))) => k,
+/// Retries every undecryptable row of `corpid` that kept its ciphertext, with the keyring the
+/// `sources` define for it.
+pub async fn redecrypt(store: Arc<dyn Store>, sources: &Sources, corpid: &CorpId) -> Result<Outcome, CliError> {
+    let keyring = match corps::find(sources, corpid).await {
+        Ok(Some(Ok(spec))) => Arc::clone(&spec.keyring),
         Ok(Some(Err(e))) => return Err(CliError::Config(format!("corp {corpid}: {e}"))),
-        Ok(None) => return Err(CliError::Config(format!("no corp {corpid} in corplist"))),
+        Ok(None) => return Err(CliError::Config(format!("no corp {corpid} in corplist or the corps file"))),
         Err(SourceError::Table(e)) => return Err(store_error(e)),
         Err(e) => return Err(CliError::Runtime(e.to_string())),
     };

@@ -56,6 +56,9 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
     };
     let token = observe::http::read_token(&cfg.http.token_file).map_err(CliError::Config)?;
     let sdk = load_sdk(&cfg.sdk.library)?;
+    // A master key that is configured but unusable is a configuration error at start-up (later
+    // reloads keep running and leave out only the corps whose sealed values need it).
+    crate::security::AtRest::load(&cfg.security.master_key_file).map_err(|e| CliError::Config(e.to_string()))?;
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
         // First of all: from here on SIGHUP reloads instead of ending the process.
@@ -72,9 +75,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         // keep the previous corps instead.
         match corps::load(&sources).await {
             Ok(desired) => {
-                for (corpid, error) in &desired.errors {
-                    tracing::error!(%corpid, %error, "corp left out");
-                }
+                // Corps left out are logged by the supervisor (once per change).
                 if desired.corps.is_empty() {
                     tracing::warn!("no enabled corp yet; the sources are re-read every reload_interval");
                 }
@@ -286,6 +287,7 @@ pub fn sources_from_config(cfg: &Config, store: Option<Arc<dyn store::Store>>) -
             url: (!cfg.sdk.proxy.is_empty()).then(|| cfg.sdk.proxy.clone()),
             password: (!cfg.sdk.proxy_password.is_empty()).then(|| cfg.sdk.proxy_password.clone()),
         },
+        at_rest: crate::security::AtRest::load_or_broken(&cfg.security.master_key_file),
     }
 }
 

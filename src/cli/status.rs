@@ -24,6 +24,7 @@ use clap::Args;
 
 use super::CliError;
 use crate::config::Config;
+use crate::corps::CorpSource;
 use crate::observe::{self, Report};
 use crate::secret::Secret;
 
@@ -52,9 +53,11 @@ enum Asked {
 pub fn run(args: &StatusArgs) -> Result<(), CliError> {
     let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
     let token = observe::http::read_token(&cfg.http.token_file).map_err(CliError::Config)?;
+    let configured = configured_corps(&cfg);
     let why = match ask_daemon(&cfg.http.listen, token.as_ref()) {
-        Asked::Report(report) => {
-            print(args, &report, &format!("daemon at http://{}", cfg.http.listen), None)?;
+        Asked::Report(mut report) => {
+            mark_disabled(&mut report, &configured);
+            print(args, &report, &format!("daemon at http://{}", cfg.http.listen), None, &configured)?;
             return if report.healthy {
                 Ok(())
             } else {
@@ -69,8 +72,9 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
         Asked::NotRunning(why) => why,
     };
     let db_error = match database_report(&cfg) {
-        Ok(report) => {
-            print(args, &report, &format!("database only ({why})"), Some(&why))?;
+        Ok(mut report) => {
+            mark_disabled(&mut report, &configured);
+            print(args, &report, &format!("database only ({why})"), Some(&why), &configured)?;
             String::new()
         }
         Err(e) => {
@@ -83,12 +87,19 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
     Err(CliError::NotRunning(format!("the daemon is not running: {why}{db_error}")))
 }
 
-fn print(args: &StatusArgs, report: &Report, source: &str, not_running: Option<&str>) -> Result<(), CliError> {
+fn print(
+    args: &StatusArgs,
+    report: &Report,
+    source: &str,
+    not_running: Option<&str>,
+    configured: &[(String, CorpSource, bool)],
+) -> Result<(), CliError> {
     if args.json {
         let json = serde_json::to_string_pretty(report).map_err(|e| CliError::Runtime(e.to_string()))?;
         println!("{json}");
     } else {
-        print!("{}", render_table(report, source, not_running));
+        let sources = configured.iter().map(|c| (c.0.clone(), c.1.to_string())).collect();
+        print!("{}", render_table_with_sources(report, source, not_running, &sources));
     }
     Ok(())
 }
@@ -146,15 +157,56 @@ fn database_report(cfg: &Config) -> Result<Report, CliError> {
     super::with_store_of(cfg, |store| async move {
         let sources = super::run::sources_from_config(cfg, Some(std::sync::Arc::clone(&store)));
         let desired = crate::corps::load(&sources).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+        let disabled = desired.disabled.iter().filter_map(|(c, _)| crate::store::CorpId::new(c).ok());
         let src = observe::Sources {
             stats: None,
             store,
-            corps: desired.corps.into_keys().collect(),
+            corps: desired.corps.into_keys().chain(disabled).collect(),
             media: None,
             failing_after: cfg.daemon.failing_after,
         };
         Ok(observe::gather(&src, SystemTime::now()).await)
     })
+}
+
+/// Every configured corp of every source: `(corpid, source, enabled)`. Best effort and bounded:
+/// the tables are read through a read-only connection given 5 s; when the database does not
+/// answer, the corps file's only.
+fn configured_corps(cfg: &Config) -> Vec<(String, CorpSource, bool)> {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return Vec::new() };
+    rt.block_on(async {
+        let store = if cfg.corps.table {
+            let connect = crate::store::connect_read_only(cfg.database.url.expose());
+            tokio::time::timeout(Duration::from_secs(5), connect).await.ok().and_then(Result::ok)
+        } else {
+            None
+        };
+        let read = |store| async move {
+            let sources = super::run::sources_from_config(cfg, store);
+            tokio::time::timeout(Duration::from_secs(5), crate::corps::read(&sources)).await.ok()?.ok()
+        };
+        let parts = match read(store).await {
+            Some(parts) => parts,
+            None => read(None).await.unwrap_or_default(),
+        };
+        parts.into_iter().flatten().map(|c| (c.corpid, c.source, c.enabled)).collect()
+    })
+}
+
+/// Disabled corps show as `disabled` (added when the daemon's report does not have them).
+fn mark_disabled(report: &mut Report, configured: &[(String, CorpSource, bool)]) {
+    for (corpid, _, enabled) in configured.iter().filter(|c| !c.2) {
+        match report.corps.iter_mut().find(|c| &c.corpid == corpid) {
+            Some(c) => c.state = "disabled".into(),
+            None if !enabled => report.corps.push(observe::CorpReport {
+                corpid: corpid.clone(),
+                state: "disabled".into(),
+                ..observe::CorpReport::default()
+            }),
+            None => {}
+        }
+    }
+    report.corps.sort_by(|a, b| a.corpid.cmp(&b.corpid));
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -170,6 +222,16 @@ fn secs(v: Option<f64>) -> String {
 /// The report as a text table (one line per corp) with a header saying where it came from;
 /// `not_running`: why no daemon answered (the health is then unknown).
 pub fn render_table(r: &Report, source: &str, not_running: Option<&str>) -> String {
+    render_table_with_sources(r, source, not_running, &std::collections::BTreeMap::new())
+}
+
+/// [`render_table`] with a SOURCE column: where each corp is defined (`table`, `file`).
+pub fn render_table_with_sources(
+    r: &Report,
+    source: &str,
+    not_running: Option<&str>,
+    sources: &std::collections::BTreeMap<String, String>,
+) -> String {
     let (daemon, health) = match not_running {
         Some(why) => (format!("not running ({why})"), "unknown (no daemon)"),
         None => ("running".to_string(), if r.healthy { "ok" } else { "UNHEALTHY" }),
@@ -180,6 +242,7 @@ pub fn render_table(r: &Report, source: &str, not_running: Option<&str>) -> Stri
     );
     let header = [
         "CORPID",
+        "SOURCE",
         "STATE",
         "FAILING",
         "LAST_SEQ",
@@ -199,6 +262,7 @@ pub fn render_table(r: &Report, source: &str, not_running: Option<&str>) -> Stri
             .join("/");
         rows.push(vec![
             c.corpid.clone(),
+            sources.get(&c.corpid).cloned().unwrap_or_else(|| "-".into()),
             c.state.clone(),
             if c.failing { "YES".into() } else { "no".into() },
             c.last_seq.to_string(),

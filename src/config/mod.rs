@@ -89,6 +89,18 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// Several instances sharing one database.
     pub cluster: ClusterConfig,
+    /// Encryption at rest of the stored corp secrets and keys.
+    pub security: SecurityConfig,
+}
+
+/// `[security]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// A file holding the master key (32 bytes as base64 or 64 hex digits) that seals the corp
+    /// secrets and keys stored in `corplist`/`corp_keys`; `""` = none (or the key itself in
+    /// `$WEWORK_MSGAUDIT_MASTER_KEY`). See [`crate::security`].
+    pub master_key_file: PathBuf,
 }
 
 /// `[cluster]`.

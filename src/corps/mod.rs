@@ -9,8 +9,12 @@
 //! - a corps TOML file ([`from_file`], format in `config/corps.example.toml`):
 //!   `[[corp]] corpid, secret, name, limits, timeout, enabled` with `[[corp.key]] ver, pem | file`.
 //!
-//! A corp that is defined twice (in one source or across both), has an invalid corpid or an
-//! unparsable key is reported in [`Desired::errors`] and left out; every other corp proceeds.
+//! A corp that is defined twice (in one source or across both), has an invalid corpid, an
+//! unparsable key or a stored secret that cannot be decrypted ([`crate::security`]) is reported
+//! in [`Desired::errors`] and left out; every other corp proceeds. Every spec carries its
+//! [`CorpSource`], so that the commands can show where a corp is defined; [`read`] gives every
+//! corp of every source (disabled ones too) for the commands that work on any configured corp.
+//! [`LeftOutLog`] keeps a corp left out for the same reason from being logged at every reload.
 //! [`CorpSpec::fingerprint`] changes whenever the secret, the keys, the limit or the timeout
 //! change, so that the supervisor knows which running corps to restart.
 
@@ -24,6 +28,7 @@ use serde::Deserialize;
 use crate::crypto::{self, Keyring};
 use crate::sdk::{SdkTimeout, MAX_LIMIT};
 use crate::secret::Secret;
+use crate::security::{self, AtRest};
 use crate::store::{CorpId, CorpRow, Store};
 
 /// One corp as the pipeline needs it. Secrets never print (`Secret`, `Keyring` debug output).
@@ -49,6 +54,8 @@ pub struct CorpSpec {
     /// The corp's lease when leases are on (set by the supervisor; a new token restarts the
     /// corp, so that every batch of one actor carries one token).
     pub fence: Option<crate::store::Fence>,
+    /// Where the corp is defined (not part of the fingerprint).
+    pub source: CorpSource,
     /// Hash of the secret and the public-key fingerprints (computed once at construction).
     key_digest: String,
     /// Hash of the proxy URL and credentials ("" without a proxy).
@@ -82,6 +89,7 @@ impl fmt::Debug for CorpSpec {
             .field("timeout", &self.timeout)
             .field("keyring", &self.keyring)
             .field("proxy", &self.proxy)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +115,7 @@ impl CorpSpec {
             update_requested: false,
             proxy: Proxy::default(),
             fence: None,
+            source: CorpSource::Fixed,
             key_digest,
             proxy_digest: String::new(),
         }
@@ -125,6 +134,13 @@ impl CorpSpec {
             format!("{:016x}", h.finish())
         };
         self.proxy = proxy.clone();
+        self
+    }
+
+    /// Sets [`CorpSpec::source`].
+    #[must_use]
+    pub fn with_source(mut self, source: CorpSource) -> Self {
+        self.source = source;
         self
     }
 
@@ -172,6 +188,27 @@ fn digest(secret: &Secret, keyring: &Keyring) -> String {
     format!("{:016x}|{:?}", h.finish(), keyring)
 }
 
+/// Where a corp is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CorpSource {
+    /// The `corplist` / `corp_keys` tables.
+    Table,
+    /// The corps file (`[corps] file`).
+    File,
+    /// Given directly (demo, tests).
+    Fixed,
+}
+
+impl fmt::Display for CorpSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CorpSource::Table => "table",
+            CorpSource::File => "file",
+            CorpSource::Fixed => "fixed",
+        })
+    }
+}
+
 /// Defaults for settings a corp does not give (`[pull] limit`, `[sdk] timeout`).
 #[derive(Debug, Clone, Copy)]
 pub struct Defaults {
@@ -188,6 +225,35 @@ pub struct Desired {
     pub corps: BTreeMap<CorpId, CorpSpec>,
     /// Corps left out, with why (`(corpid as written, error)`).
     pub errors: Vec<(String, String)>,
+    /// Disabled corps (`corplist.status = 0`, `enabled = false`) with their source.
+    pub disabled: Vec<(String, CorpSource)>,
+}
+
+/// Logs each corp left out once per change of its reason, not at every reload: the sources are
+/// re-read every `reload_interval`, and the same ERROR 30 times an hour hides the ones that
+/// matter. A corp that comes back is logged at INFO; one left out again is logged again.
+#[derive(Debug, Default)]
+pub struct LeftOutLog {
+    last: BTreeMap<String, String>,
+}
+
+impl LeftOutLog {
+    /// Logs what changed since the previous call; returns how many ERROR lines it wrote.
+    pub fn report(&mut self, errors: &[(String, String)]) -> usize {
+        let now: BTreeMap<String, String> = errors.iter().cloned().collect();
+        let mut logged = 0;
+        for (corpid, error) in &now {
+            if self.last.get(corpid) != Some(error) {
+                tracing::error!(%corpid, %error, "corp left out");
+                logged += 1;
+            }
+        }
+        for corpid in self.last.keys().filter(|c| !now.contains_key(*c)) {
+            tracing::info!(%corpid, "corp no longer left out");
+        }
+        self.last = now;
+        logged
+    }
 }
 
 /// Why a whole source could not be read (the previous desired set must then be kept).
@@ -219,6 +285,8 @@ pub struct Sources {
     pub defaults: Option<Defaults>,
     /// The proxy of every corp's SDK calls.
     pub proxy: Proxy,
+    /// The master key that opens sealed secrets and keys of the tables.
+    pub at_rest: AtRest,
 }
 
 impl fmt::Debug for Sources {
@@ -228,24 +296,50 @@ impl fmt::Debug for Sources {
             .field("file", &self.file)
             .field("fixed", &self.fixed.len())
             .field("proxy", &self.proxy)
+            .field("at_rest", &self.at_rest)
             .finish()
     }
 }
 
-/// Reads every source and merges them; a corp defined in more than one place is an error for it.
-pub async fn load(sources: &Sources) -> Result<Desired, SourceError> {
+/// Every corp of every source, one part per source, enabled or not (not merged).
+pub async fn read(sources: &Sources) -> Result<Vec<Vec<Candidate>>, SourceError> {
     let defaults = sources.defaults.unwrap_or(Defaults { limit: MAX_LIMIT, timeout: SdkTimeout::default() });
     let mut parts: Vec<Vec<Candidate>> = Vec::new();
     if let Some(store) = &sources.table {
-        parts.push(from_table(store.as_ref(), defaults).await?);
+        parts.push(from_table(store.as_ref(), defaults, &sources.at_rest).await?);
     }
     if let Some(path) = &sources.file {
         parts.push(from_file(path, defaults)?);
     }
     parts.push(
-        sources.fixed.iter().cloned().map(|s| Candidate { corpid: s.corpid.to_string(), spec: Ok(Some(s)) }).collect(),
+        sources
+            .fixed
+            .iter()
+            .cloned()
+            .map(|s| Candidate { corpid: s.corpid.to_string(), source: s.source, enabled: true, spec: Ok(s) })
+            .collect(),
     );
-    let mut desired = merge(parts);
+    Ok(parts)
+}
+
+/// One configured corp (enabled or not) of any source, by corpid; `Ok(None)` when no source
+/// defines it, `Err` with why when it is defined more than once or its entry is invalid.
+pub async fn find(sources: &Sources, corpid: &CorpId) -> Result<Option<Result<CorpSpec, String>>, SourceError> {
+    let found: Vec<Candidate> =
+        read(sources).await?.into_iter().flatten().filter(|c| c.corpid == corpid.as_str()).collect();
+    Ok(match found.len() {
+        0 => None,
+        1 => found.into_iter().next().map(|c| c.spec),
+        _ => Some(Err(format!(
+            "corp is defined more than once ({})",
+            found.iter().map(|c| c.source.to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    })
+}
+
+/// Reads every source and merges them; a corp defined in more than one place is an error for it.
+pub async fn load(sources: &Sources) -> Result<Desired, SourceError> {
+    let mut desired = merge(read(sources).await?);
     if sources.proxy != Proxy::default() {
         for spec in desired.corps.values_mut() {
             *spec = spec.clone().with_proxy(&sources.proxy);
@@ -254,13 +348,17 @@ pub async fn load(sources: &Sources) -> Result<Desired, SourceError> {
     Ok(desired)
 }
 
-/// One corp as read from a source: `Ok(None)` = present but disabled.
+/// One corp as read from a source.
 #[derive(Debug)]
 pub struct Candidate {
     /// The corpid as written.
     pub corpid: String,
-    /// The spec, disabled, or why it is invalid.
-    pub spec: Result<Option<CorpSpec>, String>,
+    /// Where it is defined.
+    pub source: CorpSource,
+    /// `corplist.status = 1` / `enabled = true`.
+    pub enabled: bool,
+    /// The spec, or why it is invalid (for a disabled corp: not an error of the sources).
+    pub spec: Result<CorpSpec, String>,
 }
 
 /// Merges candidates: a corpid seen more than once (enabled or not) is an error for that corp.
@@ -278,12 +376,12 @@ pub fn merge(parts: Vec<Vec<Candidate>>) -> Desired {
             }
             continue;
         }
-        match c.spec {
-            Ok(Some(spec)) => {
+        match (c.enabled, c.spec) {
+            (true, Ok(spec)) => {
                 desired.corps.insert(spec.corpid.clone(), spec);
             }
-            Ok(None) => {}
-            Err(e) => desired.errors.push((c.corpid, e)),
+            (true, Err(e)) => desired.errors.push((c.corpid, e)),
+            (false, _) => desired.disabled.push((c.corpid, c.source)),
         }
     }
     desired
@@ -305,8 +403,13 @@ fn timeout_or(timeout: i64, defaults: Defaults) -> SdkTimeout {
     }
 }
 
-/// The enabled corps of `corplist`, with their `corp_keys`.
-pub async fn from_table(store: &dyn Store, defaults: Defaults) -> Result<Vec<Candidate>, SourceError> {
+/// Every corp of `corplist` (enabled or not), with its `corp_keys`; sealed secrets and keys are
+/// opened with `at_rest` (a value that does not open is an error for that corp only).
+pub async fn from_table(
+    store: &dyn Store,
+    defaults: Defaults,
+    at_rest: &AtRest,
+) -> Result<Vec<Candidate>, SourceError> {
     let rows = store.list_corps().await?;
     let keys = store.list_corp_keys().await?;
     let mut by_corp: HashMap<String, Vec<(u32, Secret)>> = HashMap::new();
@@ -315,65 +418,46 @@ pub async fn from_table(store: &dyn Store, defaults: Defaults) -> Result<Vec<Can
     }
     let mut out = Vec::new();
     for row in rows {
-        let spec = if row.status != 1 {
-            Ok(None)
-        } else {
-            (|| {
-                let corpid = CorpId::new(&row.corpid).map_err(|e| e.to_string())?;
-                let keyring = table_keyring(&row, by_corp.get(&row.corpid).map(Vec::as_slice).unwrap_or_default())?;
-                Ok(Some(
-                    CorpSpec::new(
-                        corpid,
-                        row.corpname.clone(),
-                        row.secret.clone(),
-                        limit_or(i64::from(row.limits), defaults),
-                        timeout_or(i64::from(row.timeout), defaults),
-                        keyring,
-                    )
-                    .with_update_requested(row.update != 0),
-                ))
-            })()
-        };
-        out.push(Candidate { corpid: row.corpid, spec });
+        let spec = (|| {
+            let corpid = CorpId::new(&row.corpid).map_err(|e| e.to_string())?;
+            let keyring =
+                table_keyring(&row, by_corp.get(&row.corpid).map(Vec::as_slice).unwrap_or_default(), at_rest)?;
+            let secret =
+                at_rest.reveal(&security::secret_place(&row.corpid), &row.secret).map_err(|e| e.to_string())?;
+            Ok(CorpSpec::new(
+                corpid,
+                row.corpname.clone(),
+                secret,
+                limit_or(i64::from(row.limits), defaults),
+                timeout_or(i64::from(row.timeout), defaults),
+                keyring,
+            )
+            .with_update_requested(row.update != 0)
+            .with_source(CorpSource::Table))
+        })();
+        out.push(Candidate { corpid: row.corpid, source: CorpSource::Table, enabled: row.status == 1, spec });
     }
     Ok(out)
 }
 
 /// The keyring of a `corplist` row: `keys` (its `corp_keys` rows, `(publickey_ver, prikey)`) by
-/// version, `corplist.prikey` as the fallback (DESIGN.md decision 5). The pipeline and the
-/// `redecrypt` command both build keyrings only through this function.
-pub fn table_keyring(row: &CorpRow, keys: &[(u32, Secret)]) -> Result<Keyring, String> {
+/// version, `corplist.prikey` as the fallback (DESIGN.md decision 5); sealed keys are opened
+/// with `at_rest`. The pipeline and the `redecrypt` command both build keyrings only through
+/// this function.
+pub fn table_keyring(row: &CorpRow, keys: &[(u32, Secret)], at_rest: &AtRest) -> Result<Keyring, String> {
     let mut keyring = Keyring::new();
     if !row.prikey.is_empty() {
-        let key =
-            crypto::parse_private_key(row.prikey.expose().as_bytes()).map_err(|e| format!("corplist.prikey: {e}"))?;
+        let text = at_rest.reveal(&security::prikey_place(&row.corpid), &row.prikey).map_err(|e| e.to_string())?;
+        let key = crypto::parse_private_key(text.expose().as_bytes()).map_err(|e| format!("corplist.prikey: {e}"))?;
         keyring.set_fallback(key);
     }
     for (ver, pem) in keys {
-        let key = crypto::parse_private_key(pem.expose().as_bytes())
+        let text = at_rest.reveal(&security::key_place(&row.corpid, *ver), pem).map_err(|e| e.to_string())?;
+        let key = crypto::parse_private_key(text.expose().as_bytes())
             .map_err(|e| format!("corp_keys publickey_ver {ver}: {e}"))?;
         keyring.insert(*ver, key);
     }
     Ok(keyring)
-}
-
-/// The keyring of one corp as the tables define it now (whatever its status), or `None` when
-/// `corplist` has no such corp.
-pub async fn keyring_from_table(
-    store: &dyn Store,
-    corpid: &CorpId,
-) -> Result<Option<Result<Keyring, String>>, SourceError> {
-    let Some(row) = store.list_corps().await?.into_iter().find(|r| r.corpid == corpid.as_str()) else {
-        return Ok(None);
-    };
-    let keys: Vec<(u32, Secret)> = store
-        .list_corp_keys()
-        .await?
-        .into_iter()
-        .filter(|(c, _, _)| c == corpid.as_str())
-        .map(|(_, ver, pem)| (ver, pem))
-        .collect();
-    Ok(Some(table_keyring(&row, &keys)))
 }
 
 #[derive(Deserialize)]
@@ -394,7 +478,10 @@ struct FileCorp {
     limits: i64,
     #[serde(default)]
     timeout: i64,
+    /// Read from the raw entry by [`from_file`] (so that a disabled entry that does not parse is
+    /// still known as disabled); declared so that `deny_unknown_fields` accepts it.
     #[serde(default = "enabled_default")]
+    #[allow(dead_code)]
     enabled: bool,
     #[serde(default)]
     key: Vec<FileKey>,
@@ -427,18 +514,16 @@ pub fn from_file(path: &Path, defaults: Defaults) -> Result<Vec<Candidate>, Sour
             .get("corpid")
             .and_then(toml::Value::as_str)
             .map_or_else(|| format!("[[corp]] #{}", i + 1), str::to_string);
+        let enabled = value.get("enabled").and_then(toml::Value::as_bool).unwrap_or(true);
         let spec = FileCorp::deserialize(value)
             .map_err(|e| format!("invalid [[corp]] entry: {}", e.message()))
             .and_then(|c| file_corp(c, &base, defaults));
-        out.push(Candidate { corpid: label, spec });
+        out.push(Candidate { corpid: label, source: CorpSource::File, enabled, spec });
     }
     Ok(out)
 }
 
-fn file_corp(c: FileCorp, base: &Path, defaults: Defaults) -> Result<Option<CorpSpec>, String> {
-    if !c.enabled {
-        return Ok(None);
-    }
+fn file_corp(c: FileCorp, base: &Path, defaults: Defaults) -> Result<CorpSpec, String> {
     let corpid = CorpId::new(&c.corpid).map_err(|e| e.to_string())?;
     let mut keyring = Keyring::new();
     for k in &c.key {
@@ -456,14 +541,8 @@ fn file_corp(c: FileCorp, base: &Path, defaults: Defaults) -> Result<Option<Corp
     if keyring.is_empty() {
         return Err("no [[corp.key]]: records could never be decrypted".into());
     }
-    Ok(Some(CorpSpec::new(
-        corpid,
-        c.name,
-        c.secret,
-        limit_or(c.limits, defaults),
-        timeout_or(c.timeout, defaults),
-        keyring,
-    )))
+    Ok(CorpSpec::new(corpid, c.name, c.secret, limit_or(c.limits, defaults), timeout_or(c.timeout, defaults), keyring)
+        .with_source(CorpSource::File))
 }
 
 #[cfg(test)]
@@ -489,6 +568,19 @@ mod tests {
             assert!(!shown.contains("pw-one"), "{shown}");
         }
         assert_eq!(spec.clone().with_proxy(&Proxy::default()).fingerprint(), spec.fingerprint());
+    }
+
+    #[test]
+    fn a_corp_left_out_is_logged_once_per_change() {
+        let mut log = LeftOutLog::default();
+        let bad = vec![("ww1".to_string(), "no key".to_string())];
+        assert_eq!(log.report(&bad), 1);
+        for _ in 0..5 {
+            assert_eq!(log.report(&bad), 0, "the same reason again: not logged");
+        }
+        assert_eq!(log.report(&[("ww1".to_string(), "bad key".to_string())]), 1, "a new reason is logged");
+        assert_eq!(log.report(&[]), 0);
+        assert_eq!(log.report(&bad), 1, "left out again after coming back: logged again");
     }
 
     const PEM: &str = include_str!("../../tests/fixtures/keys/rsa2048.pkcs8.pem");

@@ -159,6 +159,18 @@ pub struct Downloaded {
     pub transcoded: Option<Result<String, String>>,
 }
 
+/// `create_dir_all` with owner-only (0700) new directories: media are chat content.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// `File::create` with an owner-only (0600) new file.
+fn private_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
 /// `<root>/.tmp/<owner>`: where this instance's partial downloads live.
 pub fn temp_dir(root: &Path, owner: &str) -> PathBuf {
     root.join(".tmp").join(sanitize_owner(owner))
@@ -288,9 +300,9 @@ pub fn download(
     stop: &AtomicBool,
 ) -> Result<Downloaded, DownloadError> {
     let tmp_dir = temp_dir(&settings.root, &settings.owner);
-    fs::create_dir_all(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
+    private_dir(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
     let tmp = TempFile { path: tmp_dir.join(format!("{}-{}.part", corpid.as_str(), job.id)), keep: false };
-    let file = File::create(&tmp.path).map_err(io_err("create", &tmp.path))?;
+    let file = private_file(&tmp.path).map_err(io_err("create", &tmp.path))?;
     let mut out =
         Tee { inner: io::BufWriter::with_capacity(256 * 1024, file), md5: Md5::new(), bytes: 0, head: Vec::new() };
     let mut progress = MediaProgress::default();
@@ -336,7 +348,7 @@ pub fn download(
     let rel = relative_path(corpid, job, &choose_ext(sniffed, &job.ext));
     let dest = settings.root.join(&rel);
     let dir = dest.parent().unwrap_or(&settings.root).to_path_buf();
-    fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+    private_dir(&dir).map_err(io_err("create", &dir))?;
     fs::rename(&tmp.path, &dest).map_err(io_err("rename into", &dest))?;
     let mut tmp = tmp;
     tmp.keep = true;

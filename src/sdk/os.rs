@@ -116,6 +116,25 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     Ok(avail.saturating_mul(frsize))
 }
 
+/// Sets the process's file mode creation mask to `mask` (e.g. `0o077`: new files 0600, new
+/// directories 0700) and returns the previous mask.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask(2) only swaps the calling process's creation mask; it cannot fail and reads
+    // or writes no memory of ours.
+    let previous = unsafe { libc::umask(mask as libc::mode_t) };
+    previous as u32
+}
+
+/// True when this process may write into `path` (access(2) with `W_OK`: the real uid's view,
+/// without creating anything).
+pub fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call; access(2) only
+    // reads it.
+    unsafe { libc::access(c_path.as_ptr(), libc::W_OK) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

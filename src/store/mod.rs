@@ -14,6 +14,7 @@
 //! `INSERT OR IGNORE` against unique `msgid`, `seq` and `(msgid, item)`), and the cursor only
 //! moves forward.
 
+mod inspect;
 mod isolate;
 mod lease_sql;
 mod media_sql;
@@ -28,6 +29,7 @@ use async_trait::async_trait;
 pub use crate::message::{MediaRef, Row};
 pub use crate::secret::redact_url;
 use crate::secret::Secret;
+pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;
 pub use sqlite::SqliteStore;

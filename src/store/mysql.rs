@@ -22,7 +22,7 @@ use super::{
 };
 use crate::secret::Secret;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
 /// The MySQL-family store.
 pub struct MysqlStore {
@@ -131,8 +131,8 @@ const JAVA_UPGRADE_COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// Missing `corplist` columns of older Java tables.
-const CORPLIST_COLUMNS: &[(&str, &str)] = &[
-    ("secret", "VARCHAR(128) NOT NULL DEFAULT ''"),
+pub(crate) const CORPLIST_COLUMNS: &[(&str, &str)] = &[
+    ("secret", "VARCHAR(512) NOT NULL DEFAULT ''"),
     ("corpname", "VARCHAR(100) NOT NULL DEFAULT ''"),
     ("prikey", "TEXT NULL"),
     ("limits", "INT NOT NULL DEFAULT 100"),
@@ -140,6 +140,20 @@ const CORPLIST_COLUMNS: &[(&str, &str)] = &[
     ("status", "TINYINT NOT NULL DEFAULT 1"),
     ("`update`", "TINYINT NOT NULL DEFAULT 0"),
 ];
+
+/// Width of `corplist.secret`: room for a sealed 会话存档 secret.
+pub(crate) const SECRET_WIDTH: u64 = 512;
+
+/// `(length, nullable)` of `corplist.secret`, if the column exists.
+pub(crate) async fn secret_column<'c, E: sqlx::MySqlExecutor<'c>>(e: E) -> Result<Option<(u64, bool)>, StoreError> {
+    let r: Option<(Option<u64>, String)> = sqlx::query_as(
+        "SELECT CAST(CHARACTER_MAXIMUM_LENGTH AS UNSIGNED), CAST(IS_NULLABLE AS CHAR) FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'corplist' AND COLUMN_NAME = 'secret'",
+    )
+    .fetch_optional(e)
+    .await?;
+    Ok(r.and_then(|(len, nullable)| len.map(|l| (l, nullable.eq_ignore_ascii_case("YES")))))
+}
 
 /// Seconds a transaction of this daemon may wait for a row lock, and (MariaDB) stay open with
 /// its client silent before the server rolls it back and drops the connection.
@@ -222,7 +236,12 @@ impl MysqlStore {
         Ok(n > 0)
     }
 
-    /// Adds the columns an older Java `corplist` lacks and widens corpid and prikey.
+    /// `(length, nullable)` of `corplist.secret`, if the column exists.
+    pub(crate) async fn secret_column(&self) -> Result<Option<(u64, bool)>, StoreError> {
+        secret_column(&self.pool).await
+    }
+
+    /// Adds the columns an older Java `corplist` lacks and widens corpid, secret and prikey.
     async fn adopt_corplist(&self) -> Result<(), StoreError> {
         let cols = self.columns("corplist").await?;
         let mut clauses: Vec<String> = CORPLIST_COLUMNS
@@ -241,6 +260,13 @@ impl MysqlStore {
             .await?;
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)
         };
+        // A sealed secret (`enc:v1:…`, see crate::security) is longer than the Java varchar(43).
+        if let Some((len, nullable)) = self.secret_column().await? {
+            if len < SECRET_WIDTH {
+                let null = if nullable { "NULL" } else { "NOT NULL DEFAULT ''" };
+                clauses.push(format!("MODIFY COLUMN secret VARCHAR({SECRET_WIDTH}) {null}"));
+            }
+        }
         if corpid_len.is_some_and(|l| l < 64) {
             let null = if corpid_nullable.eq_ignore_ascii_case("YES") { "NULL" } else { "NOT NULL" };
             clauses.push(format!("MODIFY COLUMN corpid VARCHAR(64) {null}"));

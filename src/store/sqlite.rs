@@ -25,7 +25,7 @@ use super::{
 };
 use crate::secret::Secret;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -120,10 +120,12 @@ impl SqliteStore {
     /// Opens (creating if missing) `sqlite://path` or `sqlite::memory:`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let mut opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .busy_timeout(Duration::from_secs(30))
-            .synchronous(SqliteSynchronous::Normal);
+        let opts = SqliteConnectOptions::from_str(url)?;
+        if !memory {
+            create_private(opts.get_filename())?;
+        }
+        let mut opts =
+            opts.create_if_missing(true).busy_timeout(Duration::from_secs(30)).synchronous(SqliteSynchronous::Normal);
         if !memory {
             opts = opts.journal_mode(SqliteJournalMode::Wal);
         }
@@ -148,6 +150,24 @@ impl SqliteStore {
         self.hold_media.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Opens an existing database file read-only: nothing is created, no journal mode is set,
+    /// every write fails (`validate`, `doctor` without `--fix`).
+    pub async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(false)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+        Ok(Self {
+            pool,
+            redacted_url: super::redact_url(url),
+            ensured: Mutex::new(HashSet::new()),
+            ddl_lock: tokio::sync::Mutex::new(()),
+            hold_media: std::sync::atomic::AtomicBool::new(false),
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
     /// The pool (for tests and tools).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -163,6 +183,18 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(n > 0)
+    }
+}
+
+/// Creates a missing database file as 0600 (owner only: it holds chat content, corp secrets and
+/// keys) before SQLite opens it; its -wal and -shm files take the same mode. An existing file
+/// is left as it is.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Db(sqlx::Error::Io(e))),
     }
 }
 
