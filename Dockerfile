@@ -61,7 +61,7 @@ COPY config/example.toml /opt/wework-msgaudit/config.example.toml
 # The vendor SDK is NOT in the image (Tencent's binary: never committed, never baked in). Mount it
 # read-only at /opt/wework-msgaudit/lib/libWeWorkFinanceSdk_C.so (the default [sdk] library path,
 # relative to this WORKDIR); see lib/README.md for where to get it.
-RUN install -d -o wework -g wework /opt/wework-msgaudit/data /opt/wework-msgaudit/msgfile \
+RUN install -d -m 0700 -o wework -g wework /opt/wework-msgaudit/data /opt/wework-msgaudit/msgfile \
  && install -d /opt/wework-msgaudit/lib
 USER wework
 # SQLite (url = "sqlite://data/wework-msgaudit.db") and media ([media] root = "msgfile").
