@@ -56,7 +56,7 @@ impl Limits {
         Self { packet: max_allowed_packet, column_caps: true }
     }
 
-    /// SQLite ([`SQLITE_MAX_LENGTH`]).
+    /// SQLite (`SQLITE_MAX_LENGTH`).
     pub fn sqlite() -> Self {
         Self { packet: SQLITE_MAX_LENGTH, column_caps: false }
     }
