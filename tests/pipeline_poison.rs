@@ -10,7 +10,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::pipeline::{check_corp, config, corpid, open, scenario, specs, wait_for, Db};
 use sqlx::Connection;
@@ -84,6 +84,9 @@ async fn poison_batch(db: Db) {
     while window.elapsed() < Duration::from_secs(3) {
         let s = pipeline.stats.snapshot()[&poisoned].clone();
         assert_eq!(s.state, "failing", "the corp stays failing: {s:?}");
+        // What /healthz, /status and corp_failing are made of.
+        let report = wework_msgaudit::observe::corp_report(&poisoned, &s, WRITE_ATTEMPTS, SystemTime::now());
+        assert!(report.failing, "{report:?}");
         let err = s.last_error.clone().unwrap_or_default();
         assert!(err.contains(REASON), "the reason is shown: {err}");
         assert_eq!(s.cursor, 0);
