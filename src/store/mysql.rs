@@ -746,9 +746,15 @@ impl Store for MysqlStore {
             })
             .collect::<Result<_, sqlx::Error>>()?;
         // A ciphertext too large for the row is in message_part.
-        for u in out.iter_mut().filter(|u| u.encrypt_chat_msg.starts_with(spill::MARKER_PREFIX)) {
-            let parts = self.parts(corpid, u.seq, "encrypt_chat_msg").await?;
-            u.encrypt_chat_msg = spill::reassemble(std::mem::take(&mut u.encrypt_chat_msg), parts, "encrypt_chat_msg")?;
+        for u in &mut out {
+            for (column, value) in
+                [("encrypt_chat_msg", &mut u.encrypt_chat_msg), ("encrypt_random_key", &mut u.encrypt_random_key)]
+            {
+                if value.starts_with(spill::MARKER_PREFIX) {
+                    let parts = self.parts(corpid, u.seq, column).await?;
+                    *value = spill::reassemble(std::mem::take(value), parts, column)?;
+                }
+            }
         }
         Ok(out)
     }

@@ -8,7 +8,8 @@
 //! - multi-row INSERTs are cut by bytes as well as by rows ([`Limits::statement_bytes`]);
 //! - a row whose values add up to more than [`Limits::row_bytes`] (or a value longer than its
 //!   MySQL column holds) keeps its msgid, seq and metadata, and each of its largest columns
-//!   (`msgdata`, `text`, `tolist`, `encrypt_chat_msg`, `sdkfield`) is replaced, until the row
+//!   (`msgdata`, `text`, `tolist`, `encrypt_chat_msg`, `sdkfield`, `encrypt_random_key`) is
+//!   replaced, until the row
 //!   fits, by a marker: `{"wwmsgaudit_part":{"table":"message_part","column":"msgdata",
 //!   "bytes":31457514,"parts":8}}`. The value itself goes, cut into parts of at most
 //!   [`Limits::part_bytes`], into `message_part (corpid, seq, col, part, data)`, in the same
@@ -45,8 +46,8 @@ const MIN_SPILL: usize = 256;
 pub struct Limits {
     /// The largest packet (MySQL `max_allowed_packet`) or value (SQLite) the database accepts.
     pub packet: u64,
-    /// MySQL column types cap `text`/`tolist` (MEDIUMTEXT) and `sdkfield` (TEXT): longer
-    /// values spill instead of being cut by `INSERT IGNORE`.
+    /// MySQL column types cap `text`/`tolist` (MEDIUMTEXT) and `sdkfield`/`encrypt_random_key`
+    /// (TEXT): longer values spill instead of being cut by `INSERT IGNORE`.
     pub column_caps: bool,
 }
 
@@ -84,7 +85,7 @@ impl Limits {
     fn column_cap(&self, column: &str) -> usize {
         match (self.column_caps, column) {
             (true, "text" | "tolist") => 16_777_215,
-            (true, "sdkfield") => 65_535,
+            (true, "sdkfield" | "encrypt_random_key") => 65_535,
             _ => usize::MAX,
         }
     }
@@ -121,13 +122,14 @@ pub fn parse_marker(value: &str) -> Option<(String, u64, u32)> {
 }
 
 /// The spillable columns of a row, by name.
-fn columns(r: &Row) -> [(&'static str, &str); 5] {
+fn columns(r: &Row) -> [(&'static str, &str); 6] {
     [
         ("msgdata", r.msgdata.as_str()),
         ("text", r.text.as_str()),
         ("tolist", r.tolist.as_str()),
         ("encrypt_chat_msg", r.encrypt_chat_msg.as_deref().unwrap_or("")),
         ("sdkfield", r.sdkfield.as_str()),
+        ("encrypt_random_key", r.encrypt_random_key.as_deref().unwrap_or("")),
     ]
 }
 
@@ -137,6 +139,7 @@ fn set_column(r: &mut Row, column: &str, value: String) {
         "text" => r.text = value,
         "tolist" => r.tolist = value,
         "encrypt_chat_msg" => r.encrypt_chat_msg = Some(value),
+        "encrypt_random_key" => r.encrypt_random_key = Some(value),
         _ => r.sdkfield = value,
     }
 }
@@ -149,7 +152,7 @@ pub(crate) fn spill<'a>(rows: &'a [Row], limits: &Limits) -> (Option<Vec<Row>>, 
     let part_bytes = limits.part_bytes();
     for (i, r) in rows.iter().enumerate() {
         let cols = columns(r);
-        let mut spilled = [false; 5];
+        let mut spilled = [false; 6];
         let mut size = row_bytes(r);
         for (k, (name, value)) in cols.iter().enumerate() {
             if value.len() > limits.column_cap(name).max(MIN_SPILL) {
@@ -220,6 +223,7 @@ pub(crate) fn take_column(row: &mut Row, column: &str) -> String {
         "text" => std::mem::take(&mut row.text),
         "tolist" => std::mem::take(&mut row.tolist),
         "encrypt_chat_msg" => row.encrypt_chat_msg.take().unwrap_or_default(),
+        "encrypt_random_key" => row.encrypt_random_key.take().unwrap_or_default(),
         _ => std::mem::take(&mut row.sdkfield),
     }
 }
