@@ -16,8 +16,8 @@
 //! the committed cursor; a permanent errcode (40001, 48002, 60020, any unknown one) marks the
 //! corp `failing` and retries every `backoff_max`. So does a batch the database refuses
 //! [`WRITE_ATTEMPTS`] times in a row (a poison batch: a trigger, a revoked privilege, a full
-//! disk): the corp stays `failing` with the database's reason until a write commits again. [`Stop`] ends the loop gracefully: no new
-//! fetch, the in-flight write finishes. The actor reports its end to the supervisor
+//! disk): the corp stays `failing` with the database's reason until a write commits again.
+//! [`Stop`] ends the loop gracefully: no new fetch, the in-flight write finishes. The actor reports its end to the supervisor
 //! ([`CorpExited`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -14,9 +14,9 @@
 //!
 //! The batch write ([`Store::write_batch`]) is the heart of invariants 1 and 2: rows, media rows,
 //! parts of oversized values and the cursor go in ONE transaction, statements cut by rows and
-//! by bytes under the packet limit read at connect ([`Limits`]), inserts are idempotent (`INSERT IGNORE` /
-//! `INSERT OR IGNORE` against unique `msgid`, `seq` and `(msgid, item)`), and the cursor only
-//! moves forward.
+//! by bytes under the packet limit read at connect ([`Limits`]), inserts are idempotent
+//! (`INSERT IGNORE` / `INSERT OR IGNORE` against unique `msgid`, `seq` and `(msgid, item)`), and
+//! the cursor only moves forward.
 
 mod isolate;
 mod lease_sql;
