@@ -13,7 +13,8 @@ use sqlx::{Connection, Executor};
 use wework_msgaudit::message::{MediaKind, MediaRef, Row};
 use wework_msgaudit::secret::Secret;
 use wework_msgaudit::store::{
-    connect, BatchOutcome, CorpId, CorpRow, MediaItem, Store, StoreError, JAVA_UNDECRYPTABLE,
+    connect, BatchOutcome, CorpId, CorpRow, MediaItem, MysqlStore, SqliteStore, Store, StoreError, JAVA_UNDECRYPTABLE,
+    MARKER_PREFIX,
 };
 
 const DEFAULT_MYSQL_BASE: &str = "mysql://root@localhost/?socket=/run/mysqld/mysqld.sock";
@@ -461,6 +462,136 @@ async fn redecrypt_flow(db: &TestDb) {
     assert!(matches!(err, StoreError::NoSuchRow { .. }));
 }
 
+/// `n` bytes of text (mixed ASCII and 3-byte characters, so that parts cut characters).
+fn big_text(n: usize, salt: u64) -> String {
+    let mut s = String::with_capacity(n + 64);
+    let mut i = 0u64;
+    while s.len() < n {
+        s.push_str(&format!("{salt}:{i} 大记录 "));
+        i += 1;
+    }
+    s
+}
+
+/// The parts stored for record `seq` of `c`.
+async fn parts_of(db: &TestDb, c: &CorpId, seq: u64) -> i64 {
+    db.int(&format!(
+        "SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM message_part WHERE corpid = '{}' AND seq = {seq}",
+        c.as_str()
+    ))
+    .await
+    .unwrap_or(0)
+}
+
+/// Rows larger than the database accepts in one packet (MariaDB: its default 16 MiB) are stored
+/// in one batch with normal ones: their big values in `message_part`, a marker in the row, read
+/// back whole; a re-pull changes nothing; an undecryptable record with a huge ciphertext is
+/// re-decrypted through `undecrypted` / `replace_decrypted`.
+async fn oversized_rows_are_stored_in_parts_and_read_back_whole(db: &TestDb) {
+    let c = corp("wwbigrows");
+    if db.is_mysql() {
+        let packet = db.int("SELECT CAST(@@session.max_allowed_packet AS SIGNED INTEGER)").await.unwrap();
+        assert_eq!(db.store.limits().packet as i64, packet, "read at connect");
+        assert!(packet <= 16 << 20, "the test needs the default max_allowed_packet, not {packet}");
+    } else {
+        assert_eq!(db.store.limits().packet, 1_000_000_000);
+    }
+    let mut rows: Vec<Row> = (1..=60).map(row).collect();
+    // 1 MiB each: many per batch, cut by bytes.
+    for r in rows.iter_mut().take(30) {
+        r.msgdata = big_text(1 << 20, r.seq);
+    }
+    rows[39].msgdata = big_text(20 << 20, 40);
+    rows[44].text = big_text(5 << 20, 45);
+    rows[44].msgdata = format!("{{\"text\":{{\"content\":\"{}\"}}}}", rows[44].text);
+    rows[49] = Row {
+        msgid: "msgid-50".into(),
+        seq: 50,
+        publickey_ver: 9,
+        decrypt_error: Some("no private key for publickey_ver 9".into()),
+        // Longer than MySQL's TEXT column: spilled rather than cut.
+        encrypt_random_key: Some(big_text(70_000, 5000)),
+        encrypt_chat_msg: Some(big_text(18 << 20, 50)),
+        ..Default::default()
+    };
+    let out = db.store.write_batch(&c, &rows, &media_of(&rows[..5]), 60).await.unwrap();
+    assert_eq!(out, BatchOutcome { inserted_rows: 60, inserted_media: 5 });
+    assert_eq!(db.store.cursor(&c).await.unwrap(), 60);
+    let t = c.message_table();
+    let raw = db.text(&format!("SELECT msgdata FROM {t} WHERE seq = 40")).await.unwrap();
+    assert!(raw.starts_with(MARKER_PREFIX) && raw.len() < 200, "a marker in the row: {raw}");
+    assert!(parts_of(db, &c, 40).await >= 5, "20 MiB in parts of at most 4 MiB");
+    assert_eq!(parts_of(db, &c, 1).await, 0, "1 MiB rows stay whole");
+    for r in &rows {
+        let back = db.store.read_message(&c, r.seq).await.unwrap().unwrap();
+        assert!(back == *r, "seq {}: read back whole ({} bytes of msgdata)", r.seq, back.msgdata.len());
+    }
+    assert!(db.store.read_message(&c, 61).await.unwrap().is_none());
+    // A re-pull: nothing new, nothing doubled.
+    let parts_before = db.count("message_part").await;
+    let again = db.store.write_batch(&c, &rows, &[], 60).await.unwrap();
+    assert_eq!(again.inserted_rows, 0);
+    assert_eq!(db.count("message_part").await, parts_before);
+    // The huge ciphertext comes back for redecrypt, and the decrypted row replaces it.
+    let und = db.store.undecrypted(&c, 0, 10).await.unwrap();
+    assert_eq!(und.len(), 1);
+    assert!(und[0].encrypt_chat_msg == *rows[49].encrypt_chat_msg.as_ref().unwrap(), "the ciphertext whole");
+    assert!(und[0].encrypt_random_key == *rows[49].encrypt_random_key.as_ref().unwrap(), "the random key whole");
+    let mut fixed = row(50);
+    fixed.msgdata = big_text(10 << 20, 5050);
+    db.store.replace_decrypted(&c, und[0].id, &fixed, &[]).await.unwrap();
+    assert!(db.store.undecrypted(&c, 0, 10).await.unwrap().is_empty());
+    assert!(db.store.read_message(&c, 50).await.unwrap().unwrap() == fixed);
+    let kept = db
+        .int(&format!(
+            "SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM message_part WHERE corpid = '{}' AND seq = 50 \
+             AND col = 'encrypt_chat_msg'",
+            c.as_str()
+        ))
+        .await;
+    assert_eq!(kept, Some(0), "the old ciphertext's parts are gone");
+}
+
+/// The same code path at a small limit (64 KiB: statements of 16 KiB), on both dialects: rows cut
+/// by bytes, a 100 KB value in 7 parts of 16 KiB, a marker-like text without parts read as it
+/// is, and (MySQL) a value longer than its column type spilled instead of cut.
+async fn a_small_packet_limit_cuts_statements_and_values(db: &TestDb) {
+    let s: Arc<dyn Store> = if db.is_mysql() {
+        Arc::new(MysqlStore::connect(&db.url).await.unwrap().with_packet_limit(64 << 10))
+    } else {
+        Arc::new(SqliteStore::connect(&db.url).await.unwrap().with_packet_limit(64 << 10))
+    };
+    assert_eq!(s.limits().packet, 64 << 10);
+    assert_eq!(s.limits().statement_bytes(), 16 << 10);
+    let c = corp("wwsmallpacket");
+    let mut rows: Vec<Row> = (1..=500).map(row).collect();
+    for r in &mut rows {
+        r.msgdata = big_text(1000, r.seq);
+    }
+    rows[99].msgdata = big_text(100_000, 100);
+    rows[199].msgdata = spill_lookalike();
+    rows[299].sdkfield = big_text(70_000, 300);
+    let out = s.write_batch(&c, &rows, &media_of(&rows), 500).await.unwrap();
+    assert_eq!(out, BatchOutcome { inserted_rows: 500, inserted_media: 500 });
+    assert_eq!(parts_of(db, &c, 100).await, 7);
+    assert_eq!(parts_of(db, &c, 200).await, 0);
+    assert_eq!(parts_of(db, &c, 300).await, 5, "sdkfield in parts: over the row limit");
+    for r in &rows {
+        assert!(s.read_message(&c, r.seq).await.unwrap().unwrap() == *r, "seq {}", r.seq);
+    }
+    // The database's own limit: the MySQL TEXT column (64 KiB) cannot take 70 KB, so the full
+    // store spills it too; SQLite has no such limit.
+    let full = corp("wwcolumncap");
+    db.store.write_batch(&full, &rows[299..300], &[], 300).await.unwrap();
+    assert_eq!(parts_of(db, &full, 300).await, i64::from(db.is_mysql()));
+    assert!(db.store.read_message(&full, 300).await.unwrap().unwrap() == rows[299]);
+}
+
+/// A record whose text looks like a marker (no parts): read as it is.
+fn spill_lookalike() -> String {
+    wework_msgaudit::store::marker("msgdata", 5, 1)
+}
+
 async fn connect_schemes(db: &TestDb) {
     let err = connect("postgres://user:hunter2@host/db").await.unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl(_)));
@@ -590,6 +721,8 @@ both_dialects!(
     redecrypt_flow,
     connect_schemes,
     leases_claim_renew_release_and_fence,
+    oversized_rows_are_stored_in_parts_and_read_back_whole,
+    a_small_packet_limit_cuts_statements_and_values,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -14,8 +14,10 @@
 //! A short page means "caught up": settle the write, wait `poll_interval`. SDK and store
 //! failures back off exponentially with jitter (`backoff_initial..backoff_max`) and restart from
 //! the committed cursor; a permanent errcode (40001, 48002, 60020, any unknown one) marks the
-//! corp `failing` and retries every `backoff_max`. [`Stop`] ends the loop gracefully: no new
-//! fetch, the in-flight write finishes. The actor reports its end to the supervisor
+//! corp `failing` and retries every `backoff_max`. So does a batch the database refuses
+//! [`WRITE_ATTEMPTS`] times in a row (a poison batch: a trigger, a revoked privilege, a full
+//! disk): the corp stays `failing` with the database's reason until a write commits again.
+//! [`Stop`] ends the loop gracefully: no new fetch, the in-flight write finishes. The actor reports its end to the supervisor
 //! ([`CorpExited`]). A long catch-up is logged as it goes ([`Progress`]: records/s, lag, ETA
 //! every `progress_interval`, then "caught up").
 
@@ -38,6 +40,10 @@ use crate::crypto::{self, Keyring};
 use crate::message;
 use crate::sdk::{EncryptedRecord, NetOptions, SdkError};
 use crate::store::{CorpId, MediaItem, Row, StoreError};
+
+/// Failed writes in a row (no batch committed in between) after which the corp is marked
+/// `failing` and retried only every `backoff_max`.
+pub const WRITE_ATTEMPTS: u32 = 3;
 
 /// Stop pulling (graceful).
 #[derive(Debug, Message)]
@@ -106,6 +112,7 @@ impl Actor for CorpActor {
             shared: Arc::clone(&self.shared),
             stop: self.stop_tx.subscribe(),
             progress: Progress::new(self.shared.pull.progress_interval),
+            write_failures: std::sync::atomic::AtomicU32::new(0),
         };
         let span = tracing::info_span!("corp", corpid = %self.spec.corpid, generation = self.generation);
         // A panic anywhere in the loop ends this corp's run like an error (decision 1), so the
@@ -134,6 +141,8 @@ struct Puller {
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     progress: Progress,
+    /// Failed writes since the last committed one.
+    write_failures: std::sync::atomic::AtomicU32,
 }
 
 /// A decoded page.
@@ -159,6 +168,21 @@ struct InFlight {
 impl Puller {
     fn stopped(&self) -> bool {
         *self.stop.borrow()
+    }
+
+    /// The writes failed [`WRITE_ATTEMPTS`] times in a row: the corp is failing.
+    fn write_poisoned(&self) -> bool {
+        self.write_failures.load(std::sync::atomic::Ordering::Relaxed) >= WRITE_ATTEMPTS
+    }
+
+    /// The wait before re-fetching after a failed write: growing, and `backoff_max` once the
+    /// writes are poisoned.
+    fn write_retry_delay(&self, backoff: &mut Backoff) -> Duration {
+        if self.write_poisoned() {
+            backoff.max_with_jitter()
+        } else {
+            backoff.next_delay()
+        }
     }
 
     /// Sleeps `d`, or less when stopped; true when stopped.
@@ -318,12 +342,15 @@ impl Puller {
             if committed < next_seq {
                 // The previous write failed: this page does not follow the committed cursor.
                 next_seq = committed;
-                if self.sleep(backoff.next_delay()).await {
+                if self.sleep(self.write_retry_delay(&mut backoff)).await {
                     break Ok(());
                 }
                 continue;
             }
-            backoff.reset();
+            // Only a committed write ends the backoff of failing writes.
+            if self.write_failures.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                backoff.reset();
+            }
             if count > 0 {
                 let undecryptable = decoded.rows.iter().filter(|r| r.decrypt_error.is_some()).count() as u64;
                 let newest_msgtime_ms = decoded.rows.iter().map(|r| r.msgtime).max();
@@ -354,7 +381,7 @@ impl Puller {
                 }
                 if committed < next_seq {
                     next_seq = committed;
-                    if self.sleep(backoff.next_delay()).await {
+                    if self.sleep(self.write_retry_delay(&mut backoff)).await {
                         break Ok(());
                     }
                     continue;
@@ -365,7 +392,7 @@ impl Puller {
                 if self.sleep(self.shared.pull.poll_interval).await {
                     break Ok(());
                 }
-            } else {
+            } else if !self.write_poisoned() {
                 self.set_state("running", None);
                 self.log_progress(true);
             }
@@ -410,6 +437,7 @@ impl Puller {
         let Some(w) = inflight.take() else { return Ok(()) };
         match w.handle.await {
             Ok(Ok(Ok(c))) => {
+                self.write_failures.store(0, std::sync::atomic::Ordering::Relaxed);
                 *committed = (*committed).max(c.seq);
                 self.progress.stored(c.outcome.inserted_rows, *committed, w.newest_msgtime_ms);
                 self.shared.stats.update(&self.spec.corpid, |s| {
@@ -435,8 +463,24 @@ impl Puller {
                 Err(CorpError::LeaseLost(e.to_string()))
             }
             Ok(Ok(Err(e))) => {
-                tracing::warn!(error = %e, "writing a batch failed; will re-fetch from the committed cursor");
-                self.failed(if e.is_retryable() { "backoff" } else { "failing" }, e.to_string(), None);
+                let n = self.write_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed).saturating_add(1);
+                if n >= WRITE_ATTEMPTS {
+                    // A poison batch: no more quick retries (each re-fetches the page and
+                    // re-isolates it); the corp is failing with the reason until a write commits.
+                    let every = self.shared.pull.backoff_max;
+                    tracing::error!(error = %e, attempts = n, cursor = *committed, "the database refused this batch {n} times in a row; corp is failing, retrying every {every:?}");
+                    self.failed(
+                        "failing",
+                        format!(
+                            "the batch after seq {} was refused {n} times in a row (retrying every {every:?}): {e}",
+                            *committed
+                        ),
+                        None,
+                    );
+                } else {
+                    tracing::warn!(error = %e, attempts = n, "writing a batch failed; will re-fetch from the committed cursor");
+                    self.failed(if e.is_retryable() { "backoff" } else { "failing" }, e.to_string(), None);
+                }
                 Ok(())
             }
             // The shared writer is gone or its task panicked: state shared by every corp is

@@ -9,16 +9,21 @@
 //!   [`Store::ensure_corp_tables`]. Their names are built only by [`CorpId`], whose constructor
 //!   validates the corpid, so no SQL metacharacter ever reaches a statement.
 //!
-//! The batch write ([`Store::write_batch`]) is the heart of invariants 1 and 2: rows, media rows
-//! and the cursor go in ONE transaction, inserts are idempotent (`INSERT IGNORE` /
-//! `INSERT OR IGNORE` against unique `msgid`, `seq` and `(msgid, item)`), and the cursor only
-//! moves forward.
+//! - `message_part`: values too large for one row within the database's packet limit (module
+//!   `spill`: a marker in the message row, the value in parts here, same transaction).
+//!
+//! The batch write ([`Store::write_batch`]) is the heart of invariants 1 and 2: rows, media rows,
+//! parts of oversized values and the cursor go in ONE transaction, statements cut by rows and
+//! by bytes under the packet limit read at connect ([`Limits`]), inserts are idempotent
+//! (`INSERT IGNORE` / `INSERT OR IGNORE` against unique `msgid`, `seq` and `(msgid, item)`), and
+//! the cursor only moves forward.
 
 mod inspect;
 mod isolate;
 mod lease_sql;
 mod media_sql;
 mod mysql;
+mod spill;
 mod sqlite;
 
 use std::fmt;
@@ -32,6 +37,7 @@ use crate::secret::Secret;
 pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;
+pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};
 pub use sqlite::SqliteStore;
 
 /// Longest corpid accepted: MySQL table names have at most 64 characters and the longest prefix
@@ -39,11 +45,8 @@ pub use sqlite::SqliteStore;
 pub const MAX_CORPID_LEN: usize = 56;
 
 /// Rows per multi-row INSERT statement (16 parameters per message row: far below SQLite's 32,766
-/// and MySQL's 65,535 bind parameters).
+/// and MySQL's 65,535 bind parameters). The bytes per statement come from [`Limits`].
 const CHUNK_ROWS: usize = 500;
-/// Bytes of bound text per statement: stays below MySQL's smallest common `max_allowed_packet`
-/// (4 MiB on MySQL 5.7). A single larger row goes alone.
-const CHUNK_BYTES: usize = 3 << 20;
 
 /// A validated corpid (`^[A-Za-z0-9_]{1,56}$`); the only way to build a per-corp table name.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -347,6 +350,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// `"mysql"` or `"sqlite"`.
     fn dialect(&self) -> &'static str;
 
+    /// The byte limits this store cuts its statements by (from `max_allowed_packet`, read at
+    /// connect, on MySQL).
+    fn limits(&self) -> Limits;
+
+    /// The row of record `seq` with every value whole (oversized values put back together from
+    /// `message_part`); `None` when there is no such row. Use it wherever a stored record is
+    /// read back.
+    async fn read_message(&self, corpid: &CorpId, seq: u64) -> Result<Option<Row>, StoreError>;
+
     /// Creates or adopts the fixed tables (`corplist`, `corp_keys`, `corp_cursor`). Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;
 
@@ -521,14 +533,15 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
-/// Splits `items` into chunks of at most [`CHUNK_ROWS`] items and about [`CHUNK_BYTES`] bytes.
-fn chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+/// Splits `items` into chunks of at most [`CHUNK_ROWS`] items and `budget` bytes (an item
+/// larger than the budget alone).
+fn chunks<T>(items: &[T], size: impl Fn(&T) -> usize, budget: usize) -> Vec<&[T]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
     for (i, item) in items.iter().enumerate() {
         let s = size(item);
-        if i > start && (i - start >= CHUNK_ROWS || bytes + s > CHUNK_BYTES) {
+        if i > start && (i - start >= CHUNK_ROWS || bytes + s > budget) {
             out.push(&items[start..i]);
             start = i;
             bytes = 0;
@@ -803,11 +816,12 @@ mod tests {
     #[test]
     fn chunking_respects_count_and_bytes() {
         let v: Vec<usize> = vec![1; 1201];
-        let c = chunks(&v, |x| *x);
+        let c = chunks(&v, |x| *x, 1 << 20);
         assert_eq!(c.iter().map(|c| c.len()).collect::<Vec<_>>(), vec![500, 500, 201]);
-        let big: Vec<usize> = vec![CHUNK_BYTES; 3];
-        assert_eq!(chunks(&big, |x| *x).len(), 3);
-        assert!(chunks::<usize>(&[], |x| *x).is_empty());
+        let big: Vec<usize> = vec![1000; 3];
+        assert_eq!(chunks(&big, |x| *x, 1000).len(), 3);
+        assert_eq!(chunks(&big, |x| *x, 2000).len(), 2);
+        assert!(chunks::<usize>(&[], |x| *x, 1).is_empty());
         assert_eq!(clip("ab中文", 3), "ab中");
         assert_eq!(clip("ab", 3), "ab");
     }

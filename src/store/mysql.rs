@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, QueryBuilder, Row as _};
 
+use super::spill::{self, Limits, Part};
 use super::{
     check_rows, chunks, renamed_duplicates, row_bytes, BatchOutcome, CorpId, CorpRow, Fence, JavaMedia, LeaseRow,
     MediaCount, MediaInsert, MediaItem, MediaJob, MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError,
@@ -32,11 +33,15 @@ pub struct MysqlStore {
     ddl_lock: tokio::sync::Mutex<()>,
     /// New media rows are inserted held ([`super::MEDIA_HELD`]): media is off.
     hold_media: std::sync::atomic::AtomicBool,
+    limits: Limits,
 }
 
 impl fmt::Debug for MysqlStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MysqlStore").field("url", &self.redacted_url).finish_non_exhaustive()
+        f.debug_struct("MysqlStore")
+            .field("url", &self.redacted_url)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,17 +197,50 @@ impl MysqlStore {
             .after_connect(|conn, _| Box::pin(async move { bound_transactions(conn).await }))
             .connect_with(opts)
             .await?;
+        // The session value is what the server enforces on this daemon's packets.
+        let packet: u64 =
+            sqlx::query_scalar("SELECT CAST(@@session.max_allowed_packet AS UNSIGNED)").fetch_one(&pool).await?;
+        tracing::debug!(max_allowed_packet = packet, "connected");
         Ok(Self {
             pool,
             redacted_url: super::redact_url(url),
             ensured: Mutex::new(HashSet::new()),
             ddl_lock: tokio::sync::Mutex::new(()),
             hold_media: std::sync::atomic::AtomicBool::new(false),
+            limits: Limits::mysql(packet),
         })
     }
 
     fn holds_media(&self) -> bool {
         self.hold_media.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The same store working to a smaller packet than the server's (tests; a proxy in front of
+    /// the server with a lower limit). A larger one than the server's is ignored.
+    #[must_use]
+    pub fn with_packet_limit(mut self, bytes: u64) -> Self {
+        self.limits.packet = self.limits.packet.min(bytes);
+        self
+    }
+
+    /// The parts of `column` of record `seq`, in order.
+    async fn parts(&self, corpid: &CorpId, seq: u64, column: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT data FROM message_part WHERE corpid = ? AND seq = ? AND col = ? ORDER BY part")
+            .bind(corpid.as_str())
+            .bind(seq)
+            .bind(column)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Puts the marked columns of `row` back together from `message_part`.
+    async fn unspill(&self, corpid: &CorpId, row: &mut Row) -> Result<(), StoreError> {
+        for column in spill::marked_columns(row) {
+            let parts = self.parts(corpid, row.seq, column).await?;
+            let value = spill::take_column(row, column);
+            spill::put_column(row, column, spill::reassemble(value, parts, column)?);
+        }
+        Ok(())
     }
 
     /// The pool (for tests and tools).
@@ -404,7 +442,7 @@ impl MysqlStore {
                 })
                 .collect();
             let mut conn = self.pool.acquire().await?;
-            insert_media(&mut conn, &m, &inserts).await?;
+            insert_media(&mut conn, &m, &inserts, self.limits.statement_bytes()).await?;
         }
         // 5. The marker: from now on the table counts as upgraded.
         sqlx::query(&format!("ALTER TABLE `{t}` ADD COLUMN encrypt_chat_msg LONGTEXT NULL"))
@@ -416,9 +454,14 @@ impl MysqlStore {
 }
 
 /// Multi-row `INSERT IGNORE` of media rows, chunked; returns the number inserted.
-async fn insert_media(conn: &mut MySqlConnection, table: &str, items: &[MediaInsert<'_>]) -> Result<u64, StoreError> {
+async fn insert_media(
+    conn: &mut MySqlConnection,
+    table: &str,
+    items: &[MediaInsert<'_>],
+    budget: usize,
+) -> Result<u64, StoreError> {
     let mut inserted = 0;
-    for chunk in chunks(items, MediaInsert::bytes) {
+    for chunk in chunks(items, MediaInsert::bytes, budget) {
         let mut qb = QueryBuilder::<MySql>::new(format!("INSERT IGNORE INTO `{table}` ({MEDIA_COLUMNS}) "));
         qb.push_values(chunk, |mut b, m| {
             b.push_bind(m.msgid)
@@ -453,6 +496,45 @@ mod leases {
 impl Store for MysqlStore {
     fn dialect(&self) -> &'static str {
         "mysql"
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    async fn read_message(&self, corpid: &CorpId, seq: u64) -> Result<Option<Row>, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        let r = sqlx::query(&format!(
+            "SELECT msgid, CAST(publickey_ver AS UNSIGNED), CAST(seq AS UNSIGNED), COALESCE(action, ''), \
+             COALESCE(msgfrom, ''), COALESCE(tolist, ''), COALESCE(msgtype, ''), CAST(msgtime AS UNSIGNED), \
+             COALESCE(text, ''), COALESCE(sdkfield, ''), COALESCE(msgdata, ''), CAST(status AS UNSIGNED), \
+             COALESCE(roomid, ''), decrypt_error, encrypt_random_key, encrypt_chat_msg FROM `{}` WHERE seq = ?",
+            corpid.message_table()
+        ))
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = r else { return Ok(None) };
+        let mut row = Row {
+            msgid: r.try_get(0)?,
+            publickey_ver: u32::try_from(r.try_get::<u64, _>(1)?).unwrap_or(u32::MAX),
+            seq: r.try_get(2)?,
+            action: r.try_get(3)?,
+            msgfrom: r.try_get(4)?,
+            tolist: r.try_get(5)?,
+            msgtype: r.try_get(6)?,
+            msgtime: r.try_get(7)?,
+            text: r.try_get(8)?,
+            sdkfield: r.try_get(9)?,
+            msgdata: r.try_get(10)?,
+            status: u8::try_from(r.try_get::<u64, _>(11)?).unwrap_or(u8::MAX),
+            roomid: r.try_get(12)?,
+            decrypt_error: r.try_get(13)?,
+            encrypt_random_key: r.try_get(14)?,
+            encrypt_chat_msg: r.try_get(15)?,
+        };
+        self.unspill(corpid, &mut row).await?;
+        Ok(Some(row))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -530,23 +612,27 @@ impl Store for MysqlStore {
         check_rows(rows, media)?;
         self.ensure_corp_tables(corpid).await?;
         let t = corpid.message_table();
+        let budget = self.limits.statement_bytes();
+        // Values too large for a packet go to message_part (spill.rs), in this transaction.
+        let (spilled, parts) = spill::spill(rows, &self.limits);
+        let rows = spilled.as_deref().unwrap_or(rows);
         let mut out = BatchOutcome::default();
         let mut tx = self.pool.begin().await?;
-        out.inserted_rows = insert_rows(&mut tx, &t, rows).await?;
+        out.inserted_rows = insert_rows(&mut tx, &t, rows, budget).await?;
+        insert_parts(&mut tx, corpid, &parts, None).await?;
         let mut renamed_media = None;
         if out.inserted_rows < rows.len() as u64 {
             // Some rows were already there: a re-pull, or msgids stored under another seq.
             let stored = stored_seqs(&mut tx, &t, rows).await?;
             if let Some((dups, media)) = renamed_duplicates(rows, media, &stored) {
                 tracing::warn!(corpid = %corpid, count = dups.len(), "records with a msgid stored under another seq: kept under new msgids");
-                out.inserted_rows += insert_rows(&mut tx, &t, &dups).await?;
+                out.inserted_rows += insert_rows(&mut tx, &t, &dups, budget).await?;
                 renamed_media = Some(media);
             }
         }
         let media = renamed_media.as_deref().unwrap_or(media);
-        let items: Vec<MediaInsert<'_>> =
-            media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
-        out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items).await?;
+        let items: Vec<MediaInsert<'_>> = media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
+        out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items, budget).await?;
         sqlx::query(
             "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
              ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq)), updated = CURRENT_TIMESTAMP",
@@ -680,7 +766,8 @@ impl Store for MysqlStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut out: Vec<Undecrypted> = rows
+            .iter()
             .map(|r| {
                 Ok(Undecrypted {
                     id: r.try_get(0)?,
@@ -691,8 +778,19 @@ impl Store for MysqlStore {
                     encrypt_chat_msg: r.try_get(5)?,
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+            .collect::<Result<_, sqlx::Error>>()?;
+        // A ciphertext too large for the row is in message_part.
+        for u in &mut out {
+            for (column, value) in
+                [("encrypt_chat_msg", &mut u.encrypt_chat_msg), ("encrypt_random_key", &mut u.encrypt_random_key)]
+            {
+                if value.starts_with(spill::MARKER_PREFIX) {
+                    let parts = self.parts(corpid, u.seq, column).await?;
+                    *value = spill::reassemble(std::mem::take(value), parts, column)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn count_unrecoverable(&self, corpid: &CorpId) -> Result<u64, StoreError> {
@@ -717,6 +815,8 @@ impl Store for MysqlStore {
         check_rows(std::slice::from_ref(row), &[])?;
         self.ensure_corp_tables(corpid).await?;
         let t = corpid.message_table();
+        let (spilled, parts) = spill::spill(std::slice::from_ref(row), &self.limits);
+        let row = spilled.as_ref().and_then(|r| r.first()).unwrap_or(row);
         let mut tx = self.pool.begin().await?;
         // Lease fencing goes here as well (see write_batch).
         let updated = sqlx::query(&format!(
@@ -750,9 +850,15 @@ impl Store for MysqlStore {
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
-        let items: Vec<MediaInsert<'_>> =
-            media.iter().map(|m| MediaInsert::pending(&msgid, seq, m).held_if(self.holds_media())).collect();
-        insert_media(&mut tx, &corpid.media_table(), &items).await?;
+        // The old row's parts (its ciphertext, say) give way to the new row's.
+        sqlx::query("DELETE FROM message_part WHERE corpid = ? AND seq = ?")
+            .bind(corpid.as_str())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        insert_parts(&mut tx, corpid, &parts, Some(seq)).await?;
+        let items: Vec<MediaInsert<'_>> = media.iter().map(|m| MediaInsert::pending(&msgid, seq, m).held_if(self.holds_media())).collect();
+        insert_media(&mut tx, &corpid.media_table(), &items, self.limits.statement_bytes()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -814,9 +920,14 @@ impl Store for MysqlStore {
 }
 
 /// INSERT-or-ignore of `rows` into the message table `t`, in chunks: how many were inserted.
-async fn insert_rows(tx: &mut sqlx::Transaction<'_, MySql>, t: &str, rows: &[Row]) -> Result<u64, StoreError> {
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, MySql>,
+    t: &str,
+    rows: &[Row],
+    budget: usize,
+) -> Result<u64, StoreError> {
     let mut inserted = 0;
-    for chunk in chunks(rows, row_bytes) {
+    for chunk in chunks(rows, row_bytes, budget) {
         let mut qb = QueryBuilder::<MySql>::new(format!("INSERT IGNORE INTO `{t}` ({ROW_COLUMNS}) "));
         qb.push_values(chunk, |mut b, r| {
             b.push_bind(r.msgid.as_str())
@@ -839,6 +950,27 @@ async fn insert_rows(tx: &mut sqlx::Transaction<'_, MySql>, t: &str, rows: &[Row
         inserted += qb.build().execute(&mut **tx).await?.rows_affected();
     }
     Ok(inserted)
+}
+
+/// The parts of spilled values, one statement each (a part is at most a quarter of the packet);
+/// under `seq` when given, else under each part's own. Parts already there stay (a re-pull).
+async fn insert_parts(
+    tx: &mut sqlx::Transaction<'_, MySql>,
+    corpid: &CorpId,
+    parts: &[Part<'_>],
+    seq: Option<u64>,
+) -> Result<(), StoreError> {
+    for p in parts {
+        sqlx::query("INSERT IGNORE INTO message_part (corpid, seq, col, part, data) VALUES (?, ?, ?, ?, ?)")
+            .bind(corpid.as_str())
+            .bind(seq.unwrap_or(p.seq))
+            .bind(p.column)
+            .bind(p.part)
+            .bind(p.data)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// msgid → stored seq, for the msgids of `rows` that are in the message table `t`.

@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row as _, Sqlite};
 
+use super::spill::{self, Limits, Part};
 use super::{
     check_rows, chunks, renamed_duplicates, row_bytes, BatchOutcome, CorpId, CorpRow, Fence, LeaseRow, MediaCount,
     MediaInsert, MediaItem, MediaJob, MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError, Undecrypted,
@@ -36,11 +37,15 @@ pub struct SqliteStore {
     /// New media rows are inserted held ([`super::MEDIA_HELD`]): media is off.
     hold_media: std::sync::atomic::AtomicBool,
     write_lock: tokio::sync::Mutex<()>,
+    limits: Limits,
 }
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore").field("url", &self.redacted_url).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("url", &self.redacted_url)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -143,6 +148,7 @@ impl SqliteStore {
             ddl_lock: tokio::sync::Mutex::new(()),
             hold_media: std::sync::atomic::AtomicBool::new(false),
             write_lock: tokio::sync::Mutex::new(()),
+            limits: Limits::sqlite(),
         })
     }
 
@@ -165,7 +171,36 @@ impl SqliteStore {
             ddl_lock: tokio::sync::Mutex::new(()),
             hold_media: std::sync::atomic::AtomicBool::new(false),
             write_lock: tokio::sync::Mutex::new(()),
+            limits: Limits::sqlite(),
         })
+    }
+
+    /// The same store working to a smaller limit than SQLite's (tests: the code path MySQL
+    /// takes at its packet size).
+    #[must_use]
+    pub fn with_packet_limit(mut self, bytes: u64) -> Self {
+        self.limits.packet = self.limits.packet.min(bytes);
+        self
+    }
+
+    /// The parts of `column` of record `seq`, in order.
+    async fn parts(&self, corpid: &CorpId, seq: u64, column: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT data FROM message_part WHERE corpid = ? AND seq = ? AND col = ? ORDER BY part")
+            .bind(corpid.as_str())
+            .bind(to_db(seq))
+            .bind(column)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Puts the marked columns of `row` back together from `message_part`.
+    async fn unspill(&self, corpid: &CorpId, row: &mut Row) -> Result<(), StoreError> {
+        for column in spill::marked_columns(row) {
+            let parts = self.parts(corpid, row.seq, column).await?;
+            let value = spill::take_column(row, column);
+            spill::put_column(row, column, spill::reassemble(value, parts, column)?);
+        }
+        Ok(())
     }
 
     /// The pool (for tests and tools).
@@ -199,9 +234,14 @@ fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
 }
 
 /// Multi-row `INSERT OR IGNORE` of media rows, chunked; returns the number inserted.
-async fn insert_media(conn: &mut SqliteConnection, table: &str, items: &[MediaInsert<'_>]) -> Result<u64, StoreError> {
+async fn insert_media(
+    conn: &mut SqliteConnection,
+    table: &str,
+    items: &[MediaInsert<'_>],
+    budget: usize,
+) -> Result<u64, StoreError> {
     let mut inserted = 0;
-    for chunk in chunks(items, MediaInsert::bytes) {
+    for chunk in chunks(items, MediaInsert::bytes, budget) {
         let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT OR IGNORE INTO \"{table}\" ({MEDIA_COLUMNS}) "));
         qb.push_values(chunk, |mut b, m| {
             b.push_bind(m.msgid)
@@ -236,6 +276,45 @@ mod leases {
 impl Store for SqliteStore {
     fn dialect(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    async fn read_message(&self, corpid: &CorpId, seq: u64) -> Result<Option<Row>, StoreError> {
+        self.ensure_corp_tables(corpid).await?;
+        let r = sqlx::query(&format!(
+            "SELECT msgid, publickey_ver, seq, COALESCE(action, ''), COALESCE(msgfrom, ''), COALESCE(tolist, ''), \
+             COALESCE(msgtype, ''), msgtime, COALESCE(text, ''), COALESCE(sdkfield, ''), COALESCE(msgdata, ''), \
+             status, COALESCE(roomid, ''), decrypt_error, encrypt_random_key, encrypt_chat_msg FROM \"{}\" \
+             WHERE seq = ?",
+            corpid.message_table()
+        ))
+        .bind(to_db(seq))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = r else { return Ok(None) };
+        let mut row = Row {
+            msgid: r.try_get(0)?,
+            publickey_ver: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(u32::MAX),
+            seq: from_db(r.try_get(2)?),
+            action: r.try_get(3)?,
+            msgfrom: r.try_get(4)?,
+            tolist: r.try_get(5)?,
+            msgtype: r.try_get(6)?,
+            msgtime: from_db(r.try_get(7)?),
+            text: r.try_get(8)?,
+            sdkfield: r.try_get(9)?,
+            msgdata: r.try_get(10)?,
+            status: u8::try_from(r.try_get::<i64, _>(11)?).unwrap_or(u8::MAX),
+            roomid: r.try_get(12)?,
+            decrypt_error: r.try_get(13)?,
+            encrypt_random_key: r.try_get(14)?,
+            encrypt_chat_msg: r.try_get(15)?,
+        };
+        self.unspill(corpid, &mut row).await?;
+        Ok(Some(row))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -314,24 +393,28 @@ impl Store for SqliteStore {
         check_rows(rows, media)?;
         self.ensure_corp_tables(corpid).await?;
         let t = corpid.message_table();
+        let budget = self.limits.statement_bytes();
+        // Values too large for a row go to message_part (spill.rs), in this transaction.
+        let (spilled, parts) = spill::spill(rows, &self.limits);
+        let rows = spilled.as_deref().unwrap_or(rows);
         let mut out = BatchOutcome::default();
         let _w = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        out.inserted_rows = insert_rows(&mut tx, &t, rows).await?;
+        out.inserted_rows = insert_rows(&mut tx, &t, rows, budget).await?;
+        insert_parts(&mut tx, corpid, &parts, None).await?;
         let mut renamed_media = None;
         if out.inserted_rows < rows.len() as u64 {
             // Some rows were already there: a re-pull, or msgids stored under another seq.
             let stored = stored_seqs(&mut tx, &t, rows).await?;
             if let Some((dups, media)) = renamed_duplicates(rows, media, &stored) {
                 tracing::warn!(corpid = %corpid, count = dups.len(), "records with a msgid stored under another seq: kept under new msgids");
-                out.inserted_rows += insert_rows(&mut tx, &t, &dups).await?;
+                out.inserted_rows += insert_rows(&mut tx, &t, &dups, budget).await?;
                 renamed_media = Some(media);
             }
         }
         let media = renamed_media.as_deref().unwrap_or(media);
-        let items: Vec<MediaInsert<'_>> =
-            media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
-        out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items).await?;
+        let items: Vec<MediaInsert<'_>> = media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
+        out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items, budget).await?;
         // Unsigned max: a negative INTEGER is a u64 above 2^63-1.
         sqlx::query(
             "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
@@ -476,7 +559,8 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut out: Vec<Undecrypted> = rows
+            .iter()
             .map(|r| {
                 Ok(Undecrypted {
                     id: from_db(r.try_get(0)?),
@@ -487,8 +571,19 @@ impl Store for SqliteStore {
                     encrypt_chat_msg: r.try_get(5)?,
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+            .collect::<Result<_, sqlx::Error>>()?;
+        // A ciphertext too large for the row is in message_part.
+        for u in &mut out {
+            for (column, value) in
+                [("encrypt_chat_msg", &mut u.encrypt_chat_msg), ("encrypt_random_key", &mut u.encrypt_random_key)]
+            {
+                if value.starts_with(spill::MARKER_PREFIX) {
+                    let parts = self.parts(corpid, u.seq, column).await?;
+                    *value = spill::reassemble(std::mem::take(value), parts, column)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn count_unrecoverable(&self, corpid: &CorpId) -> Result<u64, StoreError> {
@@ -513,6 +608,8 @@ impl Store for SqliteStore {
         check_rows(std::slice::from_ref(row), &[])?;
         self.ensure_corp_tables(corpid).await?;
         let t = corpid.message_table();
+        let (spilled, parts) = spill::spill(std::slice::from_ref(row), &self.limits);
+        let row = spilled.as_ref().and_then(|r| r.first()).unwrap_or(row);
         let _w = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         // Lease fencing goes here as well (see write_batch). The UPDATE comes first so that the
@@ -547,9 +644,15 @@ impl Store for SqliteStore {
             .bind(to_db(id))
             .fetch_one(&mut *tx)
             .await?;
-        let items: Vec<MediaInsert<'_>> =
-            media.iter().map(|m| MediaInsert::pending(&msgid, from_db(seq), m).held_if(self.holds_media())).collect();
-        insert_media(&mut tx, &corpid.media_table(), &items).await?;
+        // The old row's parts (its ciphertext, say) give way to the new row's.
+        sqlx::query("DELETE FROM message_part WHERE corpid = ? AND seq = ?")
+            .bind(corpid.as_str())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        insert_parts(&mut tx, corpid, &parts, Some(from_db(seq))).await?;
+        let items: Vec<MediaInsert<'_>> = media.iter().map(|m| MediaInsert::pending(&msgid, from_db(seq), m).held_if(self.holds_media())).collect();
+        insert_media(&mut tx, &corpid.media_table(), &items, self.limits.statement_bytes()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -611,9 +714,14 @@ impl Store for SqliteStore {
 }
 
 /// INSERT-or-ignore of `rows` into the message table `t`, in chunks: how many were inserted.
-async fn insert_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, t: &str, rows: &[Row]) -> Result<u64, StoreError> {
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    t: &str,
+    rows: &[Row],
+    budget: usize,
+) -> Result<u64, StoreError> {
     let mut inserted = 0;
-    for chunk in chunks(rows, row_bytes) {
+    for chunk in chunks(rows, row_bytes, budget) {
         let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT OR IGNORE INTO \"{t}\" ({ROW_COLUMNS}) "));
         qb.push_values(chunk, |mut b, r| {
             b.push_bind(r.msgid.as_str())
@@ -636,6 +744,27 @@ async fn insert_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, t: &str, rows: &[Ro
         inserted += qb.build().execute(&mut **tx).await?.rows_affected();
     }
     Ok(inserted)
+}
+
+/// The parts of spilled values, one statement each; under `seq` when given, else under each
+/// part's own. Parts already there stay (a re-pull).
+async fn insert_parts(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    corpid: &CorpId,
+    parts: &[Part<'_>],
+    seq: Option<u64>,
+) -> Result<(), StoreError> {
+    for p in parts {
+        sqlx::query("INSERT OR IGNORE INTO message_part (corpid, seq, col, part, data) VALUES (?, ?, ?, ?, ?)")
+            .bind(corpid.as_str())
+            .bind(to_db(seq.unwrap_or(p.seq)))
+            .bind(p.column)
+            .bind(p.part)
+            .bind(p.data)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// msgid → stored seq, for the msgids of `rows` that are in the message table `t`.

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::codec::{parse_pb, put_bytes_field, PbValue};
 use crate::rng::{hash_bytes, seed_of, stream_bytes, Rng};
+use crate::scenario::{BigKind, BigRecord};
 
 pub(crate) const FIX_JPG: &[u8] = include_bytes!("../fixtures/image.jpg");
 pub(crate) const FIX_PNG: &[u8] = include_bytes!("../fixtures/emotion.png");
@@ -79,6 +80,8 @@ pub(crate) struct GenCtx<'a> {
     pub big_file_bytes: u64,
     /// Generate the records of `crate::hostile` instead of the normal cycle.
     pub hostile: bool,
+    /// Records replaced by big ones (`[[corp.big_records]]`).
+    pub big_records: &'a [BigRecord],
     /// md5 (hex) of a source, cached by the caller.
     pub md5: &'a dyn Fn(&Src) -> String,
 }
@@ -294,7 +297,60 @@ fn ordered(fields: &[(&str, Value)]) -> String {
     s
 }
 
+/// Filler text of at least `bytes` bytes: numbered lines of Chinese and ASCII (no character that
+/// JSON escapes), different for every `salt`.
+fn filler(bytes: u64, salt: u64) -> String {
+    let mut s = String::with_capacity(bytes as usize + 64);
+    let mut i = 0u64;
+    while (s.len() as u64) < bytes {
+        s.push_str(&format!("{salt}-{i:08} 很长的聊天记录 a big record 🧾 "));
+        i += 1;
+    }
+    s
+}
+
+/// A record of `big.kind` with about `big.bytes` bytes of plaintext (no media).
+fn big_record(ctx: &GenCtx<'_>, seq: u64, big: &BigRecord) -> Generated {
+    let msgid = msgid_of(ctx.seed, ctx.corpid, seq);
+    let msgtime = ctx.base_msgtime_ms.saturating_add(seq.saturating_sub(1).saturating_mul(ctx.step_ms));
+    let head = |msgtype: &str| {
+        format!(
+            "{{\"msgid\":{},\"action\":\"send\",\"from\":\"zhangsan\",\"tolist\":[\"lisi\"],\"roomid\":\"\",\
+             \"msgtime\":{msgtime},\"msgtype\":\"{msgtype}\"",
+            json!(msgid)
+        )
+    };
+    let (msgtype, plaintext) = match big.kind {
+        BigKind::Text => {
+            ("text", format!("{},\"text\":{{\"content\":\"{}\"}}}}", head("text"), filler(big.bytes, seq)))
+        }
+        BigKind::Chatrecord => {
+            // Levels nest through `content` objects (through JSON strings the escaping would
+            // double at every level); each level has one text item carrying its share.
+            let depth = u64::from(big.depth.max(1));
+            let share = big.bytes / depth;
+            let secs = msgtime / 1000;
+            let mut body = String::with_capacity(big.bytes as usize + depth as usize * 200);
+            for level in 0..depth {
+                body.push_str(&format!(
+                    "{{\"title\":\"聊天记录 {level}\",\"item\":[{{\"type\":\"ChatRecordText\",\"msgtime\":{secs},\
+                     \"content\":\"{{\\\"content\\\":\\\"{}\\\"}}\",\"from_chatroom\":false}},\
+                     {{\"type\":\"chatrecord\",\"msgtime\":{secs},\"from_chatroom\":false,\"content\":",
+                    filler(share, level)
+                ));
+            }
+            body.push_str("{\"title\":\"end\",\"item\":[]}");
+            body.push_str(&"}]}".repeat(depth as usize));
+            ("chatrecord", format!("{},\"chatrecord\":{body}}}", head("chatrecord")))
+        }
+    };
+    Generated { msgid, msgtype: msgtype.into(), action: "send".into(), plaintext, media: Vec::new(), hostile: None }
+}
+
 pub(crate) fn generate(ctx: &GenCtx<'_>, seq: u64) -> Generated {
+    if let Some(big) = ctx.big_records.iter().find(|b| b.seq == seq) {
+        return big_record(ctx, seq, big);
+    }
     if ctx.hostile {
         return crate::hostile::generate(ctx, seq);
     }
@@ -533,4 +589,42 @@ pub(crate) fn generate(ctx: &GenCtx<'_>, seq: u64) -> Generated {
         }
     }
     Generated { msgid, msgtype: msgtype.into(), action: action.into(), plaintext, media: b.media, hostile: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_md5(_: &Src) -> String {
+        "00".repeat(16)
+    }
+
+    #[test]
+    fn big_records_have_their_size_kind_and_depth() {
+        let big = [
+            BigRecord { seq: 3, bytes: 300_000, kind: BigKind::Chatrecord, depth: 100 },
+            BigRecord { seq: 5, bytes: 200_000, kind: BigKind::Text, depth: 1 },
+        ];
+        let ctx = GenCtx {
+            seed: 1,
+            corpid: "wwbig",
+            base_msgtime_ms: 1,
+            step_ms: 1,
+            big_file_bytes: 0,
+            hostile: false,
+            big_records: &big,
+            md5: &no_md5,
+        };
+        let chat = generate(&ctx, 3);
+        assert_eq!(chat.msgtype, "chatrecord");
+        assert!(chat.plaintext.len() >= 300_000 && chat.plaintext.len() < 330_000, "{}", chat.plaintext.len());
+        assert_eq!(chat.plaintext.matches("\"type\":\"chatrecord\"").count(), 100);
+        assert!(chat.plaintext.starts_with(&format!("{{\"msgid\":\"{}\"", msgid_of(1, "wwbig", 3))));
+        let text = generate(&ctx, 5);
+        assert_eq!(text.msgtype, "text");
+        let v: Value = serde_json::from_str(&text.plaintext).unwrap();
+        assert!(v["text"]["content"].as_str().unwrap().len() >= 200_000);
+        assert_eq!(generate(&ctx, 5).plaintext, text.plaintext, "deterministic");
+        assert_ne!(generate(&ctx, 4).msgtype, "", "the others are the normal cycle");
+    }
 }

@@ -171,6 +171,7 @@ mod tests {
             step_ms: 1,
             big_file_bytes: 0,
             hostile: true,
+            big_records: &[],
             md5: &ctx_md5,
         };
         generate(&ctx, seq)

@@ -26,7 +26,7 @@ use aws_lc_rs::rsa::{KeySize, Pkcs1PublicEncryptingKey, PrivateDecryptingKey};
 use md5::{Digest as _, Md5};
 
 pub use ffi::*;
-pub use scenario::{CorpScenario, Faults, KeyScenario, Scenario, ScenarioError};
+pub use scenario::{BigKind, BigRecord, CorpScenario, Faults, KeyScenario, Scenario, ScenarioError};
 pub use truth::{TruthMedia, TruthRecord};
 
 use gen::{GenCtx, Generated, Src};
@@ -380,6 +380,7 @@ impl Inner {
             step_ms: self.step_ms,
             big_file_bytes: corp.cfg.big_file_bytes,
             hostile: corp.cfg.hostile,
+            big_records: &corp.cfg.big_records,
             md5: &md5,
         };
         gen::generate(&ctx, seq)

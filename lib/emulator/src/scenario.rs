@@ -64,6 +64,10 @@ pub struct CorpScenario {
     /// Every record is one of the hostile kinds of `crate::hostile`, in turn.
     #[serde(default)]
     pub hostile: bool,
+    /// Records replaced by a big one of the given size (`[[corp.big_records]]`): larger than
+    /// a database packet, for the storage limits. Generated deterministically like the others.
+    #[serde(default)]
+    pub big_records: Vec<BigRecord>,
     #[serde(default)]
     pub key: Vec<KeyScenario>,
     #[serde(default)]
@@ -79,10 +83,41 @@ impl fmt::Debug for CorpScenario {
             .field("growth_per_sec", &self.growth_per_sec)
             .field("big_file_bytes", &self.big_file_bytes)
             .field("hostile", &self.hostile)
+            .field("big_records", &self.big_records)
             .field("key", &self.key)
             .field("faults", &self.faults)
             .finish()
     }
+}
+
+/// One big record of a corp: record `seq` becomes a record of about `bytes` bytes of plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigRecord {
+    pub seq: u64,
+    /// Plaintext size to reach (the record is at least this long, at most a few hundred bytes
+    /// longer).
+    pub bytes: u64,
+    #[serde(default)]
+    pub kind: BigKind,
+    /// Levels of a `chatrecord` (each nested in the previous one's last item); ignored for `text`.
+    #[serde(default = "d_depth")]
+    pub depth: u32,
+}
+
+fn d_depth() -> u32 {
+    1000
+}
+
+/// What a [`BigRecord`] is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BigKind {
+    /// A `text` whose content has the size.
+    #[default]
+    Text,
+    /// A `chatrecord` nested `depth` levels deep, each level with text items that share the size.
+    Chatrecord,
 }
 
 /// One key version of a corp (PEM inline or in a file; PKCS#8 RSA).
@@ -198,6 +233,7 @@ impl Scenario {
                 growth_per_sec: 2.0,
                 big_file_bytes: 3 * 1024 * 1024,
                 hostile: false,
+                big_records: Vec::new(),
                 key: (1..=3)
                     .map(|ver| KeyScenario {
                         ver,
@@ -222,6 +258,11 @@ impl Scenario {
             }
             if c.key.is_empty() {
                 return bad(format!("corp {} has no [[corp.key]]", c.corpid));
+            }
+            for b in &c.big_records {
+                if b.seq == 0 || b.bytes > 1 << 30 || (b.kind == BigKind::Chatrecord && b.depth == 0) {
+                    return bad(format!("corp {}: big_records need seq >= 1, bytes <= 1 GiB, depth >= 1", c.corpid));
+                }
             }
             if !(c.growth_per_sec.is_finite() && c.growth_per_sec >= 0.0) {
                 return bad(format!("corp {}: growth_per_sec must be >= 0", c.corpid));
