@@ -307,7 +307,8 @@ struct CorpMedia {
     claiming: bool,
     recovered: bool,
     idle: bool,
-    /// The start-up look for MP3s of cut-off transcodes was made (or is under way).
+    /// The look for MP3s of cut-off transcodes was made (or is under way): once at start-up, and
+    /// again after a transcode result could not be recorded.
     adopting: bool,
 }
 
@@ -464,8 +465,9 @@ impl MediaScheduler {
         }));
     }
 
-    /// Start-up, once per corp: every done voice item whose transcode was cut off (the row still
-    /// has [`TRANSCODE_INTERRUPTED`]) gets the MP3 a kill left beside it recorded, after a check;
+    /// At start-up (and after a transcode result could not be recorded), once nothing of the corp
+    /// is in flight: every done voice item whose transcode was cut off (the row still has
+    /// [`TRANSCODE_INTERRUPTED`]) gets the MP3 a kill left beside it recorded, after a check;
     /// a damaged one is made again (see [`adopt_beside`]). Runs beside the corp's downloads.
     fn adopt(&mut self, corpid: CorpId, ctx: &mut Context<Self>) {
         let store = Arc::clone(&self.store);
@@ -727,7 +729,14 @@ impl MediaScheduler {
         let fut = tracing::Instrument::instrument(async move { store.finish_media(&id, &job, &outcome).await }, span);
             ctx.spawn(fut.into_actor(act).map(move |r, act, ctx| {
                 if let Err(e) = r {
+                    // The MP3 is complete beside the original but the row still says
+                    // "interrupted" (the database went away): the next recovery, once nothing of
+                    // this corp is in flight, checks and records it like one left by a kill.
                     tracing::error!(corpid = %corpid, error = %e, "recording a transcode result failed");
+                    if let Some(c) = act.corps.get_mut(&corpid) {
+                        c.recovered = false;
+                        c.adopting = false;
+                    }
                 }
                 act.release(&corpid, ctx);
             }));
