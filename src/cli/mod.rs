@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod media;
 pub mod redecrypt;
 pub mod run;
+pub mod sdk_worker;
 pub mod status;
 
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ pub enum Command {
     /// The per-corp picture (state, last seq, lag, failures, media) from the running daemon's
     /// `/status`, or from the database when the daemon does not answer; exit 1 when unhealthy.
     Status(status::StatusArgs),
+    /// One child process of the daemon that runs the vendor SDK (started by `run`, not by hand).
+    #[command(hide = true)]
+    SdkWorker(sdk_worker::SdkWorkerArgs),
 }
 
 /// Why a subcommand failed.
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Media(args) => media::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::SdkWorker(args) => sdk_worker::run(&args),
     }
 }
 
