@@ -22,7 +22,8 @@
 //! - **A hang**: every call has a deadline, the SDK's worst case (timeout + 10 s) plus
 //!   `hang_grace`. A child that has not answered by then is killed (SIGKILL) and the call ends
 //!   with [`SdkError::Hung`]: a hung `GetMediaData` no longer holds a media worker for good.
-//! - The child dies with its thread's parent (`PR_SET_PDEATHSIG`), ignores SIGINT/SIGTERM/SIGHUP
+//! - The child dies with the daemon (`PR_SET_PDEATHSIG`, all children forked by one spawner
+//!   thread), ignores SIGINT/SIGTERM/SIGHUP
 //!   (the daemon decides when it ends: a terminal's Ctrl-C or systemd's SIGTERM to the whole
 //!   group must not cut the calls in flight of a graceful stop) and exits when the channel closes.
 
@@ -34,7 +35,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,9 @@ impl Default for ProcessOptions {
 /// The vendor SDK in child processes (see the module docs).
 pub struct ProcessSdk {
     shared: Arc<Shared>,
+    /// The child of `DecryptData` (stateless, not on the daemon's path: one child for every
+    /// thread, one call at a time).
+    decrypt: Arc<Slot>,
 }
 
 impl std::fmt::Debug for ProcessSdk {
@@ -101,6 +105,42 @@ struct Shared {
     crashes: Mutex<HashMap<(String, String), Crashes>>,
     /// Children started so far.
     started: AtomicU64,
+    /// The thread that starts every child (see [`Spawner`]).
+    spawner: Spawner,
+}
+
+/// Starts the children from one thread that lives as long as the [`ProcessSdk`] and its
+/// sessions: `PR_SET_PDEATHSIG` fires when the *thread* that forked a child ends, so a child
+/// forked by a pull-pool thread that retires, or by whichever thread made the first
+/// `DecryptData` call, would be killed under its other users.
+struct Spawner {
+    tx: Mutex<Option<mpsc::Sender<SpawnJob>>>,
+}
+
+/// A command to start and where its child goes.
+type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
+
+impl Spawner {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        let started = std::thread::Builder::new().name("sdk-spawner".into()).spawn(move || {
+            // Ends when the last sender (the ProcessSdk's shared state) is dropped.
+            while let Ok((mut cmd, reply)) = rx.recv() {
+                let _ = reply.send(cmd.spawn());
+            }
+        });
+        Self { tx: Mutex::new(started.ok().map(|_| tx)) }
+    }
+
+    fn spawn(&self, cmd: Command) -> io::Result<Child> {
+        let (reply, answer) = mpsc::channel();
+        {
+            let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = tx.as_ref().ok_or_else(|| io::Error::other("the sdk-spawner thread could not start"))?;
+            tx.send((cmd, reply)).map_err(|_| io::Error::other("the sdk-spawner thread is gone"))?;
+        }
+        answer.recv().map_err(|_| io::Error::other("the sdk-spawner thread is gone"))?
+    }
 }
 
 /// The crashes in a row of one call site.
@@ -161,9 +201,11 @@ impl ProcessSdk {
             slots: Mutex::new(HashMap::new()),
             crashes: Mutex::new(HashMap::new()),
             started: AtomicU64::new(0),
+            spawner: Spawner::new(),
         });
         drop(spawn(&shared)?);
-        Ok(Self { shared })
+        let decrypt = Arc::new(Slot { shared: Arc::clone(&shared), conn: Mutex::new(Conn::default()) });
+        Ok(Self { shared, decrypt })
     }
 
     /// Children started so far (the probe of [`ProcessSdk::start`] included).
@@ -271,12 +313,13 @@ fn spawn(shared: &Shared) -> Result<Live, SdkError> {
             }
             // The daemon died between fork and prctl: no one would kill this child.
             if libc::getppid() as u32 != parent {
-                return Err(io::Error::other("the daemon exited"));
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| worker(&format!("starting {}", shared.opts.program.display()), e))?;
+    let child =
+        shared.spawner.spawn(cmd).map_err(|e| worker(&format!("starting {}", shared.opts.program.display()), e))?;
     drop(theirs);
     shared.started.fetch_add(1, Ordering::SeqCst);
     let mut live = Live { child, sock: ours };
@@ -291,7 +334,7 @@ fn spawn(shared: &Shared) -> Result<Live, SdkError> {
             wire::VERSION
         ))),
         Ok(Reply::LoadFailed { reason }) => Err(SdkError::Load { path: shared.library.clone(), reason }),
-        Ok(other) => Err(SdkError::Worker(format!("unexpected first frame {other:?}"))),
+        Ok(other) => Err(SdkError::Worker(format!("unexpected first frame: {}", reply_kind(&other)))),
         Err(f) => Err(SdkError::Worker(format!("the new process did not start: {}", failure_text(&f)))),
     }
 }
@@ -528,7 +571,7 @@ impl FinanceSdk for ProcessSdk {
         guard::check_decrypt_input(encrypt_key, encrypt_msg)?;
         guard::c_string(CALL, encrypt_key, "encrypt_key contains NUL")?;
         guard::c_string(CALL, encrypt_msg, "encrypt_msg contains NUL")?;
-        let slot = self.shared.slot();
+        let slot = &self.decrypt;
         let site = ("", format!("{CALL}@{}", &encrypt_msg[..encrypt_msg.len().min(64)]), "a DecryptData input".into());
         let req = Request::Decrypt { key: Zeroizing::new(encrypt_key.to_string()), msg: encrypt_msg.to_string() };
         match slot.call(None, CALL, site, self.shared.opts.start_timeout, |_| req)? {

@@ -39,7 +39,7 @@ impl WireError {
 }
 
 /// Network settings of one call, as sent to the child.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Net {
     /// Proxy URL, `""` for none.
     pub proxy: String,
@@ -49,8 +49,19 @@ pub struct Net {
     pub timeout: i32,
 }
 
-/// What the daemon asks of a child.
-#[derive(Debug, PartialEq, Eq)]
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net")
+            .field("proxy", &crate::secret::redact_url(&self.proxy))
+            .field("passwd", &if self.passwd.is_empty() { "" } else { "<redacted>" })
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// What the daemon asks of a child. Its `Debug` never shows the secret, the key or the proxy
+/// password.
+#[derive(PartialEq, Eq)]
 pub enum Request {
     /// `NewSdk` + `Init`: answered by [`Reply::Handle`] or [`Reply::Code`].
     Open {
@@ -93,6 +104,34 @@ pub enum Request {
         /// `encrypt_msg`.
         msg: String,
     },
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Open { corpid, .. } => {
+                f.debug_struct("Open").field("corpid", corpid).field("secret", &"<redacted>").finish()
+            }
+            Request::Close { handle } => f.debug_struct("Close").field("handle", handle).finish(),
+            Request::Chat { handle, seq, limit, net } => f
+                .debug_struct("Chat")
+                .field("handle", handle)
+                .field("seq", seq)
+                .field("limit", limit)
+                .field("net", net)
+                .finish(),
+            Request::Media { handle, sdkfileid, index, net } => f
+                .debug_struct("Media")
+                .field("handle", handle)
+                .field("sdkfileid", sdkfileid)
+                .field("index", index)
+                .field("net", net)
+                .finish(),
+            Request::Decrypt { msg, .. } => {
+                f.debug_struct("Decrypt").field("key", &"<redacted>").field("msg_len", &msg.len()).finish()
+            }
+        }
+    }
 }
 
 /// What a child answers.
@@ -368,6 +407,16 @@ mod tests {
         for r in &replies {
             assert_eq!(&recv_reply(&mut rd).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let open = Request::Open { corpid: "ww1".into(), secret: Zeroizing::new("S3cretValue".into()) };
+        let chat = Request::Chat { handle: 1, seq: 2, limit: 3, net: net() };
+        let dec = Request::Decrypt { key: Zeroizing::new("KeyMaterial".into()), msg: "m".into() };
+        let text = format!("{open:?} {chat:?} {dec:?}");
+        assert!(!text.contains("S3cretValue") && !text.contains("u:pw") && !text.contains("KeyMaterial"), "{text}");
+        assert!(text.contains("ww1"), "{text}");
     }
 
     #[test]
