@@ -8,6 +8,11 @@
 //! bench's own verification, which holds every row; goal < 200 MB). Also the emulator's own
 //! records/s, since it runs in this process and shares the cores.
 //!
+//! Then the cost of `[sdk] isolate`: the same ingest (SQLite, at most 30,000 records) with the
+//! emulator's drop-in `.so` loaded in this process and run in `sdk-worker` children of the
+//! daemon's binary, alternately, twice each: the best rate of each and their ratio (goal: the
+//! process boundary costs under 5 % of ingest throughput).
+//!
 //! `cargo bench --bench pipeline`; `BENCH_RECORDS=N` for a shorter backlog. The emulator runs in
 //! this process, so its work (record generation, sealing, RSA encryption) shares the cores.
 
@@ -22,21 +27,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipeline_common::{check_corp, config, corpid, open, specs, wait_for, Db};
+use std::path::PathBuf;
 use wework_msgaudit::actors::Pipeline;
 use wework_msgaudit::corps::Sources;
+use wework_msgaudit::sdk::dynlib::VendorSdk;
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
+use wework_msgaudit::sdk::process::{ProcessOptions, ProcessSdk};
+use wework_msgaudit::sdk::FinanceSdk;
 
 const DEFAULT_RECORDS: u64 = 100_000;
 
-/// One corp, the DEMO-ONLY keys 1..=3, no faults.
-fn scenario(records: u64) -> emulator::Scenario {
+/// One corp, the DEMO-ONLY keys 1..=3, no faults (TOML).
+fn scenario_toml(records: u64) -> String {
     let mut toml =
         format!("seed = 7\n[[corp]]\ncorpid = \"{}\"\nsecret = \"secret-0\"\nrecords = {records}\n", corpid(0));
     for ver in 1..=3 {
         let pem = emulator::demo_private_key_pem(ver).expect("demo key");
         toml.push_str(&format!("[[corp.key]]\nver = {ver}\nprivate_key_pem = '''{pem}'''\n"));
     }
-    toml::from_str(&toml).expect("scenario parses")
+    toml
+}
+
+/// One corp, the DEMO-ONLY keys 1..=3, no faults.
+fn scenario(records: u64) -> emulator::Scenario {
+    toml::from_str(&scenario_toml(records)).expect("scenario parses")
 }
 
 /// One pipeline run: its records/s and peak RSS, and what [`check`] needs afterwards.
@@ -76,6 +90,58 @@ async fn check(name: &str, run: Run, records: u64) {
     run.db.finish().await;
 }
 
+/// The emulator's drop-in `.so`, built beside the bench binary (as for the tests).
+fn emulator_so() -> PathBuf {
+    const NAME: &str = "libWeWorkFinanceSdk_C.so";
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("bench binary has a directory");
+    [deps.join(NAME), deps.parent().map(|p| p.join(NAME)).unwrap_or_default()]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{NAME} was not built next to {}", deps.display()))
+}
+
+/// The whole backlog of `records` through the pipeline with `sdk` into a fresh SQLite file,
+/// checked against the truth afterwards: records/s.
+async fn timed_ingest(sdk: Arc<dyn FinanceSdk>, records: u64) -> f64 {
+    let db = Db::sqlite().await;
+    let store = open(&db).await;
+    let started = Instant::now();
+    let pipeline = Pipeline::start(store, sdk, Sources { fixed: specs(1, 1000), ..Sources::default() }, &config())
+        .expect("pipeline starts");
+    wait_for(&pipeline, &[(corpid(0), records)], Duration::from_secs(3600)).await;
+    let elapsed = started.elapsed();
+    pipeline.shutdown().await;
+    let emu = emulator::Emulator::new(scenario(records)).expect("emulator");
+    let (fine, corrupt) = check_corp(&db, &emu, &corpid(0)).await;
+    assert_eq!((fine as u64, corrupt), (records, 0), "every record stored exactly");
+    db.finish().await;
+    records as f64 / elapsed.as_secs_f64()
+}
+
+/// `[sdk] isolate`: the same ingest through the emulator `.so` loaded in this process and run in
+/// `sdk-worker` children (the daemon's binary), alternately, `ROUNDS` times each; the best rate of
+/// each (the box is shared: the best run is the least disturbed one). Returns (in-process,
+/// isolated) records/s.
+async fn isolation_cost(records: u64) -> (f64, f64) {
+    const ROUNDS: usize = 2;
+    let so = emulator_so();
+    let (mut inproc, mut isolated) = (0f64, 0f64);
+    for round in 1..=ROUNDS {
+        let sdk: Arc<dyn FinanceSdk> = Arc::new(VendorSdk::load(&so).expect("load the emulator .so"));
+        let rate = timed_ingest(sdk, records).await;
+        println!("  round {round}: in-process (.so loaded here)      {rate:.1} records/s");
+        inproc = inproc.max(rate);
+        let opts =
+            ProcessOptions { program: env!("CARGO_BIN_EXE_wework-msgaudit").into(), ..ProcessOptions::default() };
+        let sdk: Arc<dyn FinanceSdk> = Arc::new(ProcessSdk::start(&so, opts).expect("start sdk-worker"));
+        let rate = timed_ingest(sdk, records).await;
+        println!("  round {round}: isolated (.so in sdk-worker children) {rate:.1} records/s");
+        isolated = isolated.max(rate);
+    }
+    (inproc, isolated)
+}
+
 /// Records/s of the emulator alone (pages of 1,000 on one thread, as the one corp's pulls are
 /// serialised): its share of the cores is part of every run above.
 fn emulator_alone(records: u64) -> f64 {
@@ -111,6 +177,13 @@ fn main() {
         return;
     }
     let records: u64 = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_RECORDS);
+    // The emulator `.so` of the isolation runs (in this process and in its children) reads the
+    // scenario from the environment: set it before any thread starts.
+    let scenario_dir = tempfile::tempdir().expect("temp dir");
+    let isolation_records = records.min(30_000);
+    let scenario_file = scenario_dir.path().join("scenario.toml");
+    std::fs::write(&scenario_file, scenario_toml(isolation_records)).expect("write the scenario");
+    std::env::set_var("WWF_EMULATOR_SCENARIO", &scenario_file);
     let cfg = config();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let decrypt_threads = if cfg.decrypt_threads == 0 { cores } else { cfg.decrypt_threads };
@@ -120,6 +193,7 @@ fn main() {
     );
 
     let mut results: Vec<(&str, f64, Option<u64>)> = Vec::new();
+    let mut isolation = None;
     actix_rt::System::new().block_on(async {
         println!("(i) SQLite (temp file)");
         let lite = run(Db::sqlite().await, records).await;
@@ -135,6 +209,11 @@ fn main() {
             results.push((name, r.rate, r.peak_kb));
             check(name, r, records).await;
         }
+        println!(
+            "(iii) [sdk] isolate: {isolation_records} records into SQLite through the emulator .so, in-process vs \
+             sdk-worker children"
+        );
+        isolation = Some(isolation_cost(isolation_records).await);
     });
 
     let alone = emulator_alone(records.min(20_000));
@@ -158,6 +237,15 @@ fn main() {
             }
             None => println!("[{name}] peak RSS unavailable (no VmHWM in /proc/self/status)"),
         }
+    }
+    if let Some((inproc, isolated)) = isolation {
+        let cost = (1.0 - isolated / inproc) * 100.0;
+        let verdict = if cost < 5.0 { "met" } else { "NOT met" };
+        println!(
+            "[isolate] best in-process {inproc:.1} records/s, best isolated {isolated:.1} records/s: ratio {:.3}, \
+             cost of the process boundary {cost:.1} % of ingest throughput (goal < 5 %: {verdict})",
+            isolated / inproc
+        );
     }
     if let Some(kb) = peak_rss_kb() {
         println!(

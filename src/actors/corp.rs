@@ -721,5 +721,16 @@ mod tests {
         for code in [45009, 42001] {
             assert!(!is_permanent(&api(code)), "{code}");
         }
+        // A crash of the vendor SDK (in its sdk-worker process) at the same page: backoff until
+        // the third in a row, then the corp is failing.
+        let crashed = |crashes| SdkError::Crashed {
+            call: "GetChatData",
+            how: "was killed by signal 11 (SIGSEGV)".into(),
+            at: "the page after seq 7".into(),
+            crashes,
+            limit: 3,
+        };
+        assert!(!is_permanent(&crashed(1)) && !is_permanent(&crashed(2)));
+        assert!(is_permanent(&crashed(3)));
     }
 }

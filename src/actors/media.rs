@@ -136,6 +136,9 @@ pub struct Adopt {
     pub path: String,
 }
 
+/// Added to the SDK's worst case (timeout + 10 s) before an in-process GetMediaData is abandoned.
+const MEDIA_HANG_GRACE: Duration = Duration::from_secs(2);
+
 /// A media download thread.
 pub struct MediaWorker {
     sdk: Arc<dyn FinanceSdk>,
@@ -162,6 +165,9 @@ impl MediaWorker {
         if fresh {
             self.sessions.remove(&msg.corpid);
             let session = self.sdk.open(msg.corpid.as_str(), &msg.secret)?;
+            // An in-process SDK cannot cut off a call that never returns: give each call a
+            // deadline, so that a hung GetMediaData does not hold this worker for good.
+            let session = crate::sdk::watchdog::bounded(&*self.sdk, session, MEDIA_HANG_GRACE);
             self.sessions.insert(msg.corpid.clone(), (msg.secret.clone(), session));
         }
         let Some((_, session)) = self.sessions.get_mut(&msg.corpid) else {

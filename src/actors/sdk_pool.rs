@@ -18,6 +18,12 @@
 //! When the hung call returns at last, its thread retires. More than `max_hung` calls hung at
 //! once is [`PoolError::TooManyHung`]: the process should exit non-zero and be restarted.
 //!
+//! With [`crate::sdk::process::ProcessSdk`] (the daemon's default for a vendor library) each
+//! thread's calls go to its own `sdk-worker` child process: a crash inside the SDK ends that
+//! child and the call with [`SdkError::Crashed`] (retryable until the same page crashed 3 times
+//! in a row, then permanent: the corp is marked failing), and a call cut off at its deadline
+//! ends with [`SdkError::Hung`]; the thread itself survives both.
+//!
 //! A thread drops a handle it has not used for [`IDLE_HANDLE`] (the corp was removed, or other
 //! threads served it): a removed corp's handles do not live forever.
 

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod media;
 pub mod redecrypt;
 pub mod run;
+pub mod sdk_worker;
 pub mod status;
 pub mod validate;
 
@@ -55,6 +56,9 @@ pub enum Command {
     /// `/status`, or from the database when the daemon does not answer; exit 0 healthy, 1
     /// unhealthy, 2 configuration error, 3 no daemon running.
     Status(status::StatusArgs),
+    /// One child process of the daemon that runs the vendor SDK (started by `run`, not by hand).
+    #[command(hide = true)]
+    SdkWorker(sdk_worker::SdkWorkerArgs),
 }
 
 /// Why a subcommand failed.
@@ -106,6 +110,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Doctor(args) => doctor::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::SdkWorker(args) => sdk_worker::run(&args),
     }
 }
 

@@ -34,6 +34,7 @@ use crate::corps::{self, Defaults, Proxy, SourceError, Sources};
 use crate::media::object_store::ObjectStoreSettings;
 use crate::observe::{self, observer::Observer};
 use crate::reload::{self, Changed, FileWatch};
+use crate::sdk::process::{ProcessOptions, ProcessSdk};
 use crate::sdk::{dynlib::VendorSdk, emulated::EmulatedSdk, FinanceSdk, SdkTimeout, MAX_LIMIT};
 use crate::store;
 
@@ -55,7 +56,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         listen => Some(listen.parse::<SocketAddr>().map_err(|e| CliError::Config(format!("http.listen: {e}")))?),
     };
     let token = observe::http::read_token(&cfg.http.token_file).map_err(CliError::Config)?;
-    let sdk = load_sdk(&cfg.sdk.library)?;
+    let sdk = load_daemon_sdk(&cfg.sdk.library, cfg.sdk.isolate)?;
     // A master key that is configured but unusable is a configuration error at start-up (later
     // reloads keep running and leave out only the corps whose sealed values need it).
     crate::security::AtRest::load(&cfg.security.master_key_file).map_err(|e| CliError::Config(e.to_string()))?;
@@ -271,6 +272,19 @@ pub fn load_sdk(library: &Path) -> Result<Arc<dyn FinanceSdk>, CliError> {
         return Ok(Arc::new(EmulatedSdk::new(Arc::new(emu))));
     }
     Ok(Arc::new(VendorSdk::load(library).map_err(|e| CliError::Config(e.to_string()))?))
+}
+
+/// The daemon's SDK: [`load_sdk`], except that a vendor library runs in `sdk-worker` child
+/// processes when `isolate` ([`ProcessSdk`]).
+pub fn load_daemon_sdk(library: &Path, isolate: bool) -> Result<Arc<dyn FinanceSdk>, CliError> {
+    if !isolate || library.as_os_str() == "emulator" {
+        return load_sdk(library);
+    }
+    let sdk = ProcessSdk::start(library, ProcessOptions::default()).map_err(|e| match e {
+        e @ crate::sdk::SdkError::Load { .. } => CliError::Config(e.to_string()),
+        e => CliError::Runtime(e.to_string()),
+    })?;
+    Ok(Arc::new(sdk))
 }
 
 /// The corp sources named by the configuration.

@@ -228,6 +228,9 @@ pub struct SdkConfig {
     pub decrypt: DecryptMode,
     /// More GetChatData calls hung at once than this: exit non-zero (decision 3).
     pub max_hung_threads: usize,
+    /// Run a vendor library in `sdk-worker` child processes (a crash inside it ends a child,
+    /// never the daemon); `false` loads it into the daemon. `emulator` is always in-process.
+    pub isolate: bool,
 }
 
 impl Default for SdkConfig {
@@ -240,6 +243,7 @@ impl Default for SdkConfig {
             proxy_password: Secret::default(),
             decrypt: DecryptMode::Native,
             max_hung_threads: 8,
+            isolate: true,
         }
     }
 }

@@ -315,7 +315,12 @@ pub fn download(
         loop {
             match fetch_next_chunk(session, &job.sdkfileid, net, &mut progress, &mut out) {
                 Ok(()) => break,
-                Err(e) if e.is_retryable() && retries < settings.chunk_retries && !matches!(e, SdkError::Write(_)) => {
+                // A hung call is not tried again in place: the next attempt of the item comes later.
+                Err(e)
+                    if e.is_retryable()
+                        && retries < settings.chunk_retries
+                        && !matches!(e, SdkError::Write(_) | SdkError::Hung { .. }) =>
+                {
                     retries += 1;
                     retried_chunks += 1;
                     tracing::debug!(corpid = %corpid, id = job.id, chunk = progress.chunks, error = %e, retries, "chunk failed; retrying it");

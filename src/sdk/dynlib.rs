@@ -282,6 +282,17 @@ impl FinanceSdk for VendorSdk {
     }
 
     fn open(&self, corpid: &str, secret: &Secret) -> Result<Box<dyn SdkSession>, SdkError> {
+        Ok(Box::new(self.open_session(corpid, secret)?))
+    }
+
+    fn decrypt_data(&self, encrypt_key: &str, encrypt_msg: &str) -> Result<Vec<u8>, SdkError> {
+        self.decrypt(encrypt_key, encrypt_msg)
+    }
+}
+
+impl VendorSdk {
+    /// `NewSdk` + `Init` (what [`FinanceSdk::open`] boxes).
+    pub fn open_session(&self, corpid: &str, secret: &Secret) -> Result<VendorSession, SdkError> {
         guard::check_init(corpid, secret.expose())?;
         let c_corpid = guard::c_string("Init", corpid, "corpid contains NUL")?;
         let c_secret = zeroize::Zeroizing::new(
@@ -294,10 +305,11 @@ impl FinanceSdk for VendorSdk {
         if rc != 0 {
             return Err(SdkError::Code { call: "Init", code: SdkCode::from_raw(rc) });
         }
-        Ok(Box::new(session))
+        Ok(session)
     }
 
-    fn decrypt_data(&self, encrypt_key: &str, encrypt_msg: &str) -> Result<Vec<u8>, SdkError> {
+    /// `DecryptData` (what [`FinanceSdk::decrypt_data`] calls).
+    pub fn decrypt(&self, encrypt_key: &str, encrypt_msg: &str) -> Result<Vec<u8>, SdkError> {
         const CALL: &str = "DecryptData";
         guard::check_decrypt_input(encrypt_key, encrypt_msg)?;
         let key = zeroize::Zeroizing::new(
@@ -355,6 +367,17 @@ impl Drop for VendorSession {
 
 impl SdkSession for VendorSession {
     fn get_chat_data(&mut self, seq: u64, limit: u32, net: &NetOptions) -> Result<ChatPage, SdkError> {
+        super::chatdata::parse_chat_page(&self.chat_body(seq, limit, net)?)
+    }
+
+    fn get_media_chunk(&mut self, sdkfileid: &str, index: &str, net: &NetOptions) -> Result<MediaChunk, SdkError> {
+        self.media_chunk(sdkfileid, index, net)
+    }
+}
+
+impl VendorSession {
+    /// `GetChatData`, the raw body (rc 0) unparsed.
+    pub fn chat_body(&mut self, seq: u64, limit: u32, net: &NetOptions) -> Result<Vec<u8>, SdkError> {
         const CALL: &str = "GetChatData";
         let (proxy, passwd) = Self::net_strings(net, CALL)?;
         let slice = OwnedSlice::new(&self.api, CALL)?;
@@ -376,10 +399,11 @@ impl SdkSession for VendorSession {
         if rc != 0 {
             return Err(SdkError::Code { call: CALL, code: SdkCode::from_raw(rc) });
         }
-        super::chatdata::parse_chat_page(&slice.to_vec())
+        Ok(slice.to_vec())
     }
 
-    fn get_media_chunk(&mut self, sdkfileid: &str, index: &str, net: &NetOptions) -> Result<MediaChunk, SdkError> {
+    /// One `GetMediaData` call.
+    pub fn media_chunk(&mut self, sdkfileid: &str, index: &str, net: &NetOptions) -> Result<MediaChunk, SdkError> {
         const CALL: &str = "GetMediaData";
         guard::check_media(sdkfileid, index)?;
         let (proxy, passwd) = Self::net_strings(net, CALL)?;

@@ -226,6 +226,51 @@ pub enum SdkError {
         /// The panic message.
         message: String,
     },
+    /// The `sdk-worker` process died during the call: the vendor SDK crashed (segfault, abort).
+    /// Retryable until the same call (same corp, same page or file) crashed `limit` times in a
+    /// row; then it is permanent, so the corp is marked failing and the media item fails.
+    #[error("{}", crashed_text(call, how, at, *crashes, *limit))]
+    Crashed {
+        /// Which call.
+        call: &'static str,
+        /// How the process ended (`was killed by signal 6 (SIGABRT)`).
+        how: String,
+        /// Where: `the page after seq 100`, `sdkfileid Q2lS…`.
+        at: String,
+        /// Crashes of this call in a row, this one included.
+        crashes: u32,
+        /// Crashes in a row after which the call is not retried.
+        limit: u32,
+    },
+    /// The call did not return within the SDK's worst case plus a grace period: it was cut off
+    /// (the `sdk-worker` process killed, or, in-process, the call abandoned on its thread).
+    #[error("{call} hung for more than {after:?} at {at}; {what}")]
+    Hung {
+        /// Which call.
+        call: &'static str,
+        /// The deadline that passed.
+        after: std::time::Duration,
+        /// Where (as in [`SdkError::Crashed`]).
+        at: String,
+        /// What was done about it.
+        what: &'static str,
+    },
+    /// The `sdk-worker` process could not be started or broke the protocol.
+    #[error("the sdk-worker process failed: {0}")]
+    Worker(String),
+}
+
+fn crashed_text(call: &str, how: &str, at: &str, crashes: u32, limit: u32) -> String {
+    if crashes >= limit {
+        format!(
+            "the vendor SDK crashed {crashes} times in a row at {at} ({call}; the sdk-worker process {how}); \
+             not called again for a while"
+        )
+    } else {
+        format!(
+            "the vendor SDK crashed at {at} ({call}; the sdk-worker process {how}); crash {crashes} of {limit} allowed"
+        )
+    }
 }
 
 impl SdkError {
@@ -238,13 +283,16 @@ impl SdkError {
             }
             Self::EmptyBody { .. } | Self::BadBody { .. } | Self::Protocol(_) | Self::Write(_) => true,
             Self::Load { .. } | Self::MissingSymbol { .. } | Self::InvalidInput { .. } | Self::Panicked { .. } => false,
+            Self::Crashed { crashes, limit, .. } => crashes < limit,
+            Self::Hung { .. } | Self::Worker(_) => true,
         }
     }
 
     /// True when the handle must be destroyed and a new one made before the next call
     /// (errcode 42001: the SDK keeps an expired token until its own cached expiry passes).
     pub fn needs_new_handle(&self) -> bool {
-        matches!(self, Self::Api { errcode: errcode::TOKEN_EXPIRED, .. }) || matches!(self, Self::Panicked { .. })
+        matches!(self, Self::Api { errcode: errcode::TOKEN_EXPIRED, .. })
+            || matches!(self, Self::Panicked { .. } | Self::Crashed { .. } | Self::Hung { .. } | Self::Worker(_))
     }
 
     /// The SDK return code, when there is one.
@@ -266,6 +314,9 @@ impl SdkError {
             Self::Protocol(_) => "protocol".into(),
             Self::Write(_) => "write".into(),
             Self::Panicked { .. } => "panic".into(),
+            Self::Crashed { .. } => "crashed".into(),
+            Self::Hung { .. } => "hung".into(),
+            Self::Worker(_) => "worker".into(),
             Self::Load { .. } | Self::MissingSymbol { .. } => "load".into(),
         }
     }
@@ -314,6 +365,17 @@ mod tests {
         assert!(!api(301052).is_retryable());
         assert_eq!(api(48002).metric_label(), "errcode_48002");
         let e = SdkError::Code { call: "GetChatData", code: SdkCode::Network };
+        let crashed = |crashes| SdkError::Crashed {
+            call: "GetChatData",
+            how: "was killed by signal 6 (SIGABRT)".into(),
+            at: "the page after seq 100".into(),
+            crashes,
+            limit: 3,
+        };
+        assert!(crashed(2).is_retryable() && crashed(2).needs_new_handle());
+        assert!(!crashed(3).is_retryable(), "the third crash in a row is permanent");
+        assert!(crashed(3).to_string().contains("crashed 3 times in a row at the page after seq 100"));
+        assert_eq!(crashed(1).metric_label(), "crashed");
         assert_eq!(
             e.to_string(),
             "GetChatData returned 10001 (network error (with the real SDK also a wrong secret, an unknown corp or an \

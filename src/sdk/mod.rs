@@ -16,6 +16,10 @@
 //!   into any [`std::io::Write`].
 //! - [`chatdata`] turns the raw `GetChatData` body into records, surfacing a non-zero JSON `errcode`
 //!   as an error even when the SDK returned 0; [`explain`] says what any code means, in words.
+//! - [`process::ProcessSdk`] implements it over `sdk-worker` child processes that load the
+//!   library (the daemon's default for a vendor library): a crash or a hang inside the SDK ends
+//!   a child, never the daemon ([`wire`] is their protocol). [`watchdog`] bounds the calls of an
+//!   in-process session instead.
 //! - [`os`] holds the other unsafe helpers: capturing what the SDK prints on stdout (`doctor`) and
 //!   the free space of a file system.
 
@@ -25,6 +29,9 @@ pub mod emulated;
 mod error;
 pub mod guard;
 pub mod os;
+pub mod process;
+pub mod watchdog;
+pub mod wire;
 
 use std::io::Write;
 use std::time::Duration;
@@ -104,6 +111,13 @@ pub trait FinanceSdk: Send + Sync {
     /// The SDK's `DecryptData`, after [`guard::check_decrypt_input`]. The daemon decrypts natively
     /// (DESIGN.md decision 4); this exists for the contract tests and `decrypt = "sdk"`.
     fn decrypt_data(&self, encrypt_key: &str, encrypt_msg: &str) -> Result<Vec<u8>, SdkError>;
+
+    /// True when the implementation bounds every call itself, cutting off one that hangs
+    /// ([`process::ProcessSdk`] kills its child); otherwise callers wrap sessions in a
+    /// [`watchdog::Watched`] (or, the pull pool, abandon the thread).
+    fn bounds_calls(&self) -> bool {
+        false
+    }
 }
 
 /// One SDK handle for one corp. Not shared between threads: one call at a time.

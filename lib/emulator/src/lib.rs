@@ -26,7 +26,7 @@ use aws_lc_rs::rsa::{KeySize, Pkcs1PublicEncryptingKey, PrivateDecryptingKey};
 use md5::{Digest as _, Md5};
 
 pub use ffi::*;
-pub use scenario::{BigKind, BigRecord, CorpScenario, Faults, KeyScenario, Scenario, ScenarioError};
+pub use scenario::{BigKind, BigRecord, CorpScenario, CrashKind, Faults, KeyScenario, Scenario, ScenarioError};
 pub use truth::{TruthMedia, TruthRecord};
 
 use gen::{GenCtx, Generated, Src};
@@ -495,6 +495,12 @@ impl Inner {
         if empty {
             return Ok(Vec::new());
         }
+        if f.crash_seq > 0 {
+            let last = seq.saturating_add(u64::from(limit)).min(self.available(corp));
+            if seq < f.crash_seq && f.crash_seq <= last {
+                crash(f.crash);
+            }
+        }
         self.page(corp, seq, limit)
     }
 
@@ -575,6 +581,14 @@ impl Inner {
         if owner != corp.cfg.corpid {
             return (Err(RC_BAD_FILEID), seq);
         }
+        if f.media_crash_seq > 0 && seq == f.media_crash_seq {
+            crash(f.crash);
+        }
+        if f.media_hang_seq > 0 && seq == f.media_hang_seq {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         let offset = match indexbuf.filter(|b| !b.is_empty()) {
             None => 0,
             Some(b) => match parse_range(b) {
@@ -609,6 +623,23 @@ impl Inner {
         if let Ok(mut f) = log.lock() {
             // One write per line on an O_APPEND file: lines of concurrent processes do not mix.
             let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Kills the process the way the vendor SDK does when it crashes (the `crash_seq` faults). No
+/// unwinding, no destructors: like a real crash, nothing of the process survives it.
+fn crash(kind: CrashKind) -> ! {
+    match kind {
+        CrashKind::Abort => std::process::abort(),
+        CrashKind::Segv => {
+            // SAFETY: raise() has no memory-safety preconditions; SIGSEGV's default action ends
+            // the process. Reset to the default first, in case the host installed a handler.
+            unsafe {
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                libc::raise(libc::SIGSEGV);
+            }
+            std::process::abort()
         }
     }
 }

@@ -181,6 +181,27 @@ pub struct Faults {
     /// Every GetMediaData call of the corp takes at least this long (a slow link).
     pub media_chunk_ms: u64,
     pub bad_secret: bool,
+    /// A GetChatData call whose page would hold this seq kills the process (`crash`): the
+    /// vendor SDK's segfaults and aborts, for crash containment tests. 0 = never.
+    pub crash_seq: u64,
+    /// A GetMediaData call for a media item of the record with this seq kills the process. 0 = never.
+    pub media_crash_seq: u64,
+    /// A GetMediaData call for a media item of the record with this seq never returns (it
+    /// sleeps until the process ends, ignoring the timeout). 0 = never.
+    pub media_hang_seq: u64,
+    /// How `crash_seq` / `media_crash_seq` kill the process: `abort` (SIGABRT) or `segv` (SIGSEGV).
+    pub crash: CrashKind,
+}
+
+/// How an emulated crash kills the process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrashKind {
+    /// `abort()`: SIGABRT, as the vendor SDK's failed assertions and `free(): invalid pointer`.
+    #[default]
+    Abort,
+    /// SIGSEGV, as the vendor SDK's NULL dereferences.
+    Segv,
 }
 
 impl Default for Faults {
@@ -202,6 +223,10 @@ impl Default for Faults {
             media_rc: 10001,
             media_chunk_ms: 0,
             bad_secret: false,
+            crash_seq: 0,
+            media_crash_seq: 0,
+            media_hang_seq: 0,
+            crash: CrashKind::Abort,
         }
     }
 }

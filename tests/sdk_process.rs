@@ -1,0 +1,212 @@
+//! [`ProcessSdk`] against the emulator's drop-in `.so` run in `sdk-worker` children (the daemon's
+//! own binary): the same answers as the library in-process, a crash that ends only the child
+//! (restarted, handles reopened, counted per call site, quarantined at the limit), a hung call
+//! cut off at its deadline, a file that is not the SDK refused at start.
+//!
+//! The children inherit `WWF_EMULATOR_SCENARIO`, set once for this test binary.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use wework_msgaudit::sdk::emulated::EmulatedSdk;
+use wework_msgaudit::sdk::process::{ProcessOptions, ProcessSdk};
+use wework_msgaudit::sdk::{download_media, FinanceSdk, NetOptions, SdkError, SdkTimeout};
+use wework_msgaudit::secret::Secret;
+
+const GOOD: &str = "wwproc000000000001";
+const CRASHES: &str = "wwproc000000000002";
+const HANGS: &str = "wwproc000000000003";
+const CRASH_SEQ: u64 = 30;
+
+fn scenario_text(with_faults: bool) -> String {
+    let pem = emulator::demo_private_key_pem(1).unwrap();
+    let mut t = String::from("seed = 5\n");
+    for (id, faults) in [
+        (GOOD, String::new()),
+        (CRASHES, format!("crash_seq = {CRASH_SEQ}\n")),
+        (HANGS, format!("media_hang_seq = {}\n", hang_seq())),
+    ] {
+        t.push_str(&format!(
+            "[[corp]]\ncorpid = \"{id}\"\nsecret = \"s-{id}\"\nrecords = 120\n\
+             [[corp.key]]\nver = 1\nprivate_key_pem = '''{pem}'''\n"
+        ));
+        if with_faults {
+            t.push_str(&format!("[corp.faults]\n{faults}"));
+        }
+    }
+    t
+}
+
+/// The emulator of the scenario without faults (ground truth), in-process.
+fn truth() -> &'static emulator::Emulator {
+    static T: OnceLock<emulator::Emulator> = OnceLock::new();
+    T.get_or_init(|| emulator::Emulator::new(toml::from_str(&scenario_text(false)).unwrap()).unwrap())
+}
+
+/// The first record of HANGS with media (after seq 10).
+fn hang_seq() -> u64 {
+    static S: OnceLock<u64> = OnceLock::new();
+    *S.get_or_init(|| {
+        let pem = emulator::demo_private_key_pem(1).unwrap();
+        let t = format!(
+            "seed = 5\n[[corp]]\ncorpid = \"{HANGS}\"\nsecret = \"s\"\nrecords = 120\n\
+             [[corp.key]]\nver = 1\nprivate_key_pem = '''{pem}'''\n"
+        );
+        let emu = emulator::Emulator::new(toml::from_str(&t).unwrap()).unwrap();
+        emu.truth(HANGS).into_iter().find(|r| r.seq > 10 && !r.media.is_empty()).unwrap().seq
+    })
+}
+
+/// Writes the scenario and points `WWF_EMULATOR_SCENARIO` at it, once, before any test of this
+/// binary starts a process (every test calls this first).
+fn setup() -> &'static tempfile::TempDir {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("scenario.toml"), scenario_text(true)).unwrap();
+        // SAFETY (edition 2021: safe fn): set once, before any child is started.
+        std::env::set_var("WWF_EMULATOR_SCENARIO", dir.path().join("scenario.toml"));
+        dir
+    })
+}
+
+fn sdk(opts: ProcessOptions) -> ProcessSdk {
+    assert!(setup().path().join("scenario.toml").is_file());
+    ProcessSdk::start(
+        common::emulator_so(),
+        ProcessOptions { program: env!("CARGO_BIN_EXE_wework-msgaudit").into(), ..opts },
+    )
+    .unwrap()
+}
+
+fn secret(id: &str) -> Secret {
+    Secret::new(format!("s-{id}"))
+}
+
+fn net(timeout: u64) -> NetOptions {
+    NetOptions { timeout: SdkTimeout::from_secs(timeout), ..NetOptions::default() }
+}
+
+#[test]
+fn answers_like_the_library_in_process() {
+    let sdk = sdk(ProcessOptions::default());
+    assert!(sdk.bounds_calls());
+    assert!(sdk.describe().contains("sdk-worker"), "{}", sdk.describe());
+    let inproc = EmulatedSdk::new(std::sync::Arc::new(
+        emulator::Emulator::new(toml::from_str(&scenario_text(false)).unwrap()).unwrap(),
+    ));
+    let mut a = sdk.open(GOOD, &secret(GOOD)).unwrap();
+    let mut b = inproc.open(GOOD, &secret(GOOD)).unwrap();
+    for (seq, limit) in [(0, 50), (50, 50), (100, 50), (120, 10)] {
+        let (pa, pb) = (a.get_chat_data(seq, limit, &net(5)).unwrap(), b.get_chat_data(seq, limit, &net(5)).unwrap());
+        assert_eq!(pa.records.len(), pb.records.len(), "page after {seq}");
+        for (x, y) in pa.records.iter().zip(&pb.records) {
+            // encrypt_random_key differs on every pull (random PKCS#1 v1.5 padding).
+            assert_eq!(
+                (x.seq, &x.msgid, x.publickey_ver, &x.encrypt_chat_msg),
+                (y.seq, &y.msgid, y.publickey_ver, &y.encrypt_chat_msg)
+            );
+        }
+    }
+    // Media, chunk by chunk through the child: byte-exact.
+    let t = truth().truth(GOOD).into_iter().find(|r| !r.media.is_empty()).unwrap();
+    let m = &t.media[0];
+    let mut out = Vec::new();
+    let n = download_media(a.as_mut(), &m.sdkfileid, &net(5), 0, &mut out).unwrap();
+    assert_eq!(n, m.size);
+    assert_eq!(out, truth().media_bytes(&m.sdkfileid).unwrap());
+    // SDK codes come back as codes: a wrong secret is 10001 at the first call (Init never fails).
+    let mut bad = sdk.open(GOOD, &Secret::new("wrong")).unwrap();
+    let e = bad.get_chat_data(0, 10, &net(5)).unwrap_err();
+    assert_eq!(e.code().map(|c| c.raw()), Some(10001), "{e}");
+    // Inputs known to crash the SDK are refused before they reach the child.
+    assert!(matches!(sdk.decrypt_data("==", "short"), Err(SdkError::InvalidInput { .. })));
+}
+
+#[test]
+fn a_crash_ends_only_the_child_and_is_permanent_after_three_in_a_row() {
+    let sdk = sdk(ProcessOptions::default());
+    let mut poisoned = sdk.open(CRASHES, &secret(CRASHES)).unwrap();
+    let mut good = sdk.open(GOOD, &secret(GOOD)).unwrap();
+    assert_eq!(good.get_chat_data(0, 10, &net(5)).unwrap().records.len(), 10);
+    let first = sdk.child_pid().expect("this thread's child runs");
+    // The page before the poison is fine.
+    assert_eq!(poisoned.get_chat_data(0, CRASH_SEQ as u32 - 1, &net(5)).unwrap().records.len(), 29);
+    for n in 1..=3u32 {
+        let started = sdk.children_started();
+        let e = poisoned.get_chat_data(10, 50, &net(5)).unwrap_err();
+        match &e {
+            SdkError::Crashed { crashes, limit, how, at, .. } => {
+                assert_eq!((*crashes, *limit), (n, 3), "{e}");
+                assert!(how.contains("signal 6") && how.contains("SIGABRT"), "{how}");
+                assert_eq!(at, "the page after seq 10");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.is_retryable(), n < 3, "{e}");
+        assert!(e.needs_new_handle());
+        assert_eq!(sdk.child_pid(), None, "the crashed child is gone");
+        // The other corp's handle on the same thread: reopened in a new child, transparently.
+        assert_eq!(good.get_chat_data(10, 10, &net(5)).unwrap().records[0].seq, 11);
+        assert_eq!(sdk.children_started(), started + 1, "one new child for the next call");
+        assert_ne!(sdk.child_pid(), Some(first));
+    }
+    assert!(e_text(&mut *poisoned).contains("crashed 3 times in a row at the page after seq 10"));
+    // Quarantined: the poisonous call is not made again (no new child, no new crash).
+    let started = sdk.children_started();
+    let pid = sdk.child_pid();
+    for _ in 0..3 {
+        match poisoned.get_chat_data(10, 50, &net(5)).unwrap_err() {
+            SdkError::Crashed { crashes: 3, .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((sdk.children_started(), sdk.child_pid()), (started, pid));
+    // Another page of the same corp is another call site.
+    assert_eq!(poisoned.get_chat_data(0, 5, &net(5)).unwrap().records.len(), 5);
+}
+
+fn e_text(s: &mut dyn wework_msgaudit::sdk::SdkSession) -> String {
+    s.get_chat_data(10, 50, &net(5)).unwrap_err().to_string()
+}
+
+#[test]
+fn a_hung_call_is_cut_off_at_its_deadline_and_the_child_replaced() {
+    let sdk = sdk(ProcessOptions { hang_grace: Duration::ZERO, ..ProcessOptions::default() });
+    let mut s = sdk.open(HANGS, &secret(HANGS)).unwrap();
+    let records = truth().truth(HANGS);
+    let hung = records.iter().find(|r| r.seq == hang_seq()).unwrap();
+    let other = records.iter().find(|r| r.seq > hang_seq() && !r.media.is_empty()).unwrap();
+    let before = sdk.children_started();
+    let t0 = Instant::now();
+    let e = s.get_media_chunk(&hung.media[0].sdkfileid, "", &net(1)).unwrap_err();
+    let took = t0.elapsed();
+    assert!(matches!(&e, SdkError::Hung { call: "GetMediaData", .. }), "{e:?}");
+    assert!(e.is_retryable() && e.needs_new_handle());
+    // The deadline: timeout 1 s + the SDK's 10 s + no grace.
+    assert!(took >= Duration::from_secs(11) && took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(sdk.child_pid(), None, "the hung child was killed");
+    let mut out = Vec::new();
+    download_media(s.as_mut(), &other.media[0].sdkfileid, &net(1), 0, &mut out).unwrap();
+    assert_eq!(out, truth().media_bytes(&other.media[0].sdkfileid).unwrap());
+    assert_eq!(sdk.children_started(), before + 1);
+}
+
+#[test]
+fn a_file_that_is_not_the_sdk_is_refused_at_start() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("libWeWorkFinanceSdk_C.so");
+    std::fs::write(&fake, "not a library\n").unwrap();
+    let opts = ProcessOptions { program: env!("CARGO_BIN_EXE_wework-msgaudit").into(), ..ProcessOptions::default() };
+    match ProcessSdk::start(&fake, opts.clone()) {
+        Err(SdkError::Load { path, reason }) => {
+            assert!(path.ends_with("libWeWorkFinanceSdk_C.so"), "{path:?}");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(ProcessSdk::start(dir.path().join("missing.so"), opts), Err(SdkError::Load { .. })));
+}
