@@ -160,10 +160,8 @@ fn a_download_killed_midway_completes_after_restart_with_bounded_memory() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     // Columns: corpid, source, kind, pending, running, done, failed, held.
-    let file_line = text
-        .lines()
-        .find(|l| l.split_whitespace().nth(2) == Some("file"))
-        .unwrap_or_else(|| panic!("{text}"));
+    let file_line =
+        text.lines().find(|l| l.split_whitespace().nth(2) == Some("file")).unwrap_or_else(|| panic!("{text}"));
     let cols: Vec<&str> = file_line.split_whitespace().collect();
     assert_eq!(cols[1], "file", "the corp comes from the corps file: {file_line}");
     assert_eq!(cols[3..], ["0", "0", cols[5], "0", "0"], "{file_line}");

@@ -631,7 +631,8 @@ impl Store for MysqlStore {
             }
         }
         let media = renamed_media.as_deref().unwrap_or(media);
-        let items: Vec<MediaInsert<'_>> = media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
+        let items: Vec<MediaInsert<'_>> =
+            media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
         out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items, budget).await?;
         sqlx::query(
             "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
@@ -857,7 +858,8 @@ impl Store for MysqlStore {
             .execute(&mut *tx)
             .await?;
         insert_parts(&mut tx, corpid, &parts, Some(seq)).await?;
-        let items: Vec<MediaInsert<'_>> = media.iter().map(|m| MediaInsert::pending(&msgid, seq, m).held_if(self.holds_media())).collect();
+        let items: Vec<MediaInsert<'_>> =
+            media.iter().map(|m| MediaInsert::pending(&msgid, seq, m).held_if(self.holds_media())).collect();
         insert_media(&mut tx, &corpid.media_table(), &items, self.limits.statement_bytes()).await?;
         tx.commit().await?;
         Ok(())

@@ -413,7 +413,8 @@ impl Store for SqliteStore {
             }
         }
         let media = renamed_media.as_deref().unwrap_or(media);
-        let items: Vec<MediaInsert<'_>> = media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
+        let items: Vec<MediaInsert<'_>> =
+            media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
         out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items, budget).await?;
         // Unsigned max: a negative INTEGER is a u64 above 2^63-1.
         sqlx::query(
@@ -651,7 +652,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         insert_parts(&mut tx, corpid, &parts, Some(from_db(seq))).await?;
-        let items: Vec<MediaInsert<'_>> = media.iter().map(|m| MediaInsert::pending(&msgid, from_db(seq), m).held_if(self.holds_media())).collect();
+        let items: Vec<MediaInsert<'_>> =
+            media.iter().map(|m| MediaInsert::pending(&msgid, from_db(seq), m).held_if(self.holds_media())).collect();
         insert_media(&mut tx, &corpid.media_table(), &items, self.limits.statement_bytes()).await?;
         tx.commit().await?;
         Ok(())
