@@ -1,7 +1,7 @@
 //! `cargo bench --bench cluster`: records/s with 1, 2 and 3 daemon instances sharing one MariaDB
 //! (`[cluster] leases`), 30 emulator corps × `WWF_BENCH_CLUSTER_RECORDS` (default 1,000) records,
 //! per-instance CPU (from /proc), and the takeover time after `kill -9` of one of 3 instances.
-//! Scaled by the ceiling of DESIGN.md decision 16 measured in the same run. This machine has 2
+//! Scaled by the ceiling of ARCHITECTURE.md decision 16 measured in the same run. This machine has 2
 //! cores: more instances cannot add CPU, so the point is that splitting costs little and that a
 //! dead instance's corps move on within the lease TTL.
 
@@ -122,7 +122,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ceiling = ceiling::rsa_ceiling(cores);
-    println!("aws-lc-rs RSA-2048 decryptions/s on {cores} threads (ceiling, DESIGN 16): {ceiling:.1}");
+    println!("aws-lc-rs RSA-2048 decryptions/s on {cores} threads (ceiling, ARCHITECTURE.md decision 16): {ceiling:.1}");
     println!("{CORPS} corps × {records} records, MariaDB, leases with TTL {TTL_S} s");
     for n in 1..=3 {
         let o = rt.block_on(run(n, records, n == 3));

@@ -4,7 +4,7 @@
 //! Then, in the same run, the yardsticks:
 //! - `openssl speed -elapsed -seconds 3 rsa2048` private-key ops/s (`sign/s`, one thread), and
 //!   `ratio records/s ÷ openssl rsa2048 private ops/s` for one thread (goal ≥ 0.9);
-//! - DESIGN decision 16: aws-lc-rs RSA-2048 decryptions/s with as many threads as cores (the
+//! - ARCHITECTURE.md decision 16: aws-lc-rs RSA-2048 decryptions/s with as many threads as cores (the
 //!   decrypt pool), and records/s with the same threads ÷ that ceiling.
 //!
 //! Runs in about a minute: `cargo bench --bench decrypt`.
@@ -208,7 +208,7 @@ fn main() {
     let mt_large = rate(cores, |i| {
         black_box(record(&ring, &large[i]));
     });
-    println!("aws-lc-rs RSA-2048 decryptions/s, {cores} threads (ceiling, DESIGN 16): {ceiling:.1}");
+    println!("aws-lc-rs RSA-2048 decryptions/s, {cores} threads (ceiling, ARCHITECTURE.md decision 16): {ceiling:.1}");
     println!("records/s, {cores} threads:       300 B {mt_small:9.1}   5 KB {mt_large:9.1}");
     println!(
         "records/s ÷ ceiling ({cores} threads) = {:.2} [300 B], {:.2} [5 KB]",

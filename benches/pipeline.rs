@@ -2,7 +2,7 @@
 //! msgtype, text-heavy) pulled through the real pipeline (supervisor, SDK pool, decrypt pool, DB
 //! writer) into (i) SQLite (temp file) and (ii) MariaDB (`WWF_TEST_MYSQL_URL`, default the local
 //! Unix socket; skipped with the reason when unreachable). Reports records/s of each, then, in
-//! the same run, the ceiling of DESIGN decision 16 — aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s
+//! the same run, the ceiling of ARCHITECTURE.md decision 16 — aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s
 //! on as many threads as the decrypt pool (one per core) — with `records/s ÷ ceiling` (goal ≥ 0.8),
 //! and the peak RSS of each pipeline run (VmHWM, reset at the start of the run and read before the
 //! bench's own verification, which holds every row; goal < 200 MB). Also the emulator's own
@@ -223,7 +223,7 @@ fn main() {
     );
     let ceiling = rsa_ceiling(decrypt_threads);
     println!(
-        "aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s, {decrypt_threads} threads (ceiling, DESIGN 16): {ceiling:.1}"
+        "aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s, {decrypt_threads} threads (ceiling, ARCHITECTURE.md decision 16): {ceiling:.1}"
     );
     for (name, rate, _) in &results {
         println!("[{name}] records/s {rate:.1} ÷ ceiling {ceiling:.1} = {:.2} (goal ≥ 0.8)", rate / ceiling);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing wework-msgaudit needs and is missing, on Debian/Ubuntu:
-#   - apt packages (DESIGN.md decision 17): FFmpeg dev libraries + clang for ffmpeg-next, ffmpeg
+#   - apt packages (ARCHITECTURE.md decision 17): FFmpeg dev libraries + clang for ffmpeg-next, ffmpeg
 #     (ffprobe), sox, iproute2 (unshare/ip), binutils (nm), supervisor (tests/deploy_supervisord.rs),
 #     docker-compose unless `docker compose` works (tests/deploy_files.rs),
 #     MariaDB server;

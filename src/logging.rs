@@ -1,6 +1,6 @@
 //! Logging set-up: tracing to stderr (the vendor SDK printf()s to stdout, sdk-facts.md §2), in
 //! human or JSON format, with a filter that [`set_level`] can change while running (hot reload of
-//! `[log] level`, DESIGN.md decision 12).
+//! `[log] level`, ARCHITECTURE.md decision 12).
 //!
 //! Rules for log lines (enforced by review and by a test that greps a full run's logs): every
 //! line about one corp carries a `corpid` field (the corp actor's span or an explicit field);

@@ -5,7 +5,7 @@
 //! notify-debouncer-full, and sends a [`Changed`] per debounced burst that touched one of the
 //! files. The daemon (`cli::run`) then re-reads the corps (the supervisor's `Reload`) or the
 //! configuration, and [`classify`] splits a configuration change into what applies at once
-//! (DESIGN.md decision 12: the corp sources, the per-corp defaults and proxy, the log level) and what
+//! (ARCHITECTURE.md decision 12: the corp sources, the per-corp defaults and proxy, the log level) and what
 //! needs a restart (reported by key name, never by value: values may be secrets).
 //!
 //! Only events naming one of the two files count: a log file, the SQLite database or any other

@@ -2,7 +2,7 @@
 //!
 //! Corp secrets, proxy passwords and access tokens travel through the daemon as `Secret`s. Their
 //! `Debug` and `Display` print `"<redacted>"`, and the bytes are zeroed when dropped, so a secret
-//! cannot end up in a log line, an error message or a panic message by accident (DESIGN.md,
+//! cannot end up in a log line, an error message or a panic message by accident (ARCHITECTURE.md,
 //! invariant 4). Reading the value is explicit: [`Secret::expose`].
 
 use std::fmt;

@@ -1,5 +1,5 @@
 //! The deployment files, checked with what this machine has (no systemd and no Docker engine run
-//! here, see DESIGN.md decision 14):
+//! here, see ARCHITECTURE.md decision 14):
 //! - `deploy/systemd/wework-msgaudit.service` passes `systemd-analyze verify` without any complaint
 //!   (a temp copy whose ExecStart points at the built binary);
 //! - the stop timeouts of systemd and supervisord exceed `[daemon] shutdown_grace`;

@@ -1,4 +1,4 @@
-//! Hung SDK calls (DESIGN.md decision 3), with the emulator's `hang_ms` (every call of a corp
+//! Hung SDK calls (ARCHITECTURE.md decision 3), with the emulator's `hang_ms` (every call of a corp
 //! sleeps, ignoring the timeout): with ONE SDK thread, a corp whose calls hang does not stall
 //! the others (its calls are abandoned and their threads replaced) and is reported failing; a
 //! corp whose hang stops recovers by itself; more hung calls than the limit is fatal.

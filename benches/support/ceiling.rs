@@ -1,4 +1,4 @@
-//! The performance ceiling of DESIGN.md decision 16, shared by the benchmarks: aws-lc-rs
+//! The performance ceiling of ARCHITECTURE.md decision 16, shared by the benchmarks: aws-lc-rs
 //! RSA-2048 PKCS#1 v1.5 decryptions per second on a number of threads, through the keyring's own
 //! path, measured in the same run as the benchmark it scales.
 #![allow(dead_code)]

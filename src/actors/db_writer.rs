@@ -1,4 +1,4 @@
-//! [`DbWriter`]: the one actor that writes record batches (DESIGN.md decision 10).
+//! [`DbWriter`]: the one actor that writes record batches (ARCHITECTURE.md decision 10).
 //!
 //! [`WriteBatch`] → [`Store::write_batch`]: rows, media rows and the new cursor in ONE
 //! transaction. The actor never waits for a batch before taking the next message: each batch

@@ -37,7 +37,7 @@
 //!    seen, `ok` when its key decrypts every record of that version, `FAIL` naming the version and
 //!    how many of how many records its key (wrong or missing) cannot decrypt. A failed call names
 //!    the return code or JSON `errcode` in words ([`explain`]). With the real SDK a failed token request shows only as
-//!    rc 10001 plus a line the SDK prints on stdout (DESIGN.md decision 11), so fd 1 is captured
+//!    rc 10001 plus a line the SDK prints on stdout (ARCHITECTURE.md decision 11), so fd 1 is captured
 //!    around each call ([`crate::sdk::os::capture_stdout`]) and an `errcode` found there is named;
 //!    the printed text itself is never shown. The calls run one after the other (fd 1 is
 //!    process-wide), each bounded by the corp's SDK timeout.
@@ -76,7 +76,7 @@ const ONLINE_LIMIT: u32 = 100;
 const LOW_SPACE: u64 = 1 << 30;
 /// Secrets shorter than this are not scrubbed (they would mangle ordinary words).
 const MIN_SCRUB_LEN: usize = 4;
-/// Vendor SDK builds known by their sha256 (DESIGN.md decision 15).
+/// Vendor SDK builds known by their sha256 (ARCHITECTURE.md decision 15).
 const KNOWN_SDK_BUILDS: [(&str, &str); 1] =
     [("79ced4de6b18d5e96a21cd06f325794dc8957f8925120538d56d4ce827d3dfd0", "pyweworkfinance 1.1.0 x86-64 build")];
 

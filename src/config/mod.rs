@@ -198,7 +198,7 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// How records are decrypted (DESIGN.md decision 4).
+/// How records are decrypted (ARCHITECTURE.md decision 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DecryptMode {

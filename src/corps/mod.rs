@@ -4,7 +4,7 @@
 //! size, SDK timeout and parsed [`Keyring`]. Specs come from two sources, read by [`load`]:
 //!
 //! - the `corplist` / `corp_keys` tables ([`from_table`]): `status = 1` rows are enabled; each
-//!   `corp_keys` row is one key version and `corplist.prikey` is the fallback key (DESIGN.md
+//!   `corp_keys` row is one key version and `corplist.prikey` is the fallback key (ARCHITECTURE.md
 //!   decision 5);
 //! - a corps TOML file ([`from_file`], format in `config/corps.example.toml`):
 //!   `[[corp]] corpid, secret, name, limits, timeout, enabled` with `[[corp.key]] ver, pem | file`.
@@ -441,7 +441,7 @@ pub async fn from_table(
 }
 
 /// The keyring of a `corplist` row: `keys` (its `corp_keys` rows, `(publickey_ver, prikey)`) by
-/// version, `corplist.prikey` as the fallback (DESIGN.md decision 5); sealed keys are opened
+/// version, `corplist.prikey` as the fallback (ARCHITECTURE.md decision 5); sealed keys are opened
 /// with `at_rest`. The pipeline and the `redecrypt` command both build keyrings only through
 /// this function.
 pub fn table_keyring(row: &CorpRow, keys: &[(u32, Secret)], at_rest: &AtRest) -> Result<Keyring, String> {

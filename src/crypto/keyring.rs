@@ -1,6 +1,6 @@
 //! A corp's private keys by `publickey_ver`, plus the optional fallback key.
 //!
-//! DESIGN decision 5: a record's `publickey_ver` is looked up first (`corp_keys`); only when that
+//! ARCHITECTURE.md decision 5: a record's `publickey_ver` is looked up first (`corp_keys`); only when that
 //! version is absent is the fallback key (`corplist.prikey`, which the Java version used for
 //! every version) tried. A version that is present but whose key does not match the record is a
 //! [`CryptoError::WrongKey`]: the fallback is *not* tried then, so that a misconfigured version

@@ -6,7 +6,7 @@
 //! escapes, and surrounding quotes. Without headers, PKCS#1 and PKCS#8 are told apart from the DER.
 //!
 //! A parsed [`PrivateKey`] decrypts with aws-lc-rs when aws-lc-rs accepts the key (RSA 2048–8192
-//! bits); smaller keys (1024–2047 bits) fall back to the `rsa` crate (DESIGN decision 5).
+//! bits); smaller keys (1024–2047 bits) fall back to the `rsa` crate (ARCHITECTURE.md decision 5).
 //!
 //! No error message and no `Debug`/`Display` output ever contains key material.
 

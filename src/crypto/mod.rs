@@ -6,14 +6,14 @@
 //! 1. [`keys`]: the corp's RSA private keys, pasted by users in whatever form
 //!    (PKCS#1/PKCS#8, PEM/DER/bare base64, escaped…), are parsed once into [`PrivateKey`]s.
 //!    A key decrypts with aws-lc-rs (2048–8192 bits, ≈5× faster than the `rsa` crate) or, for
-//!    smaller legacy keys, with the `rsa` crate (DESIGN decision 5).
+//!    smaller legacy keys, with the `rsa` crate (ARCHITECTURE.md decision 5).
 //! 2. [`keyring`]: a [`Keyring`] maps `publickey_ver` → key, plus the fallback key
 //!    (`corplist.prikey`) used for versions that have no key of their own.
 //!    [`Keyring::decrypt_random_key`] base64-decodes `encrypt_random_key`, RSA-decrypts it
 //!    (PKCS#1 v1.5) and yields the ASCII base64 `encrypt_key`. RSA is ≈99 % of the CPU cost.
 //! 3. [`native`]: [`native::decrypt_data`]`(encrypt_key, encrypt_chat_msg)` re-implements the
 //!    SDK's `DecryptData` (`docs/sdk-facts.md` §3) in safe Rust on aws-lc-rs AES-256-CBC. It is
-//!    the only in-process path (DESIGN decision 4): the vendor's `DecryptData` aborts on some
+//!    the only in-process path (ARCHITECTURE.md decision 4): the vendor's `DecryptData` aborts on some
 //!    inputs, this one returns a typed error for any input and never panics.
 //!    [`native::check_layout`] is the same code without the final AES step: the guard the `sdk`
 //!    module runs before it hands a record to the vendor's `DecryptData`.

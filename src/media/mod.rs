@@ -4,7 +4,7 @@
 //!   voice to transcode);
 //! - [`download`] streams one claimed item into a verified file under the media root;
 //! - [`transcode`] turns AMR-NB and SILK v3 voice into MP3 in-process (libavcodec only: never
-//!   libavformat, see DESIGN.md's note on the vendor SDK);
+//!   libavformat, see docs/sdk-facts.md §2);
 //!
 //! These are plain functions, testable without an actor system; `actors::media` is the glue.
 
@@ -17,7 +17,7 @@ use std::path::Path;
 
 /// Transcodes the voice file `rel` (relative to `root`) to an MP3 beside it (same stem), at
 /// `opts`; returns the MP3's relative path, or why it failed (the original is kept either way:
-/// DESIGN.md decision 8). The MP3 is written in `temp_dir` (under `root`: the instance's media
+/// ARCHITECTURE.md decision 8). The MP3 is written in `temp_dir` (under `root`: the instance's media
 /// temp directory, emptied at start-up) and renamed into place, so a process killed meanwhile
 /// leaves no stray file among the media.
 pub fn transcode_beside(

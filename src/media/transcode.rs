@@ -37,7 +37,7 @@
 //! own parsers (frame types, lengths, truncation) before any C code sees a byte, and every codec
 //! call runs inside `catch_unwind`, so a panic becomes [`TranscodeError::Panic`]. A crash inside C
 //! code cannot be caught here: the media actor persists an attempt counter before transcoding
-//! (DESIGN.md decision 2).
+//! (ARCHITECTURE.md decision 2).
 #![forbid(unsafe_code)]
 
 use std::fmt;

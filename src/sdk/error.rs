@@ -112,7 +112,7 @@ impl fmt::Display for SdkCode {
     }
 }
 
-/// JSON `errcode`s with a known meaning (DESIGN.md decision 11).
+/// JSON `errcode`s with a known meaning (ARCHITECTURE.md decision 11).
 pub mod errcode {
     /// Access token expired: the SDK keeps answering this until the handle is replaced.
     pub const TOKEN_EXPIRED: i64 = 42001;

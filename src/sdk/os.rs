@@ -2,7 +2,7 @@
 //!
 //! - [`capture_stdout`]: the vendor SDK `printf()`s the `gettoken` response to stdout when the
 //!   token request fails, and that line is the only place the cause (e.g. errcode 40001) shows
-//!   (sdk-facts.md §2, DESIGN.md decision 11). `doctor --online` captures fd 1 around its one
+//!   (sdk-facts.md §2, ARCHITECTURE.md decision 11). `doctor --online` captures fd 1 around its one
 //!   `GetChatData` per corp to name the cause; the daemon never does (fd 1 is process-wide).
 //! - [`free_space`]: `statvfs` of the media root, for `doctor`.
 

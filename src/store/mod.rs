@@ -1,7 +1,7 @@
 //! Storage: the [`Store`] trait and its two implementations, [`MysqlStore`] (MySQL, MariaDB,
 //! TiDB) and [`SqliteStore`] (the embedded default).
 //!
-//! Tables (DESIGN.md "Storage", compatible with the Java version):
+//! Tables (compatible with the Java version, `docs/java-version-schema.md`):
 //! - `corplist`, `corp_keys`, `corp_cursor`: fixed, created by [`Store::migrate`] (sqlx
 //!   migrations in `migrations/mysql` and `migrations/sqlite`); an existing Java `corplist` is
 //!   adopted in place;
@@ -369,7 +369,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// message table in place, MySQL only). Cached per corp: cheap to call before every batch.
     async fn ensure_corp_tables(&self, corpid: &CorpId) -> Result<(), StoreError>;
 
-    /// Upgrades a Java-created `message_<corpid>` (DESIGN.md decision 9). Called by
+    /// Upgrades a Java-created `message_<corpid>` (ARCHITECTURE.md decision 9). Called by
     /// [`Store::ensure_corp_tables`]; a no-op on an already upgraded or new table.
     async fn migrate_java_corp_table(&self, corpid: &CorpId) -> Result<(), StoreError>;
 

@@ -429,7 +429,7 @@ impl Store for SqliteStore {
         .bind(to_db(new_cursor))
         .execute(&mut *tx)
         .await?;
-        // The fencing check (DESIGN.md decision 10), the last statement before the commit: the
+        // The fencing check (ARCHITECTURE.md decision 10), the last statement before the commit: the
         // lease row is locked only for that instant (an instance paused inside this transaction
         // must not keep the others from claiming the corp), and a claim by another instance since
         // the lease was renewed rolls the whole batch back.
