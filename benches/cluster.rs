@@ -122,7 +122,9 @@ fn main() {
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ceiling = ceiling::rsa_ceiling(cores);
-    println!("aws-lc-rs RSA-2048 decryptions/s on {cores} threads (ceiling, ARCHITECTURE.md decision 16): {ceiling:.1}");
+    println!(
+        "aws-lc-rs RSA-2048 decryptions/s on {cores} threads (ceiling, ARCHITECTURE.md decision 16): {ceiling:.1}"
+    );
     println!("{CORPS} corps × {records} records, MariaDB, leases with TTL {TTL_S} s");
     for n in 1..=3 {
         let o = rt.block_on(run(n, records, n == 3));
