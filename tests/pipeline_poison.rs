@@ -14,12 +14,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::pipeline::{check_corp, config, corpid, open, scenario, specs, wait_for, Db};
 use sqlx::Connection;
-use wework_msgaudit::actors::corp::WRITE_ATTEMPTS;
 use wework_msgaudit::actors::{Pipeline, PullSettings};
 use wework_msgaudit::corps::Sources;
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
 use wework_msgaudit::store::CorpId;
 
+/// `[daemon] failing_after` in this test.
+const WRITE_ATTEMPTS: u32 = 2;
 const RECORDS: u64 = 1000;
 const REASON: &str = "poison: inserts refused";
 
@@ -63,8 +64,12 @@ async fn poison_batch(db: Db) {
     let emu = Arc::new(emulator::Emulator::new(sc).unwrap());
     let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
     let backoff_max = Duration::from_secs(4);
-    let cfg =
-        wework_msgaudit::actors::PipelineConfig { pull: PullSettings { backoff_max, ..config().pull }, ..config() };
+    // `[daemon] failing_after` = 2 (not the default 3): the corp must be failing at exactly the
+    // second refused write.
+    let cfg = wework_msgaudit::actors::PipelineConfig {
+        pull: PullSettings { backoff_max, write_attempts: WRITE_ATTEMPTS, ..config().pull },
+        ..config()
+    };
     let pipeline = Pipeline::start(store, sdk, Sources { fixed: specs(2, 200), ..Sources::default() }, &cfg).unwrap();
 
     // The other corp goes on; the poisoned one ends up failing, with the reason.
@@ -72,7 +77,9 @@ async fn poison_batch(db: Db) {
     let t0 = Instant::now();
     loop {
         let s = pipeline.stats.snapshot()[&poisoned].clone();
-        if s.state == "failing" && s.consecutive_failures >= WRITE_ATTEMPTS {
+        if s.state == "failing" {
+            // Seen within 20 ms of the change; the next attempt is backoff_max (4 s) away.
+            assert_eq!(s.consecutive_failures, WRITE_ATTEMPTS, "failing at the configured attempt: {s:?}");
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(60), "never marked failing: {s:?}");

@@ -15,7 +15,7 @@
 //! failures back off exponentially with jitter (`backoff_initial..backoff_max`) and restart from
 //! the committed cursor; a permanent errcode (40001, 48002, 60020, any unknown one) marks the
 //! corp `failing` and retries every `backoff_max`. So does a batch the database refuses
-//! [`WRITE_ATTEMPTS`] times in a row (a poison batch: a trigger, a revoked privilege, a full
+//! `write_attempts` (`[daemon] failing_after`) times in a row (a poison batch: a trigger, a revoked privilege, a full
 //! disk): the corp stays `failing` with the database's reason until a write commits again.
 //! [`Stop`] ends the loop gracefully: no new fetch, the in-flight write finishes. The actor reports its end to the supervisor
 //! ([`CorpExited`]). A long catch-up is logged as it goes ([`Progress`]: records/s, lag, ETA
@@ -40,10 +40,6 @@ use crate::crypto::{self, Keyring};
 use crate::message;
 use crate::sdk::{EncryptedRecord, NetOptions, SdkError};
 use crate::store::{CorpId, MediaItem, Row, StoreError};
-
-/// Failed writes in a row (no batch committed in between) after which the corp is marked
-/// `failing` and retried only every `backoff_max`.
-pub const WRITE_ATTEMPTS: u32 = 3;
 
 /// Stop pulling (graceful).
 #[derive(Debug, Message)]
@@ -170,9 +166,14 @@ impl Puller {
         *self.stop.borrow()
     }
 
-    /// The writes failed [`WRITE_ATTEMPTS`] times in a row: the corp is failing.
+    /// The writes failed `write_attempts` times in a row: the corp is failing.
     fn write_poisoned(&self) -> bool {
-        self.write_failures.load(std::sync::atomic::Ordering::Relaxed) >= WRITE_ATTEMPTS
+        self.write_failures.load(std::sync::atomic::Ordering::Relaxed) >= self.write_attempts()
+    }
+
+    /// `[daemon] failing_after`, at least 1.
+    fn write_attempts(&self) -> u32 {
+        self.shared.pull.write_attempts.max(1)
     }
 
     /// The wait before re-fetching after a failed write: growing, and `backoff_max` once the
@@ -464,7 +465,7 @@ impl Puller {
             }
             Ok(Ok(Err(e))) => {
                 let n = self.write_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed).saturating_add(1);
-                if n >= WRITE_ATTEMPTS {
+                if n >= self.write_attempts() {
                     // A poison batch: no more quick retries (each re-fetches the page and
                     // re-isolates it); the corp is failing with the reason until a write commits.
                     let every = self.shared.pull.backoff_max;

@@ -10,7 +10,7 @@
 //! again record by record with [`store::write_isolating`]: the refused record is stored
 //! quarantined and the corp moves on instead of stalling on a poison record. A batch refused
 //! even so (or failing with a retryable error every time) goes back to the corp, which marks
-//! itself failing after [`WRITE_ATTEMPTS`](super::corp::WRITE_ATTEMPTS) refusals in a row and
+//! itself failing after `[daemon] failing_after` refusals in a row and
 //! then retries only every `backoff_max`. Batches too large for the database's packet never get
 //! here: the store cuts them by bytes and moves oversized values into `message_part`.
 

@@ -45,6 +45,9 @@ pub struct PullSettings {
     /// A corp that is behind logs its progress at most this often (`[daemon]
     /// progress_interval`); zero: never.
     pub progress_interval: Duration,
+    /// Writes refused in a row (no batch committed in between) after which the corp is marked
+    /// `failing` and retried only every `backoff_max` (`[daemon] failing_after`, at least 1).
+    pub write_attempts: u32,
 }
 
 impl Default for PullSettings {
@@ -54,6 +57,7 @@ impl Default for PullSettings {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             progress_interval: Duration::from_secs(10),
+            write_attempts: 3,
         }
     }
 }

@@ -321,6 +321,7 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
             backoff_initial: cfg.pull.backoff_initial,
             backoff_max: cfg.pull.backoff_max,
             progress_interval: cfg.daemon.progress_interval,
+            write_attempts: cfg.daemon.failing_after,
         },
         reload_interval: cfg.corps.reload_interval.max(Duration::from_secs(1)),
         hang_grace: Duration::from_secs(10),
