@@ -20,6 +20,12 @@
 //! - [`cli`]: the subcommands.
 //!
 //! `crypto`, `message`, `store` and `config` know nothing of actors; `actors` is the glue.
+//!
+//! `unsafe` code is denied everywhere but in [`sdk`], and every `unsafe` block there says why it is
+//! sound in a `// SAFETY:` comment (clippy's `undocumented_unsafe_blocks`).
+
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod actors;
 pub mod cli;
@@ -31,6 +37,7 @@ pub mod media;
 pub mod message;
 pub mod observe;
 pub mod reload;
+#[allow(unsafe_code)]
 pub mod sdk;
 pub mod secret;
 pub mod security;

@@ -1,6 +1,8 @@
 //! The `wework-msgaudit` binary: parse the command line, set up logging, run, map errors to exit
 //! codes. Everything else is in the library crate.
 
+#![deny(unsafe_code)]
+
 use clap::Parser;
 use wework_msgaudit::cli::{self, Cli};
 
