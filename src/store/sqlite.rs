@@ -141,7 +141,12 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(4)
         };
         let pool = pool_opts.acquire_timeout(Duration::from_secs(60)).connect_with(opts).await?;
-        Ok(Self {
+        Ok(Self::over(pool, url))
+    }
+
+    /// The store over an open pool (both constructors).
+    fn over(pool: SqlitePool, url: &str) -> Self {
+        Self {
             pool,
             redacted_url: super::redact_url(url),
             ensured: Mutex::new(HashSet::new()),
@@ -149,7 +154,7 @@ impl SqliteStore {
             hold_media: std::sync::atomic::AtomicBool::new(false),
             write_lock: tokio::sync::Mutex::new(()),
             limits: Limits::sqlite(),
-        })
+        }
     }
 
     fn holds_media(&self) -> bool {
@@ -164,15 +169,7 @@ impl SqliteStore {
             .read_only(true)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
-        Ok(Self {
-            pool,
-            redacted_url: super::redact_url(url),
-            ensured: Mutex::new(HashSet::new()),
-            ddl_lock: tokio::sync::Mutex::new(()),
-            hold_media: std::sync::atomic::AtomicBool::new(false),
-            write_lock: tokio::sync::Mutex::new(()),
-            limits: Limits::sqlite(),
-        })
+        Ok(Self::over(pool, url))
     }
 
     /// The same store working to a smaller limit than SQLite's (tests: the code path MySQL
