@@ -17,7 +17,9 @@
 //! - [`observe`]: the per-corp report, `/healthz`, `/metrics`, `/status`, retention alerts;
 //! - [`reload`]: watching the configuration and corps files (hot reload);
 //! - [`logging`]: the tracing subscriber with a reloadable filter;
-//! - [`cli`]: the subcommands.
+//! - [`cli`]: the subcommands;
+//! - [`backoff`], [`unwind`]: exponential backoff with jitter, and the one place where panics at
+//!   untrusted edges become errors.
 //!
 //! `crypto`, `message`, `store` and `config` know nothing of actors; `actors` is the glue.
 //!
@@ -28,6 +30,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod actors;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod corps;
@@ -42,3 +45,4 @@ pub mod sdk;
 pub mod secret;
 pub mod security;
 pub mod store;
+pub mod unwind;

@@ -177,9 +177,13 @@ async fn three_instances(db: Db) {
         let (status, _) = d.terminate(Duration::from_secs(60));
         assert!(status.success(), "{}", d.log());
     }
+    // Which of the two words it uses depends on where the pause caught it: between rounds, its own
+    // clock says the leases expired; inside a round (the renew statement already built), the
+    // database answers that the tokens are someone else's now.
+    let log2 = daemons[1].as_ref().unwrap().log();
     assert!(
-        daemons[1].as_ref().unwrap().log().contains("lease expired before it could be renewed"),
-        "instance 2 dropped its leases when it resumed"
+        log2.contains("lease expired before it could be renewed") || log2.contains("lease taken over"),
+        "instance 2 did not drop its leases when it resumed:\n{log2}"
     );
 
     // Exactly the truth.

@@ -3,7 +3,7 @@
 //! The loop (a future owned by the actor, traced in a span with the `corpid` field):
 //! 1. read the cursor from the store;
 //! 2. fetch `(cursor, limit)` on the [`SdkPool`](super::sdk_pool::SdkPool);
-//! 3. decrypt and parse the page on the rayon decrypt pool (`catch_unwind`: a panic becomes
+//! 3. decrypt and parse the page on the rayon decrypt pool (`unwind::catch`: a panic becomes
 //!    [`CorpError::Panicked`] for this corp only, decision 1): a record that cannot be decrypted
 //!    becomes a [`message::undecryptable`] row; a row whose plaintext was not clean UTF-8 or not
 //!    JSON keeps its ciphertext too (decision 6);
@@ -21,12 +21,11 @@
 //! ([`CorpExited`]). A long catch-up is logged as it goes ([`Progress`]: records/s, lag, ETA
 //! every `progress_interval`, then "caught up").
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use rand::Rng;
+use crate::backoff::Backoff;
 use rayon::prelude::*;
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
@@ -530,8 +529,7 @@ fn spawn_on<T: Send + 'static>(
 ) -> oneshot::Receiver<Result<T, CorpError>> {
     let (tx, rx) = oneshot::channel();
     pool.spawn(move || {
-        let result = catch_unwind(AssertUnwindSafe(f))
-            .map_err(|p| CorpError::Panicked(crate::sdk::emulated::panic_message(&*p)));
+        let result = crate::unwind::catch(f).map_err(CorpError::Panicked);
         let _ = tx.send(result);
     });
     rx
@@ -620,43 +618,6 @@ pub fn decode_keyed(keyring: &Keyring, r: &EncryptedRecord) -> Keyed {
     }
 }
 
-/// Exponential backoff with ±25 % jitter.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    /// Starts at `initial`, doubles up to `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        let initial = initial.max(Duration::from_millis(1));
-        Self { initial, max: max.max(initial), current: initial }
-    }
-
-    /// The next delay (jittered), doubling the base.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.current;
-        self.current = (self.current * 2).min(self.max);
-        jitter(base)
-    }
-
-    /// The cap, jittered (the slow retry of a failing corp).
-    pub fn max_with_jitter(&self) -> Duration {
-        jitter(self.max)
-    }
-
-    /// Back to `initial` after a success.
-    pub fn reset(&mut self) {
-        self.current = self.initial;
-    }
-}
-
-fn jitter(d: Duration) -> Duration {
-    d.mul_f64(rand::thread_rng().gen_range(0.75..=1.25))
-}
-
 /// True for SDK errors that mark a corp failing rather than backing off (decision 11).
 pub fn is_permanent(e: &SdkError) -> bool {
     !e.is_retryable()
@@ -665,19 +626,6 @@ pub fn is_permanent(e: &SdkError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
-        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
-        let bases = [100u64, 200, 400, 800, 800, 800];
-        for (d, base) in delays.iter().zip(bases) {
-            let ms = d.as_millis() as u64;
-            assert!(ms >= base * 3 / 4 && ms <= base * 5 / 4 + 1, "{ms} vs {base}");
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(126));
-    }
 
     #[test]
     fn a_page_is_decoded_in_slices_in_order() {

@@ -13,7 +13,7 @@
 //!   small files go through the others. Media never shares a thread or an SDK handle with
 //!   message pulling.
 //! - Each worker keeps its own SDK handle per corp (opened lazily, reused, replaced when the
-//!   secret changes or the SDK asks for it) and runs `media::download` inside `catch_unwind`.
+//!   secret changes or the SDK asks for it) and runs `media::download` inside `unwind::catch`.
 //! - After a good download the item is stored as done (status 3) FIRST; voice is then
 //!   transcoded as a separate job, its result recorded in `transcoded_path` / `transcode_error`
 //!   (decision 8). A marker error is written before transcoding, so a transcoder that kills the
@@ -33,7 +33,6 @@
 //!   chunks (their attempt is given back) and answers when nothing is in flight.
 
 use std::collections::{BTreeMap, HashMap};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -199,9 +198,8 @@ impl MediaWorker {
             let opts =
                 Mp3Options { bitrate_kbps: self.settings.mp3_bitrate_kbps, sample_rate: self.settings.mp3_sample_rate };
             let temp = download::temp_dir(root, &self.settings.owner);
-            catch_unwind(AssertUnwindSafe(|| transcode_beside(root, &d.path, &temp, &opts))).unwrap_or_else(|p| {
-                Err(format!("the transcoder panicked: {}", crate::sdk::emulated::panic_message(&*p)))
-            })
+            crate::unwind::catch(|| transcode_beside(root, &d.path, &temp, &opts))
+                .unwrap_or_else(|p| Err(format!("the transcoder panicked: {p}")))
         });
         let key = objects.key(&d.path);
         objects.upload_file(&root.join(&d.path), &key)?;
@@ -225,11 +223,8 @@ impl Handler<Fetch> for MediaWorker {
     type Result = Result<Downloaded, DownloadError>;
 
     fn handle(&mut self, msg: Fetch, _ctx: &mut Self::Context) -> Self::Result {
-        let result = catch_unwind(AssertUnwindSafe(|| self.fetch(&msg))).unwrap_or_else(|p| {
-            Err(DownloadError::Sdk(SdkError::Panicked {
-                call: "media download",
-                message: crate::sdk::emulated::panic_message(&*p),
-            }))
+        let result = crate::unwind::catch(|| self.fetch(&msg)).unwrap_or_else(|message| {
+            Err(DownloadError::Sdk(SdkError::Panicked { call: "media download", message }))
         });
         if let Err(DownloadError::Sdk(e)) = &result {
             // GetMediaData reports a server errcode only as rc 10002 (an expired token among
@@ -251,8 +246,8 @@ impl Handler<Transcode> for MediaWorker {
         let settings = Arc::clone(&self.settings);
         let opts = Mp3Options { bitrate_kbps: settings.mp3_bitrate_kbps, sample_rate: settings.mp3_sample_rate };
         let temp = download::temp_dir(&settings.root, &settings.owner);
-        catch_unwind(AssertUnwindSafe(|| transcode_beside(&settings.root, &msg.path, &temp, &opts)))
-            .unwrap_or_else(|p| Err(format!("the transcoder panicked: {}", crate::sdk::emulated::panic_message(&*p))))
+        crate::unwind::catch(|| transcode_beside(&settings.root, &msg.path, &temp, &opts))
+            .unwrap_or_else(|p| Err(format!("the transcoder panicked: {p}")))
     }
 }
 
@@ -264,12 +259,8 @@ impl Handler<Adopt> for MediaWorker {
         let opts = Mp3Options { bitrate_kbps: settings.mp3_bitrate_kbps, sample_rate: settings.mp3_sample_rate };
         let temp = download::temp_dir(&settings.root, &settings.owner);
         MessageResult(
-            catch_unwind(AssertUnwindSafe(|| {
-                adopt_beside(&settings.root, &msg.path, &temp, &opts, settings.transcode)
-            }))
-            .unwrap_or_else(|p| {
-                Adoption::Unreadable(format!("the check panicked: {}", crate::sdk::emulated::panic_message(&*p)))
-            }),
+            crate::unwind::catch(|| adopt_beside(&settings.root, &msg.path, &temp, &opts, settings.transcode))
+                .unwrap_or_else(|p| Adoption::Unreadable(format!("the check panicked: {p}"))),
         )
     }
 }
@@ -339,7 +330,7 @@ pub struct MediaScheduler {
     rr: usize,
     /// The wait after a local I/O failure (read-only or full media root): grows with every one
     /// in a row, back to `backoff_initial` after a good download.
-    local_backoff: super::corp::Backoff,
+    local_backoff: crate::backoff::Backoff,
     /// Live counters.
     pub counters: Arc<MediaCounters>,
 }
@@ -378,7 +369,7 @@ impl MediaScheduler {
             })
         };
         let counters = Arc::new(MediaCounters::default());
-        let local_backoff = super::corp::Backoff::new(settings.backoff_initial, settings.backoff_max);
+        let local_backoff = crate::backoff::Backoff::new(settings.backoff_initial, settings.backoff_max);
         let addr = MediaScheduler {
             store,
             workers,
@@ -777,7 +768,7 @@ fn unix_now() -> i64 {
 
 /// `initial * 2^(attempts-1)`, capped at `max`, with ±25 % jitter.
 fn backoff(initial: Duration, max: Duration, attempts: u32) -> Duration {
-    let mut b = super::corp::Backoff::new(initial, max);
+    let mut b = crate::backoff::Backoff::new(initial, max);
     let mut d = b.next_delay();
     for _ in 1..attempts.min(32) {
         d = b.next_delay();

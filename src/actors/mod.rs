@@ -284,10 +284,10 @@ impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         let inner = self.inner.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+        match crate::unwind::catch(|| inner.poll(cx)) {
             Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(panic) => std::task::Poll::Ready(Err(crate::sdk::emulated::panic_message(&*panic))),
+            Err(message) => std::task::Poll::Ready(Err(message)),
         }
     }
 }

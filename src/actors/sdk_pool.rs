@@ -9,7 +9,7 @@
 //! not 1,000; "one call in flight per corp" is kept by the corp actors, which await each page
 //! before asking for the next.
 //!
-//! Each call is wrapped in `catch_unwind` (decision 1): a panic behind the binding becomes
+//! Each call is wrapped in `unwind::catch` (decision 1): a panic behind the binding becomes
 //! [`SdkError::Panicked`] for that corp and its handle is dropped.
 //!
 //! A hung call (decision 3): once a job has started, its caller waits at most the call's timeout
@@ -28,7 +28,6 @@
 //! threads served it): a removed corp's handles do not live forever.
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -342,9 +341,8 @@ fn run_job(sdk: &dyn FinanceSdk, sessions: &mut Sessions, job: &FetchJob) -> Res
         sessions.remove(&job.corpid);
     }
     if !sessions.contains_key(&job.corpid) {
-        let opened = catch_unwind(AssertUnwindSafe(|| sdk.open(job.corpid.as_str(), &job.secret))).map_err(|p| {
-            SdkError::Panicked { call: "NewSdk/Init", message: crate::sdk::emulated::panic_message(&*p) }
-        })??;
+        let opened = crate::unwind::catch(|| sdk.open(job.corpid.as_str(), &job.secret))
+            .map_err(|message| SdkError::Panicked { call: "NewSdk/Init", message })??;
         sessions.insert(job.corpid.clone(), (job.generation, opened, Instant::now()));
     }
     let Some((_, session, used)) = sessions.get_mut(&job.corpid) else {
@@ -352,8 +350,8 @@ fn run_job(sdk: &dyn FinanceSdk, sessions: &mut Sessions, job: &FetchJob) -> Res
         return Err(SdkError::Protocol("SDK handle vanished"));
     };
     *used = Instant::now();
-    catch_unwind(AssertUnwindSafe(|| session.get_chat_data(job.seq, job.limit, &job.net)))
-        .map_err(|p| SdkError::Panicked { call: "GetChatData", message: crate::sdk::emulated::panic_message(&*p) })?
+    crate::unwind::catch(|| session.get_chat_data(job.seq, job.limit, &job.net))
+        .map_err(|message| SdkError::Panicked { call: "GetChatData", message })?
 }
 
 #[cfg(test)]

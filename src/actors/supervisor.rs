@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::corp::{Backoff, CorpActor, CorpError, CorpExited, Stop};
+use crate::backoff::Backoff;
+use super::corp::{CorpActor, CorpError, CorpExited, Stop};
 use super::lease::{CorpStopped, LeaseKeeper, LeaseLeave, LeaseSettings, Leases, Wanted};
 use super::Shared;
 use crate::corps::{self, CorpSpec, Desired, Sources};

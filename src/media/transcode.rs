@@ -35,7 +35,7 @@
 //! Input is capped ([`MAX_INPUT_BYTES`]) and so is the decoded duration ([`MAX_DURATION`]), both
 //! checked from the frame walk *before* any codec runs. Both containers are fully validated by our
 //! own parsers (frame types, lengths, truncation) before any C code sees a byte, and every codec
-//! call runs inside `catch_unwind`, so a panic becomes [`TranscodeError::Panic`]. A crash inside C
+//! call runs inside `unwind::catch`, so a panic becomes [`TranscodeError::Panic`]. A crash inside C
 //! code cannot be caught here: the media actor persists an attempt counter before transcoding
 //! (ARCHITECTURE.md decision 2).
 #![forbid(unsafe_code)]
@@ -43,7 +43,6 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -346,19 +345,7 @@ fn samples_to_duration(samples: u64, rate: u32) -> Duration {
 
 /// Runs `f`, turning a panic into [`TranscodeError::Panic`].
 fn guarded<T>(stage: &'static str, f: impl FnOnce() -> Result<T, TranscodeError>) -> Result<T, TranscodeError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(result) => result,
-        Err(payload) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_string()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "non-string panic payload".to_string()
-            };
-            Err(TranscodeError::Panic { stage, message })
-        }
-    }
+    crate::unwind::catch(f).unwrap_or_else(|message| Err(TranscodeError::Panic { stage, message }))
 }
 
 fn codec_err(stage: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> TranscodeError {

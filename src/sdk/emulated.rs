@@ -4,7 +4,6 @@
 //! same [`guard`] checks as the vendor binding, and catches a panic inside the emulator as
 //! [`SdkError::Panicked`] so that the emulator can never take the daemon down.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use emulator::{Emulator, Session};
@@ -31,21 +30,10 @@ impl EmulatedSdk {
 }
 
 fn guarded<T>(call: &'static str, f: impl FnOnce() -> Result<T, i32>) -> Result<T, SdkError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match crate::unwind::catch(f) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(rc)) => Err(SdkError::Code { call, code: SdkCode::from_raw(rc) }),
-        Err(panic) => Err(SdkError::Panicked { call, message: panic_message(panic.as_ref()) }),
-    }
-}
-
-/// The text of a caught panic.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
+        Err(message) => Err(SdkError::Panicked { call, message }),
     }
 }
 

@@ -11,7 +11,6 @@
 //!
 //! The pull pool has its own watchdog ([`crate::actors::sdk_pool`]); the media workers use this.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -68,8 +67,8 @@ impl Watched {
         let state = Arc::new(AtomicU8::new(RUNNING));
         let theirs = Arc::clone(&state);
         let spawned = std::thread::Builder::new().name("sdk-call".into()).spawn(move || {
-            let result = catch_unwind(AssertUnwindSafe(|| f(session.as_mut())))
-                .unwrap_or_else(|p| Err(SdkError::Panicked { call, message: super::emulated::panic_message(&*p) }));
+            let result = crate::unwind::catch(|| f(session.as_mut()))
+                .unwrap_or_else(|message| Err(SdkError::Panicked { call, message }));
             if theirs.compare_exchange(RUNNING, DONE, Ordering::SeqCst, Ordering::SeqCst).is_err() {
                 ABANDONED.fetch_sub(1, Ordering::SeqCst);
             } else {
