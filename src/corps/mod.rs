@@ -20,16 +20,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Deserialize;
-
-use crate::crypto::{self, Keyring};
+use crate::crypto::Keyring;
 use crate::sdk::{SdkTimeout, MAX_LIMIT};
 use crate::secret::Secret;
-use crate::security::{self, AtRest};
-use crate::store::{CorpId, CorpRow, Store};
+use crate::security::AtRest;
+use crate::store::{CorpId, Store};
+
+mod file;
+mod table;
+
+pub use file::from_file;
+pub use table::{from_table, table_keyring};
 
 /// One corp as the pipeline needs it. Secrets never print (`Secret`, `Keyring` debug output).
 #[derive(Clone)]
@@ -387,7 +391,7 @@ pub fn merge(parts: Vec<Vec<Candidate>>) -> Desired {
     desired
 }
 
-fn limit_or(limit: i64, defaults: Defaults) -> u32 {
+pub(crate) fn limit_or(limit: i64, defaults: Defaults) -> u32 {
     if limit <= 0 {
         defaults.limit
     } else {
@@ -395,7 +399,7 @@ fn limit_or(limit: i64, defaults: Defaults) -> u32 {
     }
 }
 
-fn timeout_or(timeout: i64, defaults: Defaults) -> SdkTimeout {
+pub(crate) fn timeout_or(timeout: i64, defaults: Defaults) -> SdkTimeout {
     if timeout <= 0 {
         defaults.timeout
     } else {
@@ -403,151 +407,11 @@ fn timeout_or(timeout: i64, defaults: Defaults) -> SdkTimeout {
     }
 }
 
-/// Every corp of `corplist` (enabled or not), with its `corp_keys`; sealed secrets and keys are
-/// opened with `at_rest` (a value that does not open is an error for that corp only).
-pub async fn from_table(
-    store: &dyn Store,
-    defaults: Defaults,
-    at_rest: &AtRest,
-) -> Result<Vec<Candidate>, SourceError> {
-    let rows = store.list_corps().await?;
-    let keys = store.list_corp_keys().await?;
-    let mut by_corp: HashMap<String, Vec<(u32, Secret)>> = HashMap::new();
-    for (corpid, ver, pem) in keys {
-        by_corp.entry(corpid).or_default().push((ver, pem));
-    }
-    let mut out = Vec::new();
-    for row in rows {
-        let spec = (|| {
-            let corpid = CorpId::new(&row.corpid).map_err(|e| e.to_string())?;
-            let keyring =
-                table_keyring(&row, by_corp.get(&row.corpid).map(Vec::as_slice).unwrap_or_default(), at_rest)?;
-            let secret =
-                at_rest.reveal(&security::secret_place(&row.corpid), &row.secret).map_err(|e| e.to_string())?;
-            Ok(CorpSpec::new(
-                corpid,
-                row.corpname.clone(),
-                secret,
-                limit_or(i64::from(row.limits), defaults),
-                timeout_or(i64::from(row.timeout), defaults),
-                keyring,
-            )
-            .with_update_requested(row.update != 0)
-            .with_source(CorpSource::Table))
-        })();
-        out.push(Candidate { corpid: row.corpid, source: CorpSource::Table, enabled: row.status == 1, spec });
-    }
-    Ok(out)
-}
-
-/// The keyring of a `corplist` row: `keys` (its `corp_keys` rows, `(publickey_ver, prikey)`) by
-/// version, `corplist.prikey` as the fallback (ARCHITECTURE.md decision 5); sealed keys are opened
-/// with `at_rest`. The pipeline and the `redecrypt` command both build keyrings only through
-/// this function.
-pub fn table_keyring(row: &CorpRow, keys: &[(u32, Secret)], at_rest: &AtRest) -> Result<Keyring, String> {
-    let mut keyring = Keyring::new();
-    if !row.prikey.is_empty() {
-        let text = at_rest.reveal(&security::prikey_place(&row.corpid), &row.prikey).map_err(|e| e.to_string())?;
-        let key = crypto::parse_private_key(text.expose().as_bytes()).map_err(|e| format!("corplist.prikey: {e}"))?;
-        keyring.set_fallback(key);
-    }
-    for (ver, pem) in keys {
-        let text = at_rest.reveal(&security::key_place(&row.corpid, *ver), pem).map_err(|e| e.to_string())?;
-        let key = crypto::parse_private_key(text.expose().as_bytes())
-            .map_err(|e| format!("corp_keys publickey_ver {ver}: {e}"))?;
-        keyring.insert(*ver, key);
-    }
-    Ok(keyring)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CorpsFile {
-    #[serde(default)]
-    corp: Vec<toml::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileCorp {
-    corpid: String,
-    secret: Secret,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    limits: i64,
-    #[serde(default)]
-    timeout: i64,
-    /// Read from the raw entry by [`from_file`] (so that a disabled entry that does not parse is
-    /// still known as disabled); declared so that `deny_unknown_fields` accepts it.
-    #[serde(default = "enabled_default")]
-    #[allow(dead_code)]
-    enabled: bool,
-    #[serde(default)]
-    key: Vec<FileKey>,
-}
-
-fn enabled_default() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileKey {
-    ver: u32,
-    #[serde(default)]
-    pem: Option<Secret>,
-    #[serde(default)]
-    file: Option<PathBuf>,
-}
-
-/// The corps of a TOML file. Relative key `file`s are relative to the file's directory. A bad
-/// `[[corp]]` entry is an error for that corp only; an unreadable file fails the whole source.
-pub fn from_file(path: &Path, defaults: Defaults) -> Result<Vec<Candidate>, SourceError> {
-    let file_err = |message: String| SourceError::File { path: path.to_path_buf(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let parsed: CorpsFile = toml::from_str(&text).map_err(|e| file_err(e.message().to_string()))?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut out = Vec::new();
-    for (i, value) in parsed.corp.into_iter().enumerate() {
-        let label = value
-            .get("corpid")
-            .and_then(toml::Value::as_str)
-            .map_or_else(|| format!("[[corp]] #{}", i + 1), str::to_string);
-        let enabled = value.get("enabled").and_then(toml::Value::as_bool).unwrap_or(true);
-        let spec = FileCorp::deserialize(value)
-            .map_err(|e| format!("invalid [[corp]] entry: {}", e.message()))
-            .and_then(|c| file_corp(c, &base, defaults));
-        out.push(Candidate { corpid: label, source: CorpSource::File, enabled, spec });
-    }
-    Ok(out)
-}
-
-fn file_corp(c: FileCorp, base: &Path, defaults: Defaults) -> Result<CorpSpec, String> {
-    let corpid = CorpId::new(&c.corpid).map_err(|e| e.to_string())?;
-    let mut keyring = Keyring::new();
-    for k in &c.key {
-        let bytes = match (&k.pem, &k.file) {
-            (Some(pem), None) => pem.expose().as_bytes().to_vec(),
-            (None, Some(file)) => {
-                let p = if file.is_absolute() { file.clone() } else { base.join(file) };
-                std::fs::read(&p).map_err(|e| format!("key ver {}: cannot read {}: {e}", k.ver, p.display()))?
-            }
-            _ => return Err(format!("key ver {}: give exactly one of `pem` and `file`", k.ver)),
-        };
-        let key = crypto::parse_private_key(&bytes).map_err(|e| format!("key ver {}: {e}", k.ver))?;
-        keyring.insert(k.ver, key);
-    }
-    if keyring.is_empty() {
-        return Err("no [[corp.key]]: records could never be decrypted".into());
-    }
-    Ok(CorpSpec::new(corpid, c.name, c.secret, limit_or(c.limits, defaults), timeout_or(c.timeout, defaults), keyring)
-        .with_source(CorpSource::File))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto;
+    use std::path::Path;
 
     #[test]
     fn a_proxy_change_changes_the_fingerprint_without_showing_the_password() {

@@ -32,6 +32,7 @@ pub mod os;
 pub mod process;
 pub mod watchdog;
 pub mod wire;
+pub mod worker;
 
 use std::io::Write;
 use std::time::Duration;

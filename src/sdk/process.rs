@@ -22,6 +22,7 @@
 //! - **A hang**: every call has a deadline, the SDK's worst case (timeout + 10 s) plus
 //!   `hang_grace`. A child that has not answered by then is killed (SIGKILL) and the call ends
 //!   with [`SdkError::Hung`]: a hung `GetMediaData` no longer holds a media worker for good.
+//! - The child's side of the channel is [`super::worker`].
 //! - The child dies with the daemon (`PR_SET_PDEATHSIG`, all children forked by one spawner
 //!   thread), ignores SIGINT/SIGTERM/SIGHUP
 //!   (the daemon decides when it ends: a terminal's Ctrl-C or systemd's SIGTERM to the whole
@@ -29,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -41,7 +42,6 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use super::dynlib::{VendorSdk, VendorSession};
 use super::wire::{self, Net, Reply, Request, WireError};
 use super::{guard, ChatPage, FinanceSdk, MediaChunk, NetOptions, SdkCode, SdkError, SdkSession, SdkTimeout};
 use crate::secret::Secret;
@@ -647,102 +647,5 @@ impl Drop for ProcessSession {
                 conn.live = None;
             }
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The child
-// ---------------------------------------------------------------------------------------------
-
-/// Why a child ended with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    /// The channel fd is not usable.
-    #[error("the channel fd {0} is not a socket of the daemon")]
-    Channel(RawFd),
-    /// The library could not be loaded (already told to the daemon).
-    #[error(transparent)]
-    Load(#[from] SdkError),
-    /// The channel failed.
-    #[error(transparent)]
-    Wire(#[from] WireError),
-}
-
-/// Runs a child: loads `library`, says `Ready` on the channel `fd`, then serves requests until
-/// the daemon closes the channel. Only the `sdk-worker` subcommand calls this.
-pub fn serve(library: &Path, fd: RawFd) -> Result<(), WorkerError> {
-    // SAFETY: fstat on an integer fd reads nothing of ours; it only tells whether fd is open.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is writable memory for one `struct stat`.
-    if fd < 0 || unsafe { libc::fstat(fd, &mut st) } != 0 || (st.st_mode & libc::S_IFMT) != libc::S_IFSOCK {
-        return Err(WorkerError::Channel(fd));
-    }
-    // SAFETY: the daemon passed this socket for this process alone; nothing else owns it.
-    let mut sock = unsafe { UnixStream::from_raw_fd(fd) };
-    // SAFETY: dup2 of two open descriptors; SIG_IGN dispositions for three signals. What the
-    // SDK prints goes to stderr, never onto the channel; the daemon decides when this ends.
-    unsafe {
-        libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGTERM, libc::SIG_IGN);
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
-    }
-    let sdk = match VendorSdk::load(library) {
-        Ok(sdk) => sdk,
-        Err(e) => {
-            let _ = wire::send_reply(&mut sock, &Reply::LoadFailed { reason: e.to_string() });
-            return Err(e.into());
-        }
-    };
-    wire::send_reply(&mut sock, &Reply::Ready { version: wire::VERSION })?;
-    let mut sessions: HashMap<u64, VendorSession> = HashMap::new();
-    let mut next = 1u64;
-    loop {
-        let request = match wire::recv_request(&mut sock) {
-            Ok(r) => r,
-            Err(WireError::Closed) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let reply = match request {
-            Request::Open { corpid, secret } => match sdk.open_session(&corpid, &Secret::new(secret.as_str())) {
-                Ok(s) => {
-                    sessions.insert(next, s);
-                    next += 1;
-                    Reply::Handle(next - 1)
-                }
-                Err(e) => error_reply(e),
-            },
-            Request::Close { handle } => {
-                sessions.remove(&handle);
-                continue;
-            }
-            Request::Chat { handle, seq, limit, net } => match sessions.get_mut(&handle) {
-                Some(s) => s.chat_body(seq, limit, &net_options(net)).map_or_else(error_reply, Reply::Body),
-                None => Reply::Refused(format!("unknown handle {handle}")),
-            },
-            Request::Media { handle, sdkfileid, index, net } => match sessions.get_mut(&handle) {
-                Some(s) => s.media_chunk(&sdkfileid, &index, &net_options(net)).map_or_else(error_reply, |c| {
-                    Reply::Chunk { data: c.data, next_index: c.next_index, finish: c.is_finish }
-                }),
-                None => Reply::Refused(format!("unknown handle {handle}")),
-            },
-            Request::Decrypt { key, msg } => sdk.decrypt(&key, &msg).map_or_else(error_reply, Reply::Body),
-        };
-        wire::send_reply(&mut sock, &reply)?;
-    }
-}
-
-fn error_reply(e: SdkError) -> Reply {
-    match e {
-        SdkError::Code { code, .. } => Reply::Code(code.raw()),
-        other => Reply::Refused(other.to_string()),
-    }
-}
-
-fn net_options(net: Net) -> NetOptions {
-    NetOptions {
-        proxy: (!net.proxy.is_empty()).then_some(net.proxy),
-        proxy_password: (!net.passwd.is_empty()).then(|| Secret::new(net.passwd.as_str())),
-        timeout: SdkTimeout::from_secs(u64::from(net.timeout.max(1).unsigned_abs())),
     }
 }

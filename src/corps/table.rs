@@ -1,0 +1,67 @@
+//! The `corplist` / `corp_keys` tables as a corp source: every row becomes a [`Candidate`]
+//! (enabled when `status = 1`); sealed secrets and keys are opened with [`AtRest`].
+
+use std::collections::HashMap;
+
+use super::{limit_or, timeout_or, Candidate, CorpSource, CorpSpec, Defaults, SourceError};
+use crate::crypto::{self, Keyring};
+use crate::secret::Secret;
+use crate::security::{self, AtRest};
+use crate::store::{CorpId, CorpRow, Store};
+
+/// Every corp of `corplist` (enabled or not), with its `corp_keys`; sealed secrets and keys are
+/// opened with `at_rest` (a value that does not open is an error for that corp only).
+pub async fn from_table(
+    store: &dyn Store,
+    defaults: Defaults,
+    at_rest: &AtRest,
+) -> Result<Vec<Candidate>, SourceError> {
+    let rows = store.list_corps().await?;
+    let keys = store.list_corp_keys().await?;
+    let mut by_corp: HashMap<String, Vec<(u32, Secret)>> = HashMap::new();
+    for (corpid, ver, pem) in keys {
+        by_corp.entry(corpid).or_default().push((ver, pem));
+    }
+    let mut out = Vec::new();
+    for row in rows {
+        let spec = (|| {
+            let corpid = CorpId::new(&row.corpid).map_err(|e| e.to_string())?;
+            let keyring =
+                table_keyring(&row, by_corp.get(&row.corpid).map(Vec::as_slice).unwrap_or_default(), at_rest)?;
+            let secret =
+                at_rest.reveal(&security::secret_place(&row.corpid), &row.secret).map_err(|e| e.to_string())?;
+            Ok(CorpSpec::new(
+                corpid,
+                row.corpname.clone(),
+                secret,
+                limit_or(i64::from(row.limits), defaults),
+                timeout_or(i64::from(row.timeout), defaults),
+                keyring,
+            )
+            .with_update_requested(row.update != 0)
+            .with_source(CorpSource::Table))
+        })();
+        out.push(Candidate { corpid: row.corpid, source: CorpSource::Table, enabled: row.status == 1, spec });
+    }
+    Ok(out)
+}
+
+/// The keyring of a `corplist` row: `keys` (its `corp_keys` rows, `(publickey_ver, prikey)`) by
+/// version, `corplist.prikey` as the fallback (ARCHITECTURE.md decision 5); sealed keys are opened
+/// with `at_rest`. The pipeline and the `redecrypt` command both build keyrings only through
+/// this function.
+pub fn table_keyring(row: &CorpRow, keys: &[(u32, Secret)], at_rest: &AtRest) -> Result<Keyring, String> {
+    let mut keyring = Keyring::new();
+    if !row.prikey.is_empty() {
+        let text = at_rest.reveal(&security::prikey_place(&row.corpid), &row.prikey).map_err(|e| e.to_string())?;
+        let key = crypto::parse_private_key(text.expose().as_bytes()).map_err(|e| format!("corplist.prikey: {e}"))?;
+        keyring.set_fallback(key);
+    }
+    for (ver, pem) in keys {
+        let text = at_rest.reveal(&security::key_place(&row.corpid, *ver), pem).map_err(|e| e.to_string())?;
+        let key = crypto::parse_private_key(text.expose().as_bytes())
+            .map_err(|e| format!("corp_keys publickey_ver {ver}: {e}"))?;
+        keyring.insert(*ver, key);
+    }
+    Ok(keyring)
+}
