@@ -60,13 +60,6 @@ pub enum ConfigError {
     BadEnv(String),
 }
 
-impl ConfigError {
-    /// Configuration errors never fix themselves.
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-}
-
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
