@@ -808,7 +808,7 @@ fn check_online(r: &mut Report, cfg: &Config, sdk: Option<&dyn FinanceSdk>, corp
 
 /// Per `publickey_ver` of `records`: does the corp's configured key decrypt them?
 fn check_keys(r: &mut Report, subject: &str, spec: &CorpSpec, records: &[crate::sdk::EncryptedRecord]) {
-    use crate::actors::KeyOutcome;
+    use crate::decode::KeyOutcome;
     #[derive(Default)]
     struct Tally {
         decrypted: usize,
@@ -830,7 +830,7 @@ fn check_keys(r: &mut Report, subject: &str, spec: &CorpSpec, records: &[crate::
             &rec.encrypt_chat_msg,
         ) {
             Ok(_) => t.decrypted += 1,
-            Err(e) => match crate::actors::corp::key_outcome(&e) {
+            Err(e) => match crate::decode::key_outcome(&e) {
                 KeyOutcome::Decrypted => t.decrypted += 1,
                 KeyOutcome::KeyFailed(why) => {
                     t.failed += 1;

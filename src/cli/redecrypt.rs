@@ -15,9 +15,9 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{store_error, with_store_of, CliError};
-use crate::actors::corp::decode_record;
 use crate::config::Config;
 use crate::corps::{self, SourceError, Sources};
+use crate::decode::{decode_record, Record};
 use crate::sdk::chatdata::EncryptedRecord;
 use crate::store::{CorpId, Store};
 
@@ -103,7 +103,7 @@ pub async fn redecrypt(store: Arc<dyn Store>, sources: &Sources, corpid: &CorpId
                 encrypt_random_key: u.encrypt_random_key,
                 encrypt_chat_msg: u.encrypt_chat_msg,
             };
-            let (row, media) = decode_record(&keyring, &record);
+            let Record { row, media, .. } = decode_record(&keyring, &record);
             match &row.decrypt_error {
                 None => {
                     store.replace_decrypted(corpid, u.id, &row, &media).await.map_err(store_error)?;
