@@ -92,7 +92,9 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     let media_dir = media_root.join(corpid.as_str());
     let system = actix_rt::System::new();
     let available = system.block_on(async move {
-        let store = store::connect(&url).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+        let store = store::connect(&url, crate::config::DatabaseConfig::default().max_connections)
+            .await
+            .map_err(|e| CliError::Runtime(e.to_string()))?;
         store.migrate().await.map_err(|e| CliError::Runtime(e.to_string()))?;
         let sources = Sources { fixed: vec![spec], ..Sources::default() };
         let pipeline = Pipeline::start(store, sdk, sources, &config).map_err(|e| CliError::Runtime(e.to_string()))?;

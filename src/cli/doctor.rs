@@ -427,7 +427,7 @@ pub(super) async fn check_database(r: &mut Report, cfg: &Config, fix: bool) -> O
         r.ok(SUBJECT, format!("{shown}: connected, schema up to date"));
         return Some(store);
     }
-    let store = connect(r, &shown, store::connect(url)).await?;
+    let store = connect(r, &shown, store::connect(url, cfg.database.max_connections)).await?;
     match tokio::time::timeout(DB_MIGRATE_TIMEOUT, store.migrate()).await {
         Ok(Ok(())) => {
             r.ok(SUBJECT, format!("{shown}: connected, migrations applied"));

@@ -137,7 +137,9 @@ where
         .build()
         .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async move {
-        let store = crate::store::connect(cfg.database.url.expose()).await.map_err(store_error)?;
+        let store = crate::store::connect(cfg.database.url.expose(), cfg.database.max_connections)
+            .await
+            .map_err(store_error)?;
         store.migrate().await.map_err(store_error)?;
         // `redecrypt` inserts media rows too: held, like the daemon's, when media is off.
         store.hold_new_media(!cfg.media.enabled);

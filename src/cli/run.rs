@@ -485,7 +485,7 @@ const DB_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// One attempt: a direct driver connection first (MySQL/MariaDB), then the store's pool and the
 /// migrations.
-async fn try_store(url: &str) -> Result<Arc<dyn store::Store>, DbAttempt> {
+async fn try_store(url: &str, max_connections: u32) -> Result<Arc<dyn store::Store>, DbAttempt> {
     let mysql = url.strip_prefix("mariadb://").map(|rest| format!("mysql://{rest}"));
     let mysql = mysql.as_deref().unwrap_or(url);
     if mysql.starts_with("mysql://") {
@@ -497,7 +497,7 @@ async fn try_store(url: &str) -> Result<Arc<dyn store::Store>, DbAttempt> {
             .map_err(DbAttempt::Connect)?;
         let _ = conn.close().await;
     }
-    let store = store::connect(url).await.map_err(DbAttempt::Store)?;
+    let store = store::connect(url, max_connections).await.map_err(DbAttempt::Store)?;
     store.migrate().await.map_err(DbAttempt::Store)?;
     Ok(store)
 }
@@ -512,7 +512,7 @@ async fn connect_store(cfg: &Config, signals: &mut Signals) -> Result<Option<Arc
     loop {
         attempt += 1;
         let result = tokio::select! {
-            r = try_store(cfg.database.url.expose()) => r,
+            r = try_store(cfg.database.url.expose(), cfg.database.max_connections) => r,
             () = signals.stop() => return Ok(None),
         };
         let error = match result {
