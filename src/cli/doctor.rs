@@ -203,7 +203,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
             r.fail("config", &e);
             check_ffmpeg(&mut r, None);
             r.summary();
-            return Err(CliError::Config(e.to_string()));
+            return Err(e.into());
         }
     };
     remember_config_secrets(&mut r, &cfg);
@@ -213,7 +213,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| CliError::runtime("cannot start the async runtime", e))?;
     let store = rt.block_on(check_database(&mut r, &cfg, args.fix));
     let corps = rt.block_on(check_corps(&mut r, &cfg, store.as_ref()));
     check_ffmpeg(&mut r, Some(&cfg));
