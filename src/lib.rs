@@ -8,6 +8,8 @@
 //! - [`crypto`]: private keys, the per-corp keyring, RSA, and the native `DecryptData`;
 //! - [`message`]: a decrypted record → the row and media items to store (every msgtype, hostile
 //!   input);
+//! - [`decode`]: an encrypted record → its complete row (decrypt with [`crypto`], parse with
+//!   [`message`]) on the decrypt pool, for the pipeline and `redecrypt`;
 //! - [`store`]: the `Store` trait over MySQL/MariaDB and SQLite (per-corp tables, one transaction
 //!   per batch, the Java-schema upgrade);
 //! - [`config`]: layered configuration (defaults < TOML < environment);
@@ -21,7 +23,7 @@
 //! - [`backoff`], [`unwind`]: exponential backoff with jitter, and the one place where panics at
 //!   untrusted edges become errors.
 //!
-//! `crypto`, `message`, `store` and `config` know nothing of actors; `actors` is the glue.
+//! `crypto`, `message`, `decode`, `store` and `config` know nothing of actors; `actors` is the glue.
 //!
 //! `unsafe` code is denied everywhere but in [`sdk`], and every `unsafe` block there says why it is
 //! sound in a `// SAFETY:` comment (clippy's `undocumented_unsafe_blocks`).
@@ -35,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod corps;
 pub mod crypto;
+pub mod decode;
 pub mod logging;
 pub mod media;
 pub mod message;

@@ -42,13 +42,6 @@ pub enum LogError {
     NotInitialised,
 }
 
-impl LogError {
-    /// Never: a bad filter stays bad.
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-}
-
 fn parse(level: &str) -> Result<EnvFilter, LogError> {
     EnvFilter::try_new(level).map_err(|e| LogError::BadFilter { filter: level.to_string(), message: e.to_string() })
 }

@@ -15,7 +15,8 @@ fn main() {
     let (level, format) = cli::log_settings(&cli);
     wework_msgaudit::logging::init(&level, format);
     if let Err(e) = cli::run(cli) {
-        eprintln!("wework-msgaudit: {e}");
+        // The error and every cause under it (`cli::report`).
+        eprintln!("wework-msgaudit: {}", cli::report(&e));
         std::process::exit(e.exit_code());
     }
 }

@@ -47,13 +47,6 @@ pub enum WatchError {
     },
 }
 
-impl WatchError {
-    /// Watching may work later (e.g. once the directory exists); polling covers the meantime.
-    pub fn is_retryable(&self) -> bool {
-        true
-    }
-}
-
 /// A watch on up to two files; dropping it stops watching.
 pub struct FileWatch {
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,

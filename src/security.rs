@@ -102,13 +102,6 @@ pub enum SecurityError {
     Crypto(String),
 }
 
-impl SecurityError {
-    /// None of these fixes itself: a key or a stored value has to change.
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-}
-
 /// The 32-byte master key. `Debug` shows only its id.
 pub struct MasterKey {
     key: LessSafeKey,

@@ -105,7 +105,7 @@ impl Db {
     }
 
     async fn store(&self) -> Arc<dyn store::Store> {
-        let s = store::connect(&self.url).await.unwrap();
+        let s = store::connect(&self.url, 4).await.unwrap();
         s.migrate().await.unwrap();
         s
     }

@@ -156,3 +156,24 @@ fn configuration_mistakes_exit_2() {
     assert_eq!(code, Some(2), "a missing corps file: {err}");
     assert!(err.contains("corps.toml"), "{err}");
 }
+
+/// Issue 13 point 5: an error printed by the binary carries its causes, not only their summary:
+/// what the command was doing, the storage error, the operating system's reason.
+#[test]
+fn an_error_shows_its_cause_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("no-such-dir").join("x.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"sqlite://{}\"\n", db.display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
+        .args(["media", "stats", "--config", config.to_str().unwrap()])
+        .env_remove("WEWORK_MSGAUDIT_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err.lines().find(|l| l.starts_with("wework-msgaudit: ")).unwrap_or_else(|| panic!("{err}"));
+    let expected = format!("wework-msgaudit: opening the database sqlite://{}: database error: ", db.display());
+    assert!(line.starts_with(&expected), "{line}");
+    assert!(line.ends_with("No such file or directory (os error 2)"), "{line}");
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use crypto_support::{fixture, rsa_encrypt_b64, SplitMix};
-use wework_msgaudit::crypto::{self, decrypt_record, parse_private_key, CryptoError, KeyError, Keyring, PrivateKey};
+use wework_msgaudit::crypto::{decrypt_record, parse_private_key, CryptoError, KeyError, Keyring, PrivateKey};
 
 const FORMS_2048: &[&str] = &[
     "rsa2048.pkcs8.pem",
@@ -308,7 +308,6 @@ fn keyring_missing_version_and_wrong_key() {
         let erk = rsa_encrypt_b64(&key2048().public_key_der(), t.as_bytes(), seed);
         let err = ring.decrypt_random_key(3, &erk).unwrap_err();
         assert!(matches!(err, CryptoError::WrongKey { ver: 3 } | CryptoError::RandomKeyNotText { ver: 3 }), "{err}");
-        assert!(!err.is_retryable());
         assert_eq!(err.sdk_code(), None);
     }
     // A key of another size: the ciphertext length does not match.
@@ -356,22 +355,6 @@ fn decrypt_record_end_to_end_with_the_emulator() {
         let err = decrypt_record(&ring, 1, &erk, msg).unwrap_err();
         assert_eq!(err.sdk_code(), Some(10005), "{err}");
         assert!(matches!(err, CryptoError::Native(_)));
-    }
-}
-
-#[test]
-fn no_error_is_retryable() {
-    let errors = [
-        CryptoError::from(KeyError::Empty),
-        CryptoError::MissingKeyVersion(1),
-        CryptoError::WrongKey { ver: 1 },
-        CryptoError::RsaDecrypt,
-        CryptoError::CorruptCiphertext { reason: "x" },
-        CryptoError::RandomKeyNotText { ver: 1 },
-        CryptoError::from(crypto::decrypt_data(b"", b"").unwrap_err()),
-    ];
-    for e in errors {
-        assert!(!e.is_retryable(), "{e}");
     }
 }
 

@@ -52,7 +52,7 @@ fn a_permanent_errcode_marks_the_corp_failing_and_transient_ones_are_retried() {
             corp_toml("wwerrtransient0001", 300, "errcode_rate = 0.2\nerrcode = 45009\nempty_body_rate = 0.1"),
         );
         let emu = emulator::Emulator::new(toml::from_str(&scenario).unwrap()).unwrap();
-        let store = store::connect("sqlite::memory:").await.unwrap();
+        let store = store::connect("sqlite::memory:", 1).await.unwrap();
         store.migrate().await.unwrap();
         let p = Pipeline::start(
             store,
@@ -90,7 +90,7 @@ fn a_hundred_corps_are_pulled_by_two_sdk_threads() {
         let scenario: String = ids.iter().map(|id| corp_toml(id, 30, "")).collect();
         let emu = emulator::Emulator::new(toml::from_str(&scenario).unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let store = store::connect(&format!("sqlite://{}", dir.path().join("many.db").display())).await.unwrap();
+        let store = store::connect(&format!("sqlite://{}", dir.path().join("many.db").display()), 4).await.unwrap();
         store.migrate().await.unwrap();
         let p = Pipeline::start(
             Arc::clone(&store),

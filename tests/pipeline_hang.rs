@@ -55,7 +55,7 @@ fn config(max_hung: usize) -> PipelineConfig {
 }
 
 async fn start(max_hung: usize) -> Pipeline {
-    let store = store::connect("sqlite::memory:").await.unwrap();
+    let store = store::connect("sqlite::memory:", 1).await.unwrap();
     store.migrate().await.unwrap();
     let sdk = Arc::new(EmulatedSdk::new(Arc::new(emulator::Emulator::new(scenario()).unwrap())));
     Pipeline::start(

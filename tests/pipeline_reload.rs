@@ -76,7 +76,7 @@ fn reload_restarts_changed_stops_removed_starts_new_keeps_untouched() {
     actix_rt::System::new().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("r.db").display());
-        let store = store::connect(&url).await.unwrap();
+        let store = store::connect(&url, 4).await.unwrap();
         store.migrate().await.unwrap();
         let file = dir.path().join("corps.toml");
         write(&file, &format!("{}{}{}", file_corp(0, 100), file_corp(1, 100), file_corp(2, 100)));
@@ -128,7 +128,7 @@ fn reload_restarts_changed_stops_removed_starts_new_keeps_untouched() {
 #[test]
 fn the_corplist_tables_are_a_source() {
     actix_rt::System::new().block_on(async {
-        let store = store::connect("sqlite::memory:").await.unwrap();
+        let store = store::connect("sqlite::memory:", 1).await.unwrap();
         store.migrate().await.unwrap();
         let pem = |v| Secret::new(emulator::demo_private_key_pem(v).unwrap());
         let row = |corpid: &str, prikey: Secret, status| CorpRow {
@@ -193,7 +193,7 @@ fn the_corplist_tables_are_a_source() {
 #[test]
 fn a_corp_actor_that_ends_with_an_error_is_restarted_with_backoff() {
     actix_rt::System::new().block_on(async {
-        let store = store::connect("sqlite::memory:").await.unwrap();
+        let store = store::connect("sqlite::memory:", 1).await.unwrap();
         store.migrate().await.unwrap();
         let emu = Arc::new(emulator::Emulator::new(scenario(1, 100)).unwrap());
         let dir = tempfile::tempdir().unwrap();

@@ -31,9 +31,9 @@ const CORPS: usize = 3;
 const MANY_CORPS: usize = 500;
 const MANY_RECORDS: u64 = 20;
 
-/// The SQLite store's connection pool (`SqliteStore::connect`: 4 connections for a file), one
+/// The SQLite store's connection pool (`common::pipeline::STORE_CONNECTIONS` for a file), one
 /// worker thread per connection (sqlx-sqlite).
-const SQLITE_STORE_CONNECTIONS: usize = 4;
+const SQLITE_STORE_CONNECTIONS: usize = common::pipeline::STORE_CONNECTIONS as usize;
 /// The test's own verification connection to the same SQLite file (`Db::sqlite`).
 const VERIFY_CONNECTIONS: usize = 1;
 /// Fixed overhead beyond the pools: the test harness's main thread, and 2 spare for short-lived

@@ -84,7 +84,7 @@ impl TestDb {
 async fn sqlite_db() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = connect(&url).await.unwrap();
+    let store = connect(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let raw = Raw::Lite(sqlx::SqlitePool::connect(&url).await.unwrap());
     TestDb { store, url, raw, _dir: Some(dir), drop_db: None }
@@ -134,7 +134,7 @@ async fn mysql_db() -> Option<TestDb> {
     conn.execute(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4").as_str()).await.unwrap();
     conn.close().await.unwrap();
     let url = with_db(&base, &db);
-    let store = connect(&url).await.unwrap();
+    let store = connect(&url, 4).await.unwrap();
     let raw = Raw::My(sqlx::MySqlPool::connect(&url).await.unwrap());
     let t = TestDb { store, url, raw, _dir: None, drop_db: Some((admin, db)) };
     Some(t)
@@ -213,7 +213,7 @@ async fn ensure_tables_and_reject_bad_corpids(db: &TestDb) {
     assert_eq!(db.count("media_wwensure0001").await, 0);
     assert_eq!(db.count("corplist").await, 0);
     // Idempotent across store instances too (fresh cache, tables already there).
-    let again = connect(&db.url).await.unwrap();
+    let again = connect(&db.url, 4).await.unwrap();
     again.ensure_corp_tables(&c).await.unwrap();
 }
 
@@ -557,9 +557,9 @@ async fn oversized_rows_are_stored_in_parts_and_read_back_whole(db: &TestDb) {
 /// is, and (MySQL) a value longer than its column type spilled instead of cut.
 async fn a_small_packet_limit_cuts_statements_and_values(db: &TestDb) {
     let s: Arc<dyn Store> = if db.is_mysql() {
-        Arc::new(MysqlStore::connect(&db.url).await.unwrap().with_packet_limit(64 << 10))
+        Arc::new(MysqlStore::connect(&db.url, 8).await.unwrap().with_packet_limit(64 << 10))
     } else {
-        Arc::new(SqliteStore::connect(&db.url).await.unwrap().with_packet_limit(64 << 10))
+        Arc::new(SqliteStore::connect(&db.url, 4).await.unwrap().with_packet_limit(64 << 10))
     };
     assert_eq!(s.limits().packet, 64 << 10);
     assert_eq!(s.limits().statement_bytes(), 16 << 10);
@@ -593,11 +593,11 @@ fn spill_lookalike() -> String {
 }
 
 async fn connect_schemes(db: &TestDb) {
-    let err = connect("postgres://user:hunter2@host/db").await.unwrap_err();
+    let err = connect("postgres://user:hunter2@host/db", 4).await.unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl(_)));
     assert!(!err.to_string().contains("hunter2") && !format!("{err:?}").contains("hunter2"));
     assert!(!format!("{:?}", db.store).contains("hunter2"));
-    let mem = connect("sqlite::memory:").await.unwrap();
+    let mem = connect("sqlite::memory:", 1).await.unwrap();
     mem.migrate().await.unwrap();
     mem.write_batch(&corp("wwmem"), &[row(1)], &[], 1).await.unwrap();
     assert_eq!(mem.cursor(&corp("wwmem")).await.unwrap(), 1);
@@ -868,7 +868,7 @@ async fn java_upgrade_from_java_schema() {
     assert_eq!(db.store.cursor(&c).await.unwrap(), u64::MAX);
     // Again: a no-op, with this store and with a fresh one.
     db.store.migrate_java_corp_table(&c).await.unwrap();
-    let fresh = connect(&db.url).await.unwrap();
+    let fresh = connect(&db.url, 4).await.unwrap();
     fresh.ensure_corp_tables(&c).await.unwrap();
     assert_eq!(db.count(&t).await, 8);
     assert_eq!(db.count(&m).await, 2);
@@ -885,7 +885,7 @@ async fn java_upgrade_interrupted_before_the_marker_completes_later() {
     // As if the process died before the last step: the marker column is missing.
     db.exec(&format!("ALTER TABLE `{t}` DROP COLUMN encrypt_chat_msg")).await;
     db.exec(&format!("UPDATE `{t}` SET status = 1")).await;
-    let fresh = connect(&db.url).await.unwrap();
+    let fresh = connect(&db.url, 4).await.unwrap();
     fresh.ensure_corp_tables(&c).await.unwrap();
     assert_eq!(db.count(&t).await, 5);
     assert_eq!(db.int(&format!("SELECT CAST(SUM(status) AS SIGNED INTEGER) FROM `{t}`")).await, Some(4));

@@ -3,10 +3,9 @@
 //! The loop (a future owned by the actor, traced in a span with the `corpid` field):
 //! 1. read the cursor from the store;
 //! 2. fetch `(cursor, limit)` on the [`SdkPool`](super::sdk_pool::SdkPool);
-//! 3. decrypt and parse the page on the rayon decrypt pool (`unwind::catch`: a panic becomes
-//!    [`CorpError::Panicked`] for this corp only, decision 1): a record that cannot be decrypted
-//!    becomes a [`message::undecryptable`] row; a row whose plaintext was not clean UTF-8 or not
-//!    JSON keeps its ciphertext too (decision 6);
+//! 3. decrypt and parse the page on the rayon decrypt pool ([`decode::decode_on`], which builds
+//!    the complete rows; a panic there becomes [`CorpError::Panicked`] for this corp only,
+//!    decision 1);
 //! 4. wait for the previous write (at most one write in flight), send
 //!    [`WriteBatch`](super::db_writer::WriteBatch) and go back to 2 from the page's max seq while
 //!    that write runs. The cursor advances only in the database transaction.
@@ -26,8 +25,7 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 use actix::prelude::*;
-use rayon::prelude::*;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::db_writer::{Committed, WriteBatch};
@@ -35,10 +33,9 @@ use super::progress::{self, Line, Progress};
 use super::sdk_pool::PoolError;
 use super::{KeyOutcome, Shared};
 use crate::corps::CorpSpec;
-use crate::crypto::{self, Keyring};
-use crate::message;
-use crate::sdk::{EncryptedRecord, NetOptions, SdkError};
-use crate::store::{CorpId, MediaItem, Row, StoreError};
+use crate::decode::{self, DecodeError};
+use crate::sdk::{NetOptions, SdkError};
+use crate::store::{CorpId, StoreError};
 
 /// Stop pulling (graceful).
 #[derive(Debug, Message)]
@@ -72,6 +69,15 @@ pub enum CorpError {
     /// Another instance took the corp's lease (the batch was not written).
     #[error("{0}")]
     LeaseLost(String),
+}
+
+impl From<DecodeError> for CorpError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Panicked(message) => Self::Panicked(message),
+            e @ DecodeError::PoolGone => Self::PoolGone(e.to_string()),
+        }
+    }
 }
 
 /// The actor of one corp.
@@ -138,17 +144,6 @@ struct Puller {
     progress: Progress,
     /// Failed writes since the last committed one.
     write_failures: std::sync::atomic::AtomicU32,
-}
-
-/// A decoded page.
-#[derive(Debug, Default)]
-pub struct Decoded {
-    /// Rows, in seq order.
-    pub rows: Vec<Row>,
-    /// Media items.
-    pub media: Vec<MediaItem>,
-    /// What each record says about the key of its `publickey_ver`, in seq order.
-    pub keys: Vec<(u32, KeyOutcome)>,
 }
 
 /// A write in flight: the cursor it will commit and its stats.
@@ -328,13 +323,14 @@ impl Puller {
             let count = page.records.len();
             let max_seq = page.max_seq().unwrap_or(next_seq).max(next_seq);
             // 3. Decrypt + parse on the decrypt pool.
-            let decoded = match decode_on(&self.shared.decrypt, Arc::clone(&self.spec.keyring), page.records).await {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = self.settle(&mut inflight, &mut committed).await;
-                    break Err(e);
-                }
-            };
+            let decoded =
+                match decode::decode_on(&self.shared.decrypt, Arc::clone(&self.spec.keyring), page.records).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = self.settle(&mut inflight, &mut committed).await;
+                        break Err(e.into());
+                    }
+                };
             // 4. One write in flight: settle the previous one, then send this one.
             if let Err(e) = self.settle(&mut inflight, &mut committed).await {
                 break Err(e);
@@ -491,133 +487,6 @@ impl Puller {
     }
 }
 
-/// Decrypts and parses a page on `pool`, catching panics. The page is cut into one slice per
-/// pool thread and each slice is its own job, decoded sequentially: no pool thread ever blocks
-/// waiting for another job (a rayon `join` inside a spawned job lets the waiting thread run other
-/// corps' jobs on top of its stack, which overflowed it with hundreds of corps).
-pub async fn decode_on(
-    pool: &rayon::ThreadPool,
-    keyring: Arc<Keyring>,
-    records: Vec<EncryptedRecord>,
-) -> Result<Decoded, CorpError> {
-    let records = Arc::new(records);
-    let slice = records.len().div_ceil(pool.current_num_threads().max(1)).max(1);
-    let jobs: Vec<_> = (0..records.len())
-        .step_by(slice)
-        .map(|start| {
-            let (keyring, records) = (Arc::clone(&keyring), Arc::clone(&records));
-            spawn_on(pool, move || {
-                let end = (start + slice).min(records.len());
-                decode_slice(&keyring, &records[start..end])
-            })
-        })
-        .collect();
-    let mut out = Decoded { rows: Vec::with_capacity(records.len()), media: Vec::new(), keys: Vec::new() };
-    for job in jobs {
-        let part = job.await.map_err(|_| CorpError::PoolGone("the decrypt pool dropped a job".into()))??;
-        out.rows.extend(part.rows);
-        out.media.extend(part.media);
-        out.keys.extend(part.keys);
-    }
-    Ok(out)
-}
-
-/// Spawns `f` on `pool` now; the receiver yields its result, a panic as [`CorpError::Panicked`].
-fn spawn_on<T: Send + 'static>(
-    pool: &rayon::ThreadPool,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> oneshot::Receiver<Result<T, CorpError>> {
-    let (tx, rx) = oneshot::channel();
-    pool.spawn(move || {
-        let result = crate::unwind::catch(f).map_err(CorpError::Panicked);
-        let _ = tx.send(result);
-    });
-    rx
-}
-
-/// Runs `f` on `pool` and awaits its result without blocking the event loop; a panic in `f`
-/// (also one propagated from rayon's parallel iterators) becomes [`CorpError::Panicked`].
-pub async fn on_pool<T: Send + 'static>(
-    pool: &rayon::ThreadPool,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, CorpError> {
-    spawn_on(pool, f).await.map_err(|_| CorpError::PoolGone("the decrypt pool dropped a job".into()))?
-}
-
-/// Decrypts and parses every record of a page, in parallel on the current rayon pool (for
-/// callers outside the pipeline; the pipeline uses [`decode_on`]).
-pub fn decode_page(keyring: &Keyring, records: &[EncryptedRecord]) -> Decoded {
-    let parsed: Vec<Keyed> = records.par_iter().map(|r| decode_keyed(keyring, r)).collect();
-    collect_decoded(parsed)
-}
-
-/// Decrypts and parses records one after the other on the calling thread.
-pub fn decode_slice(keyring: &Keyring, records: &[EncryptedRecord]) -> Decoded {
-    collect_decoded(records.iter().map(|r| decode_keyed(keyring, r)).collect())
-}
-
-/// A decoded record with what it says about its key.
-type Keyed = (Row, Vec<message::MediaRef>, KeyOutcome);
-
-fn collect_decoded(parsed: Vec<Keyed>) -> Decoded {
-    let mut out = Decoded { rows: Vec::with_capacity(parsed.len()), media: Vec::new(), keys: Vec::new() };
-    for (row, media, key) in parsed {
-        out.media.extend(media.into_iter().map(|m| (row.msgid.clone(), row.seq, m)));
-        out.keys.push((row.publickey_ver, key));
-        out.rows.push(row);
-    }
-    out
-}
-
-/// What a decryption failure says about the key: the RSA step failed (wrong key, no key for the
-/// version, a random key that is no text) or the record was corrupt before the key was used.
-pub fn key_outcome(e: &crypto::CryptoError) -> KeyOutcome {
-    use crypto::CryptoError as E;
-    match e {
-        E::WrongKey { .. } | E::MissingKeyVersion(_) | E::RandomKeyNotText { .. } | E::RsaDecrypt | E::Key(_) => {
-            KeyOutcome::KeyFailed(e.to_string())
-        }
-        // The random key decrypted: the key is right, the message part is corrupt.
-        E::Native(_) => KeyOutcome::Decrypted,
-        E::CorruptCiphertext { .. } => KeyOutcome::Unknown,
-    }
-}
-
-/// One record → its row and media items (never fails: an undecryptable record is a row too).
-pub fn decode_record(keyring: &Keyring, r: &EncryptedRecord) -> (Row, Vec<message::MediaRef>) {
-    let (row, media, _) = decode_keyed(keyring, r);
-    (row, media)
-}
-
-/// [`decode_record`], and what the record says about its key.
-pub fn decode_keyed(keyring: &Keyring, r: &EncryptedRecord) -> Keyed {
-    match crypto::decrypt_record(keyring, r.publickey_ver, &r.encrypt_random_key, &r.encrypt_chat_msg) {
-        Ok(plain) => {
-            let message::Parsed { mut row, media } = message::parse_record(r.seq, r.publickey_ver, &plain);
-            if row.msgid.is_empty() {
-                row.msgid.clone_from(&r.msgid);
-            }
-            if row.decrypt_error.is_some() {
-                row.encrypt_random_key = Some(r.encrypt_random_key.clone());
-                row.encrypt_chat_msg = Some(r.encrypt_chat_msg.clone());
-            }
-            (row, media, KeyOutcome::Decrypted)
-        }
-        Err(e) => (
-            message::undecryptable(
-                r.seq,
-                &r.msgid,
-                r.publickey_ver,
-                &r.encrypt_random_key,
-                &r.encrypt_chat_msg,
-                &e.to_string(),
-            ),
-            Vec::new(),
-            key_outcome(&e),
-        ),
-    }
-}
-
 /// True for SDK errors that mark a corp failing rather than backing off (decision 11).
 pub fn is_permanent(e: &SdkError) -> bool {
     !e.is_retryable()
@@ -626,40 +495,6 @@ pub fn is_permanent(e: &SdkError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_page_is_decoded_in_slices_in_order() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let records: Vec<EncryptedRecord> = (1..=10u64)
-            .map(|seq| EncryptedRecord {
-                seq,
-                msgid: format!("m{seq}"),
-                publickey_ver: 1,
-                encrypt_random_key: "bad".into(),
-                encrypt_chat_msg: "bad".into(),
-            })
-            .collect();
-        let d = rt.block_on(decode_on(&pool, Arc::new(Keyring::new()), records)).unwrap();
-        assert_eq!(d.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
-        assert!(d.rows.iter().all(|r| r.decrypt_error.is_some()));
-        let empty = rt.block_on(decode_on(&pool, Arc::new(Keyring::new()), Vec::new())).unwrap();
-        assert!(empty.rows.is_empty());
-    }
-
-    #[test]
-    fn a_panic_on_the_decrypt_pool_is_a_typed_error() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let r = rt.block_on(on_pool(&pool, || -> u32 { panic!("boom in decrypt") }));
-        assert!(matches!(&r, Err(CorpError::Panicked(m)) if m.contains("boom in decrypt")), "{r:?}");
-        // A panic inside a parallel iterator reaches the caller too.
-        let r = rt.block_on(on_pool(&pool, || {
-            (0..100u32).into_par_iter().map(|i| if i == 57 { panic!("item {i}") } else { i }).sum::<u32>()
-        }));
-        assert!(matches!(&r, Err(CorpError::Panicked(m)) if m.contains("item 57")), "{r:?}");
-        assert_eq!(rt.block_on(on_pool(&pool, || 41 + 1)).unwrap(), 42);
-    }
 
     #[test]
     fn permanent_errcodes() {

@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 
 use crate::corps::Sources;
+pub use crate::decode::KeyOutcome;
 use crate::sdk::FinanceSdk;
 use crate::store::{CorpId, Store};
 
@@ -218,17 +219,6 @@ impl KeyHealth {
             f64::from(self.undecryptable()) / f64::from(self.records())
         }
     }
-}
-
-/// What decrypting one record says about the key of its `publickey_ver`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyOutcome {
-    /// The key decrypted the record's random key.
-    Decrypted,
-    /// The key is wrong or missing for this version (the error text).
-    KeyFailed(String),
-    /// Nothing known about the key (the record itself is corrupt before the RSA step).
-    Unknown,
 }
 
 /// A key version that started or stopped failing (for the corp's log).

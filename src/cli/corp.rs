@@ -18,7 +18,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 
-use super::{store_error, with_store_of, CliError};
+use super::{with_store_of, CliError};
 use crate::config::Config;
 use crate::corps::{self, CorpSource, Defaults};
 use crate::crypto::{parse_private_key, PrivateKey};
@@ -129,8 +129,8 @@ pub fn run(args: &CorpArgs) -> Result<(), CliError> {
     // Everything that can be checked without the database is checked first: a bad corpid, a
     // missing file, a bad key or an unusable master key never opens (let alone changes) the
     // database.
-    let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
-    let at_rest = || AtRest::load(&cfg.security.master_key_file).map_err(|e| CliError::Config(e.to_string()));
+    let cfg = Config::load(args.config.as_deref())?;
+    let at_rest = || AtRest::load(&cfg.security.master_key_file).map_err(|e| CliError::config("the master key", e));
     match &args.command {
         CorpCommand::Add(a) => {
             let corpid = corpid(&a.corpid)?;
@@ -182,15 +182,19 @@ pub fn run(args: &CorpArgs) -> Result<(), CliError> {
 }
 
 fn corpid(s: &str) -> Result<CorpId, CliError> {
-    CorpId::new(s).map_err(|e| CliError::Config(e.to_string()))
+    CorpId::new(s).map_err(|e| CliError::config("the corpid", e))
 }
 
 fn read_secret(file: Option<&Path>, env: Option<&str>) -> Result<Secret, CliError> {
     let raw = match (file, env) {
         (Some(file), _) => std::fs::read_to_string(file)
-            .map_err(|e| CliError::Config(format!("cannot read the secret file {}: {e}", file.display())))?,
+            .map_err(|e| CliError::config(format!("cannot read the secret file {}", file.display()), e))?,
         (None, Some(var)) => {
-            std::env::var(var).map_err(|e| CliError::Config(format!("cannot read the secret from ${var}: {e}")))?
+            // Not `VarError`'s text: for a value that is not Unicode it shows the value.
+            std::env::var(var).map_err(|e| {
+                let why = if e == std::env::VarError::NotPresent { "not set" } else { "not valid Unicode" };
+                CliError::Config(format!("cannot read the secret from ${var}: {why}"))
+            })?
         }
         (None, None) => return Err(CliError::Config("give --secret-file or --secret-env".into())),
     };
@@ -209,10 +213,10 @@ struct ValidKey {
 }
 
 fn read_key(file: &Path) -> Result<ValidKey, CliError> {
-    let bytes = std::fs::read(file)
-        .map_err(|e| CliError::Config(format!("cannot read the key file {}: {e}", file.display())))?;
+    let bytes =
+        std::fs::read(file).map_err(|e| CliError::config(format!("cannot read the key file {}", file.display()), e))?;
     let key = parse_private_key(&bytes)
-        .map_err(|e| CliError::Config(format!("the key in {} is not usable: {e}", file.display())))?;
+        .map_err(|e| CliError::config(format!("the key in {} is not usable", file.display()), e))?;
     let text = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
@@ -247,11 +251,16 @@ fn not_in_table(cfg: &Config, corpid: &CorpId, what: &str) -> CliError {
 }
 
 async fn find(store: &dyn Store, corpid: &CorpId) -> Result<Option<CorpRow>, CliError> {
-    Ok(store.list_corps().await.map_err(store_error)?.into_iter().find(|r| r.corpid == corpid.as_str()))
+    Ok(store
+        .list_corps()
+        .await
+        .map_err(CliError::store("reading corplist"))?
+        .into_iter()
+        .find(|r| r.corpid == corpid.as_str()))
 }
 
 fn protect(at_rest: &AtRest, place: &str, value: &Secret) -> Result<Secret, CliError> {
-    at_rest.protect(place, value).map_err(|e| CliError::Config(e.to_string()))
+    at_rest.protect(place, value).map_err(|e| CliError::config(format!("sealing {place}"), e))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -286,12 +295,15 @@ async fn add(
         status: 1,
         update: 1,
     };
-    store.upsert_corp(&row).await.map_err(store_error)?;
+    store.upsert_corp(&row).await.map_err(CliError::store(format!("storing corp {corpid}")))?;
     let sealed = if at_rest.key_id().is_some() { ", secret stored encrypted" } else { "" };
     println!("added corp {corpid} (enabled, limits {}, timeout {timeout}s{sealed})", a.limits);
     if let Some((ver, key)) = key {
         let text = protect(at_rest, &security::key_place(corpid.as_str(), ver), &key.text)?;
-        store.put_corp_key(&corpid, ver, &text).await.map_err(store_error)?;
+        store
+            .put_corp_key(&corpid, ver, &text)
+            .await
+            .map_err(CliError::store(format!("storing key {ver} of corp {corpid}")))?;
         println!("key version {ver}: {}", describe(&key.key));
     } else {
         println!("no key yet: add one with `corp set-key {corpid} --ver V --key-file PEM`");
@@ -318,8 +330,8 @@ fn stored_as(values: &[&Secret]) -> &'static str {
 }
 
 async fn list(store: Arc<dyn Store>, cfg: &Config, at_rest: AtRest) -> Result<(), CliError> {
-    let corps = store.list_corps().await.map_err(store_error)?;
-    let keys = store.list_corp_keys().await.map_err(store_error)?;
+    let corps = store.list_corps().await.map_err(CliError::store("reading corplist"))?;
+    let keys = store.list_corp_keys().await.map_err(CliError::store("reading corp_keys"))?;
     let fp = |place: String, text: &Secret| match at_rest.reveal(&place, text) {
         Ok(plain) => match parse_private_key(plain.expose().as_bytes()) {
             Ok(k) => k.fingerprint(),
@@ -420,7 +432,7 @@ async fn set_status(store: Arc<dyn Store>, cfg: &Config, corpid: CorpId, status:
         let hint = format!("set `enabled = {}` in its [[corp]] entry there", status == 1);
         return Err(not_in_table(cfg, &corpid, &hint));
     }
-    store.set_corp_status(&corpid, status).await.map_err(store_error)?;
+    store.set_corp_status(&corpid, status).await.map_err(CliError::store(format!("updating corp {corpid}")))?;
     println!("corp {corpid} {}", if status == 1 { "enabled" } else { "disabled" });
     Ok(())
 }
@@ -447,7 +459,10 @@ async fn set_key(
         return Err(not_in_table(cfg, &corpid, &hint));
     }
     let text = protect(at_rest, &security::key_place(corpid.as_str(), ver), &key.text)?;
-    store.put_corp_key(&corpid, ver, &text).await.map_err(store_error)?;
+    store
+        .put_corp_key(&corpid, ver, &text)
+        .await
+        .map_err(CliError::store(format!("storing key {ver} of corp {corpid}")))?;
     println!("corp {corpid} key version {ver}: {}", describe(&key.key));
     Ok(())
 }
@@ -463,7 +478,7 @@ async fn rotate_secret(
         return Err(not_in_table(cfg, &corpid, "change its `secret` there"));
     };
     row.secret = protect(at_rest, &security::secret_place(corpid.as_str()), &secret)?;
-    store.upsert_corp(&row).await.map_err(store_error)?;
+    store.upsert_corp(&row).await.map_err(CliError::store(format!("storing corp {corpid}")))?;
     let how = if at_rest.key_id().is_some() { "stored encrypted" } else { "stored as plaintext (no master key)" };
     println!("corp {corpid}: new secret {how}; a running daemon restarts the corp with it at its next reload");
     Ok(())
@@ -482,7 +497,7 @@ async fn encrypt_existing(store: Arc<dyn Store>, at_rest: AtRest) -> Result<(), 
         }
     };
     let (mut values, mut corps_changed) = (0, 0);
-    for mut row in store.list_corps().await.map_err(store_error)? {
+    for mut row in store.list_corps().await.map_err(CliError::store("reading corplist"))? {
         let secret = seal(security::secret_place(&row.corpid), &row.secret)?;
         let prikey = seal(security::prikey_place(&row.corpid), &row.prikey)?;
         if secret.is_none() && prikey.is_none() {
@@ -495,12 +510,15 @@ async fn encrypt_existing(store: Arc<dyn Store>, at_rest: AtRest) -> Result<(), 
         if let Some(k) = prikey {
             row.prikey = k;
         }
-        store.upsert_corp(&row).await.map_err(store_error)?;
+        store.upsert_corp(&row).await.map_err(CliError::store(format!("storing corp {}", row.corpid)))?;
         corps_changed += 1;
     }
-    for (corpid, ver, pem) in store.list_corp_keys().await.map_err(store_error)? {
+    for (corpid, ver, pem) in store.list_corp_keys().await.map_err(CliError::store("reading corp_keys"))? {
         if let Some(sealed) = seal(security::key_place(&corpid, ver), &pem)? {
-            store.put_corp_key(&self::corpid(&corpid)?, ver, &sealed).await.map_err(store_error)?;
+            store
+                .put_corp_key(&self::corpid(&corpid)?, ver, &sealed)
+                .await
+                .map_err(CliError::store(format!("storing key {ver} of corp {corpid}")))?;
             values += 1;
         }
     }

@@ -43,13 +43,13 @@ pub struct DemoArgs {
 /// Runs `demo`.
 pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     let (sdk, emu): (Arc<dyn FinanceSdk>, Option<Arc<emulator::Emulator>>) = match &args.sdk {
-        Some(path) => (Arc::new(VendorSdk::load(path).map_err(|e| CliError::Config(e.to_string()))?), None),
+        Some(path) => (Arc::new(VendorSdk::load(path).map_err(|e| CliError::config("--sdk", e))?), None),
         None => {
             let emu = Arc::new(emulator::Emulator::demo());
             (Arc::new(EmulatedSdk::new(Arc::clone(&emu))), Some(emu))
         }
     };
-    let corpid = CorpId::new(emulator::DEMO_CORPID).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let corpid = CorpId::new(emulator::DEMO_CORPID).map_err(|e| CliError::runtime("the demo corpid", e))?;
     let spec = CorpSpec::new(
         corpid.clone(),
         "demo corp",
@@ -92,10 +92,13 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     let media_dir = media_root.join(corpid.as_str());
     let system = actix_rt::System::new();
     let available = system.block_on(async move {
-        let store = store::connect(&url).await.map_err(|e| CliError::Runtime(e.to_string()))?;
-        store.migrate().await.map_err(|e| CliError::Runtime(e.to_string()))?;
+        let store = store::connect(&url, crate::config::DatabaseConfig::default().max_connections)
+            .await
+            .map_err(CliError::store(format!("opening the demo database {url}")))?;
+        store.migrate().await.map_err(CliError::store("migrating the demo database"))?;
         let sources = Sources { fixed: vec![spec], ..Sources::default() };
-        let pipeline = Pipeline::start(store, sdk, sources, &config).map_err(|e| CliError::Runtime(e.to_string()))?;
+        let pipeline =
+            Pipeline::start(store, sdk, sources, &config).map_err(|e| CliError::runtime("starting the pipeline", e))?;
         let started = Instant::now();
         let until = started + duration;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -174,14 +177,14 @@ fn fresh_media_root(root: &Path) -> Result<(), CliError> {
     match std::fs::remove_dir_all(root) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(CliError::Config(format!("cannot clear {}: {e}", root.display()))),
+        Err(e) => Err(CliError::config(format!("cannot clear {}", root.display()), e)),
     }
 }
 
 /// Deletes the demo database (and its WAL files) and makes sure its directory exists.
 fn fresh_database(db: &Path) -> Result<(), CliError> {
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| CliError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| CliError::config(format!("cannot create {}", dir.display()), e))?;
     }
     for suffix in ["", "-wal", "-shm"] {
         let mut p = db.as_os_str().to_owned();
@@ -189,7 +192,7 @@ fn fresh_database(db: &Path) -> Result<(), CliError> {
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CliError::Config(format!("cannot remove {}: {e}", Path::new(&p).display()))),
+            Err(e) => return Err(CliError::config(format!("cannot remove {}", Path::new(&p).display()), e)),
         }
     }
     Ok(())
@@ -200,7 +203,8 @@ fn demo_keyring() -> Result<Keyring, CliError> {
     for ver in 1..=3 {
         let pem = emulator::demo_private_key_pem(ver)
             .ok_or_else(|| CliError::Runtime(format!("the emulator has no demo key {ver}")))?;
-        let key = crypto::keys::parse_private_key(pem.as_bytes()).map_err(|e| CliError::Runtime(e.to_string()))?;
+        let key = crypto::keys::parse_private_key(pem.as_bytes())
+            .map_err(|e| CliError::runtime(format!("demo key {ver}"), e))?;
         keyring.insert(ver, key);
     }
     Ok(keyring)

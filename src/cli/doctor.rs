@@ -203,7 +203,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
             r.fail("config", &e);
             check_ffmpeg(&mut r, None);
             r.summary();
-            return Err(CliError::Config(e.to_string()));
+            return Err(e.into());
         }
     };
     remember_config_secrets(&mut r, &cfg);
@@ -213,7 +213,7 @@ pub fn run(args: &DoctorArgs) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| CliError::runtime("cannot start the async runtime", e))?;
     let store = rt.block_on(check_database(&mut r, &cfg, args.fix));
     let corps = rt.block_on(check_corps(&mut r, &cfg, store.as_ref()));
     check_ffmpeg(&mut r, Some(&cfg));
@@ -427,7 +427,7 @@ pub(super) async fn check_database(r: &mut Report, cfg: &Config, fix: bool) -> O
         r.ok(SUBJECT, format!("{shown}: connected, schema up to date"));
         return Some(store);
     }
-    let store = connect(r, &shown, store::connect(url)).await?;
+    let store = connect(r, &shown, store::connect(url, cfg.database.max_connections)).await?;
     match tokio::time::timeout(DB_MIGRATE_TIMEOUT, store.migrate()).await {
         Ok(Ok(())) => {
             r.ok(SUBJECT, format!("{shown}: connected, migrations applied"));
@@ -808,7 +808,7 @@ fn check_online(r: &mut Report, cfg: &Config, sdk: Option<&dyn FinanceSdk>, corp
 
 /// Per `publickey_ver` of `records`: does the corp's configured key decrypt them?
 fn check_keys(r: &mut Report, subject: &str, spec: &CorpSpec, records: &[crate::sdk::EncryptedRecord]) {
-    use crate::actors::KeyOutcome;
+    use crate::decode::KeyOutcome;
     #[derive(Default)]
     struct Tally {
         decrypted: usize,
@@ -830,7 +830,7 @@ fn check_keys(r: &mut Report, subject: &str, spec: &CorpSpec, records: &[crate::
             &rec.encrypt_chat_msg,
         ) {
             Ok(_) => t.decrypted += 1,
-            Err(e) => match crate::actors::corp::key_outcome(&e) {
+            Err(e) => match crate::decode::key_outcome(&e) {
                 KeyOutcome::Decrypted => t.decrypted += 1,
                 KeyOutcome::KeyFailed(why) => {
                     t.failed += 1;

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 
 use std::collections::BTreeMap;
 
-use super::{store_error, with_store, with_store_of, CliError};
+use super::{with_store, with_store_of, CliError};
 use crate::config::Config;
 use crate::corps::{self, SourceError};
 use crate::store::{CorpId, Store};
@@ -52,17 +52,20 @@ pub enum MediaCommand {
 pub fn run(args: &MediaArgs) -> Result<(), CliError> {
     match &args.command {
         MediaCommand::Retry { corp, status } => {
-            let corpid = CorpId::new(corp).map_err(|e| CliError::Config(e.to_string()))?;
+            let corpid = CorpId::new(corp).map_err(|e| CliError::config("--corp", e))?;
             let status = *status;
             with_store(args.config.as_deref(), move |store| async move {
-                let n = store.requeue_media(&corpid, status).await.map_err(store_error)?;
+                let n = store
+                    .requeue_media(&corpid, status)
+                    .await
+                    .map_err(CliError::store(format!("re-queueing media of {corpid}")))?;
                 println!("{corpid}: {n} media items in status {status} re-queued");
                 Ok(())
             })
         }
         MediaCommand::Stats { corp } => {
-            let only = corp.as_deref().map(CorpId::new).transpose().map_err(|e| CliError::Config(e.to_string()))?;
-            let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
+            let only = corp.as_deref().map(CorpId::new).transpose().map_err(|e| CliError::config("--corp", e))?;
+            let cfg = Config::load(args.config.as_deref())?;
             with_store_of(&cfg, |store| async { stats(store, &cfg, only).await })
         }
     }
@@ -72,8 +75,8 @@ async fn stats(store: Arc<dyn Store>, cfg: &Config, only: Option<CorpId>) -> Res
     // Every corp of every configured source, with where it is defined.
     let sources = super::run::sources_from_config(cfg, Some(Arc::clone(&store)));
     let parts = corps::read(&sources).await.map_err(|e| match e {
-        SourceError::Table(e) => store_error(e),
-        other => CliError::Runtime(other.to_string()),
+        SourceError::Table(e) => CliError::store("reading corplist/corp_keys")(e),
+        other => CliError::runtime("reading the corp sources", other),
     })?;
     let mut configured: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in parts.into_iter().flatten() {
@@ -94,7 +97,8 @@ async fn stats(store: Arc<dyn Store>, cfg: &Config, only: Option<CorpId>) -> Res
         "corpid", "source", "kind", "pending", "running", "done", "failed", "held"
     );
     for (corpid, source) in corps {
-        let counts = store.media_stats(&corpid).await.map_err(store_error)?;
+        let counts =
+            store.media_stats(&corpid).await.map_err(CliError::store(format!("counting media of {corpid}")))?;
         let mut kinds: Vec<&str> = counts.iter().map(|c| c.kind.as_str()).collect();
         kinds.dedup();
         if kinds.is_empty() {

@@ -2,7 +2,8 @@
 //!
 //! `main.rs` parses [`Cli`], sets up logging and calls [`run`]; each subcommand lives in its own
 //! module and returns a [`CliError`] whose [`CliError::exit_code`] tells configuration mistakes
-//! (exit 2) from runtime failures (exit 1).
+//! (exit 2) from runtime failures (exit 1). A `CliError` keeps the error that caused it as its
+//! `source`; `main.rs` prints the whole chain ([`report`]).
 
 pub mod corp;
 pub mod demo;
@@ -61,15 +62,50 @@ pub enum Command {
     SdkWorker(sdk_worker::SdkWorkerArgs),
 }
 
-/// Why a subcommand failed.
+/// The cause kept under a [`CliError`], whole, so that [`report`] can print its chain.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a subcommand failed. A variant with a `source` says what was being done; the cause and
+/// its own sources follow in [`report`] (never a secret: configuration errors name keys, not
+/// values, and database URLs are redacted).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The user asked for something impossible (bad flag value, missing file, bad key).
     #[error("configuration error: {0}")]
     Config(String),
+    /// The same, caused by `source`.
+    #[error("configuration error: {what}")]
+    ConfigCaused {
+        /// What was wrong or being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: Cause,
+    },
+    /// The configuration does not load (file, TOML, a key's value, the environment).
+    #[error("configuration error")]
+    LoadConfig(#[from] crate::config::ConfigError),
+    /// The database failed while `doing`; a bad URL or corpid is a configuration error.
+    #[error("{}{doing}", if store_is_config(.source) { "configuration error: " } else { "" })]
+    Store {
+        /// What was being done, e.g. `reading corplist`.
+        doing: String,
+        /// The storage error.
+        #[source]
+        source: crate::store::StoreError,
+    },
     /// Something failed while running.
     #[error("{0}")]
     Runtime(String),
+    /// The same, caused by `source`.
+    #[error("{what}")]
+    RuntimeCaused {
+        /// What failed.
+        what: String,
+        /// Why.
+        #[source]
+        source: Cause,
+    },
     /// `status`: no daemon answered (exit 3).
     #[error("{0}")]
     NotRunning(String),
@@ -80,11 +116,50 @@ impl CliError {
     /// `status` finds no daemon running.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Config(_) => 2,
-            Self::Runtime(_) => 1,
+            Self::Config(_) | Self::ConfigCaused { .. } | Self::LoadConfig(_) => 2,
+            Self::Store { source, .. } if store_is_config(source) => 2,
+            Self::Store { .. } | Self::Runtime(_) | Self::RuntimeCaused { .. } => 1,
             Self::NotRunning(_) => 3,
         }
     }
+
+    /// A configuration error: `what`, caused by `source`.
+    pub fn config(what: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self::ConfigCaused { what: what.into(), source: source.into() }
+    }
+
+    /// A runtime failure: `what`, caused by `source`.
+    pub fn runtime(what: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self::RuntimeCaused { what: what.into(), source: source.into() }
+    }
+
+    /// `map_err(CliError::store("reading corplist"))`: a storage error with what was being done.
+    pub fn store(doing: impl Into<String>) -> impl FnOnce(crate::store::StoreError) -> Self {
+        let doing = doing.into();
+        move |source| Self::Store { doing, source }
+    }
+}
+
+/// A bad URL or corpid: the user's mistake, not the database's.
+fn store_is_config(e: &crate::store::StoreError) -> bool {
+    use crate::store::StoreError;
+    matches!(e, StoreError::UnsupportedUrl(_) | StoreError::InvalidCorpId(_))
+}
+
+/// `e` and its sources, `: `-separated: what `main` prints. A source whose text its error
+/// already shows (`#[error("database error: {0}")]`) is not repeated.
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// The log filter and format to start with: `--log` if given, else the configuration's `[log]`
@@ -121,7 +196,7 @@ where
     F: FnOnce(std::sync::Arc<dyn crate::store::Store>) -> Fut,
     Fut: std::future::Future<Output = Result<(), CliError>>,
 {
-    let cfg = crate::config::Config::load(config).map_err(|e| CliError::Config(e.to_string()))?;
+    let cfg = crate::config::Config::load(config)?;
     with_store_of(&cfg, f)
 }
 
@@ -135,23 +210,16 @@ where
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| CliError::runtime("cannot start the async runtime", e))?;
     rt.block_on(async move {
-        let store = crate::store::connect(cfg.database.url.expose()).await.map_err(store_error)?;
-        store.migrate().await.map_err(store_error)?;
+        let store = crate::store::connect(cfg.database.url.expose(), cfg.database.max_connections)
+            .await
+            .map_err(CliError::store(format!("opening the database {}", cfg.database.redacted_url())))?;
+        store.migrate().await.map_err(CliError::store("migrating the database"))?;
         // `redecrypt` inserts media rows too: held, like the daemon's, when media is off.
         store.hold_new_media(!cfg.media.enabled);
         f(store).await
     })
-}
-
-/// A storage error as a CLI error: a bad URL or corpid is a configuration error, the rest runtime.
-pub fn store_error(e: crate::store::StoreError) -> CliError {
-    use crate::store::StoreError;
-    match e {
-        StoreError::UnsupportedUrl(_) | StoreError::InvalidCorpId(_) => CliError::Config(e.to_string()),
-        other => CliError::Runtime(other.to_string()),
-    }
 }
 
 /// Where the vendor library is looked for when no path is configured: `lib/` beside the working
@@ -163,4 +231,40 @@ pub fn default_sdk_paths() -> Vec<PathBuf> {
         paths.push(dir.join("lib").join(NAME));
     }
     paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    /// An error whose text does not show its source (as sqlx's and many others' do not).
+    #[derive(Debug, thiserror::Error)]
+    #[error("the corps file is unusable")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_report_shows_every_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = CliError::runtime("reading the corp sources", Outer(io));
+        assert_eq!(report(&e), "reading the corp sources: the corps file is unusable: no such file");
+        assert_eq!(e.exit_code(), 1);
+        // A cause whose text its error already shows is not repeated.
+        let db = StoreError::Db(sqlx::Error::Io(std::io::Error::other("connection reset")));
+        let e = CliError::store("reading corplist")(db);
+        assert_eq!(report(&e), "reading corplist: database error: error communicating with database: connection reset");
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn exit_codes_follow_the_kind_of_cause() {
+        let e = CliError::store("opening the database")(StoreError::UnsupportedUrl("postgres://x".into()));
+        assert_eq!(e.exit_code(), 2);
+        assert!(report(&e).starts_with("configuration error: opening the database: unsupported database URL"));
+        let e = CliError::from(crate::config::Config::from_parts("[pull]\nlimt = 1\n", None, []).unwrap_err());
+        assert_eq!(e.exit_code(), 2);
+        assert!(report(&e).starts_with("configuration error: invalid configuration: "), "{}", report(&e));
+        assert_eq!(CliError::config("--corp", std::io::Error::other("x")).exit_code(), 2);
+        assert_eq!(CliError::NotRunning("no daemon".into()).exit_code(), 3);
+    }
 }

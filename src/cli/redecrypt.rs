@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{store_error, with_store_of, CliError};
-use crate::actors::corp::decode_record;
+use super::{with_store_of, CliError};
 use crate::config::Config;
 use crate::corps::{self, SourceError, Sources};
+use crate::decode::{decode_record, Record};
 use crate::sdk::chatdata::EncryptedRecord;
 use crate::store::{CorpId, Store};
 
@@ -66,8 +66,8 @@ impl Outcome {
 
 /// Runs `redecrypt`.
 pub fn run(args: &RedecryptArgs) -> Result<(), CliError> {
-    let corpid = CorpId::new(&args.corp).map_err(|e| CliError::Config(e.to_string()))?;
-    let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
+    let corpid = CorpId::new(&args.corp).map_err(|e| CliError::config("--corp", e))?;
+    let cfg = Config::load(args.config.as_deref())?;
     with_store_of(&cfg, |store| async {
         let sources = super::run::sources_from_config(&cfg, Some(Arc::clone(&store)));
         let outcome = redecrypt(store, &sources, &corpid).await?;
@@ -83,8 +83,8 @@ pub async fn redecrypt(store: Arc<dyn Store>, sources: &Sources, corpid: &CorpId
         Ok(Some(Ok(spec))) => Arc::clone(&spec.keyring),
         Ok(Some(Err(e))) => return Err(CliError::Config(format!("corp {corpid}: {e}"))),
         Ok(None) => return Err(CliError::Config(format!("no corp {corpid} in corplist or the corps file"))),
-        Err(SourceError::Table(e)) => return Err(store_error(e)),
-        Err(e) => return Err(CliError::Runtime(e.to_string())),
+        Err(SourceError::Table(e)) => return Err(CliError::store("reading corplist/corp_keys")(e)),
+        Err(e) => return Err(CliError::runtime(format!("finding corp {corpid}"), e)),
     };
     if keyring.is_empty() {
         return Err(CliError::Config(format!("corp {corpid} has no key: add one with `corp set-key`")));
@@ -92,7 +92,10 @@ pub async fn redecrypt(store: Arc<dyn Store>, sources: &Sources, corpid: &CorpId
     let mut outcome = Outcome::default();
     let mut after = 0;
     loop {
-        let page = store.undecrypted(corpid, after, PAGE).await.map_err(store_error)?;
+        let page = store
+            .undecrypted(corpid, after, PAGE)
+            .await
+            .map_err(CliError::store(format!("reading undecryptable rows of {corpid}")))?;
         let Some(last) = page.last() else { break };
         after = last.id;
         for u in page {
@@ -103,16 +106,22 @@ pub async fn redecrypt(store: Arc<dyn Store>, sources: &Sources, corpid: &CorpId
                 encrypt_random_key: u.encrypt_random_key,
                 encrypt_chat_msg: u.encrypt_chat_msg,
             };
-            let (row, media) = decode_record(&keyring, &record);
+            let Record { row, media, .. } = decode_record(&keyring, &record);
             match &row.decrypt_error {
                 None => {
-                    store.replace_decrypted(corpid, u.id, &row, &media).await.map_err(store_error)?;
+                    store
+                        .replace_decrypted(corpid, u.id, &row, &media)
+                        .await
+                        .map_err(CliError::store("storing a decrypted row"))?;
                     outcome.recovered += 1;
                 }
                 Some(reason) => {
                     // Decrypted but not clean (decision 6): store what was read, ciphertext kept.
                     if !row.msgdata.is_empty() {
-                        store.replace_decrypted(corpid, u.id, &row, &media).await.map_err(store_error)?;
+                        store
+                            .replace_decrypted(corpid, u.id, &row, &media)
+                            .await
+                            .map_err(CliError::store("storing a decrypted row"))?;
                     }
                     outcome.still += 1;
                     *outcome.reasons.entry(reason_class(reason)).or_default() += 1;
@@ -120,7 +129,10 @@ pub async fn redecrypt(store: Arc<dyn Store>, sources: &Sources, corpid: &CorpId
             }
         }
     }
-    outcome.unrecoverable = store.count_unrecoverable(corpid).await.map_err(store_error)?;
+    outcome.unrecoverable = store
+        .count_unrecoverable(corpid)
+        .await
+        .map_err(CliError::store(format!("counting the Java version's rows of {corpid}")))?;
     Ok(outcome)
 }
 

@@ -50,16 +50,16 @@ pub struct RunArgs {
 /// `log_overridden`: the log filter came from `--log`/`WEWORK_MSGAUDIT_LOG` (then `[log] level`
 /// edits are not applied).
 pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
-    let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
+    let cfg = Config::load(args.config.as_deref())?;
     let http = match cfg.http.listen.as_str() {
         "" => None,
-        listen => Some(listen.parse::<SocketAddr>().map_err(|e| CliError::Config(format!("http.listen: {e}")))?),
+        listen => Some(listen.parse::<SocketAddr>().map_err(|e| CliError::config("http.listen", e))?),
     };
     let token = observe::http::read_token(&cfg.http.token_file).map_err(CliError::Config)?;
     let sdk = load_daemon_sdk(&cfg.sdk.library, cfg.sdk.isolate)?;
     // A master key that is configured but unusable is a configuration error at start-up (later
     // reloads keep running and leave out only the corps whose sealed values need it).
-    crate::security::AtRest::load(&cfg.security.master_key_file).map_err(|e| CliError::Config(e.to_string()))?;
+    crate::security::AtRest::load(&cfg.security.master_key_file).map_err(|e| CliError::config("the master key", e))?;
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
         // First of all: from here on SIGHUP reloads instead of ending the process.
@@ -81,11 +81,11 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                     tracing::warn!("no enabled corp yet; the sources are re-read every reload_interval");
                 }
             }
-            Err(e @ SourceError::File { .. }) => return Err(CliError::Config(e.to_string())),
-            Err(e) => return Err(CliError::Runtime(e.to_string())),
+            Err(e @ SourceError::File { .. }) => return Err(CliError::config("the corps file", e)),
+            Err(e) => return Err(CliError::runtime("reading the corp sources", e)),
         }
         let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_config(&cfg))
-            .map_err(|e| CliError::Runtime(e.to_string()))?;
+            .map_err(|e| CliError::runtime("starting the pipeline", e))?;
         let observer = Observer::new(
             observe::Sources {
                 stats: Some(Arc::clone(&pipeline.stats)),
@@ -102,7 +102,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         let server = match http {
             Some(addr) => {
                 let server = observe::http::serve(addr, observer, token)
-                    .map_err(|e| CliError::Config(format!("http.listen: cannot listen: {e}")))?;
+                    .map_err(|e| CliError::config("http.listen: cannot listen", e))?;
                 tracing::info!(%addr, "serving /healthz, /metrics and /status");
                 let handle = server.handle();
                 actix_rt::spawn(server);
@@ -268,10 +268,10 @@ fn read_table(path: &Path) -> Option<toml::Table> {
 /// `emulator` → the in-process emulator (`WWF_EMULATOR_SCENARIO`), anything else a library path.
 pub fn load_sdk(library: &Path) -> Result<Arc<dyn FinanceSdk>, CliError> {
     if library.as_os_str() == "emulator" {
-        let emu = emulator::Emulator::from_env().map_err(|e| CliError::Config(format!("emulator scenario: {e}")))?;
+        let emu = emulator::Emulator::from_env().map_err(|e| CliError::config("emulator scenario", e))?;
         return Ok(Arc::new(EmulatedSdk::new(Arc::new(emu))));
     }
-    Ok(Arc::new(VendorSdk::load(library).map_err(|e| CliError::Config(e.to_string()))?))
+    Ok(Arc::new(VendorSdk::load(library).map_err(|e| CliError::config("sdk.library", e))?))
 }
 
 /// The daemon's SDK: [`load_sdk`], except that a vendor library runs in `sdk-worker` child
@@ -281,8 +281,8 @@ pub fn load_daemon_sdk(library: &Path, isolate: bool) -> Result<Arc<dyn FinanceS
         return load_sdk(library);
     }
     let sdk = ProcessSdk::start(library, ProcessOptions::default()).map_err(|e| match e {
-        e @ crate::sdk::SdkError::Load { .. } => CliError::Config(e.to_string()),
-        e => CliError::Runtime(e.to_string()),
+        e @ crate::sdk::SdkError::Load { .. } => CliError::config("sdk.library", e),
+        e => CliError::runtime("starting the sdk-worker processes", e),
     })?;
     Ok(Arc::new(sdk))
 }
@@ -399,7 +399,7 @@ impl Signals {
     fn install() -> Result<Self, CliError> {
         use tokio::signal::unix::{signal, SignalKind};
         let handler =
-            |kind: SignalKind, name: &str| signal(kind).map_err(|e| CliError::Runtime(format!("{name} handler: {e}")));
+            |kind: SignalKind, name: &str| signal(kind).map_err(|e| CliError::runtime(format!("{name} handler"), e));
         Ok(Self {
             term: handler(SignalKind::terminate(), "SIGTERM")?,
             int: handler(SignalKind::interrupt(), "SIGINT")?,
@@ -429,13 +429,13 @@ impl Signals {
 enum DbAttempt {
     /// The driver's own connection attempt (it names the cause, where the pool only says
     /// "pool timed out").
-    #[error("{}", chain(.0))]
+    #[error("{}", super::report(.0))]
     Connect(sqlx::Error),
     /// No answer within [`DB_CONNECT_TIMEOUT`].
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// Opening the pool or migrating.
-    #[error("{}", chain(.0))]
+    #[error("{}", super::report(.0))]
     Store(store::StoreError),
 }
 
@@ -462,21 +462,6 @@ impl DbAttempt {
     }
 }
 
-/// `e` and its sources, `: `-separated (sqlx's I/O error hides the OS error in its source).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 /// One connection attempt's time limit (a host that drops packets would otherwise hang it).
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First and longest wait between attempts to reach the database at start-up.
@@ -485,7 +470,7 @@ const DB_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// One attempt: a direct driver connection first (MySQL/MariaDB), then the store's pool and the
 /// migrations.
-async fn try_store(url: &str) -> Result<Arc<dyn store::Store>, DbAttempt> {
+async fn try_store(url: &str, max_connections: u32) -> Result<Arc<dyn store::Store>, DbAttempt> {
     let mysql = url.strip_prefix("mariadb://").map(|rest| format!("mysql://{rest}"));
     let mysql = mysql.as_deref().unwrap_or(url);
     if mysql.starts_with("mysql://") {
@@ -497,7 +482,7 @@ async fn try_store(url: &str) -> Result<Arc<dyn store::Store>, DbAttempt> {
             .map_err(DbAttempt::Connect)?;
         let _ = conn.close().await;
     }
-    let store = store::connect(url).await.map_err(DbAttempt::Store)?;
+    let store = store::connect(url, max_connections).await.map_err(DbAttempt::Store)?;
     store.migrate().await.map_err(DbAttempt::Store)?;
     Ok(store)
 }
@@ -512,7 +497,7 @@ async fn connect_store(cfg: &Config, signals: &mut Signals) -> Result<Option<Arc
     loop {
         attempt += 1;
         let result = tokio::select! {
-            r = try_store(cfg.database.url.expose()) => r,
+            r = try_store(cfg.database.url.expose(), cfg.database.max_connections) => r,
             () = signals.stop() => return Ok(None),
         };
         let error = match result {
@@ -522,8 +507,8 @@ async fn connect_store(cfg: &Config, signals: &mut Signals) -> Result<Option<Arc
                 }
                 return Ok(Some(store));
             }
-            Err(e) if e.is_config() => return Err(CliError::Config(format!("database.url: {e}"))),
-            Err(e) if !e.is_retryable() => return Err(CliError::Runtime(format!("database {target}: {e}"))),
+            Err(e) if e.is_config() => return Err(CliError::config("database.url", e)),
+            Err(e) if !e.is_retryable() => return Err(CliError::runtime(format!("database {target}"), e)),
             Err(e) => e,
         };
         tracing::warn!(database = %target, attempt, retry_in = ?delay, %error, "cannot reach the database; retrying");
@@ -538,8 +523,8 @@ async fn connect_store(cfg: &Config, signals: &mut Signals) -> Result<Option<Arc
 /// Waits for SIGINT or SIGTERM.
 pub async fn wait_for_signal() -> Result<(), CliError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| CliError::Runtime(format!("SIGTERM handler: {e}")))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| CliError::Runtime(format!("SIGINT handler: {e}")))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| CliError::runtime("SIGTERM handler", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| CliError::runtime("SIGINT handler", e))?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = int.recv() => tracing::info!("SIGINT"),

@@ -22,5 +22,5 @@ pub struct SdkWorkerArgs {
 
 /// Serves the daemon until it closes the channel.
 pub fn run(args: &SdkWorkerArgs) -> Result<(), CliError> {
-    crate::sdk::worker::serve(&args.library, args.channel_fd).map_err(|e| CliError::Runtime(e.to_string()))
+    crate::sdk::worker::serve(&args.library, args.channel_fd).map_err(|e| CliError::runtime("sdk-worker", e))
 }

@@ -51,7 +51,7 @@ enum Asked {
 
 /// Prints the report; see the module documentation for the exit codes.
 pub fn run(args: &StatusArgs) -> Result<(), CliError> {
-    let cfg = Config::load(args.config.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
+    let cfg = Config::load(args.config.as_deref())?;
     let token = observe::http::read_token(&cfg.http.token_file).map_err(CliError::Config)?;
     let configured = configured_corps(&cfg);
     let why = match ask_daemon(&cfg.http.listen, token.as_ref()) {
@@ -78,6 +78,7 @@ pub fn run(args: &StatusArgs) -> Result<(), CliError> {
             String::new()
         }
         Err(e) => {
+            let e = super::report(&e);
             if !args.json {
                 println!("daemon: not running ({why})\ndatabase: NOT OK: {e}");
             }
@@ -95,7 +96,8 @@ fn print(
     configured: &[(String, CorpSource, bool)],
 ) -> Result<(), CliError> {
     if args.json {
-        let json = serde_json::to_string_pretty(report).map_err(|e| CliError::Runtime(e.to_string()))?;
+        let json =
+            serde_json::to_string_pretty(report).map_err(|e| CliError::runtime("writing the report as JSON", e))?;
         println!("{json}");
     } else {
         let sources = configured.iter().map(|c| (c.0.clone(), c.1.to_string())).collect();
@@ -156,7 +158,8 @@ pub fn http_get(addr: SocketAddr, path: &str, token: Option<&Secret>) -> std::io
 fn database_report(cfg: &Config) -> Result<Report, CliError> {
     super::with_store_of(cfg, |store| async move {
         let sources = super::run::sources_from_config(cfg, Some(std::sync::Arc::clone(&store)));
-        let desired = crate::corps::load(&sources).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+        let desired =
+            crate::corps::load(&sources).await.map_err(|e| CliError::runtime("reading the corp sources", e))?;
         let disabled = desired.disabled.iter().filter_map(|(c, _)| crate::store::CorpId::new(c).ok());
         let src = observe::Sources {
             stats: None,

@@ -36,7 +36,7 @@ pub fn run(args: &ValidateArgs) -> Result<(), CliError> {
         Err(e) => {
             r.fail("config", &e);
             r.summary();
-            return Err(CliError::Config(e.to_string()));
+            return Err(e.into());
         }
     };
     doctor::remember_config_secrets(&mut r, &cfg);
@@ -58,7 +58,7 @@ pub fn run(args: &ValidateArgs) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| CliError::runtime("cannot start the async runtime", e))?;
     let store = if cfg.corps.table { rt.block_on(doctor::check_database(&mut r, &cfg, false)) } else { None };
     let database_failed = r.failed() - invalid;
     rt.block_on(doctor::check_corps(&mut r, &cfg, store.as_ref()));

@@ -60,13 +60,6 @@ pub enum ConfigError {
     BadEnv(String),
 }
 
-impl ConfigError {
-    /// Configuration errors never fix themselves.
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-}
-
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -172,7 +165,7 @@ impl Default for DaemonConfig {
 pub struct DatabaseConfig {
     /// `mysql://…` or `sqlite://…` (may hold a password: see [`DatabaseConfig::redacted_url`]).
     pub url: Secret,
-    /// Pool size.
+    /// Connections in the pool (at least 1; an in-memory SQLite database always has exactly one).
     pub max_connections: u32,
 }
 
@@ -198,17 +191,6 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// How records are decrypted (ARCHITECTURE.md decision 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DecryptMode {
-    /// The native implementation (default).
-    #[default]
-    Native,
-    /// The vendor's DecryptData, behind input guards.
-    Sdk,
-}
-
 /// `[sdk]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -224,8 +206,6 @@ pub struct SdkConfig {
     pub proxy: String,
     /// Proxy credentials.
     pub proxy_password: Secret,
-    /// Decryption path.
-    pub decrypt: DecryptMode,
     /// More GetChatData calls hung at once than this: exit non-zero (decision 3).
     pub max_hung_threads: usize,
     /// Run a vendor library in `sdk-worker` child processes (a crash inside it ends a child,
@@ -241,7 +221,6 @@ impl Default for SdkConfig {
             timeout: Duration::from_secs(10),
             proxy: String::new(),
             proxy_password: Secret::default(),
-            decrypt: DecryptMode::Native,
             max_hung_threads: 8,
             isolate: true,
         }
@@ -453,6 +432,9 @@ impl Config {
         {
             return Err(("media.backend", "\"s3\" needs media.s3_endpoint and media.s3_bucket".into()));
         }
+        if self.database.max_connections == 0 {
+            return Err(("database.max_connections", "must be at least 1".into()));
+        }
         if self.daemon.failing_after == 0 {
             return Err(("daemon.failing_after", "must be at least 1".into()));
         }
@@ -496,6 +478,103 @@ mod tests {
         let from_file = Config::from_parts(example, None, env(&[])).expect("example.toml parses");
         let defaults = Config::default();
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"), "config/example.toml must show the defaults");
+    }
+
+    /// Issue 13 point 5: every key of `config/example.toml` is one the configuration reads (the
+    /// file parses, unknown keys being errors: `defaults_match_example_toml`), and, set alone to
+    /// another value, changes the loaded configuration.
+    #[test]
+    fn every_documented_key_changes_the_configuration() {
+        let example: toml::Table = include_str!("../../config/example.toml").parse().unwrap();
+        // Debug redacts secrets: add them in clear (this is a test).
+        let seen = |c: &Config| {
+            format!(
+                "{c:?} {} {} {} {}",
+                c.database.url.expose(),
+                c.sdk.proxy_password.expose(),
+                c.media.s3_access_key_id.expose(),
+                c.media.s3_secret_access_key.expose()
+            )
+        };
+        let defaults = seen(&Config::default());
+        let mut keys = 0;
+        for (key, section, value) in example_keys(&example) {
+            let other = match (key.as_str(), value) {
+                ("log.format", _) => "\"json\"".to_string(),
+                ("media.backend", _) => "\"s3\"\ns3_endpoint = \"http://s3\"\ns3_bucket = \"b\"".to_string(),
+                ("http.listen", _) => "\"127.0.0.1:9\"".to_string(),
+                ("media.mp3_sample_rate", _) => "8000".to_string(),
+                (_, toml::Value::String(s)) if humantime::parse_duration(s).is_ok() => "\"7s 3ms\"".to_string(),
+                (_, toml::Value::String(s)) => toml::Value::String(format!("{s}x")).to_string(),
+                (_, toml::Value::Integer(n)) => (n + 1).to_string(),
+                (_, toml::Value::Boolean(b)) => (!b).to_string(),
+                (_, other) => panic!("{key}: no other value for {other}"),
+            };
+            let name = key.rsplit('.').next().unwrap_or_default();
+            let text = format!("[{section}]\n{name} = {other}\n");
+            let cfg = Config::from_parts(&text, None, env(&[])).unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_ne!(seen(&cfg), defaults, "{key} = {other} does not change the configuration");
+            keys += 1;
+        }
+        assert!(keys > 40, "only {keys} keys in example.toml");
+    }
+
+    /// Issue 13 point 5: every key of `config/example.toml` is read by something outside this
+    /// module: `section.key` (`cfg.sdk.threads`), or `alias.key` after `let alias = &cfg.section;`,
+    /// as a field (not a method call) somewhere else in `src/`.
+    #[test]
+    fn every_documented_key_is_read_outside_the_config_module() {
+        let example: toml::Table = include_str!("../../config/example.toml").parse().unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut sources = Vec::new();
+        let mut dirs = vec![src.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() && path != src.join("config") {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    sources.push(std::fs::read_to_string(&path).unwrap());
+                }
+            }
+        }
+        assert!(sources.len() > 50, "{} source files", sources.len());
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        // `name.key` as a whole word, not followed by a call.
+        let reads = |text: &str, name: &str, key: &str| {
+            let pattern = format!("{name}.{key}");
+            text.match_indices(&pattern).any(|(at, _)| {
+                let before = text[..at].chars().next_back().unwrap_or(' ');
+                let after = text[at + pattern.len()..].chars().next().unwrap_or(' ');
+                !ident(before) && !ident(after) && after != '('
+            })
+        };
+        let unread: Vec<String> = example_keys(&example)
+            .into_iter()
+            .filter(|(key, section, _)| {
+                let field = key.rsplit('.').next().unwrap_or_default();
+                !sources.iter().any(|text| {
+                    let aliases = text.lines().filter_map(|line| {
+                        let line = line.trim().strip_prefix("let ")?.trim_start_matches("mut ");
+                        let (alias, value) = line.split_once(" = ")?;
+                        value.ends_with(&format!(".{section};")).then_some(alias)
+                    });
+                    reads(text, section, field) || aliases.into_iter().any(|a| reads(text, a, field))
+                })
+            })
+            .map(|(key, _, _)| key)
+            .collect();
+        assert!(unread.is_empty(), "documented in config/example.toml but read nowhere: {unread:?}");
+    }
+
+    /// `(section.key, section, value)` of every key of `example`.
+    fn example_keys(example: &toml::Table) -> Vec<(String, String, &toml::Value)> {
+        let mut out = Vec::new();
+        for (section, table) in example {
+            let toml::Value::Table(table) = table else { panic!("{section} is not a section") };
+            out.extend(table.iter().map(|(key, value)| (format!("{section}.{key}"), section.clone(), value)));
+        }
+        out
     }
 
     #[test]

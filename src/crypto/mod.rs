@@ -35,7 +35,7 @@ pub use native::{decrypt_data, NativeError};
 
 /// Every failure of this module.
 ///
-/// None is retryable ([`CryptoError::is_retryable`]): decryption is a pure function of the
+/// None is worth retrying: decryption is a pure function of the
 /// record and the keys, so the same input fails the same way every time. A record that fails is
 /// stored with its ciphertext and the error (invariant 1) and `redecrypt` retries it after the
 /// keys change — that is the only "retry" that can help.
@@ -80,14 +80,6 @@ pub enum CryptoError {
 }
 
 impl CryptoError {
-    /// Always `false`: decryption is deterministic, so retrying the same input cannot succeed.
-    /// Records that fail are kept with their ciphertext and re-decrypted (`redecrypt`) once a key
-    /// is added or fixed.
-    #[must_use]
-    pub fn is_retryable(&self) -> bool {
-        false
-    }
-
     /// The vendor SDK code for the same failure, for compatibility with the Java version's
     /// stored codes: native-decrypt failures map to 10000/10005/10006/10008 exactly as
     /// `DecryptData` would return them; a missing key version to 10007 (what `GetChatData`

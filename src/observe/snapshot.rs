@@ -69,7 +69,7 @@ mod tests {
     fn concurrent_requests_share_one_build_and_a_stale_snapshot_is_rebuilt() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let store = crate::store::connect("sqlite::memory:").await.unwrap();
+            let store = crate::store::connect("sqlite::memory:", 1).await.unwrap();
             store.migrate().await.unwrap();
             let stats = Arc::new(Stats::default());
             let id = CorpId::new("wwsnap").unwrap();

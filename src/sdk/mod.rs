@@ -110,7 +110,7 @@ pub trait FinanceSdk: Send + Sync {
     fn open(&self, corpid: &str, secret: &Secret) -> Result<Box<dyn SdkSession>, SdkError>;
 
     /// The SDK's `DecryptData`, after [`guard::check_decrypt_input`]. The daemon decrypts natively
-    /// (ARCHITECTURE.md decision 4); this exists for the contract tests and `decrypt = "sdk"`.
+    /// (ARCHITECTURE.md decision 4); this exists for the contract tests.
     fn decrypt_data(&self, encrypt_key: &str, encrypt_msg: &str) -> Result<Vec<u8>, SdkError>;
 
     /// True when the implementation bounds every call itself, cutting off one that hangs

@@ -109,15 +109,18 @@ pub async fn inspect(url: &str) -> Result<Inspection, StoreError> {
     Ok(Inspection { exists: true, pending })
 }
 
+/// The pool of a [`connect_read_only`] MySQL store: a few reads, one after the other.
+const READ_ONLY_CONNECTIONS: u32 = 2;
+
 /// A [`Store`] on an existing database that changes nothing: SQLite opened read-only (never
 /// created), MySQL connected without migrating. Only the reading methods are meant to be used.
 pub async fn connect_read_only(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if is_sqlite(url) {
         Ok(Arc::new(SqliteStore::connect_read_only(url).await?))
     } else if let Some(rest) = url.strip_prefix("mariadb://") {
-        Ok(Arc::new(MysqlStore::connect(&format!("mysql://{rest}")).await?))
+        Ok(Arc::new(MysqlStore::connect(&format!("mysql://{rest}"), READ_ONLY_CONNECTIONS).await?))
     } else if url.starts_with("mysql://") {
-        Ok(Arc::new(MysqlStore::connect(url).await?))
+        Ok(Arc::new(MysqlStore::connect(url, READ_ONLY_CONNECTIONS).await?))
     } else {
         Err(StoreError::UnsupportedUrl(super::redact_url(url)))
     }

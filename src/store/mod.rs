@@ -520,14 +520,16 @@ pub trait Store: Send + Sync + fmt::Debug {
 pub const MEDIA_HELD: u8 = 0;
 
 /// Connects to the database named by `url`: `mysql://…` or `mariadb://…` (MySQL, MariaDB,
-/// TiDB), `sqlite://path` or `sqlite::memory:`. Does not migrate: call [`Store::migrate`].
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+/// TiDB), `sqlite://path` or `sqlite::memory:`, with a pool of `max_connections` (`[database]
+/// max_connections`; at least 1, and always 1 for an in-memory SQLite database). Does not
+/// migrate: call [`Store::migrate`].
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(rest) = url.strip_prefix("mariadb://") {
-        Ok(Arc::new(MysqlStore::connect(&format!("mysql://{rest}")).await?))
+        Ok(Arc::new(MysqlStore::connect(&format!("mysql://{rest}"), max_connections).await?))
     } else if url.starts_with("mysql://") {
-        Ok(Arc::new(MysqlStore::connect(url).await?))
+        Ok(Arc::new(MysqlStore::connect(url, max_connections).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }

@@ -188,11 +188,11 @@ async fn bound_transactions(conn: &mut MySqlConnection) -> Result<(), sqlx::Erro
 
 impl MysqlStore {
     /// Connects (`mysql://user:pass@host:port/db`, `?socket=/path` for a Unix socket). The URL
-    /// is never logged nor kept with its password.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// is never logged nor kept with its password. `max_connections`: the pool size (at least 1).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let opts = MySqlConnectOptions::from_str(url)?.charset("utf8mb4");
         let pool = MySqlPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(|conn, _| Box::pin(async move { bound_transactions(conn).await }))
             .connect_with(opts)

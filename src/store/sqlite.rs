@@ -122,8 +122,9 @@ fn corp_ddl(c: &CorpId) -> Vec<String> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) `sqlite://path` or `sqlite::memory:`.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Opens (creating if missing) `sqlite://path` or `sqlite::memory:`; a file with a pool of
+    /// `max_connections` (at least 1).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let opts = SqliteConnectOptions::from_str(url)?;
         if !memory {
@@ -138,7 +139,7 @@ impl SqliteStore {
         let pool_opts = if memory {
             SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(4)
+            SqlitePoolOptions::new().max_connections(max_connections.max(1))
         };
         let pool = pool_opts.acquire_timeout(Duration::from_secs(60)).connect_with(opts).await?;
         Ok(Self::over(pool, url))

@@ -217,8 +217,12 @@ impl Db {
     }
 }
 
+/// The pool of the stores the tests open (a SQLite file: `tests/pipeline_scale.rs` counts its
+/// threads).
+pub const STORE_CONNECTIONS: u32 = 4;
+
 pub async fn open_url(url: &str) -> Arc<dyn Store> {
-    let s = store::connect(url).await.unwrap();
+    let s = store::connect(url, STORE_CONNECTIONS).await.unwrap();
     s.migrate().await.unwrap();
     s
 }
