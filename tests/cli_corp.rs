@@ -13,7 +13,7 @@
 //! MariaDB: `mysql://root@localhost/?socket=/run/mysqld/mysqld.sock` (or `WWF_TEST_MYSQL_URL`);
 //! unreachable → SKIPPED banner, or a failure under `CI=true`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -40,7 +40,7 @@ struct Db {
 }
 
 impl Db {
-    fn sqlite() -> Db {
+    async fn sqlite() -> Db {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("corp.db").display());
         Db::with_url(url, dir, None)
@@ -685,70 +685,9 @@ async fn file_corps(db: Db) {
     db.finish().await;
 }
 
-fn block_on<F: std::future::Future<Output = ()>>(f: F) {
-    actix_rt::System::new().block_on(f);
-}
-
-mod sqlite {
-    use super::*;
-
-    #[test]
-    fn add_list_enable_disable() {
-        block_on(async { super::add_list_enable_disable(Db::sqlite()).await });
-    }
-
-    #[test]
-    fn redecrypt_recovers_rows_after_set_key() {
-        block_on(async { redecrypt_after_set_key(Db::sqlite()).await });
-    }
-
-    #[test]
-    fn secrets_and_keys_sealed_at_rest() {
-        block_on(async { secrets_at_rest(Db::sqlite()).await });
-    }
-
-    #[test]
-    fn every_command_works_for_corps_of_the_corps_file() {
-        block_on(async { file_corps(Db::sqlite()).await });
-    }
-}
-
-mod mariadb {
-    use super::*;
-
-    #[test]
-    fn add_list_enable_disable() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                super::add_list_enable_disable(db).await;
-            }
-        });
-    }
-
-    #[test]
-    fn redecrypt_recovers_rows_after_set_key() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                redecrypt_after_set_key(db).await;
-            }
-        });
-    }
-
-    #[test]
-    fn secrets_and_keys_sealed_at_rest() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                secrets_at_rest(db).await;
-            }
-        });
-    }
-
-    #[test]
-    fn every_command_works_for_corps_of_the_corps_file() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                file_corps(db).await;
-            }
-        });
-    }
-}
+per_db!(
+    add_list_enable_disable,
+    redecrypt_recovers_rows_after_set_key => redecrypt_after_set_key,
+    secrets_and_keys_sealed_at_rest => secrets_at_rest,
+    every_command_works_for_corps_of_the_corps_file => file_corps,
+);

@@ -2,7 +2,7 @@
 //! emulator's `.so`, the full pipeline into a SQLite file; the test reads the database: every
 //! record of the demo corp stored once, every msgtype present, cursor = max seq.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

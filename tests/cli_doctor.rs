@@ -18,7 +18,7 @@
 //! Every run is searched for the configured secrets, the database password and a slice of every
 //! private key's text: none may appear on stdout or stderr.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

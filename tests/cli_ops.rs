@@ -12,14 +12,14 @@
 //! - every log line of these runs is free of the configured secrets and private keys, and every
 //!   JSON line that names a corp carries its `corpid` field.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::daemon::{free_port, get, replace_file, Daemon};
+use common::daemon::{free_port, get, replace_file, status_json, Daemon};
 use common::pipeline::{check_corp, Db};
 use serde_json::Value;
 
@@ -86,11 +86,6 @@ fn setup(db_url: &str, scenario: &str, corps: &str, extra: &str) -> Setup {
     let path = d.join("config.toml");
     std::fs::write(&path, config).unwrap();
     Setup { dir, config: path, port }
-}
-
-fn status_json(port: u16) -> Option<Value> {
-    let (code, body) = get(port, "/status")?;
-    (code == 200).then(|| serde_json::from_str(&body).unwrap())
 }
 
 fn corp<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
@@ -372,19 +367,7 @@ async fn operations(db: Db) {
     db.finish().await;
 }
 
-#[test]
-fn metrics_health_status_and_hot_reload_on_sqlite() {
-    actix_rt::System::new().block_on(async { operations(Db::sqlite().await).await });
-}
-
-#[test]
-fn metrics_health_status_and_hot_reload_on_mariadb() {
-    actix_rt::System::new().block_on(async {
-        if let Some(db) = Db::mysql().await {
-            operations(db).await;
-        }
-    });
-}
+per_db!(metrics_health_status_and_hot_reload => operations);
 
 async fn sigterm_during_ingest(db: Db) {
     const RECORDS: u64 = 15_000;
@@ -426,16 +409,4 @@ async fn sigterm_during_ingest(db: Db) {
     db.finish().await;
 }
 
-#[test]
-fn sigterm_during_heavy_ingest_exits_0_in_grace_and_loses_nothing_on_sqlite() {
-    actix_rt::System::new().block_on(async { sigterm_during_ingest(Db::sqlite().await).await });
-}
-
-#[test]
-fn sigterm_during_heavy_ingest_exits_0_in_grace_and_loses_nothing_on_mariadb() {
-    actix_rt::System::new().block_on(async {
-        if let Some(db) = Db::mysql().await {
-            sigterm_during_ingest(db).await;
-        }
-    });
-}
+per_db!(sigterm_during_heavy_ingest_exits_0_in_grace_and_loses_nothing => sigterm_during_ingest);

@@ -1,6 +1,6 @@
 //! Private-key parsing, redaction, the keyring and `decrypt_record` end to end.
 
-mod crypto_support;
+use crate::crypto_support;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! an independent implementation of the encrypting side (`crypto_support::hand_seal*`) and by the
 //! emulator.
 
-mod crypto_support;
+use crate::crypto_support;
 
 use crypto_support::{core_len, encode_info, hand_seal, hand_seal_with, seal_key_blob, HandSealed, SplitMix};
 use wework_msgaudit::crypto::native::{self, InfoError, NativeError};

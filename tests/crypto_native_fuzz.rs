@@ -11,7 +11,7 @@
 //! reference decoder, `check_layout` must agree with `decrypt_data` up to the AES stage, and
 //! nothing may panic. The count is printed and asserted.
 
-mod crypto_support;
+use crate::crypto_support;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -16,6 +16,8 @@
 //!
 //! A missing tool prints a loud SKIPPED banner; with `CI=true` it fails instead.
 
+use crate::common::skip_or_fail;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -29,13 +31,6 @@ fn repo(path: &str) -> String {
 
 fn have(cmd: &str, arg: &str) -> bool {
     Command::new(cmd).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-}
-
-fn skip_or_fail(what: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} (CI=true: this test must run)");
-    }
-    eprintln!("\n==================== SKIPPED: {what} ====================\n");
 }
 
 /// `systemd-analyze verify FILE`: (exit success, every line it printed).
@@ -59,7 +54,7 @@ fn shutdown_grace() -> Duration {
 #[test]
 fn systemd_unit_passes_systemd_analyze_verify() {
     if !have("systemd-analyze", "--version") {
-        skip_or_fail("systemd-analyze not installed (apt install systemd)");
+        skip_or_fail("the systemd unit checks", "systemd-analyze not installed (apt install systemd)");
         return;
     }
     let shipped = repo("deploy/systemd/wework-msgaudit.service");
@@ -343,7 +338,7 @@ fn dockerfile_invariants() {
     let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     let here = os.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=")).unwrap_or("").trim_matches('"');
     if here != release_b || !have("dpkg", "--version") {
-        skip_or_fail(&format!("the ldd/dpkg check needs Debian {release_b} with dpkg (this is {here:?})"));
+        skip_or_fail("the ldd/dpkg check", &format!("it needs Debian {release_b} with dpkg (this is {here:?})"));
         return;
     }
     // Present in debian:*-slim already (its essential packages depend on them).
@@ -400,7 +395,7 @@ fn exposure(unit: &Path) -> f64 {
 #[test]
 fn systemd_unit_security_exposure_is_at_most_2_5() {
     if !have("systemd-analyze", "--version") {
-        skip_or_fail("systemd-analyze not installed (apt install systemd)");
+        skip_or_fail("the systemd unit checks", "systemd-analyze not installed (apt install systemd)");
         return;
     }
     let shipped = repo("deploy/systemd/wework-msgaudit.service");
@@ -483,6 +478,7 @@ fn docker_compose_file_validates() {
 
     let Some(compose) = compose_command() else {
         skip_or_fail(
+            "the docker-compose.yml check",
             "neither `docker compose` nor `docker-compose` is installed (scripts/setup.sh installs docker-compose)",
         );
         return;

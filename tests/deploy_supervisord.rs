@@ -7,6 +7,8 @@
 //!
 //! Without supervisord the test prints a loud SKIPPED banner; with `CI=true` it fails instead.
 
+use crate::common::skip_or_fail;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,13 +24,6 @@ const DOWNTIME_RECORDS: u64 = 4000;
 
 fn have(cmd: &str) -> bool {
     Command::new(cmd).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-}
-
-fn skip_or_fail(what: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} (CI=true: this test must run)");
-    }
-    eprintln!("\n==================== SKIPPED: {what} ====================\n");
 }
 
 /// The emulator scenario; `backlog[i]` is corp i's initial backlog.
@@ -243,7 +238,7 @@ fn wait_for<T>(
 #[test]
 fn supervisord_restarts_the_killed_daemon_and_no_record_is_lost_or_duplicated() {
     if !have("supervisord") || !have("supervisorctl") {
-        skip_or_fail("supervisord not installed (apt install supervisor)");
+        skip_or_fail("the supervisord test", "supervisord not installed (apt install supervisor)");
         return;
     }
     let t0 = Instant::now();

@@ -25,14 +25,14 @@
 //! Drills 2–4 need what CI has (`mariadbd`, `mariadb-install-db`; `unshare`/`nsenter`/`mount`
 //! with the right to mount): elsewhere they skip loudly, under `CI=true` they fail.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{free_port, get, Daemon};
+use common::daemon::{free_port, get, status_json, Daemon};
 use common::pipeline::{check_corp, Db};
 use common::{files_under, skip_or_fail};
 use md5::{Digest, Md5};
@@ -646,11 +646,6 @@ impl Drop for PrivateMariadb {
             let _ = c.wait();
         }
     }
-}
-
-fn status_json(port: u16) -> Option<Value> {
-    let (code, body) = get(port, "/status")?;
-    (code == 200).then(|| serde_json::from_str(&body).ok())?
 }
 
 /// Media items pending or downloading, all corps.

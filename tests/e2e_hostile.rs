@@ -10,7 +10,7 @@
 //! truth, nothing is written outside the media root, and the injected corpid is refused with a
 //! clear error without touching the database. On SQLite and on MariaDB.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,7 +26,8 @@ const NORMAL: &str = "wwnormal000000001";
 const INJECTED: &str = "ww'); DROP TABLE corp_cursor; --";
 const NORMAL_RECORDS: u64 = 40;
 
-async fn hostile(db: Db, label: &str) {
+async fn hostile(db: Db) {
+    let label = db.name();
     let Some(sdk) = common::real_sdk("the hostile-input end-to-end test") else { return };
     let hostile_records = 2 * emulator::hostile::KINDS.len() as u64;
     let dir = tempfile::tempdir().unwrap();
@@ -176,13 +177,4 @@ async fn hostile(db: Db, label: &str) {
     db.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_input_on_sqlite() {
-    hostile(Db::sqlite().await, "sqlite").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_input_on_mariadb() {
-    let Some(db) = Db::mysql().await else { return };
-    hostile(db, "mariadb").await;
-}
+per_db!(tokio: hostile_input => hostile);

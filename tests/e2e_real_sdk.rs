@@ -11,7 +11,7 @@
 //! Like every test that loads the real SDK this runs only inside a loopback-only network
 //! namespace (scripts/test.sh), and the fake server binds 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -42,7 +42,8 @@ fn faults(expired: &str, forbidden: &str) -> ApiFaults {
     }
 }
 
-async fn e2e(db: Db, label: &str) {
+async fn e2e(db: Db) {
+    let label = db.name();
     let Some(sdk) = common::real_sdk("the real-SDK end-to-end test") else { return };
     let dir = tempfile::tempdir().unwrap();
     write_corps(dir.path(), &[CORP.to_string()], 61, RECORDS, "", None);
@@ -182,13 +183,4 @@ fn tail(log: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_sdk_end_to_end_on_sqlite() {
-    e2e(Db::sqlite().await, "sqlite").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_sdk_end_to_end_on_mariadb() {
-    let Some(db) = Db::mysql().await else { return };
-    e2e(db, "mariadb").await;
-}
+per_db!(tokio: real_sdk_end_to_end => e2e);

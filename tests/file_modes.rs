@@ -4,7 +4,7 @@
 //! every media file (0600) and every media directory — the dated ones and the instance's temp
 //! directory — (0700) allow nothing to group or others.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;

@@ -12,7 +12,7 @@
 //!     shutdown gives its interrupted attempt back;
 //! (c) hostile msgids and extensions write only inside the media root.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -378,61 +378,13 @@ fn hostile_names_stay_inside_the_media_root() {
     assert_eq!(all.iter().filter(|p| p.extension().is_some_and(|e| e == "part")).count(), 0);
 }
 
-fn block_on<F: std::future::Future<Output = ()>>(f: F) {
-    actix_rt::System::new().block_on(f);
-}
+per_db!(
+    every_media_item_lands_verified => every_item_lands,
+    claims_are_recovered_and_poison_items_fail => recovery_and_poison,
+    every_media_item_lands_through_the_media_actors => through_the_media_actors,
+);
 
-mod sqlite {
-    use super::*;
-
-    #[test]
-    fn every_media_item_lands_verified() {
-        block_on(async { every_item_lands(Db::sqlite().await).await });
-    }
-
-    #[test]
-    fn claims_are_recovered_and_poison_items_fail() {
-        block_on(async { recovery_and_poison(Db::sqlite().await).await });
-    }
-
-    #[test]
-    fn every_media_item_lands_through_the_media_actors() {
-        block_on(async { through_the_media_actors(Db::sqlite().await).await });
-    }
-
-    #[test]
-    fn a_big_file_does_not_block_the_small_files_of_other_corps() {
-        block_on(async { big_file_does_not_block_other_corps(Db::sqlite().await).await });
-    }
-}
-
-mod mysql {
-    use super::*;
-
-    #[test]
-    fn every_media_item_lands_verified() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                every_item_lands(db).await;
-            }
-        });
-    }
-
-    #[test]
-    fn claims_are_recovered_and_poison_items_fail() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                recovery_and_poison(db).await;
-            }
-        });
-    }
-
-    #[test]
-    fn every_media_item_lands_through_the_media_actors() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                through_the_media_actors(db).await;
-            }
-        });
-    }
+#[test]
+fn a_big_file_does_not_block_the_small_files_of_other_corps_on_sqlite() {
+    common::block_on(async { big_file_does_not_block_other_corps(Db::sqlite().await).await });
 }

@@ -3,13 +3,13 @@
 //! over; the peak RSS of the run that downloads the whole 200 MiB file is measured (VmHWM) and
 //! must stay under 64 MiB. `media stats` and `media retry` are checked on the result.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::md5_file;
+use common::{files_under, md5_file};
 
 const CORP: &str = "wwkillcorp00000001";
 const RECORDS: u64 = 40;
@@ -148,7 +148,8 @@ fn a_download_killed_midway_completes_after_restart_with_bounded_memory() {
     let want = emu.truth(CORP).iter().flat_map(|t| t.media.clone()).find(|m| m.size == BIG).unwrap().md5;
     assert_eq!(md5_file(&file), want, "byte-exact after the restart");
     assert!(part_files(dir.path()).is_empty(), "no orphaned temp file: {:?}", part_files(dir.path()));
-    let copies = walk(&dir.path().join("msgfile")).into_iter().filter(|p| p.metadata().unwrap().len() == BIG).count();
+    let copies =
+        files_under(&dir.path().join("msgfile")).into_iter().filter(|p| p.metadata().unwrap().len() == BIG).count();
     assert_eq!(copies, 1, "one file, no duplicate");
     eprintln!("peak RSS (VmHWM) of the run that downloaded the {} MiB file: {} KiB", BIG >> 20, hwm);
     assert!(hwm < 64 * 1024, "peak RSS {hwm} KiB >= 64 MiB");
@@ -177,17 +178,4 @@ fn a_download_killed_midway_completes_after_restart_with_bounded_memory() {
     let out = retry("4");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(": 0 media items in status 4 re-queued"));
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

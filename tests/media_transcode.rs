@@ -6,7 +6,7 @@
 //! Needs ffmpeg, ffprobe and sox: without them the tests print a loud SKIPPED banner, or fail
 //! under CI=true.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@
 //!   instead of "seconds since", label values without spaces, a lease holder label that stays
 //!   the same across restarts.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -161,13 +161,9 @@ async fn big_records(db: Db, corp: &str, secret: &str) {
     db.finish().await;
 }
 
-fn block_on<F: std::future::Future<Output = ()>>(f: F) {
-    actix_rt::System::new().block_on(f);
-}
-
 #[test]
 fn mariadb_at_the_default_packet_size_stores_a_30_mb_record_and_goes_on() {
-    block_on(async {
+    common::block_on(async {
         let Some(db) = Db::mysql().await else { return };
         let packet = db.int("SELECT CAST(@@global.max_allowed_packet AS SIGNED INTEGER)", None).await;
         assert!(packet <= 16 << 20, "the test needs the default max_allowed_packet (16 MiB), not {packet}");
@@ -177,5 +173,5 @@ fn mariadb_at_the_default_packet_size_stores_a_30_mb_record_and_goes_on() {
 
 #[test]
 fn sqlite_stores_a_30_mb_record_and_goes_on() {
-    block_on(async { big_records(Db::sqlite().await, SQLITE_CORP, "s-1").await });
+    common::block_on(async { big_records(Db::sqlite().await, SQLITE_CORP, "s-1").await });
 }

@@ -3,7 +3,7 @@
 //! exactly that corp once and is reset to 0; every other corp keeps its actor (same generation)
 //! and the stored data equals the emulator's truth (no loss, no duplicate).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -131,16 +131,4 @@ async fn corplist_drives_the_actors(db: Db) {
     db.finish().await;
 }
 
-#[test]
-fn corplist_changes_drive_the_actors_on_sqlite() {
-    actix_rt::System::new().block_on(async { corplist_drives_the_actors(Db::sqlite().await).await });
-}
-
-#[test]
-fn corplist_changes_drive_the_actors_on_mariadb() {
-    actix_rt::System::new().block_on(async {
-        if let Some(db) = Db::mysql().await {
-            corplist_drives_the_actors(db).await;
-        }
-    });
-}
+per_db!(corplist_changes_drive_the_actors => corplist_drives_the_actors);

@@ -3,6 +3,8 @@
 //!   while a corp with transient errcodes (45009) and empty bodies still completes;
 //! - 100 corps are pulled by 2 SDK threads (corps are not threads).
 
+use crate::common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,18 +30,13 @@ fn spec(id: &str, limit: u32) -> CorpSpec {
     CorpSpec::new(CorpId::new(id).unwrap(), id, Secret::new("s"), limit, SdkTimeout::from_secs(5), k)
 }
 
+/// The tests' fast configuration with `threads` SDK threads, polling every 200 ms.
 fn config(threads: usize) -> PipelineConfig {
+    let base = common::pipeline::config();
     PipelineConfig {
         sdk_threads: threads,
-        decrypt_threads: 0,
-        pull: PullSettings {
-            poll_interval: Duration::from_millis(200),
-            backoff_initial: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(300),
-            ..PullSettings::default()
-        },
-        reload_interval: Duration::from_secs(3600),
-        ..PipelineConfig::default()
+        pull: PullSettings { poll_interval: Duration::from_millis(200), ..base.pull },
+        ..base
     }
 }
 

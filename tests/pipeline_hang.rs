@@ -3,6 +3,8 @@
 //! the others (its calls are abandoned and their threads replaced) and is reported failing; a
 //! corp whose hang stops recovers by itself; more hung calls than the limit is fatal.
 
+use crate::common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,21 +38,17 @@ fn spec(id: &str) -> CorpSpec {
     CorpSpec::new(CorpId::new(id).unwrap(), id, Secret::new("s"), 50, SdkTimeout::from_secs(1), k)
 }
 
+/// The tests' fast configuration with ONE SDK thread and one decrypt thread, no grace for a
+/// hung call, and at most `max_hung` hung calls.
 fn config(max_hung: usize) -> PipelineConfig {
+    let base = common::pipeline::config();
     PipelineConfig {
         sdk_threads: 1,
         decrypt_threads: 1,
-        pull: PullSettings {
-            poll_interval: Duration::from_millis(100),
-            backoff_initial: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(200),
-            ..PullSettings::default()
-        },
-        reload_interval: Duration::from_secs(3600),
+        pull: PullSettings { backoff_max: Duration::from_millis(200), ..base.pull },
         hang_grace: Duration::ZERO,
         max_hung_threads: max_hung,
-        media: None,
-        lease: None,
+        ..base
     }
 }
 

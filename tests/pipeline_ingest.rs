@@ -11,7 +11,7 @@
 //! MariaDB: `mysql://root@localhost/?socket=/run/mysqld/mysqld.sock` (or `WWF_TEST_MYSQL_URL`), a
 //! fresh database per test; unreachable → SKIPPED banner, or a failure under `CI=true`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,70 +136,9 @@ async fn refused_records_are_quarantined(db: Db) {
     db.finish().await;
 }
 
-fn block_on<F: std::future::Future<Output = ()>>(f: F) {
-    actix_rt::System::new().block_on(f);
-}
-
-mod sqlite {
-    use super::*;
-
-    #[test]
-    fn three_corps_with_faults_are_stored_completely_and_exactly() {
-        block_on(async { three_corps_with_faults(Db::sqlite().await).await });
-    }
-
-    #[test]
-    fn a_restart_mid_ingest_loses_and_duplicates_nothing() {
-        block_on(async { restart_mid_ingest(Db::sqlite().await).await });
-    }
-
-    #[test]
-    fn a_corp_that_always_fails_does_not_stall_the_others() {
-        block_on(async { failing_corp_does_not_stall_others(Db::sqlite().await).await });
-    }
-
-    #[test]
-    fn a_record_the_database_refuses_is_quarantined_and_the_corp_moves_on() {
-        block_on(async { refused_records_are_quarantined(Db::sqlite().await).await });
-    }
-}
-
-mod mysql {
-    use super::*;
-
-    #[test]
-    fn three_corps_with_faults_are_stored_completely_and_exactly() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                three_corps_with_faults(db).await;
-            }
-        });
-    }
-
-    #[test]
-    fn a_restart_mid_ingest_loses_and_duplicates_nothing() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                restart_mid_ingest(db).await;
-            }
-        });
-    }
-
-    #[test]
-    fn a_corp_that_always_fails_does_not_stall_the_others() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                failing_corp_does_not_stall_others(db).await;
-            }
-        });
-    }
-
-    #[test]
-    fn a_record_the_database_refuses_is_quarantined_and_the_corp_moves_on() {
-        block_on(async {
-            if let Some(db) = Db::mysql().await {
-                refused_records_are_quarantined(db).await;
-            }
-        });
-    }
-}
+per_db!(
+    three_corps_with_faults_are_stored_completely_and_exactly => three_corps_with_faults,
+    a_restart_mid_ingest_loses_and_duplicates_nothing => restart_mid_ingest,
+    a_corp_that_always_fails_does_not_stall_the_others => failing_corp_does_not_stall_others,
+    a_record_the_database_refuses_is_quarantined_and_the_corp_moves_on => refused_records_are_quarantined,
+);

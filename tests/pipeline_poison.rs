@@ -7,7 +7,7 @@
 //! cause is gone (the trigger dropped) the corp recovers on its own and is stored exactly. On
 //! SQLite and MariaDB.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -120,20 +120,4 @@ async fn poison_batch(db: Db) {
     db.finish().await;
 }
 
-fn block_on<F: std::future::Future<Output = ()>>(f: F) {
-    actix_rt::System::new().block_on(f);
-}
-
-#[test]
-fn sqlite_a_poison_batch_marks_the_corp_failing_instead_of_looping() {
-    block_on(async { poison_batch(Db::sqlite().await).await });
-}
-
-#[test]
-fn mariadb_a_poison_batch_marks_the_corp_failing_instead_of_looping() {
-    block_on(async {
-        if let Some(db) = Db::mysql().await {
-            poison_batch(db).await;
-        }
-    });
-}
+per_db!(a_poison_batch_marks_the_corp_failing_instead_of_looping => poison_batch);

@@ -4,7 +4,7 @@
 //! the previous line, records/s, the cursor, the lag, an ETA) no more often than the interval,
 //! then exactly one "caught up" line, which the polls of the now idle corp do not repeat.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! - the `corplist`/`corp_keys` tables: enabled corps only, keys per version plus the
 //!   `corplist.prikey` fallback, a bad key fails only its corp.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

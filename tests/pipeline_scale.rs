@@ -47,10 +47,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn block_on<F: std::future::Future<Output = ()>>(f: F) {
-    actix_rt::System::new().block_on(f);
-}
-
 /// `Threads:` of /proc/self/status.
 fn threads_now() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
@@ -101,13 +97,13 @@ async fn three_corps_at_scale(db: Db, name: &str) {
 #[test]
 fn sqlite_three_corps_of_20000_records_are_stored_completely_and_exactly() {
     let _one = one_at_a_time();
-    block_on(async { three_corps_at_scale(Db::sqlite().await, "SQLite").await });
+    common::block_on(async { three_corps_at_scale(Db::sqlite().await, "SQLite").await });
 }
 
 #[test]
 fn mysql_three_corps_of_20000_records_are_stored_completely_and_exactly() {
     let _one = one_at_a_time();
-    block_on(async {
+    common::block_on(async {
         if let Some(db) = Db::mysql().await {
             three_corps_at_scale(db, "MariaDB").await;
         }
@@ -117,7 +113,7 @@ fn mysql_three_corps_of_20000_records_are_stored_completely_and_exactly() {
 #[test]
 fn five_hundred_corps_ingest_completely_within_the_thread_budget() {
     let _one = one_at_a_time();
-    block_on(async {
+    common::block_on(async {
         let db = Db::sqlite().await;
         let emu = Arc::new(emulator::Emulator::new(scenario(MANY_CORPS, &[], MANY_RECORDS)).unwrap());
         let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));

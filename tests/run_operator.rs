@@ -12,7 +12,7 @@
 //! `WWF_TEST_DAEMON_BIN` runs these tests against another build of the binary (e.g. the previous
 //! release, to see them fail there).
 
-mod common;
+use crate::common;
 
 use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};

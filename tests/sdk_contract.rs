@@ -10,7 +10,7 @@
 //! suite under `unshare -n`); `common::real_sdk` refuses otherwise, and under CI=true a missing
 //! real SDK fails the test instead of skipping it.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -12,7 +12,7 @@
 //!   processes): the media worker gives up on the call after the SDK's worst case and the other
 //!   files of the corp complete.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

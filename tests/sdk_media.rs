@@ -2,7 +2,7 @@
 //! of the demo corp (including a multi-MB file served in 512 KiB chunks) arrives byte-exact, and
 //! is streamed: no single write is larger than one chunk.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::Arc;

@@ -3,9 +3,11 @@
 //! (restarted, handles reopened, counted per call site, quarantined at the limit), a hung call
 //! cut off at its deadline, a file that is not the SDK refused at start.
 //!
-//! The children inherit `WWF_EMULATOR_SCENARIO`, set once for this test binary.
+//! The children are started through a wrapper script that names the scenario in their
+//! environment (`WWF_EMULATOR_SCENARIO`), not in this process's: the tests of every file share the
+//! process (tests/tests.rs), and the daemons of other tests must not see this scenario.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -59,26 +61,48 @@ fn hang_seq() -> u64 {
     })
 }
 
-/// Writes the scenario and points `WWF_EMULATOR_SCENARIO` at it, once, before any test of this
-/// binary starts a process (every test calls this first).
+/// Writes the scenario and `worker.sh`, which starts the daemon binary with
+/// `WWF_EMULATOR_SCENARIO` naming it (`exec`: the child is the daemon itself, same pid), once,
+/// before any test of this file starts a process (every test calls this first).
 fn setup() -> &'static tempfile::TempDir {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("scenario.toml"), scenario_text(true)).unwrap();
-        // SAFETY (edition 2021: safe fn): set once, before any child is started.
-        std::env::set_var("WWF_EMULATOR_SCENARIO", dir.path().join("scenario.toml"));
+        let scenario = dir.path().join("scenario.toml");
+        std::fs::write(&scenario, scenario_text(true)).unwrap();
+        let worker = dir.path().join("worker.sh");
+        std::fs::write(
+            &worker,
+            format!(
+                "#!/bin/sh\nWWF_EMULATOR_SCENARIO='{}' exec '{}' \"$@\"\n",
+                scenario.display(),
+                env!("CARGO_BIN_EXE_wework-msgaudit")
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A child another test forked while the script was open for writing holds that fd until
+        // it execs: running the script then fails with ETXTBSY. Once it ran, no such fd is left.
+        for attempt in 1.. {
+            match std::process::Command::new(&worker).arg("--help").output() {
+                Ok(out) => {
+                    assert!(out.status.success(), "{} --help: {out:?}", worker.display());
+                    break;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 100 => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("run {}: {e}", worker.display()),
+            }
+        }
         dir
     })
 }
 
 fn sdk(opts: ProcessOptions) -> ProcessSdk {
-    assert!(setup().path().join("scenario.toml").is_file());
-    ProcessSdk::start(
-        common::emulator_so(),
-        ProcessOptions { program: env!("CARGO_BIN_EXE_wework-msgaudit").into(), ..opts },
-    )
-    .unwrap()
+    let worker = setup().path().join("worker.sh");
+    ProcessSdk::start(common::emulator_so(), ProcessOptions { program: worker, ..opts }).unwrap()
 }
 
 fn secret(id: &str) -> Secret {

@@ -5,7 +5,8 @@
 //! `WWF_TEST_MYSQL_URL`); each test creates its own database `wwt_<random>` and drops it at the
 //! end. Unreachable MariaDB: a failure when `CI=true`, else a loud SKIPPED banner.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,6 @@ use wework_msgaudit::store::{
     connect, BatchOutcome, CorpId, CorpRow, MediaItem, MysqlStore, SqliteStore, Store, StoreError, JAVA_UNDECRYPTABLE,
     MARKER_PREFIX,
 };
-
-const DEFAULT_MYSQL_BASE: &str = "mysql://root@localhost/?socket=/run/mysqld/mysqld.sock";
 
 /// Raw access to the test database, for set-up and checks the Store API does not offer.
 enum Raw {
@@ -90,50 +89,16 @@ async fn sqlite_db() -> TestDb {
     TestDb { store, url, raw, _dir: Some(dir), drop_db: None }
 }
 
-/// `base` with its database path replaced by `/db` (query kept).
-fn with_db(base: &str, db: &str) -> String {
-    let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
-    let authority_start = head.find("://").map_or(0, |i| i + 3);
-    let host_end = head[authority_start..].find('/').map_or(head.len(), |i| authority_start + i);
-    let mut url = format!("{}/{db}", &head[..host_end]);
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
-    url
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh MariaDB database, or `None` (after a SKIPPED banner) when MariaDB is unreachable.
+/// A fresh MariaDB database (`common::pipeline::fresh_mysql_database`), or `None` after a loud
+/// SKIPPED banner when MariaDB is unreachable (a failure under `CI=true`).
 async fn mysql_db() -> Option<TestDb> {
-    let base = std::env::var("WWF_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_BASE.to_string());
-    let admin = with_db(&base, "");
-    let conn = tokio::time::timeout(Duration::from_secs(10), sqlx::MySqlConnection::connect(&admin)).await;
-    let mut conn = match conn {
-        Ok(Ok(c)) => c,
-        other => {
-            let why = match other {
-                Ok(Err(e)) => e.to_string(),
-                _ => "timed out".to_string(),
-            };
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("MariaDB unreachable at {} under CI=true: {why}", wework_msgaudit::store::redact_url(&admin));
-            }
-            // Straight to fd 2: the test harness captures eprintln! of passing tests.
-            let banner = format!(
-                "\n{0}\n*** SKIPPED: MariaDB unreachable ({why}); set WWF_TEST_MYSQL_URL\n{0}\n",
-                "*".repeat(70)
-            );
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes());
+    let (url, admin, db) = match common::pipeline::fresh_mysql_database("wwt").await {
+        Ok(created) => created,
+        Err(why) => {
+            common::skip_or_fail("the MariaDB store tests", &why);
             return None;
         }
     };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let db = format!("wwt_{}_{}_{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed));
-    conn.execute(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4").as_str()).await.unwrap();
-    conn.close().await.unwrap();
-    let url = with_db(&base, &db);
     let store = connect(&url, 4).await.unwrap();
     let raw = Raw::My(sqlx::MySqlPool::connect(&url).await.unwrap());
     let t = TestDb { store, url, raw, _dir: None, drop_db: Some((admin, db)) };

@@ -89,6 +89,13 @@ pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body.to_string()))
 }
 
+/// `GET /status` parsed, when it answers 200 with JSON; `None` otherwise (not listening yet, or
+/// an answer cut short by a kill).
+pub fn status_json(port: u16) -> Option<serde_json::Value> {
+    let (code, body) = get(port, "/status")?;
+    (code == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
 /// Writes the scenario (`<dir>/scenario.toml`: the DEMO-ONLY keys 1..=3, `records` each, the
 /// `[corp.faults]` lines in `faults`) and the corps file (`<dir>/corps.toml`, keys in
 /// `<dir>/keys/`, with `limits` when given) of the corps `corpids`, secrets `s-<index>`.

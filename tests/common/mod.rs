@@ -1,6 +1,70 @@
 //! Helpers shared by the integration tests: where the SDK libraries are, and the rules for
-//! loading the real one.
+//! loading the real one; [`block_on`] and [`per_db!`] for the tests that run on each database;
+//! `daemon` (the daemon binary as a child process) and `pipeline` (emulator scenarios, a test
+//! database, the exact-ground-truth check).
+//!
+//! The integration binary (`tests/tests.rs`) declares this module first with `#[macro_use]`, so
+//! `per_db!` is in scope in every test file; the test targets of their own and the benches include
+//! this file by `mod common;` / `#[path]`.
 #![allow(dead_code)]
+
+/// One test per database for each `async fn(Db)` body named: a module `<test>` holding
+/// `#[test] fn sqlite` (a SQLite temp file) and `#[test] fn mysql` (a fresh MariaDB database;
+/// when MariaDB is unreachable a loud skip, and a failure under `CI=true`), so the tests are
+/// `<file>::<test>::sqlite` and `<file>::<test>::mysql`.
+///
+/// `per_db!(body)` names the module after the body; `per_db!(test => body)` gives it another
+/// name. `Db` is the `Db` the calling file has in scope: [`pipeline::Db`], or a file's own type
+/// with `async fn sqlite() -> Db` and `async fn mysql() -> Option<Db>`. The body runs on an actix
+/// System (a current-thread runtime on the test's thread, as the pipeline actors need); with
+/// `tokio:` first, on a multi-threaded tokio runtime of 2 workers instead.
+#[allow(unused_macros)]
+macro_rules! per_db {
+    (@one $rt:ident $test:ident) => {
+        per_db!(@one $rt $test => $test);
+    };
+    (@one actix $test:ident => $body:ident) => {
+        mod $test {
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                $crate::common::block_on(async { super::$body(Db::sqlite().await).await });
+            }
+
+            #[test]
+            fn mysql() {
+                $crate::common::block_on(async {
+                    if let Some(db) = Db::mysql().await {
+                        super::$body(db).await;
+                    }
+                });
+            }
+        }
+    };
+    (@one tokio $test:ident => $body:ident) => {
+        mod $test {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body(Db::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                let Some(db) = Db::mysql().await else { return };
+                super::$body(db).await;
+            }
+        }
+    };
+    (tokio: $($test:ident $(=> $body:ident)?),+ $(,)?) => {
+        $(per_db!(@one tokio $test $(=> $body)?);)+
+    };
+    ($($test:ident $(=> $body:ident)?),+ $(,)?) => {
+        $(per_db!(@one actix $test $(=> $body)?);)+
+    };
+}
 
 pub mod daemon;
 pub mod pipeline;
@@ -20,6 +84,12 @@ impl pipeline::Db {
             }
         }
     }
+}
+
+/// Runs `f` to completion on an actix System: a current-thread runtime on the calling thread, on
+/// which actors can be started (the pipeline's need one).
+pub fn block_on<F: std::future::Future<Output = ()>>(f: F) {
+    actix_rt::System::new().block_on(f);
 }
 
 /// True when running under CI, where nothing that CI can provide may be skipped.

@@ -87,9 +87,9 @@ pub fn config() -> PipelineConfig {
 
 pub const DEFAULT_MYSQL_BASE: &str = "mysql://root@localhost/?socket=/run/mysqld/mysqld.sock";
 
-/// Creates a fresh, empty MariaDB database named `<prefix>_<pid>_<nanos>` on `WWF_TEST_MYSQL_URL`
-/// (default [`DEFAULT_MYSQL_BASE`]); returns its URL, the admin URL and its name (to drop it at the
-/// end), or why MariaDB is unreachable.
+/// Creates a fresh, empty MariaDB database named `<prefix>_<pid>_<nanos>_<serial>` on
+/// `WWF_TEST_MYSQL_URL` (default [`DEFAULT_MYSQL_BASE`]); returns its URL, the admin URL and its
+/// name (to drop it at the end), or why MariaDB is unreachable.
 pub async fn fresh_mysql_database(prefix: &str) -> Result<(String, String, String), String> {
     let base = std::env::var("WWF_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_BASE.to_string());
     fresh_mysql_database_at(&base, prefix).await
@@ -112,8 +112,12 @@ pub async fn fresh_mysql_database_at(base: &str, prefix: &str) -> Result<(String
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err("timed out".into()),
     };
+    // The tests of every file share one process (tests/tests.rs): the serial keeps two databases
+    // created in the same nanosecond apart.
+    static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let db = format!("{prefix}_{}_{nanos}", std::process::id());
+    let db = format!("{prefix}_{}_{nanos}_{serial}", std::process::id());
     conn.execute(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4").as_str()).await.unwrap();
     conn.close().await.unwrap();
     Ok((with_db(&db), admin, db))
@@ -157,6 +161,14 @@ impl Db {
         open_url(&url).await;
         let raw = Raw::My(sqlx::MySqlPool::connect(&url).await.unwrap());
         Ok(Db { url, raw, _dir: None, drop_db: Some((admin, db)) })
+    }
+
+    /// "sqlite" or "mariadb", for the lines a test prints.
+    pub fn name(&self) -> &'static str {
+        match self.raw {
+            Raw::Lite(_) => "sqlite",
+            Raw::My(_) => "mariadb",
+        }
     }
 
     /// One integer, `?` bound to `bind` when given (NULL → 0).
