@@ -29,9 +29,8 @@ use crate::actors::lease::LeaseSettings;
 use crate::actors::media::MediaSettings;
 use crate::actors::supervisor::{Reload, SetSources, Supervisor};
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
-use crate::config::{Config, MediaBackend};
+use crate::config::Config;
 use crate::corps::{self, Defaults, Proxy, SourceError, Sources};
-use crate::media::object_store::ObjectStoreSettings;
 use crate::observe::{self, observer::Observer};
 use crate::reload::{self, Changed, FileWatch};
 use crate::sdk::process::{ProcessOptions, ProcessSdk};
@@ -331,32 +330,11 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
     }
 }
 
-/// The media settings of the configuration.
+/// The media settings of the configuration (the owner in claims: `[media] instance_id`, else
+/// the host name).
 pub fn media_settings(cfg: &Config) -> MediaSettings {
     let m = &cfg.media;
-    MediaSettings {
-        root: m.root.clone(),
-        owner: if m.instance_id.is_empty() { host_name() } else { m.instance_id.clone() },
-        workers: m.workers.max(1),
-        per_corp: m.per_corp.max(1),
-        max_attempts: m.max_attempts.max(1),
-        chunk_retries: m.chunk_retries,
-        backoff_initial: m.backoff_initial,
-        backoff_max: m.backoff_max,
-        claim_stale: m.claim_stale,
-        sweep_interval: m.sweep_interval.max(Duration::from_millis(100)),
-        transcode: m.transcode,
-        mp3_bitrate_kbps: m.mp3_bitrate,
-        mp3_sample_rate: (m.mp3_sample_rate > 0).then_some(m.mp3_sample_rate),
-        object_store: (m.backend == MediaBackend::S3).then(|| ObjectStoreSettings {
-            endpoint: m.s3_endpoint.clone(),
-            bucket: m.s3_bucket.clone(),
-            region: m.s3_region.clone(),
-            access_key_id: m.s3_access_key_id.clone(),
-            secret_access_key: m.s3_secret_access_key.clone(),
-            prefix: m.s3_prefix.clone(),
-        }),
-    }
+    MediaSettings::from_config(m, if m.instance_id.is_empty() { host_name() } else { m.instance_id.clone() })
 }
 
 /// This instance's lease holder id: `[cluster] instance_id`, else `<host>-<pid>-<random>`.
