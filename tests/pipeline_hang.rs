@@ -51,6 +51,7 @@ fn config(max_hung: usize) -> PipelineConfig {
         max_hung_threads: max_hung,
         media: None,
         lease: None,
+        ..PipelineConfig::default()
     }
 }
 

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use super::CliError;
 use crate::actors::lease::LeaseSettings;
 use crate::actors::media::MediaSettings;
+use crate::actors::shutdown::{close_system, Stopped};
 use crate::actors::supervisor::{Reload, SetSources, Supervisor};
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
 use crate::config::Config;
@@ -133,30 +134,25 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             }
         };
         drop(reloader);
-        let stopping = std::time::Instant::now();
         tracing::info!(?grace, "stopping: no new fetches; waiting for in-flight writes");
-        let stopped = tokio::time::timeout(grace, pipeline.shutdown()).await;
+        // Bounded by `[daemon] shutdown_grace` (PipelineConfig::shutdown_grace).
+        let stopped = pipeline.shutdown().await;
         if let Some(server) = server {
             server.stop(true).await;
         }
         match (stopped, fatal) {
-            (Err(_), _) => {
-                tracing::error!(?grace, "in-flight work did not finish within the shutdown grace period");
+            (Stopped::Overran(grace), _) => {
                 Err(CliError::Runtime(format!("shutdown took longer than shutdown_grace ({grace:?})")))
             }
-            (Ok(()), Some(reason)) => Err(CliError::Runtime(reason)),
-            (Ok(()), None) => {
-                tracing::info!(elapsed = ?stopping.elapsed(), "stopped");
+            (Stopped::InTime(_), Some(reason)) => Err(CliError::Runtime(reason)),
+            (Stopped::InTime(elapsed), None) => {
+                tracing::info!(?elapsed, "stopped");
                 Ok(())
             }
         }
     });
-    // Dropping the runtime would drop the futures of actors still waiting on the database (a
-    // media claim, a report) outside a runtime context, which sqlx answers with a panic and the
-    // process with an abort (seen in CI on SIGTERM). Every batch has been committed by now; an
-    // unfinished claim is rolled back when the process's connections close, and the process ends
-    // right after this function: leave the runtime to the exit.
-    std::mem::forget(system);
+    // What is still pending (a report, a reload) is dropped inside the runtime.
+    close_system(system);
     result
 }
 
@@ -327,6 +323,7 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
         max_hung_threads: cfg.sdk.max_hung_threads,
         media,
         lease: cfg.cluster.leases.then_some(LeaseSettings { holder, ttl: cfg.cluster.lease_ttl }),
+        shutdown_grace: cfg.daemon.shutdown_grace,
     }
 }
 

@@ -281,6 +281,24 @@ impl<W: Write> Write for Tee<W> {
     }
 }
 
+/// Asked between two chunks whether the download must stop (graceful shutdown).
+pub trait StopSignal {
+    /// True once the download must stop.
+    fn is_stopped(&self) -> bool;
+}
+
+impl StopSignal for AtomicBool {
+    fn is_stopped(&self) -> bool {
+        self.load(Ordering::Relaxed)
+    }
+}
+
+impl StopSignal for tokio_util::sync::CancellationToken {
+    fn is_stopped(&self) -> bool {
+        self.is_cancelled()
+    }
+}
+
 /// Downloads `job` of `corpid` with `session`; see the module docs. `stop` is checked between
 /// chunks (graceful shutdown: [`DownloadError::Interrupted`]).
 pub fn download(
@@ -289,7 +307,7 @@ pub fn download(
     job: &MediaJob,
     net: &NetOptions,
     settings: &DownloadSettings,
-    stop: &AtomicBool,
+    stop: &(impl StopSignal + ?Sized),
 ) -> Result<Downloaded, DownloadError> {
     let tmp_dir = temp_dir(&settings.root, &settings.owner);
     private_dir(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
@@ -300,7 +318,7 @@ pub fn download(
     let mut progress = MediaProgress::default();
     let mut retried_chunks = 0;
     while !progress.finished {
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_stopped() {
             return Err(DownloadError::Interrupted);
         }
         let mut retries = 0;

@@ -3,8 +3,8 @@
 //!
 //! The parts, one job each:
 //! - [`settings`]: [`MediaSettings`], made from `[media]` (whose defaults are the only ones);
-//! - [`scheduler`]: the scheduler, its messages ([`MediaCorps`], [`Nudge`], [`MediaShutdown`]),
-//!   its [`MediaCounters`], each corp's phase and the job loop (claim → run → settle);
+//! - [`scheduler`]: the scheduler, its messages ([`MediaCorps`], [`Nudge`]), its
+//!   [`MediaCounters`], each corp's phase and the job loop (claim → run → settle);
 //! - [`worker`]: a worker thread and its messages (download, transcode, adopt), the upload glue.
 //!
 //! How they behave:
@@ -36,14 +36,15 @@
 //!   its attempt given back, after a backoff that grows while such failures go on.
 //! - The supervisor sends the desired corps after every reconcile ([`MediaCorps`]); corp actors
 //!   [`Nudge`] after a batch that stored media; a sweep every `sweep_interval` catches the rest
-//!   (retries that came due). [`MediaShutdown`] stops claiming, interrupts downloads between
-//!   chunks (their attempt is given back) and answers when nothing is in flight.
+//!   (retries that came due). The pipeline's [`Shutdown`](crate::actors::shutdown::Shutdown)
+//!   stops claiming and interrupts downloads between chunks (their attempt is given back); the
+//!   pipeline has stopped once nothing is in flight.
 
 pub mod scheduler;
 pub mod settings;
 pub mod worker;
 
-pub use scheduler::{MediaCorps, MediaCounters, MediaScheduler, MediaShutdown, Nudge};
+pub use scheduler::{MediaCorps, MediaCounters, MediaScheduler, Nudge};
 pub use settings::MediaSettings;
 pub use worker::MediaWorker;
 

@@ -7,16 +7,24 @@
 //! for voice, transcode it on a worker → settle that. When the future ends the scheduler frees
 //! the slot ([`MediaScheduler::finished`]) and schedules again: claim → run → settle, with
 //! nothing kept only in memory.
+//!
+//! Shutdown is the pipeline's one [`Shutdown`]: once it is signalled nothing new is claimed,
+//! the workers stop downloads between two chunks (their attempt is given back), a claim that
+//! comes back is given back, and every future in flight (a job, a claim, a recovery, a look for
+//! cut-off transcodes) holds a clone of it until its last database update is made, so the
+//! pipeline has stopped only once they all have.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
+use tokio_util::sync::CancellationToken;
 
 use super::worker::{Adopt, Fetch, MediaWorker, Transcode};
 use super::{MediaSettings, TRANSCODE_INTERRUPTED};
+use crate::actors::shutdown::Shutdown;
 use crate::backoff::Backoff;
 use crate::corps::CorpSpec;
 use crate::media::download::{self, DownloadError, Downloaded};
@@ -33,11 +41,6 @@ pub struct MediaCorps(pub Vec<CorpSpec>);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Nudge(pub CorpId);
-
-/// Stop claiming, interrupt downloads, answer when nothing is in flight.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct MediaShutdown;
 
 /// Counters of the scheduler (for `demo`, tests and metrics).
 #[derive(Debug, Default)]
@@ -150,9 +153,11 @@ pub struct MediaScheduler {
     inflight: usize,
     /// Slots set aside for claims being made.
     reserved: usize,
-    stop: Arc<AtomicBool>,
-    stopping: bool,
-    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// The pipeline's stop signal.
+    stop: CancellationToken,
+    /// The scheduler's own hold on the pipeline's end, dropped once the stop is signalled (each
+    /// future in flight holds its own clone).
+    hold: Option<Shutdown>,
     rr: usize,
 }
 
@@ -166,11 +171,13 @@ impl std::fmt::Debug for MediaScheduler {
 }
 
 impl MediaScheduler {
-    /// Starts the worker threads and the scheduler; removes this instance's orphaned temp files.
+    /// Starts the worker threads and the scheduler, which stop with `shutdown`; removes this
+    /// instance's orphaned temp files.
     pub fn start(
         store: Arc<dyn Store>,
         sdk: Arc<dyn FinanceSdk>,
         settings: MediaSettings,
+        shutdown: Shutdown,
     ) -> (Addr<MediaScheduler>, Arc<MediaCounters>) {
         match download::clean_temp(&settings.root, &settings.owner) {
             Ok(0) => {}
@@ -178,27 +185,19 @@ impl MediaScheduler {
             Err(e) => tracing::warn!(error = %e, "could not clean the media temp directory"),
         }
         let settings = Arc::new(settings);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = shutdown.token().clone();
         let workers = {
-            let (settings, stop) = (Arc::clone(&settings), Arc::clone(&stop));
+            let (settings, stop) = (Arc::clone(&settings), stop.clone());
             SyncArbiter::start(settings.workers.max(1), move || {
-                MediaWorker::new(Arc::clone(&sdk), Arc::clone(&settings), Arc::clone(&stop))
+                MediaWorker::new(Arc::clone(&sdk), Arc::clone(&settings), stop.clone())
             })
         };
         let counters = Arc::new(MediaCounters::default());
         let local_backoff = Arc::new(Mutex::new(Backoff::new(settings.backoff_initial, settings.backoff_max)));
         let env = JobEnv { store, workers, settings, counters: Arc::clone(&counters), local_backoff };
-        let addr = MediaScheduler {
-            env,
-            corps: BTreeMap::new(),
-            inflight: 0,
-            reserved: 0,
-            stop,
-            stopping: false,
-            waiters: Vec::new(),
-            rr: 0,
-        }
-        .start();
+        let addr =
+            MediaScheduler { env, corps: BTreeMap::new(), inflight: 0, reserved: 0, stop, hold: Some(shutdown), rr: 0 }
+                .start();
         (addr, counters)
     }
 
@@ -206,9 +205,14 @@ impl MediaScheduler {
         self.env.settings.workers.max(1)
     }
 
+    /// The stop was signalled: nothing new starts.
+    fn stop_signalled(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
     /// Starts a recovery or a claim for as many corps as there is room, round-robin.
     fn schedule(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping || self.corps.is_empty() {
+        if self.stop_signalled() || self.corps.is_empty() {
             return;
         }
         let ids: Vec<CorpId> = self.corps.keys().cloned().collect();
@@ -246,8 +250,10 @@ impl MediaScheduler {
         let s = Arc::clone(&self.env.settings);
         let id = corpid.clone();
         let span = corp_span(&id);
+        let hold = self.hold.clone();
         let fut = tracing::Instrument::instrument(
             async move {
+                let _hold = hold;
                 let r = store.recover_media(&id, &s.owner, s.claim_stale, s.max_attempts).await?;
                 // Items stored while media was off wait in MEDIA_HELD: media is on now.
                 let released = store.release_held_media(&id).await?;
@@ -287,7 +293,11 @@ impl MediaScheduler {
     /// downloads.
     fn adopt(&mut self, corpid: CorpId, ctx: &mut Context<Self>) {
         let span = corp_span(&corpid);
-        let fut = adopt_interrupted(self.env.clone(), corpid);
+        let (env, hold, stop) = (self.env.clone(), self.hold.clone(), self.stop.clone());
+        let fut = async move {
+            let _hold = hold;
+            adopt_interrupted(env, corpid, stop).await;
+        };
         ctx.spawn(tracing::Instrument::instrument(fut, span).into_actor(self));
     }
 
@@ -298,16 +308,19 @@ impl MediaScheduler {
         let now = unix_now();
         self.reserved += want;
         let span = corp_span(&id);
+        // The hold goes on to the giving back of what the claim returns after a stop.
+        let hold = self.hold.clone();
         let fut = tracing::Instrument::instrument(
-            async move { store.claim_media(&id, &owner, want as u32, now).await },
+            async move { (store.claim_media(&id, &owner, want as u32, now).await, hold) },
             span,
         );
-        ctx.spawn(fut.into_actor(self).map(move |r, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |(r, hold), act, ctx| {
             act.reserved = act.reserved.saturating_sub(want);
+            let stopping = act.stop_signalled();
             let Some(c) = act.corps.get_mut(&corpid) else {
                 // The corp went away meanwhile: give the claims back.
                 if let Ok(jobs) = r {
-                    act.give_back(corpid, jobs, ctx);
+                    act.give_back(corpid, jobs, hold, ctx);
                 }
                 return;
             };
@@ -319,8 +332,8 @@ impl MediaScheduler {
                         (false, true) => Phase::Ready,
                         (false, false) => Phase::Unrecovered,
                     };
-                    if act.stopping {
-                        act.give_back(corpid, jobs, ctx);
+                    if stopping {
+                        act.give_back(corpid, jobs, hold, ctx);
                         return;
                     }
                     for job in jobs {
@@ -339,12 +352,13 @@ impl MediaScheduler {
         }));
     }
 
-    fn give_back(&mut self, corpid: CorpId, jobs: Vec<MediaJob>, ctx: &mut Context<Self>) {
+    fn give_back(&mut self, corpid: CorpId, jobs: Vec<MediaJob>, hold: Option<Shutdown>, ctx: &mut Context<Self>) {
         let store = Arc::clone(&self.env.store);
         let span = corp_span(&corpid);
         ctx.spawn(
             tracing::Instrument::instrument(
                 async move {
+                    let _hold = hold;
                     for job in jobs {
                         if let Err(e) = store.finish_media(&corpid, &job, &MediaOutcome::Released).await {
                             tracing::warn!(error = %e, "giving a media claim back failed");
@@ -363,7 +377,12 @@ impl MediaScheduler {
         c.inflight += 1;
         self.inflight += 1;
         let fetch = Fetch { corpid: corpid.clone(), secret: c.spec.secret.clone(), net: c.net.clone(), job };
-        let fut = tracing::Instrument::instrument(run_job(self.env.clone(), fetch), corp_span(&corpid));
+        let (env, hold) = (self.env.clone(), self.hold.clone());
+        let fut = async move {
+            let _hold = hold;
+            run_job(env, fetch).await
+        };
+        let fut = tracing::Instrument::instrument(fut, corp_span(&corpid));
         ctx.spawn(fut.into_actor(self).map(move |end, act, ctx| act.finished(&corpid, end, ctx)));
     }
 
@@ -379,14 +398,6 @@ impl MediaScheduler {
                 c.adopting = false;
             }
             c.phase = c.phase.wake();
-        }
-        if self.stopping {
-            if self.inflight == 0 {
-                for w in self.waiters.drain(..) {
-                    let _ = w.send(());
-                }
-            }
-            return;
         }
         self.schedule(ctx);
     }
@@ -510,8 +521,9 @@ fn count_and_log(
     }
 }
 
-/// The corp's done voice items whose transcode was cut off: see [`MediaScheduler::adopt`].
-async fn adopt_interrupted(env: JobEnv, corpid: CorpId) {
+/// The corp's done voice items whose transcode was cut off: see [`MediaScheduler::adopt`]. A
+/// stop ends the look between two items (the rest wait for the next start).
+async fn adopt_interrupted(env: JobEnv, corpid: CorpId, stop: CancellationToken) {
     let items = match env.store.interrupted_transcodes(&corpid, TRANSCODE_INTERRUPTED).await {
         Ok(items) => items,
         Err(e) => {
@@ -522,6 +534,9 @@ async fn adopt_interrupted(env: JobEnv, corpid: CorpId) {
     let counters = &env.counters;
     let (mut adopted, mut redone, mut missing) = (0u64, 0u64, 0u64);
     for (job, path) in items {
+        if stop.is_cancelled() {
+            break;
+        }
         let adoption = match env.workers.send(Adopt { path: path.clone() }).await {
             Ok(a) => a,
             Err(e) => {
@@ -592,6 +607,9 @@ impl Actor for MediaScheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // The stop: nothing new is claimed from now on; the scheduler's own hold goes.
+        let stop = self.stop.clone();
+        ctx.spawn(async move { stop.cancelled().await }.into_actor(self).map(|(), act, _| act.hold = None));
         ctx.run_interval(self.env.settings.sweep_interval.max(Duration::from_millis(100)), |act, ctx| {
             for c in act.corps.values_mut() {
                 c.phase = c.phase.wake();
@@ -637,24 +655,6 @@ impl Handler<Nudge> for MediaScheduler {
             c.phase = c.phase.wake();
             self.schedule(ctx);
         }
-    }
-}
-
-impl Handler<MediaShutdown> for MediaScheduler {
-    type Result = ResponseFuture<()>;
-
-    fn handle(&mut self, _: MediaShutdown, _ctx: &mut Self::Context) -> Self::Result {
-        self.stopping = true;
-        self.stop.store(true, Ordering::Relaxed);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.inflight == 0 {
-            let _ = tx.send(());
-        } else {
-            self.waiters.push(tx);
-        }
-        Box::pin(async move {
-            let _ = rx.await;
-        })
     }
 }
 

@@ -8,11 +8,11 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use tokio_util::sync::CancellationToken;
 
 use super::MediaSettings;
 use crate::media::download::{self, DownloadError, DownloadSettings, Downloaded};
@@ -62,7 +62,8 @@ pub struct MediaWorker {
     sdk: Arc<dyn FinanceSdk>,
     settings: Arc<MediaSettings>,
     sessions: HashMap<CorpId, (Secret, Box<dyn SdkSession>)>,
-    stop: Arc<AtomicBool>,
+    /// The pipeline's stop signal, looked at between two chunks.
+    stop: CancellationToken,
     /// The object store, once first needed (`[media] backend = "s3"`).
     objects: Option<ObjectStore>,
 }
@@ -79,7 +80,7 @@ impl Actor for MediaWorker {
 
 impl MediaWorker {
     /// A worker; `stop` interrupts its downloads between chunks.
-    pub fn new(sdk: Arc<dyn FinanceSdk>, settings: Arc<MediaSettings>, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(sdk: Arc<dyn FinanceSdk>, settings: Arc<MediaSettings>, stop: CancellationToken) -> Self {
         Self { sdk, settings, sessions: HashMap::new(), stop, objects: None }
     }
 
@@ -108,7 +109,7 @@ impl MediaWorker {
             owner: self.settings.owner.clone(),
             chunk_retries: self.settings.chunk_retries,
         };
-        let stop = Arc::clone(&self.stop);
+        let stop = self.stop.clone();
         let session = self.session(&msg.corpid, &msg.secret)?;
         let downloaded = download::download(session, &msg.corpid, &msg.job, &msg.net, &settings, &stop)?;
         let Some(s) = &self.settings.object_store else { return Ok(downloaded) };
