@@ -16,7 +16,9 @@
 //! corp `failing` and retries every `backoff_max`. So does a batch the database refuses
 //! `write_attempts` (`[daemon] failing_after`) times in a row (a poison batch: a trigger, a revoked privilege, a full
 //! disk): the corp stays `failing` with the database's reason until a write commits again.
-//! [`Stop`] ends the loop gracefully: no new fetch, the in-flight write finishes. The actor reports its end to the supervisor
+//! [`Stop`] (this corp) or the pipeline's stop (its [`Shutdown`] is a child of the pipeline's)
+//! ends the loop gracefully: no new fetch, the in-flight write finishes; the loop holds the
+//! `Shutdown` until then. The actor reports its end to the supervisor
 //! ([`CorpExited`]). A long catch-up is logged as it goes ([`Progress`]: records/s, lag, ETA
 //! every `progress_interval`, then "caught up").
 
@@ -25,12 +27,13 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 use actix::prelude::*;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::db_writer::{Committed, WriteBatch};
 use super::progress::{self, Line, Progress};
 use super::sdk_pool::PoolError;
+use super::shutdown::Shutdown;
 use super::{KeyOutcome, Shared};
 use crate::corps::CorpSpec;
 use crate::decode::{self, DecodeError};
@@ -85,7 +88,10 @@ pub struct CorpActor {
     spec: CorpSpec,
     generation: u64,
     shared: Arc<Shared>,
-    stop_tx: watch::Sender<bool>,
+    /// Stops this corp only ([`Stop`]).
+    stop: CancellationToken,
+    /// Handed to the pull loop when the actor starts.
+    shutdown: Option<Shutdown>,
     supervisor: Recipient<CorpExited>,
 }
 
@@ -97,9 +103,15 @@ impl std::fmt::Debug for CorpActor {
 
 impl CorpActor {
     /// An actor for `spec`; `generation` must differ from any earlier actor of the same corp.
-    pub fn new(spec: CorpSpec, generation: u64, shared: Arc<Shared>, supervisor: Recipient<CorpExited>) -> Self {
-        let (stop_tx, _) = watch::channel(false);
-        Self { spec, generation, shared, stop_tx, supervisor }
+    /// It stops on [`Stop`] or with `shutdown` (a child of the pipeline's).
+    pub fn new(
+        spec: CorpSpec,
+        generation: u64,
+        shared: Arc<Shared>,
+        supervisor: Recipient<CorpExited>,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self { spec, generation, shared, stop: shutdown.token().clone(), shutdown: Some(shutdown), supervisor }
     }
 }
 
@@ -107,11 +119,12 @@ impl Actor for CorpActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(stop) = self.shutdown.take() else { return };
         let puller = Puller {
             spec: self.spec.clone(),
             generation: self.generation,
             shared: Arc::clone(&self.shared),
-            stop: self.stop_tx.subscribe(),
+            stop,
             progress: Progress::new(self.shared.pull.progress_interval),
             write_failures: std::sync::atomic::AtomicU32::new(0),
         };
@@ -131,7 +144,7 @@ impl Handler<Stop> for CorpActor {
     type Result = ();
 
     fn handle(&mut self, _: Stop, _ctx: &mut Self::Context) {
-        self.stop_tx.send_replace(true);
+        self.stop.cancel();
     }
 }
 
@@ -140,7 +153,8 @@ struct Puller {
     spec: CorpSpec,
     generation: u64,
     shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
+    /// This corp's stop; held until the loop has ended.
+    stop: Shutdown,
     progress: Progress,
     /// Failed writes since the last committed one.
     write_failures: std::sync::atomic::AtomicU32,
@@ -157,7 +171,7 @@ struct InFlight {
 
 impl Puller {
     fn stopped(&self) -> bool {
-        *self.stop.borrow()
+        self.stop.is_shutdown()
     }
 
     /// The writes failed `write_attempts` times in a row: the corp is failing.
@@ -187,7 +201,7 @@ impl Puller {
         }
         tokio::select! {
             () = tokio::time::sleep(d) => self.stopped(),
-            _ = self.stop.changed() => true,
+            () = self.stop.recv() => true,
         }
     }
 
@@ -267,10 +281,9 @@ impl Puller {
                     &net,
                 );
                 tokio::pin!(fetch);
-                let mut stop = self.stop.clone();
                 tokio::select! {
                     r = &mut fetch => r,
-                    _ = stop.changed() => {
+                    () = self.stop.recv() => {
                         // Let the call in flight finish (its answer is dropped; a hung one is cut
                         // off by the pool): with leases, the corp is handed to another instance
                         // once this actor has ended, and two instances must never pull it at once.

@@ -12,8 +12,11 @@
 //!   actors after batches that stored media.
 //!
 //! [`Pipeline::start`] wires them together inside a running actix `System`;
-//! [`Pipeline::shutdown`] stops fetching and lets in-flight writes finish. [`Stats`] is a live
-//! per-corp summary (for `demo`, and later `status`/metrics).
+//! [`Pipeline::shutdown`] stops fetching and lets in-flight work finish within the configured
+//! grace. Stopping is one mechanism ([`shutdown`]): every actor and task listens to the same
+//! [`shutdown::Shutdown`] token and holds it until it has finished; the pipeline has stopped when
+//! the last one is dropped. [`Stats`] is a live per-corp summary (for `demo`, and later
+//! `status`/metrics).
 
 pub mod corp;
 pub mod db_writer;
@@ -21,6 +24,7 @@ pub mod lease;
 pub mod media;
 pub mod progress;
 pub mod sdk_pool;
+pub mod shutdown;
 pub mod supervisor;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,6 +87,8 @@ pub struct PipelineConfig {
     /// Corp leases (several instances share the database); `None` = this instance runs every
     /// corp.
     pub lease: Option<lease::LeaseSettings>,
+    /// How long [`Pipeline::shutdown`] waits for the work in flight (`[daemon] shutdown_grace`).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -96,6 +102,7 @@ impl Default for PipelineConfig {
             max_hung_threads: 8,
             media: None,
             lease: None,
+            shutdown_grace: crate::config::DaemonConfig::default().shutdown_grace,
         }
     }
 }
@@ -362,6 +369,8 @@ pub struct Pipeline {
     /// Media counters, when media is on.
     pub media_counters: Option<Arc<media::MediaCounters>>,
     media: Option<Addr<media::MediaScheduler>>,
+    stopper: shutdown::Stopper,
+    grace: Duration,
 }
 
 /// Why the pipeline could not start.
@@ -392,9 +401,11 @@ impl Pipeline {
             .build()
             .map_err(|e| StartError::Threads(e.to_string()))?;
         let writer = db_writer::DbWriter::new(Arc::clone(&store)).start();
+        let stopper = shutdown::Stopper::new();
         let (media, media_counters) = match &config.media {
             Some(m) => {
-                let (addr, counters) = media::MediaScheduler::start(Arc::clone(&store), Arc::clone(&sdk), m.clone());
+                let (addr, counters) =
+                    media::MediaScheduler::start(Arc::clone(&store), Arc::clone(&sdk), m.clone(), stopper.listener());
                 (Some(addr), Some(counters))
             }
             None => (None, None),
@@ -411,10 +422,19 @@ impl Pipeline {
             stats: Arc::clone(&stats),
             media: media.clone(),
         });
-        let supervisor = supervisor::Supervisor::new(shared, sources, config.reload_interval)
+        let supervisor = supervisor::Supervisor::new(shared, sources, config.reload_interval, stopper.listener())
             .with_leases(config.lease.clone())
             .start();
-        Ok(Pipeline { supervisor, stats, pool, fatal: fatal_rx, media_counters, media })
+        Ok(Pipeline {
+            supervisor,
+            stats,
+            pool,
+            fatal: fatal_rx,
+            media_counters,
+            media,
+            stopper,
+            grace: config.shutdown_grace,
+        })
     }
 
     /// Resolves with the reason once a fatal error happened (the SDK is wedged); the caller
@@ -448,23 +468,20 @@ impl Pipeline {
         &self.pool
     }
 
-    /// Graceful stop: every corp stops fetching, in-flight writes finish, then the SDK threads
-    /// exit (a call in progress finishes first; its answer is dropped). Waits up to 30 s for
-    /// the threads that are not hung.
-    pub async fn shutdown(self) {
-        let _ = self.supervisor.send(supervisor::Shutdown).await;
-        if let Some(m) = &self.media {
-            // Downloads stop between chunks (their attempt is given back); bounded wait.
-            let _ = tokio::time::timeout(Duration::from_secs(60), m.send(media::MediaShutdown)).await;
+    /// Graceful stop, within `shutdown_grace`: the one stop signal reaches every actor at once.
+    /// Every corp stops fetching and its in-flight write finishes; media stops claiming and its
+    /// downloads stop between chunks (their attempt is given back); once every corp has ended
+    /// the supervisor gives the leases back and lets the SDK threads leave the vendor library
+    /// (a hung call is not waited for). Says whether all of it finished in time.
+    pub async fn shutdown(self) -> shutdown::Stopped {
+        let Pipeline { stopper, grace, supervisor, media, .. } = self;
+        let stopped = stopper.stop(grace).await;
+        if let shutdown::Stopped::Overran(grace) = stopped {
+            tracing::error!(?grace, "in-flight work did not finish within the shutdown grace period");
         }
-        self.pool.close();
-        // Let the SDK threads drop their handles (DestroySdk) before the caller goes on: a
-        // process that exits while a thread is still inside the vendor library may crash in
-        // the library's exit handlers. A hung call is not waited for beyond the deadline.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self.pool.running_threads() > self.pool.hung() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        // The actors live until here (an actor whose last address goes may stop early).
+        drop((supervisor, media));
+        stopped
     }
 }
 

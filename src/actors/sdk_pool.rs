@@ -99,6 +99,8 @@ struct Inner {
     /// Threads that serve jobs.
     size: usize,
     next_id: AtomicUsize,
+    /// Woken when a thread ends or a call is abandoned ([`SdkPool::stopped`]).
+    settled: tokio::sync::Notify,
 }
 
 /// The bounded SDK thread pool. Dropping it lets the threads finish their current call and exit.
@@ -139,6 +141,7 @@ impl SdkPool {
             hung: AtomicUsize::new(0),
             size,
             next_id: AtomicUsize::new(0),
+            settled: tokio::sync::Notify::new(),
         });
         let pool = Arc::new(Self {
             tx: Mutex::new(Some(tx)),
@@ -235,6 +238,7 @@ impl SdkPool {
                     self.inner.hung.fetch_sub(1, Ordering::SeqCst);
                     return Ok(rx.await.map_err(|_| PoolError::Stopped)??);
                 }
+                self.inner.settled.notify_waiters();
                 tracing::error!(corpid = %corpid, ?deadline, "GetChatData hung; abandoning its thread");
                 if let Err(e) = self.spawn_thread() {
                     tracing::error!(error = %e, "cannot start a replacement SDK thread");
@@ -254,6 +258,21 @@ impl SdkPool {
     pub fn close(&self) {
         if let Ok(mut tx) = self.tx.lock() {
             tx.take();
+        }
+    }
+
+    /// Resolves once every thread that is not hung has ended and dropped its SDK handles (after
+    /// [`SdkPool::close`]: within one SDK call's worst case). A hung call is not waited for.
+    pub async fn stopped(&self) {
+        loop {
+            let settled = self.inner.settled.notified();
+            tokio::pin!(settled);
+            // Registered before the check, so that a thread ending in between is not missed.
+            settled.as_mut().enable();
+            if self.running_threads() <= self.hung() {
+                return;
+            }
+            settled.await;
         }
     }
 
@@ -286,6 +305,7 @@ fn worker(inner: &Inner) {
     }
     // Last: the thread has dropped its handles (in `serve`) and touches the SDK no more.
     inner.running.fetch_sub(1, Ordering::SeqCst);
+    inner.settled.notify_waiters();
 }
 
 /// Serves jobs until the queue closes (false) or the thread retires (true, `live` already

@@ -8,8 +8,11 @@
 //! `reload_interval`; when a source cannot be read the previous desired set is kept.
 //!
 //! An actor that ends with an error ([`CorpExited`]) is restarted after a capped exponential
-//! backoff. [`Shutdown`] stops every corp and answers once all have finished their in-flight
-//! writes.
+//! backoff. Each corp actor listens to a child of the pipeline's [`Shutdown`] (its own [`Stop`]
+//! cancels only that child). When the pipeline's stop is signalled every corp stops with it; once
+//! all have finished their in-flight writes the supervisor gives the leases back, closes the SDK
+//! pool and waits for its threads to leave the vendor library, and only then lets go of its own
+//! hold on the pipeline's end.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use actix::prelude::*;
 
 use super::corp::{CorpActor, CorpError, CorpExited, Stop};
 use super::lease::{CorpStopped, LeaseKeeper, LeaseLeave, LeaseSettings, Leases, Wanted};
+use super::shutdown::Shutdown;
 use super::Shared;
 use crate::backoff::Backoff;
 use crate::corps::{self, CorpSpec, Desired, Sources};
@@ -52,11 +56,6 @@ pub struct ReconcileReport {
     /// Corps left out of the desired set, with why.
     pub errors: Vec<(String, String)>,
 }
-
-/// Stop everything gracefully; answers when every corp actor has finished.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
 
 /// The corps currently running (for tests and `status`).
 #[derive(Debug, Message)]
@@ -96,7 +95,9 @@ pub struct Supervisor {
     /// Source loads started so far.
     loads_started: u64,
     shutting_down: bool,
-    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// The pipeline's stop signal and this actor's hold on its end (let go once the corps have
+    /// stopped, the leases are given back and the SDK threads have ended).
+    shutdown: Option<Shutdown>,
     /// Logs corps left out once per change, not at every reload.
     left_out: crate::corps::LeftOutLog,
 }
@@ -108,8 +109,8 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor reading `sources` every `reload_interval`.
-    pub fn new(shared: Arc<Shared>, sources: Sources, reload_interval: Duration) -> Self {
+    /// A supervisor reading `sources` every `reload_interval`, until `shutdown`.
+    pub fn new(shared: Arc<Shared>, sources: Sources, reload_interval: Duration, shutdown: Shutdown) -> Self {
         Self {
             shared,
             sources,
@@ -125,7 +126,7 @@ impl Supervisor {
             clearing_update: HashMap::new(),
             loads_started: 0,
             shutting_down: false,
-            waiters: Vec::new(),
+            shutdown: Some(shutdown),
             left_out: crate::corps::LeftOutLog::default(),
         }
     }
@@ -138,12 +139,13 @@ impl Supervisor {
     }
 
     fn start_corp(&mut self, spec: CorpSpec, ctx: &mut Context<Self>) {
+        let Some(stop) = self.shutdown.as_ref().filter(|s| !s.is_shutdown()).map(Shutdown::child) else { return };
         let generation = self.next_generation;
         self.next_generation += 1;
         let corpid = spec.corpid.clone();
         let fingerprint = spec.fingerprint();
         tracing::info!(corpid = %corpid, generation, "starting corp");
-        let addr = CorpActor::new(spec, generation, Arc::clone(&self.shared), ctx.address().recipient()).start();
+        let addr = CorpActor::new(spec, generation, Arc::clone(&self.shared), ctx.address().recipient(), stop).start();
         self.running.insert(corpid, Entry { addr, fingerprint, generation, started: Instant::now(), stopping: false });
     }
 
@@ -268,12 +270,37 @@ impl Supervisor {
         d
     }
 
-    fn notify_if_idle(&mut self) {
-        if self.shutting_down && self.running.is_empty() {
-            for w in self.waiters.drain(..) {
-                let _ = w.send(());
-            }
+    /// The pipeline's stop was signalled: the corps stop with it (their tokens are children).
+    fn begin_shutdown(&mut self, ctx: &mut Context<Self>) {
+        self.shutting_down = true;
+        for entry in self.running.values_mut() {
+            entry.stopping = true;
         }
+        self.finish_if_idle(ctx);
+    }
+
+    /// Once every corp has stopped: the leases are given back so that others take over at once,
+    /// and the SDK threads drop their handles (DestroySdk) before the hold on the pipeline's end
+    /// goes — a process that exits while a thread is still inside the vendor library may crash in
+    /// the library's exit handlers.
+    fn finish_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if !self.shutting_down || !self.running.is_empty() {
+            return;
+        }
+        let Some(hold) = self.shutdown.take() else { return };
+        let keeper = self.keeper.clone();
+        let pool = Arc::clone(&self.shared.pool);
+        ctx.spawn(
+            async move {
+                if let Some(keeper) = keeper {
+                    let _ = keeper.send(LeaseLeave).await;
+                }
+                pool.close();
+                pool.stopped().await;
+                drop(hold);
+            }
+            .into_actor(self),
+        );
     }
 }
 
@@ -287,6 +314,12 @@ impl Actor for Supervisor {
         }
         ctx.notify(Reload);
         ctx.run_interval(self.reload_interval.max(Duration::from_millis(100)), |_, ctx| ctx.notify(Reload));
+        if let Some(shutdown) = &self.shutdown {
+            let stop = shutdown.token().clone();
+            ctx.spawn(
+                async move { stop.cancelled().await }.into_actor(self).map(|(), act, ctx| act.begin_shutdown(ctx)),
+            );
+        }
     }
 }
 
@@ -380,7 +413,7 @@ impl Handler<CorpExited> for Supervisor {
         let was_stopping = entry.stopping;
         self.running.remove(&msg.corpid);
         if self.shutting_down {
-            self.notify_if_idle();
+            self.finish_if_idle(ctx);
             return;
         }
         let Some(spec) = self.desired.get(&msg.corpid).cloned() else {
@@ -424,28 +457,5 @@ impl Handler<CorpExited> for Supervisor {
                 });
             }
         }
-    }
-}
-
-impl Handler<Shutdown> for Supervisor {
-    type Result = ResponseFuture<()>;
-
-    fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
-        self.shutting_down = true;
-        for entry in self.running.values_mut() {
-            entry.stopping = true;
-            entry.addr.do_send(Stop);
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.waiters.push(tx);
-        self.notify_if_idle();
-        let keeper = self.keeper.clone();
-        Box::pin(async move {
-            let _ = rx.await;
-            // Every corp has stopped: give the leases back so that others take over at once.
-            if let Some(keeper) = keeper {
-                let _ = keeper.send(LeaseLeave).await;
-            }
-        })
     }
 }

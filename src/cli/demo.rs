@@ -126,9 +126,8 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         pipeline.shutdown().await;
         Ok::<_, CliError>(available.filter(|_| !interrupted))
     });
-    // As in `run`: actor futures still waiting on the database must not be dropped outside the
-    // runtime (sqlx would panic); the demo ends right after.
-    std::mem::forget(system);
+    // As in `run`: what is still pending is dropped inside the runtime.
+    crate::actors::shutdown::close_system(system);
     let available = available?;
     println!("-- where the data went --");
     if let Some(n) = available {

@@ -27,11 +27,11 @@ use tokio::sync::mpsc;
 use super::CliError;
 use crate::actors::lease::LeaseSettings;
 use crate::actors::media::MediaSettings;
+use crate::actors::shutdown::{close_system, Stopped};
 use crate::actors::supervisor::{Reload, SetSources, Supervisor};
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
-use crate::config::{Config, MediaBackend};
+use crate::config::Config;
 use crate::corps::{self, Defaults, Proxy, SourceError, Sources};
-use crate::media::object_store::ObjectStoreSettings;
 use crate::observe::{self, observer::Observer};
 use crate::reload::{self, Changed, FileWatch};
 use crate::sdk::process::{ProcessOptions, ProcessSdk};
@@ -134,30 +134,25 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             }
         };
         drop(reloader);
-        let stopping = std::time::Instant::now();
         tracing::info!(?grace, "stopping: no new fetches; waiting for in-flight writes");
-        let stopped = tokio::time::timeout(grace, pipeline.shutdown()).await;
+        // Bounded by `[daemon] shutdown_grace` (PipelineConfig::shutdown_grace).
+        let stopped = pipeline.shutdown().await;
         if let Some(server) = server {
             server.stop(true).await;
         }
         match (stopped, fatal) {
-            (Err(_), _) => {
-                tracing::error!(?grace, "in-flight work did not finish within the shutdown grace period");
+            (Stopped::Overran(grace), _) => {
                 Err(CliError::Runtime(format!("shutdown took longer than shutdown_grace ({grace:?})")))
             }
-            (Ok(()), Some(reason)) => Err(CliError::Runtime(reason)),
-            (Ok(()), None) => {
-                tracing::info!(elapsed = ?stopping.elapsed(), "stopped");
+            (Stopped::InTime(_), Some(reason)) => Err(CliError::Runtime(reason)),
+            (Stopped::InTime(elapsed), None) => {
+                tracing::info!(?elapsed, "stopped");
                 Ok(())
             }
         }
     });
-    // Dropping the runtime would drop the futures of actors still waiting on the database (a
-    // media claim, a report) outside a runtime context, which sqlx answers with a panic and the
-    // process with an abort (seen in CI on SIGTERM). Every batch has been committed by now; an
-    // unfinished claim is rolled back when the process's connections close, and the process ends
-    // right after this function: leave the runtime to the exit.
-    std::mem::forget(system);
+    // What is still pending (a report, a reload) is dropped inside the runtime.
+    close_system(system);
     result
 }
 
@@ -328,35 +323,15 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
         max_hung_threads: cfg.sdk.max_hung_threads,
         media,
         lease: cfg.cluster.leases.then_some(LeaseSettings { holder, ttl: cfg.cluster.lease_ttl }),
+        shutdown_grace: cfg.daemon.shutdown_grace,
     }
 }
 
-/// The media settings of the configuration.
+/// The media settings of the configuration (the owner in claims: `[media] instance_id`, else
+/// the host name).
 pub fn media_settings(cfg: &Config) -> MediaSettings {
     let m = &cfg.media;
-    MediaSettings {
-        root: m.root.clone(),
-        owner: if m.instance_id.is_empty() { host_name() } else { m.instance_id.clone() },
-        workers: m.workers.max(1),
-        per_corp: m.per_corp.max(1),
-        max_attempts: m.max_attempts.max(1),
-        chunk_retries: m.chunk_retries,
-        backoff_initial: m.backoff_initial,
-        backoff_max: m.backoff_max,
-        claim_stale: m.claim_stale,
-        sweep_interval: m.sweep_interval.max(Duration::from_millis(100)),
-        transcode: m.transcode,
-        mp3_bitrate_kbps: m.mp3_bitrate,
-        mp3_sample_rate: (m.mp3_sample_rate > 0).then_some(m.mp3_sample_rate),
-        object_store: (m.backend == MediaBackend::S3).then(|| ObjectStoreSettings {
-            endpoint: m.s3_endpoint.clone(),
-            bucket: m.s3_bucket.clone(),
-            region: m.s3_region.clone(),
-            access_key_id: m.s3_access_key_id.clone(),
-            secret_access_key: m.s3_secret_access_key.clone(),
-            prefix: m.s3_prefix.clone(),
-        }),
-    }
+    MediaSettings::from_config(m, if m.instance_id.is_empty() { host_name() } else { m.instance_id.clone() })
 }
 
 /// This instance's lease holder id: `[cluster] instance_id`, else `<host>-<pid>-<random>`.

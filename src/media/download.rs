@@ -10,7 +10,7 @@
 //! 4. atomic rename to `<root>/<corpid>/<yyyy>/<mm>/<dd>/<msgid>[-<item>].<ext>` ([`relative_path`],
 //!    date from msgtime in UTC) and `fsync` of the directory.
 //!
-//! A failure removes the temp file; [`clean_temp`] removes what a killed process left behind, at
+//! A failure removes the temp file (a [`TempFile`]); [`clean_temp`] removes what a killed process left behind, at
 //! start-up. Every path component is built here from sanitised parts, so a hostile record (a
 //! msgid or extension with `/`, `..`, NUL, 10 KB names) can only ever write inside the root.
 
@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use md5::{Digest, Md5};
 
 use super::sniff::{choose_ext, sniff, Sniffed, SNIFF_BYTES};
+use super::tmp_file::TempFile;
 use crate::message::sanitize_file_component;
 use crate::sdk::{fetch_next_chunk, MediaProgress, NetOptions, SdkError, SdkSession};
 use crate::store::{CorpId, MediaJob};
@@ -86,6 +87,15 @@ pub enum DownloadError {
     /// Stopped between two chunks because the daemon is shutting down.
     #[error("interrupted by shutdown")]
     Interrupted,
+    /// The download, the upload or the media worker panicked (caught), or the worker thread is
+    /// gone: not retried (decision 2), the item fails with [`codes::PANICKED`].
+    #[error("{stage} panicked: {message}")]
+    Panicked {
+        /// What was being done.
+        stage: &'static str,
+        /// The panic message.
+        message: String,
+    },
 }
 
 impl DownloadError {
@@ -99,6 +109,7 @@ impl DownloadError {
             | DownloadError::SizeMismatch { .. }
             | DownloadError::Io { .. }
             | DownloadError::Interrupted => true,
+            DownloadError::Panicked { .. } => false,
         }
     }
 
@@ -120,6 +131,7 @@ impl DownloadError {
             DownloadError::SizeMismatch { .. } => codes::SIZE_MISMATCH,
             DownloadError::Io { .. } | DownloadError::Interrupted => codes::LOCAL_IO,
             DownloadError::Upload(_) => codes::UPLOAD,
+            DownloadError::Panicked { .. } => codes::PANICKED,
         }
     }
 }
@@ -163,12 +175,6 @@ pub struct Downloaded {
 fn private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-/// `File::create` with an owner-only (0600) new file.
-fn private_file(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
 }
 
 /// `<root>/.tmp/<owner>`: where this instance's partial downloads live.
@@ -250,20 +256,6 @@ pub fn relative_path(corpid: &CorpId, job: &MediaJob, ext: &str) -> String {
     format!("{}/{y:04}/{m:02}/{d:02}/{}.{ext}", corpid.as_str(), file_stem(&job.msgid, job.item))
 }
 
-/// A temp file that is removed when dropped unless it was persisted.
-struct TempFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Counts, hashes and keeps the first bytes of what goes through it.
 struct Tee<W> {
     inner: W,
@@ -289,6 +281,24 @@ impl<W: Write> Write for Tee<W> {
     }
 }
 
+/// Asked between two chunks whether the download must stop (graceful shutdown).
+pub trait StopSignal {
+    /// True once the download must stop.
+    fn is_stopped(&self) -> bool;
+}
+
+impl StopSignal for AtomicBool {
+    fn is_stopped(&self) -> bool {
+        self.load(Ordering::Relaxed)
+    }
+}
+
+impl StopSignal for tokio_util::sync::CancellationToken {
+    fn is_stopped(&self) -> bool {
+        self.is_cancelled()
+    }
+}
+
 /// Downloads `job` of `corpid` with `session`; see the module docs. `stop` is checked between
 /// chunks (graceful shutdown: [`DownloadError::Interrupted`]).
 pub fn download(
@@ -297,18 +307,18 @@ pub fn download(
     job: &MediaJob,
     net: &NetOptions,
     settings: &DownloadSettings,
-    stop: &AtomicBool,
+    stop: &(impl StopSignal + ?Sized),
 ) -> Result<Downloaded, DownloadError> {
     let tmp_dir = temp_dir(&settings.root, &settings.owner);
     private_dir(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
-    let tmp = TempFile { path: tmp_dir.join(format!("{}-{}.part", corpid.as_str(), job.id)), keep: false };
-    let file = private_file(&tmp.path).map_err(io_err("create", &tmp.path))?;
+    let tmp_path = tmp_dir.join(format!("{}-{}.part", corpid.as_str(), job.id));
+    let (tmp, file) = TempFile::create(tmp_path.clone()).map_err(io_err("create", &tmp_path))?;
     let mut out =
         Tee { inner: io::BufWriter::with_capacity(256 * 1024, file), md5: Md5::new(), bytes: 0, head: Vec::new() };
     let mut progress = MediaProgress::default();
     let mut retried_chunks = 0;
     while !progress.finished {
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_stopped() {
             return Err(DownloadError::Interrupted);
         }
         let mut retries = 0;
@@ -333,10 +343,10 @@ pub fn download(
     let Tee { inner, md5, bytes, head } = out;
     let file = inner.into_inner().map_err(|e| DownloadError::Io {
         op: "write",
-        path: tmp.path.clone(),
+        path: tmp.path().to_path_buf(),
         source: e.into_error(),
     })?;
-    file.sync_all().map_err(io_err("fsync", &tmp.path))?;
+    file.sync_all().map_err(io_err("fsync", tmp.path()))?;
     drop(file);
     let got: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
     if let Some(want) = job.size.filter(|s| *s > 0) {
@@ -354,9 +364,7 @@ pub fn download(
     let dest = settings.root.join(&rel);
     let dir = dest.parent().unwrap_or(&settings.root).to_path_buf();
     private_dir(&dir).map_err(io_err("create", &dir))?;
-    fs::rename(&tmp.path, &dest).map_err(io_err("rename into", &dest))?;
-    let mut tmp = tmp;
-    tmp.keep = true;
+    tmp.persist(&dest).map_err(io_err("rename into", &dest))?;
     File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", &dir))?;
     Ok(Downloaded { path: rel, bytes, md5: got, sniffed, chunks: progress.chunks, retried_chunks, transcoded: None })
 }

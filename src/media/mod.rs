@@ -5,12 +5,16 @@
 //! - [`download`] streams one claimed item into a verified file under the media root;
 //! - [`transcode`] turns AMR-NB and SILK v3 voice into MP3 in-process (libavcodec only: never
 //!   libavformat, see docs/sdk-facts.md §2);
+//! - [`object_store`] uploads finished files to S3-compatible storage (`[media] backend = "s3"`);
+//! - [`tmp_file::TempFile`] is every file in flight (a partial download, an MP3 being written, a
+//!   local copy waiting for its upload): removed on drop unless renamed into place.
 //!
 //! These are plain functions, testable without an actor system; `actors::media` is the glue.
 
 pub mod download;
 pub mod object_store;
 pub mod sniff;
+pub mod tmp_file;
 pub mod transcode;
 
 use std::path::Path;

@@ -51,6 +51,8 @@ use ffmpeg_next::codec::{self, Id};
 use ffmpeg_next::util::format::sample::{Sample, Type as SampleType};
 use ffmpeg_next::{frame, ChannelLayout, Packet};
 
+use super::tmp_file::TempFile;
+
 /// Largest input file accepted (voice messages are at most 60 s: a few hundred KiB).
 pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -1036,35 +1038,16 @@ pub fn transcode_file_via(
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
-    let guard = TempFile(Some(tmp.clone()));
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(io("create", &tmp))?;
+    let (guard, mut f) = TempFile::create(tmp.clone()).map_err(io("create", &tmp))?;
     f.write_all(&mp3).map_err(io("write", &tmp))?;
     f.sync_all().map_err(io("sync", &tmp))?;
     drop(f);
-    fs::rename(&tmp, output).map_err(io("rename to", output))?;
-    guard.disarm();
+    guard.persist(output).map_err(io("rename to", output))?;
     // Make the rename durable; a failure here leaves a complete file, so it is not an error.
     if let Ok(d) = fs::File::open(&dir) {
         let _ = d.sync_all();
     }
     Ok(TranscodeReport { format, duration: pcm.duration(), output_bytes: mp3.len() as u64 })
-}
-
-/// Removes the temp file on drop unless disarmed.
-struct TempFile(Option<PathBuf>);
-
-impl TempFile {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
-        }
-    }
 }
 
 /// The FFmpeg codecs this module needs that the linked libavcodec lacks, named as
