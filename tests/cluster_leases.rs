@@ -9,7 +9,7 @@
 //! - after `kill -9` of an instance its corps are claimed by the others within the lease TTL (the
 //!   takeover times are printed), and the corps end up split evenly between the live instances.
 
-use crate::common;
+mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -24,7 +24,6 @@ mod cli_demo;
 mod cli_doctor;
 mod cli_ops;
 mod cli_run;
-mod cluster_leases;
 mod crypto_keys;
 mod crypto_native;
 mod crypto_native_fuzz;
