@@ -24,8 +24,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use crate::backoff::Backoff;
+use actix::prelude::*;
 use rayon::prelude::*;
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
@@ -562,7 +562,7 @@ type Keyed = (Row, Vec<message::MediaRef>, KeyOutcome);
 fn collect_decoded(parsed: Vec<Keyed>) -> Decoded {
     let mut out = Decoded { rows: Vec::with_capacity(parsed.len()), media: Vec::new(), keys: Vec::new() };
     for (row, media, key) in parsed {
-        out.media.extend(media.into_iter().map(|m| (row.msgid.clone(), row.seq, m)));
+        out.media.extend(media.into_iter().map(|media| MediaItem { msgid: row.msgid.clone(), seq: row.seq, media }));
         out.keys.push((row.publickey_ver, key));
         out.rows.push(row);
     }
