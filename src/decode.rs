@@ -72,7 +72,7 @@ impl Decoded {
 
     fn push(&mut self, record: Record) {
         let Record { row, media, key } = record;
-        self.media.extend(media.into_iter().map(|m| (row.msgid.clone(), row.seq, m)));
+        self.media.extend(media.into_iter().map(|media| MediaItem { msgid: row.msgid.clone(), seq: row.seq, media }));
         self.keys.push((row.publickey_ver, key));
         self.rows.push(row);
     }

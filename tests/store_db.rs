@@ -141,7 +141,7 @@ fn image(item: u32, id: &str) -> MediaRef {
 }
 
 fn media_of(rows: &[Row]) -> Vec<MediaItem> {
-    rows.iter().map(|r| (r.msgid.clone(), r.seq, image(0, &r.msgid))).collect()
+    rows.iter().map(|r| MediaItem { msgid: r.msgid.clone(), seq: r.seq, media: image(0, &r.msgid) }).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ async fn write_batch_is_idempotent_and_cursor_only_moves_forward(db: &TestDb) {
     dup.msgid = "msgid-1".into();
     let mut dup2 = row(1);
     dup2.msgid = "msgid-new".into();
-    let dup_media = vec![("msgid-1".to_string(), 11, image(0, "dup"))];
+    let dup_media = vec![MediaItem { msgid: "msgid-1".into(), seq: 11, media: image(0, "dup") }];
     let batch = [dup, dup2];
     let out = db.store.write_batch(&c, &batch, &dup_media, 11).await.unwrap();
     assert_eq!(out, BatchOutcome { inserted_rows: 1, inserted_media: 1 });
@@ -260,7 +260,7 @@ async fn u64_max_seq_round_trips(db: &TestDb) {
     r.decrypt_error = Some("no key for publickey_ver 9".into());
     r.encrypt_random_key = Some("ERK".into());
     r.encrypt_chat_msg = Some("ECM".into());
-    let media = vec![(r.msgid.clone(), u64::MAX, image(0, "max"))];
+    let media = vec![MediaItem { msgid: r.msgid.clone(), seq: u64::MAX, media: image(0, "max") }];
     let mut below = row(u64::MAX / 2 + 7); // above i64::MAX too
     below.msgid = "below".into();
     db.store.write_batch(&c, &[r, below, row(5)], &media, u64::MAX).await.unwrap();

@@ -13,6 +13,8 @@
 //! itself failing after `[daemon] failing_after` refusals in a row and
 //! then retries only every `backoff_max`. Batches too large for the database's packet never get
 //! here: the store cuts them by bytes and moves oversized values into `message_part`.
+//!
+//! [`Store::write_batch`]: crate::store::BatchRepo::write_batch
 
 use std::sync::Arc;
 

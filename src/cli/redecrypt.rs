@@ -7,6 +7,8 @@
 //! decrypts is overwritten in one transaction ([`Store::replace_decrypted`]); a row that still
 //! fails is left as it is. The Java version's `解密失败` rows have no ciphertext: they are
 //! counted, never retried.
+//!
+//! [`Store::replace_decrypted`]: crate::store::BatchRepo::replace_decrypted
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

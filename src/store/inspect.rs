@@ -1,5 +1,5 @@
 //! Looking at a database without changing it: does it exist, which migrations would
-//! [`Store::migrate`](super::Store::migrate) apply, and a read-only [`Store`] to read
+//! [`SchemaRepo::migrate`](super::SchemaRepo::migrate) apply, and a read-only [`Store`] to read
 //! `corplist`/`corp_keys` with. Used by `validate` and by `doctor` without `--fix`, which must
 //! not create the SQLite file nor run a migration (on a Java database that means an
 //! `ALTER TABLE corplist`).
@@ -34,6 +34,19 @@ fn pending_of(migrator: &sqlx::migrate::Migrator, applied: &HashSet<i64>) -> Vec
         .collect()
 }
 
+/// The versions `_sqlx_migrations` lists as applied (the table must exist).
+async fn applied<'c, DB, E>(conn: E) -> Result<HashSet<i64>, StoreError>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+{
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1").fetch_all(conn).await?;
+    Ok(versions.into_iter().collect())
+}
+
 /// Inspects the database at `url` without creating or changing anything.
 pub async fn inspect(url: &str) -> Result<Inspection, StoreError> {
     if is_sqlite(url) {
@@ -47,15 +60,7 @@ pub async fn inspect(url: &str) -> Result<Inspection, StoreError> {
             sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
                 .fetch_one(&mut conn)
                 .await?;
-        let applied: HashSet<i64> = if has > 0 {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
-                .fetch_all(&mut conn)
-                .await?
-                .into_iter()
-                .collect()
-        } else {
-            HashSet::new()
-        };
+        let applied = if has > 0 { applied(&mut conn).await? } else { HashSet::new() };
         let _ = conn.close().await;
         return Ok(Inspection { exists: true, pending: pending_of(&super::sqlite::MIGRATOR, &applied) });
     }
@@ -70,15 +75,8 @@ pub async fn inspect(url: &str) -> Result<Inspection, StoreError> {
     )
     .fetch_all(&mut conn)
     .await?;
-    let applied: HashSet<i64> = if tables.iter().any(|t| t == "_sqlx_migrations") {
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
-            .fetch_all(&mut conn)
-            .await?
-            .into_iter()
-            .collect()
-    } else {
-        HashSet::new()
-    };
+    let applied =
+        if tables.iter().any(|t| t == "_sqlx_migrations") { applied(&mut conn).await? } else { HashSet::new() };
     let mut pending = pending_of(&super::mysql::MIGRATOR, &applied);
     if tables.iter().any(|t| t == "corplist") {
         let cols: HashSet<String> = sqlx::query_scalar::<_, String>(

@@ -11,7 +11,8 @@
 //! too, or a retryable error occurs, does the error go back to the corp (which backs off and
 //! re-fetches from the committed cursor).
 
-use super::{BatchOutcome, CorpId, Fence, MediaItem, Row, Store, StoreError, MAX_MSGID_CHARS};
+use super::batch::MAX_MSGID_CHARS;
+use super::{BatchOutcome, CorpId, Fence, MediaItem, Row, Store, StoreError};
 
 /// Prefix of `decrypt_error` for a record stored as a [`quarantined`] row.
 pub const QUARANTINE_PREFIX: &str = "not stored as parsed: ";
@@ -29,7 +30,7 @@ pub async fn write_isolating(
     let mut total = BatchOutcome::default();
     let mut quarantined_rows = 0u64;
     for row in rows {
-        let own: Vec<MediaItem> = media.iter().filter(|m| m.1 == row.seq && m.0 == row.msgid).cloned().collect();
+        let own: Vec<MediaItem> = media.iter().filter(|m| m.seq == row.seq && m.msgid == row.msgid).cloned().collect();
         let outcome = match store.write_batch_fenced(corpid, std::slice::from_ref(row), &own, row.seq, fence).await {
             Ok(o) => o,
             Err(e) if e.is_retryable() || matches!(e, StoreError::Fenced { .. }) => return Err(e),
@@ -83,7 +84,7 @@ pub fn quarantined(row: &Row, error: &StoreError) -> Row {
 
 fn clip(s: &str, max: usize) -> String {
     if s.bytes().all(|b| b.is_ascii_graphic()) {
-        super::clip(s, max).to_string()
+        super::batch::clip(s, max).to_string()
     } else {
         String::new()
     }

@@ -1,46 +1,17 @@
-//! The SQL of the media jobs (`media_<corpid>`), shared by both dialects: the statements differ
-//! only in identifier quoting and in how "now minus a duration" is written, so each is built
-//! here once from a [`Dialect`] and executed by `mysql.rs` / `sqlite.rs`.
+//! [`MediaRepo`](super::MediaRepo) once for both dialects: the media jobs of `media_<corpid>`.
+//! The statements differ only in identifier quoting and in how "now minus a duration" is
+//! written, so each is built here once from the [`Dialect`]; the bodies are one
+//! `macro_rules!` instantiated for each database (see `sql.rs`).
 //!
 //! Every numeric column is selected as a signed 64-bit integer so that one row reader
 //! ([`job_from_row`]) serves both drivers.
 
+use super::sql::Dialect;
 use super::{CorpId, MediaJob, MediaOutcome};
 
-/// What differs between MySQL and SQLite in these statements.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Dialect {
-    /// Identifier quote.
-    pub q: char,
-    /// The current time as the database writes it into `claimed_at`.
-    pub now: &'static str,
-    /// A condition "`claimed_at` is older than `?` seconds" (one bind: the seconds, as i64).
-    pub stale: &'static str,
-    /// `CAST(x AS <int>)` type name for a signed 64-bit integer.
-    pub int: &'static str,
-}
-
-pub(super) const MYSQL: Dialect =
-    Dialect { q: '`', now: "NOW()", stale: "claimed_at < NOW() - INTERVAL ? SECOND", int: "SIGNED" };
-
-pub(super) const SQLITE: Dialect = Dialect {
-    q: '"',
-    now: "CURRENT_TIMESTAMP",
-    stale: "claimed_at < datetime('now', '-' || ? || ' seconds')",
-    int: "INTEGER",
-};
-
 impl Dialect {
-    fn media(&self, c: &CorpId) -> String {
-        format!("{q}{}{q}", c.media_table(), q = self.q)
-    }
-
-    fn message(&self, c: &CorpId) -> String {
-        format!("{q}{}{q}", c.message_table(), q = self.q)
-    }
-
     /// Ids of claimable items (binds: now, limit).
-    pub fn claimable(&self, c: &CorpId) -> String {
+    fn claimable(&self, c: &CorpId) -> String {
         format!(
             "SELECT CAST(id AS {i}) FROM {m} WHERE status = 1 AND retry_at <= ? ORDER BY id LIMIT ?",
             i = self.int,
@@ -49,7 +20,7 @@ impl Dialect {
     }
 
     /// Claims one item if still pending (binds: owner, id).
-    pub fn claim_one(&self, c: &CorpId) -> String {
+    fn claim_one(&self, c: &CorpId) -> String {
         format!(
             "UPDATE {m} SET status = 2, claimed_by = ?, claimed_at = {now}, attempts = attempts + 1, \
              updated = {now} WHERE id = ? AND status = 1",
@@ -59,7 +30,7 @@ impl Dialect {
     }
 
     /// The jobs of the given ids (numbers only, so safe to inline), claimed by `?` (bind: owner).
-    pub fn jobs(&self, c: &CorpId, ids: &[u64]) -> String {
+    fn jobs(&self, c: &CorpId, ids: &[u64]) -> String {
         let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
         format!(
             "SELECT CAST(m.id AS {i}), m.msgid, CAST(m.item AS {i}), CAST(m.seq AS {i}), \
@@ -75,7 +46,7 @@ impl Dialect {
 
     /// Done items whose transcode was cut off: the columns of [`Dialect::jobs`], then `path`
     /// (bind: the "interrupted" marker of `transcode_error`).
-    pub fn interrupted(&self, c: &CorpId) -> String {
+    fn interrupted(&self, c: &CorpId) -> String {
         format!(
             "SELECT CAST(m.id AS {i}), m.msgid, CAST(m.item AS {i}), CAST(m.seq AS {i}), \
              CAST(COALESCE(g.msgtime, 0) AS {i}), m.kind, m.sdkfileid, m.md5, CAST(m.size AS {i}), m.ext, \
@@ -90,13 +61,13 @@ impl Dialect {
     }
 
     /// Items held (status 0: stored while media was off) become pending.
-    pub fn release_held(&self, c: &CorpId) -> String {
+    fn release_held(&self, c: &CorpId) -> String {
         format!("UPDATE {m} SET status = 1, updated = {now} WHERE status = 0", m = self.media(c), now = self.now)
     }
 
     /// Ends an attempt (binds: status, media_code, path, transcoded_path, transcode_error,
     /// retry_at, attempts to give back, id).
-    pub fn finish(&self, c: &CorpId) -> String {
+    fn finish(&self, c: &CorpId) -> String {
         format!(
             "UPDATE {m} SET status = ?, media_code = ?, path = ?, transcoded_path = ?, transcode_error = ?, \
              retry_at = ?, attempts = attempts - ?, claimed_by = NULL, claimed_at = NULL, updated = {now} \
@@ -107,13 +78,13 @@ impl Dialect {
     }
 
     /// The record's first item number (bind: msgid).
-    pub fn first_item(&self, c: &CorpId) -> String {
+    fn first_item(&self, c: &CorpId) -> String {
         format!("SELECT CAST(MIN(item) AS {i}) FROM {m} WHERE msgid = ?", i = self.int, m = self.media(c))
     }
 
     /// Mirrors into the message row (binds: status, media_code, media_path, seq). `media_path`
     /// is only replaced by a non-NULL value.
-    pub fn mirror(&self, c: &CorpId) -> String {
+    fn mirror(&self, c: &CorpId) -> String {
         format!(
             "UPDATE {t} SET status = ?, media_code = ?, media_path = COALESCE(?, media_path) WHERE seq = ?",
             t = self.message(c)
@@ -121,7 +92,7 @@ impl Dialect {
     }
 
     /// Items in status 2 to recover (binds: owner, stale seconds): id, msgid, item, seq, attempts.
-    pub fn in_flight(&self, c: &CorpId) -> String {
+    fn in_flight(&self, c: &CorpId) -> String {
         format!(
             "SELECT CAST(id AS {i}), msgid, CAST(item AS {i}), CAST(seq AS {i}), CAST(attempts AS {i}) FROM {m} \
              WHERE status = 2 AND (claimed_by = ? OR claimed_at IS NULL OR {stale}) ORDER BY id",
@@ -132,7 +103,7 @@ impl Dialect {
     }
 
     /// Puts one in-flight item back to pending (bind: id).
-    pub fn unclaim(&self, c: &CorpId) -> String {
+    fn unclaim(&self, c: &CorpId) -> String {
         format!(
             "UPDATE {m} SET status = 1, claimed_by = NULL, claimed_at = NULL, updated = {now} \
              WHERE id = ? AND status = 2",
@@ -142,7 +113,7 @@ impl Dialect {
     }
 
     /// `media retry`: items of a status back to pending (bind: status).
-    pub fn requeue(&self, c: &CorpId) -> String {
+    fn requeue(&self, c: &CorpId) -> String {
         format!(
             "UPDATE {m} SET status = 1, attempts = 0, media_code = 0, retry_at = 0, claimed_by = NULL, \
              claimed_at = NULL, updated = {now} WHERE status = ?",
@@ -152,7 +123,7 @@ impl Dialect {
     }
 
     /// Message rows of requeued items back to pending (bind: the old status).
-    pub fn requeue_mirror(&self, c: &CorpId) -> String {
+    fn requeue_mirror(&self, c: &CorpId) -> String {
         format!(
             "UPDATE {t} SET status = 1, media_code = 0 WHERE status = ? AND seq IN (SELECT seq FROM {m} WHERE status = 1)",
             t = self.message(c),
@@ -161,7 +132,7 @@ impl Dialect {
     }
 
     /// Counts by kind and status.
-    pub fn stats(&self, c: &CorpId) -> String {
+    fn stats(&self, c: &CorpId) -> String {
         format!(
             "SELECT kind, CAST(status AS {i}), CAST(COUNT(*) AS {i}) FROM {m} GROUP BY kind, status ORDER BY kind, status",
             i = self.int,
@@ -171,7 +142,7 @@ impl Dialect {
 }
 
 /// A row of [`Dialect::jobs`] → a [`MediaJob`].
-pub(super) fn job_from_row<R>(r: &R) -> Result<MediaJob, sqlx::Error>
+fn job_from_row<R>(r: &R) -> Result<MediaJob, sqlx::Error>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
@@ -202,7 +173,7 @@ where
 /// (status, media_code, path, transcoded_path, transcode_error, retry_at, attempts given back),
 /// and what the message row mirrors: (status, media_code, media_path).
 #[allow(clippy::type_complexity)]
-pub(super) fn finish_values(
+fn finish_values(
     outcome: &MediaOutcome,
 ) -> ((i64, i64, Option<&str>, Option<&str>, Option<&str>, i64, i64), (i64, i64, Option<&str>)) {
     match outcome {
@@ -221,193 +192,190 @@ pub(super) fn finish_values(
     }
 }
 
-/// The media-job functions over one concrete pool type (`$pool`) and [`Dialect`] (`$d`): the
-/// bodies of the `Store` methods of the same names. A macro rather than generics because sqlx's
-/// executor bounds would obscure these few statements; each store invokes it once.
-/// `lock` is SQLite's in-process writer lock (`None` for MySQL).
-macro_rules! media_job_fns {
-    ($pool:ty, $d:expr) => {
-        use std::time::Duration as MediaDuration;
-
-        use tokio::sync::Mutex as MediaLock;
-
-        use crate::store::media_sql::{finish_values, job_from_row};
-        use crate::store::{
-            CorpId, MediaCount, MediaJob, MediaOutcome, MediaRecovery, StoreError, MEDIA_CODE_ATTEMPTS_EXHAUSTED,
-        };
-
-        pub(super) async fn claim_media(
-            pool: &$pool,
-            lock: Option<&MediaLock<()>>,
-            corpid: &CorpId,
-            owner: &str,
-            limit: u32,
-            now: i64,
-        ) -> Result<Vec<MediaJob>, StoreError> {
-            let ids: Vec<i64> =
-                sqlx::query_scalar(&$d.claimable(corpid)).bind(now).bind(i64::from(limit)).fetch_all(pool).await?;
-            let mut claimed = Vec::with_capacity(ids.len());
-            {
-                let _w = match lock {
-                    Some(l) => Some(l.lock().await),
-                    None => None,
-                };
-                let sql = $d.claim_one(corpid);
-                for id in ids {
-                    if sqlx::query(&sql).bind(owner).bind(id).execute(pool).await?.rows_affected() == 1 {
-                        claimed.push(id as u64);
+/// The [`MediaRepo`](super::MediaRepo) of `SqlStore<$db>`. SQLite's writer lock
+/// ([`SqlStore::write_guard`](super::sql::SqlStore)) is held around each write.
+macro_rules! media_repo {
+    ($db:ty) => {
+        #[async_trait]
+        impl MediaRepo for SqlStore<$db> {
+            async fn claim_media(
+                &self,
+                corpid: &CorpId,
+                owner: &str,
+                limit: u32,
+                now: i64,
+            ) -> Result<Vec<MediaJob>, StoreError> {
+                self.ensure_corp_tables(corpid).await?;
+                let ids: Vec<i64> = sqlx::query_scalar(&Self::SQL.claimable(corpid))
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut claimed = Vec::with_capacity(ids.len());
+                {
+                    let _w = self.write_guard().await;
+                    let sql = Self::SQL.claim_one(corpid);
+                    for id in ids {
+                        if sqlx::query(&sql).bind(owner).bind(id).execute(&self.pool).await?.rows_affected() == 1 {
+                            claimed.push(id as u64);
+                        }
                     }
                 }
+                if claimed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows = sqlx::query(&Self::SQL.jobs(corpid, &claimed)).bind(owner).fetch_all(&self.pool).await?;
+                Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
             }
-            if claimed.is_empty() {
-                return Ok(Vec::new());
-            }
-            let rows = sqlx::query(&$d.jobs(corpid, &claimed)).bind(owner).fetch_all(pool).await?;
-            Ok(rows.iter().map(job_from_row).collect::<Result<_, _>>()?)
-        }
 
-        pub(super) async fn finish_media(
-            pool: &$pool,
-            lock: Option<&MediaLock<()>>,
-            corpid: &CorpId,
-            job: &MediaJob,
-            outcome: &MediaOutcome,
-        ) -> Result<(), StoreError> {
-            let ((status, code, path, tpath, terr, retry_at, give_back), (mstatus, mcode, mpath)) =
-                finish_values(outcome);
-            let _w = match lock {
-                Some(l) => Some(l.lock().await),
-                None => None,
-            };
-            let mut tx = pool.begin().await?;
-            sqlx::query(&$d.finish(corpid))
-                .bind(status)
-                .bind(code)
-                .bind(path)
-                .bind(tpath)
-                .bind(terr)
-                .bind(retry_at)
-                .bind(give_back)
-                .bind(job.id as i64)
-                .execute(&mut *tx)
-                .await?;
-            let first: Option<i64> =
-                sqlx::query_scalar(&$d.first_item(corpid)).bind(&job.msgid).fetch_one(&mut *tx).await?;
-            if first.is_none_or(|f| f == i64::from(job.item)) {
-                sqlx::query(&$d.mirror(corpid))
-                    .bind(mstatus)
-                    .bind(mcode)
-                    .bind(mpath)
-                    .bind(job.seq as i64)
+            async fn finish_media(
+                &self,
+                corpid: &CorpId,
+                job: &MediaJob,
+                outcome: &MediaOutcome,
+            ) -> Result<(), StoreError> {
+                self.ensure_corp_tables(corpid).await?;
+                let ((status, code, path, tpath, terr, retry_at, give_back), (mstatus, mcode, mpath)) =
+                    finish_values(outcome);
+                let _w = self.write_guard().await;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(&Self::SQL.finish(corpid))
+                    .bind(status)
+                    .bind(code)
+                    .bind(path)
+                    .bind(tpath)
+                    .bind(terr)
+                    .bind(retry_at)
+                    .bind(give_back)
+                    .bind(job.id as i64)
                     .execute(&mut *tx)
                     .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        }
-
-        pub(super) async fn recover_media(
-            pool: &$pool,
-            lock: Option<&MediaLock<()>>,
-            corpid: &CorpId,
-            owner: &str,
-            stale: MediaDuration,
-            max_attempts: u32,
-        ) -> Result<MediaRecovery, StoreError> {
-            let stale_secs = i64::try_from(stale.as_secs()).unwrap_or(i64::MAX);
-            let rows: Vec<(i64, String, i64, i64, i64)> =
-                sqlx::query_as(&$d.in_flight(corpid)).bind(owner).bind(stale_secs).fetch_all(pool).await?;
-            let mut out = MediaRecovery::default();
-            for (id, msgid, item, seq, attempts) in rows {
-                if attempts >= i64::from(max_attempts) {
-                    let job = MediaJob {
-                        id: id as u64,
-                        msgid,
-                        item: u32::try_from(item).unwrap_or(u32::MAX),
-                        seq: seq as u64,
-                        msgtime: 0,
-                        kind: String::new(),
-                        sdkfileid: String::new(),
-                        md5: None,
-                        size: None,
-                        ext: String::new(),
-                        filename: None,
-                        play_length: None,
-                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    };
-                    finish_media(
-                        pool,
-                        lock,
-                        corpid,
-                        &job,
-                        &MediaOutcome::Failed { code: MEDIA_CODE_ATTEMPTS_EXHAUSTED },
-                    )
-                    .await?;
-                    out.failed += 1;
-                } else {
-                    let _w = match lock {
-                        Some(l) => Some(l.lock().await),
-                        None => None,
-                    };
-                    out.requeued += sqlx::query(&$d.unclaim(corpid)).bind(id).execute(pool).await?.rows_affected();
+                let first: Option<i64> =
+                    sqlx::query_scalar(&Self::SQL.first_item(corpid)).bind(&job.msgid).fetch_one(&mut *tx).await?;
+                if first.is_none_or(|f| f == i64::from(job.item)) {
+                    sqlx::query(&Self::SQL.mirror(corpid))
+                        .bind(mstatus)
+                        .bind(mcode)
+                        .bind(mpath)
+                        .bind(job.seq as i64)
+                        .execute(&mut *tx)
+                        .await?;
                 }
+                tx.commit().await?;
+                Ok(())
             }
-            Ok(out)
-        }
 
-        pub(super) async fn interrupted_transcodes(
-            pool: &$pool,
-            corpid: &CorpId,
-            marker: &str,
-        ) -> Result<Vec<(MediaJob, String)>, StoreError> {
-            let rows = sqlx::query(&$d.interrupted(corpid)).bind(marker).fetch_all(pool).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push((job_from_row(r)?, sqlx::Row::try_get::<String, _>(r, 13)?));
+            async fn recover_media(
+                &self,
+                corpid: &CorpId,
+                owner: &str,
+                stale: Duration,
+                max_attempts: u32,
+            ) -> Result<MediaRecovery, StoreError> {
+                self.ensure_corp_tables(corpid).await?;
+                let stale_secs = i64::try_from(stale.as_secs()).unwrap_or(i64::MAX);
+                let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(&Self::SQL.in_flight(corpid))
+                    .bind(owner)
+                    .bind(stale_secs)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut out = MediaRecovery::default();
+                for (id, msgid, item, seq, attempts) in rows {
+                    if attempts >= i64::from(max_attempts) {
+                        let job = MediaJob {
+                            id: id as u64,
+                            msgid,
+                            item: u32::try_from(item).unwrap_or(u32::MAX),
+                            seq: seq as u64,
+                            msgtime: 0,
+                            kind: String::new(),
+                            sdkfileid: String::new(),
+                            md5: None,
+                            size: None,
+                            ext: String::new(),
+                            filename: None,
+                            play_length: None,
+                            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        };
+                        let failed = MediaOutcome::Failed { code: MEDIA_CODE_ATTEMPTS_EXHAUSTED };
+                        self.finish_media(corpid, &job, &failed).await?;
+                        out.failed += 1;
+                    } else {
+                        let _w = self.write_guard().await;
+                        out.requeued +=
+                            sqlx::query(&Self::SQL.unclaim(corpid)).bind(id).execute(&self.pool).await?.rows_affected();
+                    }
+                }
+                Ok(out)
             }
-            Ok(out)
-        }
 
-        pub(super) async fn release_held_media(
-            pool: &$pool,
-            lock: Option<&MediaLock<()>>,
-            corpid: &CorpId,
-        ) -> Result<u64, StoreError> {
-            let _w = match lock {
-                Some(l) => Some(l.lock().await),
-                None => None,
-            };
-            Ok(sqlx::query(&$d.release_held(corpid)).execute(pool).await?.rows_affected())
-        }
+            async fn requeue_media(&self, corpid: &CorpId, status: u8) -> Result<u64, StoreError> {
+                self.ensure_corp_tables(corpid).await?;
+                let _w = self.write_guard().await;
+                let mut tx = self.pool.begin().await?;
+                let n = sqlx::query(&Self::SQL.requeue(corpid))
+                    .bind(i64::from(status))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(&Self::SQL.requeue_mirror(corpid)).bind(i64::from(status)).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(n)
+            }
 
-        pub(super) async fn requeue_media(
-            pool: &$pool,
-            lock: Option<&MediaLock<()>>,
-            corpid: &CorpId,
-            status: u8,
-        ) -> Result<u64, StoreError> {
-            let _w = match lock {
-                Some(l) => Some(l.lock().await),
-                None => None,
-            };
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(&$d.requeue(corpid)).bind(i64::from(status)).execute(&mut *tx).await?.rows_affected();
-            sqlx::query(&$d.requeue_mirror(corpid)).bind(i64::from(status)).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(n)
-        }
+            async fn media_stats(&self, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError> {
+                self.ensure_corp_tables(corpid).await?;
+                let rows: Vec<(String, i64, i64)> =
+                    sqlx::query_as(&Self::SQL.stats(corpid)).fetch_all(&self.pool).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(kind, status, count)| MediaCount {
+                        kind,
+                        status: u8::try_from(status).unwrap_or(0),
+                        count: count as u64,
+                    })
+                    .collect())
+            }
 
-        pub(super) async fn media_stats(pool: &$pool, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError> {
-            let rows: Vec<(String, i64, i64)> = sqlx::query_as(&$d.stats(corpid)).fetch_all(pool).await?;
-            Ok(rows
-                .into_iter()
-                .map(|(kind, status, count)| MediaCount {
-                    kind,
-                    status: u8::try_from(status).unwrap_or(0),
-                    count: count as u64,
-                })
-                .collect())
+            async fn interrupted_transcodes(
+                &self,
+                corpid: &CorpId,
+                marker: &str,
+            ) -> Result<Vec<(MediaJob, String)>, StoreError> {
+                self.ensure_corp_tables(corpid).await?;
+                let rows = sqlx::query(&Self::SQL.interrupted(corpid)).bind(marker).fetch_all(&self.pool).await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push((job_from_row(r)?, sqlx::Row::try_get::<String, _>(r, 13)?));
+                }
+                Ok(out)
+            }
+
+            async fn release_held_media(&self, corpid: &CorpId) -> Result<u64, StoreError> {
+                self.ensure_corp_tables(corpid).await?;
+                let _w = self.write_guard().await;
+                Ok(sqlx::query(&Self::SQL.release_held(corpid)).execute(&self.pool).await?.rows_affected())
+            }
+
+            fn hold_new_media(&self, hold: bool) {
+                self.set_hold_media(hold);
+            }
         }
     };
 }
-pub(super) use media_job_fns;
+
+mod instances {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::{finish_values, job_from_row};
+    use crate::store::sql::SqlStore;
+    use crate::store::{
+        CorpId, MediaCount, MediaJob, MediaOutcome, MediaRecovery, MediaRepo, SchemaRepo, StoreError,
+        MEDIA_CODE_ATTEMPTS_EXHAUSTED,
+    };
+
+    media_repo!(sqlx::MySql);
+    media_repo!(sqlx::Sqlite);
+}

@@ -1,4 +1,7 @@
-//! [`MysqlStore`]: MySQL, MariaDB and TiDB through sqlx's native MySQL driver.
+//! [`MysqlStore`]: MySQL, MariaDB and TiDB through sqlx's native MySQL driver: what differs from
+//! SQLite (see `sql.rs` for what does not): connecting (transaction bounds, `max_allowed_packet`),
+//! the per-corp DDL, the [`Dialect`] values, and the schema role with the adoption of a Java
+//! `corplist` and the Java-table upgrade.
 //!
 //! Only portable MySQL is used (TiDB-friendly): `INSERT IGNORE`, `ON DUPLICATE KEY UPDATE`,
 //! `information_schema`, multi-clause `ALTER TABLE`. Integers are read through `CAST(… AS
@@ -6,42 +9,53 @@
 //! decode like ours.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
-use sqlx::{MySql, QueryBuilder, Row as _};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPoolOptions};
+use sqlx::{MySql, Row as _};
 
-use super::spill::{self, Limits, Part};
-use super::{
-    check_rows, chunks, renamed_duplicates, row_bytes, BatchOutcome, CorpId, CorpRow, Fence, JavaMedia, LeaseRow,
-    MediaCount, MediaInsert, MediaItem, MediaJob, MediaOutcome, MediaRecovery, MediaRef, Row, Store, StoreError,
-    Undecrypted, JAVA_UNDECRYPTABLE, MEDIA_COLUMNS, ROW_COLUMNS,
-};
-use crate::secret::Secret;
+use super::batch::{clip, MediaInsert};
+use super::sql::{Dialect, Flavor, SqlStore, Upsert};
+use super::{CorpId, Limits, SchemaRepo, StoreError, JAVA_UNDECRYPTABLE, MEDIA_HELD};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
 /// The MySQL-family store.
-pub struct MysqlStore {
-    pool: MySqlPool,
-    redacted_url: String,
-    ensured: Mutex<HashSet<CorpId>>,
-    ddl_lock: tokio::sync::Mutex<()>,
-    /// New media rows are inserted held ([`super::MEDIA_HELD`]): media is off.
-    hold_media: std::sync::atomic::AtomicBool,
-    limits: Limits,
-}
+pub type MysqlStore = SqlStore<MySql>;
 
-impl fmt::Debug for MysqlStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MysqlStore")
-            .field("url", &self.redacted_url)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+/// MySQL's SQL. The same fields as `SQLITE` in `sqlite.rs`, by design: the two values are the whole
+/// of what differs in the shared statements (`duplicates` pairs them by shape).
+const MYSQL: Dialect = Dialect {
+    name: "mysql",
+    q: '`',
+    insert_ignore: "INSERT IGNORE INTO",
+    upsert_style: Upsert::DuplicateKey,
+    int: "SIGNED",
+    uint: "UNSIGNED",
+    now: "NOW()",
+    now_ms: "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
+    stale: "claimed_at < NOW() - INTERVAL ? SECOND",
+    for_update: " FOR UPDATE",
+    lock_nowait: "SELECT corpid FROM corp_lease WHERE corpid = ? FOR UPDATE NOWAIT",
+    table_exists: "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+    cursor_upsert: "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
+                    ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq)), updated = CURRENT_TIMESTAMP",
+    max_seq: |t| format!("SELECT CAST(MAX(seq) AS UNSIGNED) FROM {t}"),
+};
+
+impl Flavor for MySql {
+    const SQL: Dialect = MYSQL;
+    /// BIGINT UNSIGNED holds every u64.
+    type U64 = u64;
+
+    fn to_db(v: u64) -> u64 {
+        v
+    }
+
+    fn from_db(v: u64) -> u64 {
+        v
     }
 }
 
@@ -201,55 +215,7 @@ impl MysqlStore {
         let packet: u64 =
             sqlx::query_scalar("SELECT CAST(@@session.max_allowed_packet AS UNSIGNED)").fetch_one(&pool).await?;
         tracing::debug!(max_allowed_packet = packet, "connected");
-        Ok(Self {
-            pool,
-            redacted_url: super::redact_url(url),
-            ensured: Mutex::new(HashSet::new()),
-            ddl_lock: tokio::sync::Mutex::new(()),
-            hold_media: std::sync::atomic::AtomicBool::new(false),
-            limits: Limits::mysql(packet),
-        })
-    }
-
-    fn holds_media(&self) -> bool {
-        self.hold_media.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// The same store working to a smaller packet than the server's (tests; a proxy in front of
-    /// the server with a lower limit). A larger one than the server's is ignored.
-    #[must_use]
-    pub fn with_packet_limit(mut self, bytes: u64) -> Self {
-        self.limits.packet = self.limits.packet.min(bytes);
-        self
-    }
-
-    /// The parts of `column` of record `seq`, in order.
-    async fn parts(&self, corpid: &CorpId, seq: u64, column: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT data FROM message_part WHERE corpid = ? AND seq = ? AND col = ? ORDER BY part")
-            .bind(corpid.as_str())
-            .bind(seq)
-            .bind(column)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    /// Puts the marked columns of `row` back together from `message_part`.
-    async fn unspill(&self, corpid: &CorpId, row: &mut Row) -> Result<(), StoreError> {
-        for column in spill::marked_columns(row) {
-            let parts = self.parts(corpid, row.seq, column).await?;
-            let value = spill::take_column(row, column);
-            spill::put_column(row, column, spill::reassemble(value, parts, column)?);
-        }
-        Ok(())
-    }
-
-    /// The pool (for tests and tools).
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    fn is_ensured(&self, corpid: &CorpId) -> bool {
-        self.ensured.lock().unwrap_or_else(|e| e.into_inner()).contains(corpid)
+        Ok(Self::over(pool, url, Limits::mysql(packet), false))
     }
 
     /// Lower-cased column names of `table` in the current database; empty if it does not exist.
@@ -262,16 +228,6 @@ impl MysqlStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
-    }
-
-    async fn table_exists(&self, table: &str) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-        )
-        .bind(table)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n > 0)
     }
 
     /// `(length, nullable)` of `corplist.secret`, if the column exists.
@@ -437,12 +393,12 @@ impl MysqlStore {
                     filename: f.filename.as_deref(),
                     play_length: f.play_length,
                     // Media off: a Java item still to download is held, like a new one.
-                    status: if j.status == 1 && self.holds_media() { super::MEDIA_HELD } else { j.status },
+                    status: if j.status == 1 && self.holds_media() { MEDIA_HELD } else { j.status },
                     path: (j.status == 3 && !j.media_path.is_empty()).then_some(j.media_path.as_str()),
                 })
                 .collect();
             let mut conn = self.pool.acquire().await?;
-            insert_media(&mut conn, &m, &inserts, self.limits.statement_bytes()).await?;
+            Self::insert_media(&mut conn, &m, &inserts, self.limits.statement_bytes()).await?;
         }
         // 5. The marker: from now on the table counts as upgraded.
         sqlx::query(&format!("ALTER TABLE `{t}` ADD COLUMN encrypt_chat_msg LONGTEXT NULL"))
@@ -453,108 +409,69 @@ impl MysqlStore {
     }
 }
 
-/// Multi-row `INSERT IGNORE` of media rows, chunked; returns the number inserted.
-async fn insert_media(
-    conn: &mut MySqlConnection,
-    table: &str,
-    items: &[MediaInsert<'_>],
-    budget: usize,
-) -> Result<u64, StoreError> {
-    let mut inserted = 0;
-    for chunk in chunks(items, MediaInsert::bytes, budget) {
-        let mut qb = QueryBuilder::<MySql>::new(format!("INSERT IGNORE INTO `{table}` ({MEDIA_COLUMNS}) "));
-        qb.push_values(chunk, |mut b, m| {
-            b.push_bind(m.msgid)
-                .push_bind(m.item)
-                .push_bind(m.seq)
-                .push_bind(m.kind)
-                .push_bind(m.sdkfileid)
-                .push_bind(m.md5)
-                .push_bind(m.size)
-                .push_bind(m.ext)
-                .push_bind(m.filename)
-                .push_bind(m.play_length)
-                .push_bind(m.status)
-                .push_bind(m.path);
-        });
-        inserted += qb.build().execute(&mut *conn).await?.rows_affected();
+/// What the Java upgrade needs of a Java media row to create its media item.
+struct JavaMedia {
+    msgid: String,
+    seq: u64,
+    msgtype: String,
+    sdkfield: String,
+    msgdata: String,
+    media_path: String,
+    status: u8,
+}
+
+/// Owned fields of the media item created for a Java-era media row (item 0).
+struct JavaMediaFields {
+    kind: &'static str,
+    md5: Option<String>,
+    size: Option<u64>,
+    ext: String,
+    filename: Option<String>,
+    play_length: Option<u32>,
+}
+
+impl JavaMedia {
+    /// Reads what it can of the Java `msgdata` (the payload sub-object as JSON).
+    fn fields(&self) -> JavaMediaFields {
+        let v: serde_json::Value = serde_json::from_str(&self.msgdata).unwrap_or_default();
+        let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_string);
+        let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+        let kind = match self.msgtype.as_str() {
+            "image" => "image",
+            "voice" => "voice",
+            "video" => "video",
+            "emotion" => "emotion",
+            "meeting_voice_call" => "meeting_voice_call",
+            "voip_doc_share" => "voip_doc_share",
+            _ => "file",
+        };
+        let ext = match kind {
+            "image" => "jpg".to_string(),
+            "voice" | "meeting_voice_call" => "amr".to_string(),
+            "video" => "mp4".to_string(),
+            "emotion" => if n("type") == Some(2) { "png" } else { "gif" }.to_string(),
+            _ => s("fileext").unwrap_or_default(),
+        };
+        JavaMediaFields {
+            kind,
+            md5: s("md5sum").filter(|m| m.len() <= 32),
+            size: n("filesize").or_else(|| n("voice_size")).or_else(|| n("imagesize")),
+            ext: clip(&ext, 16).to_string(),
+            filename: s("filename").map(|f| clip(&f, 255).to_string()),
+            play_length: n("play_length").and_then(|p| u32::try_from(p).ok()),
+        }
     }
-    Ok(inserted)
-}
-
-/// The media-job statements (see `media_sql`).
-mod media_jobs {
-    crate::store::media_sql::media_job_fns!(sqlx::MySqlPool, crate::store::media_sql::MYSQL);
-}
-
-/// The lease statements (see `lease_sql`).
-mod leases {
-    crate::store::lease_sql::lease_fns!(sqlx::MySqlPool, sqlx::MySql, crate::store::lease_sql::MYSQL);
 }
 
 #[async_trait]
-impl Store for MysqlStore {
-    fn dialect(&self) -> &'static str {
-        "mysql"
-    }
-
-    fn limits(&self) -> Limits {
-        self.limits
-    }
-
-    async fn read_message(&self, corpid: &CorpId, seq: u64) -> Result<Option<Row>, StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        let r = sqlx::query(&format!(
-            "SELECT msgid, CAST(publickey_ver AS UNSIGNED), CAST(seq AS UNSIGNED), COALESCE(action, ''), \
-             COALESCE(msgfrom, ''), COALESCE(tolist, ''), COALESCE(msgtype, ''), CAST(msgtime AS UNSIGNED), \
-             COALESCE(text, ''), COALESCE(sdkfield, ''), COALESCE(msgdata, ''), CAST(status AS UNSIGNED), \
-             COALESCE(roomid, ''), decrypt_error, encrypt_random_key, encrypt_chat_msg FROM `{}` WHERE seq = ?",
-            corpid.message_table()
-        ))
-        .bind(seq)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = r else { return Ok(None) };
-        let mut row = Row {
-            msgid: r.try_get(0)?,
-            publickey_ver: u32::try_from(r.try_get::<u64, _>(1)?).unwrap_or(u32::MAX),
-            seq: r.try_get(2)?,
-            action: r.try_get(3)?,
-            msgfrom: r.try_get(4)?,
-            tolist: r.try_get(5)?,
-            msgtype: r.try_get(6)?,
-            msgtime: r.try_get(7)?,
-            text: r.try_get(8)?,
-            sdkfield: r.try_get(9)?,
-            msgdata: r.try_get(10)?,
-            status: u8::try_from(r.try_get::<u64, _>(11)?).unwrap_or(u8::MAX),
-            roomid: r.try_get(12)?,
-            decrypt_error: r.try_get(13)?,
-            encrypt_random_key: r.try_get(14)?,
-            encrypt_chat_msg: r.try_get(15)?,
-        };
-        self.unspill(corpid, &mut row).await?;
-        Ok(Some(row))
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
+impl SchemaRepo for MysqlStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
         self.adopt_corplist().await
     }
 
     async fn ensure_corp_tables(&self, corpid: &CorpId) -> Result<(), StoreError> {
-        if self.is_ensured(corpid) {
-            return Ok(());
-        }
-        let _ddl = self.ddl_lock.lock().await;
-        if self.is_ensured(corpid) {
-            return Ok(());
-        }
+        let Some(_ddl) = self.ddl_unless_ensured(corpid).await else { return Ok(()) };
         let t = corpid.message_table();
         let cols = self.columns(&t).await?;
         if cols.is_empty() {
@@ -563,7 +480,7 @@ impl Store for MysqlStore {
             self.upgrade_java_locked(corpid).await?;
         }
         sqlx::query(&media_ddl(&corpid.media_table())).execute(&self.pool).await?;
-        self.ensured.lock().unwrap_or_else(|e| e.into_inner()).insert(corpid.clone());
+        self.mark_ensured(corpid);
         Ok(())
     }
 
@@ -571,428 +488,4 @@ impl Store for MysqlStore {
         let _ddl = self.ddl_lock.lock().await;
         self.upgrade_java_locked(corpid).await
     }
-
-    async fn lease_heartbeat(&self, holder: &str, ttl_ms: i64) -> Result<u32, StoreError> {
-        leases::lease_heartbeat(&self.pool, None, holder, ttl_ms).await
-    }
-
-    async fn lease_leave(&self, holder: &str) -> Result<(), StoreError> {
-        leases::lease_leave(&self.pool, None, holder).await
-    }
-
-    async fn lease_claim(&self, corpid: &CorpId, holder: &str, ttl_ms: i64) -> Result<Option<u64>, StoreError> {
-        leases::lease_claim(&self.pool, None, corpid, holder, ttl_ms).await
-    }
-
-    async fn lease_renew_all(
-        &self,
-        holder: &str,
-        leases: &[(CorpId, u64)],
-        ttl_ms: i64,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        leases::lease_renew_all(&self.pool, None, holder, leases, ttl_ms).await
-    }
-
-    async fn lease_release(&self, corpid: &CorpId, fence: &Fence) -> Result<(), StoreError> {
-        leases::lease_release(&self.pool, None, corpid, fence).await
-    }
-
-    async fn lease_list(&self) -> Result<Vec<LeaseRow>, StoreError> {
-        leases::lease_list(&self.pool).await
-    }
-
-    async fn write_batch_fenced(
-        &self,
-        corpid: &CorpId,
-        rows: &[Row],
-        media: &[MediaItem],
-        new_cursor: u64,
-        fence: Option<&Fence>,
-    ) -> Result<BatchOutcome, StoreError> {
-        check_rows(rows, media)?;
-        self.ensure_corp_tables(corpid).await?;
-        let t = corpid.message_table();
-        let budget = self.limits.statement_bytes();
-        // Values too large for a packet go to message_part (spill.rs), in this transaction.
-        let (spilled, parts) = spill::spill(rows, &self.limits);
-        let rows = spilled.as_deref().unwrap_or(rows);
-        let mut out = BatchOutcome::default();
-        let mut tx = self.pool.begin().await?;
-        out.inserted_rows = insert_rows(&mut tx, &t, rows, budget).await?;
-        insert_parts(&mut tx, corpid, &parts, None).await?;
-        let mut renamed_media = None;
-        if out.inserted_rows < rows.len() as u64 {
-            // Some rows were already there: a re-pull, or msgids stored under another seq.
-            let stored = stored_seqs(&mut tx, &t, rows).await?;
-            if let Some((dups, media)) = renamed_duplicates(rows, media, &stored) {
-                tracing::warn!(corpid = %corpid, count = dups.len(), "records with a msgid stored under another seq: kept under new msgids");
-                out.inserted_rows += insert_rows(&mut tx, &t, &dups, budget).await?;
-                renamed_media = Some(media);
-            }
-        }
-        let media = renamed_media.as_deref().unwrap_or(media);
-        let items: Vec<MediaInsert<'_>> =
-            media.iter().map(|(id, seq, m)| MediaInsert::pending(id, *seq, m).held_if(self.holds_media())).collect();
-        out.inserted_media = insert_media(&mut tx, &corpid.media_table(), &items, budget).await?;
-        sqlx::query(
-            "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
-             ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq)), updated = CURRENT_TIMESTAMP",
-        )
-        .bind(corpid.as_str())
-        .bind(new_cursor)
-        .execute(&mut *tx)
-        .await?;
-        // The fencing check (ARCHITECTURE.md decision 10), the last statement before the commit: the
-        // lease row is locked only for that instant (an instance paused inside this transaction
-        // must not keep the others from claiming the corp), and a claim by another instance since
-        // the lease was renewed rolls the whole batch back.
-        if let Some(fence) = fence {
-            leases::check_fence(&mut tx, corpid, fence).await?;
-        }
-        tx.commit().await?;
-        Ok(out)
-    }
-
-    async fn cursor(&self, corpid: &CorpId) -> Result<u64, StoreError> {
-        let stored: Option<u64> = sqlx::query_scalar("SELECT CAST(seq AS UNSIGNED) FROM corp_cursor WHERE corpid = ?")
-            .bind(corpid.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        let t = corpid.message_table();
-        let max: Option<u64> = if self.table_exists(&t).await? {
-            sqlx::query_scalar(&format!("SELECT CAST(MAX(seq) AS UNSIGNED) FROM `{t}`")).fetch_one(&self.pool).await?
-        } else {
-            None
-        };
-        Ok(stored.unwrap_or(0).max(max.unwrap_or(0)))
-    }
-
-    async fn list_corps(&self) -> Result<Vec<CorpRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT corpid, secret, corpname, prikey, CAST(limits AS SIGNED), CAST(timeout AS SIGNED), \
-             CAST(status AS SIGNED), CAST(`update` AS SIGNED) FROM corplist ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let int = |i: usize, default: i32| -> Result<i32, sqlx::Error> {
-                    Ok(r.try_get::<Option<i64>, _>(i)?.map_or(default, |v| i32::try_from(v).unwrap_or(default)))
-                };
-                Ok(CorpRow {
-                    corpid: r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
-                    secret: Secret::new(r.try_get::<Option<String>, _>(1)?.unwrap_or_default()),
-                    corpname: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
-                    prikey: Secret::new(r.try_get::<Option<String>, _>(3)?.unwrap_or_default()),
-                    limits: int(4, 100)?,
-                    timeout: int(5, 5)?,
-                    status: int(6, 1)?,
-                    update: int(7, 0)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
-    }
-
-    async fn list_corp_keys(&self) -> Result<Vec<(String, u32, Secret)>, StoreError> {
-        let rows = sqlx::query("SELECT corpid, publickey_ver, prikey FROM corp_keys ORDER BY corpid, publickey_ver")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, Secret::new(r.try_get::<String, _>(2)?))))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
-    }
-
-    async fn upsert_corp(&self, corp: &CorpRow) -> Result<(), StoreError> {
-        let corpid = CorpId::new(&corp.corpid)?;
-        sqlx::query(
-            "INSERT INTO corplist (corpid, secret, corpname, prikey, limits, timeout, status, `update`) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE secret = VALUES(secret), \
-             corpname = VALUES(corpname), prikey = VALUES(prikey), limits = VALUES(limits), \
-             timeout = VALUES(timeout), status = VALUES(status), `update` = VALUES(`update`)",
-        )
-        .bind(corpid.as_str())
-        .bind(corp.secret.expose())
-        .bind(&corp.corpname)
-        .bind(corp.prikey.expose())
-        .bind(corp.limits)
-        .bind(corp.timeout)
-        .bind(corp.status)
-        .bind(corp.update)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn set_corp_status(&self, corpid: &CorpId, status: i32) -> Result<(), StoreError> {
-        sqlx::query("UPDATE corplist SET status = ? WHERE corpid = ?")
-            .bind(status)
-            .bind(corpid.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn put_corp_key(&self, corpid: &CorpId, publickey_ver: u32, prikey: &Secret) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO corp_keys (corpid, publickey_ver, prikey) VALUES (?, ?, ?) \
-             ON DUPLICATE KEY UPDATE prikey = VALUES(prikey)",
-        )
-        .bind(corpid.as_str())
-        .bind(publickey_ver)
-        .bind(prikey.expose())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn clear_update_flag(&self, corpid: &CorpId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE corplist SET `update` = 0 WHERE corpid = ?")
-            .bind(corpid.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn undecrypted(&self, corpid: &CorpId, after_id: u64, limit: u32) -> Result<Vec<Undecrypted>, StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT CAST(id AS UNSIGNED), CAST(seq AS UNSIGNED), msgid, CAST(publickey_ver AS UNSIGNED), \
-             COALESCE(encrypt_random_key, ''), encrypt_chat_msg FROM `{}` \
-             WHERE id > ? AND decrypt_error IS NOT NULL AND encrypt_chat_msg IS NOT NULL ORDER BY id LIMIT ?",
-            corpid.message_table()
-        ))
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out: Vec<Undecrypted> = rows
-            .iter()
-            .map(|r| {
-                Ok(Undecrypted {
-                    id: r.try_get(0)?,
-                    seq: r.try_get(1)?,
-                    msgid: r.try_get(2)?,
-                    publickey_ver: u32::try_from(r.try_get::<u64, _>(3)?).unwrap_or(u32::MAX),
-                    encrypt_random_key: r.try_get(4)?,
-                    encrypt_chat_msg: r.try_get(5)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
-        // A ciphertext too large for the row is in message_part.
-        for u in &mut out {
-            for (column, value) in
-                [("encrypt_chat_msg", &mut u.encrypt_chat_msg), ("encrypt_random_key", &mut u.encrypt_random_key)]
-            {
-                if value.starts_with(spill::MARKER_PREFIX) {
-                    let parts = self.parts(corpid, u.seq, column).await?;
-                    *value = spill::reassemble(std::mem::take(value), parts, column)?;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn count_unrecoverable(&self, corpid: &CorpId) -> Result<u64, StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        let n: u64 = sqlx::query_scalar(&format!(
-            "SELECT CAST(COUNT(*) AS UNSIGNED) FROM `{}` WHERE decrypt_error IS NOT NULL AND encrypt_chat_msg IS NULL \
-             AND decrypt_error NOT LIKE 'not stored as parsed: %'",
-            corpid.message_table()
-        ))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n)
-    }
-
-    async fn replace_decrypted(
-        &self,
-        corpid: &CorpId,
-        id: u64,
-        row: &Row,
-        media: &[MediaRef],
-    ) -> Result<(), StoreError> {
-        check_rows(std::slice::from_ref(row), &[])?;
-        self.ensure_corp_tables(corpid).await?;
-        let t = corpid.message_table();
-        let (spilled, parts) = spill::spill(std::slice::from_ref(row), &self.limits);
-        let row = spilled.as_ref().and_then(|r| r.first()).unwrap_or(row);
-        let mut tx = self.pool.begin().await?;
-        // Lease fencing goes here as well (see write_batch).
-        let updated = sqlx::query(&format!(
-            "UPDATE `{t}` SET publickey_ver = ?, action = ?, msgfrom = ?, tolist = ?, msgtype = ?, msgtime = ?, \
-             text = ?, sdkfield = ?, msgdata = ?, status = ?, roomid = ?, decrypt_error = ?, \
-             encrypt_random_key = ?, encrypt_chat_msg = ? WHERE id = ?"
-        ))
-        .bind(row.publickey_ver)
-        .bind(&row.action)
-        .bind(&row.msgfrom)
-        .bind(&row.tolist)
-        .bind(&row.msgtype)
-        .bind(row.msgtime)
-        .bind(&row.text)
-        .bind(&row.sdkfield)
-        .bind(&row.msgdata)
-        .bind(row.status)
-        .bind(&row.roomid)
-        .bind(row.decrypt_error.as_deref())
-        .bind(row.encrypt_random_key.as_deref())
-        .bind(row.encrypt_chat_msg.as_deref())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NoSuchRow { table: t, id });
-        }
-        let (msgid, seq): (String, u64) =
-            sqlx::query_as(&format!("SELECT msgid, CAST(seq AS UNSIGNED) FROM `{t}` WHERE id = ?"))
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        // The old row's parts (its ciphertext, say) give way to the new row's.
-        sqlx::query("DELETE FROM message_part WHERE corpid = ? AND seq = ?")
-            .bind(corpid.as_str())
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        insert_parts(&mut tx, corpid, &parts, Some(seq)).await?;
-        let items: Vec<MediaInsert<'_>> =
-            media.iter().map(|m| MediaInsert::pending(&msgid, seq, m).held_if(self.holds_media())).collect();
-        insert_media(&mut tx, &corpid.media_table(), &items, self.limits.statement_bytes()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn claim_media(
-        &self,
-        corpid: &CorpId,
-        owner: &str,
-        limit: u32,
-        now: i64,
-    ) -> Result<Vec<MediaJob>, StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        media_jobs::claim_media(&self.pool, None, corpid, owner, limit, now).await
-    }
-
-    async fn finish_media(&self, corpid: &CorpId, job: &MediaJob, outcome: &MediaOutcome) -> Result<(), StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        media_jobs::finish_media(&self.pool, None, corpid, job, outcome).await
-    }
-
-    async fn recover_media(
-        &self,
-        corpid: &CorpId,
-        owner: &str,
-        stale: Duration,
-        max_attempts: u32,
-    ) -> Result<MediaRecovery, StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        media_jobs::recover_media(&self.pool, None, corpid, owner, stale, max_attempts).await
-    }
-
-    async fn requeue_media(&self, corpid: &CorpId, status: u8) -> Result<u64, StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        media_jobs::requeue_media(&self.pool, None, corpid, status).await
-    }
-
-    async fn media_stats(&self, corpid: &CorpId) -> Result<Vec<MediaCount>, StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        media_jobs::media_stats(&self.pool, corpid).await
-    }
-
-    async fn interrupted_transcodes(
-        &self,
-        corpid: &CorpId,
-        marker: &str,
-    ) -> Result<Vec<(MediaJob, String)>, StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        media_jobs::interrupted_transcodes(&self.pool, corpid, marker).await
-    }
-
-    async fn release_held_media(&self, corpid: &CorpId) -> Result<u64, StoreError> {
-        self.ensure_corp_tables(corpid).await?;
-        media_jobs::release_held_media(&self.pool, None, corpid).await
-    }
-
-    fn hold_new_media(&self, hold: bool) {
-        self.hold_media.store(hold, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// INSERT-or-ignore of `rows` into the message table `t`, in chunks: how many were inserted.
-async fn insert_rows(
-    tx: &mut sqlx::Transaction<'_, MySql>,
-    t: &str,
-    rows: &[Row],
-    budget: usize,
-) -> Result<u64, StoreError> {
-    let mut inserted = 0;
-    for chunk in chunks(rows, row_bytes, budget) {
-        let mut qb = QueryBuilder::<MySql>::new(format!("INSERT IGNORE INTO `{t}` ({ROW_COLUMNS}) "));
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.msgid.as_str())
-                .push_bind(r.publickey_ver)
-                .push_bind(r.seq)
-                .push_bind(r.action.as_str())
-                .push_bind(r.msgfrom.as_str())
-                .push_bind(r.tolist.as_str())
-                .push_bind(r.msgtype.as_str())
-                .push_bind(r.msgtime)
-                .push_bind(r.text.as_str())
-                .push_bind(r.sdkfield.as_str())
-                .push_bind(r.msgdata.as_str())
-                .push_bind(r.status)
-                .push_bind(r.roomid.as_str())
-                .push_bind(r.decrypt_error.as_deref())
-                .push_bind(r.encrypt_random_key.as_deref())
-                .push_bind(r.encrypt_chat_msg.as_deref());
-        });
-        inserted += qb.build().execute(&mut **tx).await?.rows_affected();
-    }
-    Ok(inserted)
-}
-
-/// The parts of spilled values, one statement each (a part is at most a quarter of the packet);
-/// under `seq` when given, else under each part's own. Parts already there stay (a re-pull).
-async fn insert_parts(
-    tx: &mut sqlx::Transaction<'_, MySql>,
-    corpid: &CorpId,
-    parts: &[Part<'_>],
-    seq: Option<u64>,
-) -> Result<(), StoreError> {
-    for p in parts {
-        sqlx::query("INSERT IGNORE INTO message_part (corpid, seq, col, part, data) VALUES (?, ?, ?, ?, ?)")
-            .bind(corpid.as_str())
-            .bind(seq.unwrap_or(p.seq))
-            .bind(p.column)
-            .bind(p.part)
-            .bind(p.data)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// msgid → stored seq, for the msgids of `rows` that are in the message table `t`.
-async fn stored_seqs(
-    tx: &mut sqlx::Transaction<'_, MySql>,
-    t: &str,
-    rows: &[Row],
-) -> Result<std::collections::HashMap<String, u64>, StoreError> {
-    let mut out = std::collections::HashMap::new();
-    for chunk in rows.chunks(500) {
-        let mut qb =
-            QueryBuilder::<MySql>::new(format!("SELECT msgid, CAST(seq AS UNSIGNED) FROM `{t}` WHERE msgid IN ("));
-        let mut list = qb.separated(", ");
-        for r in chunk {
-            list.push_bind(r.msgid.as_str());
-        }
-        qb.push(")");
-        for row in qb.build().fetch_all(&mut **tx).await? {
-            out.insert(row.try_get(0)?, row.try_get::<u64, _>(1)?);
-        }
-    }
-    Ok(out)
 }

@@ -13,13 +13,14 @@
 //!   fits, by a marker: `{"wwmsgaudit_part":{"table":"message_part","column":"msgdata",
 //!   "bytes":31457514,"parts":8}}`. The value itself goes, cut into parts of at most
 //!   [`Limits::part_bytes`], into `message_part (corpid, seq, col, part, data)`, in the same
-//!   transaction as the row. [`Store::read_message`](super::Store::read_message) gives the
+//!   transaction as the row. [`BatchRepo::read_message`](super::BatchRepo::read_message) gives the
 //!   value back whole.
 //!
 //! A column holds a marker only if it starts with [`MARKER_PREFIX`] AND its parts exist: a
 //! record whose own text happens to look like a marker reads back as it is.
 
-use super::{row_bytes, Row, StoreError};
+use super::batch::row_bytes;
+use super::{Row, StoreError};
 
 /// The start of a marker (a JSON object, so that a consumer parsing `msgdata` still can).
 pub const MARKER_PREFIX: &str = "{\"wwmsgaudit_part\":";
