@@ -84,6 +84,8 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             Err(e @ SourceError::File { .. }) => return Err(CliError::Config(e.to_string())),
             Err(e) => return Err(CliError::Runtime(e.to_string())),
         }
+        // search: the full-text index is kept by its own background task (src/search/indexer.rs).
+        let search = crate::search::indexer::start(&cfg, Arc::clone(&store), sources.clone());
         let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_config(&cfg))
             .map_err(|e| CliError::Runtime(e.to_string()))?;
         let observer = Observer::new(
@@ -136,7 +138,14 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         drop(reloader);
         let stopping = std::time::Instant::now();
         tracing::info!(?grace, "stopping: no new fetches; waiting for in-flight writes");
-        let stopped = tokio::time::timeout(grace, pipeline.shutdown()).await;
+        let stopped = tokio::time::timeout(grace, async {
+            pipeline.shutdown().await;
+            // search: its last commit (a cut-off one costs nothing: the next start catches up).
+            if let Some(search) = search {
+                search.stop().await;
+            }
+        })
+        .await;
         if let Some(server) = server {
             server.stop(true).await;
         }

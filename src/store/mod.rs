@@ -23,6 +23,7 @@ mod isolate;
 mod lease_sql;
 mod media_sql;
 mod mysql;
+mod scan;
 mod spill;
 mod sqlite;
 
@@ -358,6 +359,18 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// `message_part`); `None` when there is no such row. Use it wherever a stored record is
     /// read back.
     async fn read_message(&self, corpid: &CorpId, seq: u64) -> Result<Option<Row>, StoreError>;
+
+    /// Up to `limit` rows of `message_<corpid>` with `seq > after_seq`, by seq, for derived data
+    /// (the search index): whole as [`Store::read_message`] gives them with `whole`, else only
+    /// `msgid` and `seq` (the other fields empty). `None` when the corp has no message table
+    /// (never created, or dropped); unlike the other methods this one never creates it.
+    async fn messages_after(
+        &self,
+        corpid: &CorpId,
+        after_seq: u64,
+        limit: u32,
+        whole: bool,
+    ) -> Result<Option<Vec<Row>>, StoreError>;
 
     /// Creates or adopts the fixed tables (`corplist`, `corp_keys`, `corp_cursor`). Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;

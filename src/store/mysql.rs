@@ -537,6 +537,17 @@ impl Store for MysqlStore {
         Ok(Some(row))
     }
 
+    // search: rows after a seq, for the search index (SQL in `scan.rs`).
+    async fn messages_after(
+        &self,
+        corpid: &CorpId,
+        after_seq: u64,
+        limit: u32,
+        whole: bool,
+    ) -> Result<Option<Vec<Row>>, StoreError> {
+        super::scan::messages_after!(self, super::scan::MYSQL, corpid, after_seq, limit, whole)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
