@@ -26,22 +26,184 @@ use wework_msgaudit::search::{search, SearchIndex, SearchRequest, WriterSettings
 use wework_msgaudit::store::CorpId;
 
 const CHINESE: &[&str] = &[
-    "我们", "你们", "他们", "今天", "明天", "昨天", "上午", "下午", "晚上", "客户", "合同", "价格", "报价", "发货",
-    "收货", "地址", "电话", "微信", "支付", "付款", "退款", "发票", "订单", "产品", "质量", "问题", "解决", "方案",
-    "会议", "开会", "讨论", "确认", "修改", "文件", "资料", "表格", "报告", "数据", "系统", "上线", "测试", "版本",
-    "需求", "设计", "开发", "项目", "进度", "计划", "安排", "时间", "地点", "公司", "部门", "同事", "老板", "经理",
-    "领导", "审批", "流程", "申请", "报销", "工资", "奖金", "请假", "加班", "出差", "酒店", "机票", "高铁", "北京",
-    "上海", "深圳", "广州", "杭州", "成都", "武汉", "南京", "仓库", "库存", "物流", "快递", "包装", "样品", "折扣",
-    "优惠", "活动", "促销", "市场", "销售", "业绩", "目标", "完成", "好的", "收到", "谢谢", "辛苦", "没问题", "可以",
-    "不行", "马上", "稍等", "已经", "还没", "一下", "看看", "知道", "明白", "尽快", "麻烦", "帮忙", "处理", "反馈",
-    "投诉", "售后", "维修", "更换", "保修", "合作", "签约", "续约", "到期", "提醒", "通知", "注意", "重要", "紧急",
-    "的", "了", "吗", "呢", "吧", "啊", "在", "是", "有", "和", "把", "给", "跟", "从", "到", "也", "都", "就", "还",
-    "这个", "那个", "什么", "怎么", "为什么", "多少", "几个", "一些", "所有", "每个", "然后", "但是", "因为", "所以",
-    "如果", "或者", "而且", "虽然", "已读", "在线", "离线", "群聊", "私聊", "语音", "视频", "图片", "链接", "小程序",
+    "我们",
+    "你们",
+    "他们",
+    "今天",
+    "明天",
+    "昨天",
+    "上午",
+    "下午",
+    "晚上",
+    "客户",
+    "合同",
+    "价格",
+    "报价",
+    "发货",
+    "收货",
+    "地址",
+    "电话",
+    "微信",
+    "支付",
+    "付款",
+    "退款",
+    "发票",
+    "订单",
+    "产品",
+    "质量",
+    "问题",
+    "解决",
+    "方案",
+    "会议",
+    "开会",
+    "讨论",
+    "确认",
+    "修改",
+    "文件",
+    "资料",
+    "表格",
+    "报告",
+    "数据",
+    "系统",
+    "上线",
+    "测试",
+    "版本",
+    "需求",
+    "设计",
+    "开发",
+    "项目",
+    "进度",
+    "计划",
+    "安排",
+    "时间",
+    "地点",
+    "公司",
+    "部门",
+    "同事",
+    "老板",
+    "经理",
+    "领导",
+    "审批",
+    "流程",
+    "申请",
+    "报销",
+    "工资",
+    "奖金",
+    "请假",
+    "加班",
+    "出差",
+    "酒店",
+    "机票",
+    "高铁",
+    "北京",
+    "上海",
+    "深圳",
+    "广州",
+    "杭州",
+    "成都",
+    "武汉",
+    "南京",
+    "仓库",
+    "库存",
+    "物流",
+    "快递",
+    "包装",
+    "样品",
+    "折扣",
+    "优惠",
+    "活动",
+    "促销",
+    "市场",
+    "销售",
+    "业绩",
+    "目标",
+    "完成",
+    "好的",
+    "收到",
+    "谢谢",
+    "辛苦",
+    "没问题",
+    "可以",
+    "不行",
+    "马上",
+    "稍等",
+    "已经",
+    "还没",
+    "一下",
+    "看看",
+    "知道",
+    "明白",
+    "尽快",
+    "麻烦",
+    "帮忙",
+    "处理",
+    "反馈",
+    "投诉",
+    "售后",
+    "维修",
+    "更换",
+    "保修",
+    "合作",
+    "签约",
+    "续约",
+    "到期",
+    "提醒",
+    "通知",
+    "注意",
+    "重要",
+    "紧急",
+    "的",
+    "了",
+    "吗",
+    "呢",
+    "吧",
+    "啊",
+    "在",
+    "是",
+    "有",
+    "和",
+    "把",
+    "给",
+    "跟",
+    "从",
+    "到",
+    "也",
+    "都",
+    "就",
+    "还",
+    "这个",
+    "那个",
+    "什么",
+    "怎么",
+    "为什么",
+    "多少",
+    "几个",
+    "一些",
+    "所有",
+    "每个",
+    "然后",
+    "但是",
+    "因为",
+    "所以",
+    "如果",
+    "或者",
+    "而且",
+    "虽然",
+    "已读",
+    "在线",
+    "离线",
+    "群聊",
+    "私聊",
+    "语音",
+    "视频",
+    "图片",
+    "链接",
+    "小程序",
 ];
 
-const LATIN: &[&str] =
-    &["OK", "ok", "PDF", "Excel", "iPhone", "WeChat", "meeting", "price", "order", "ASAP", "CRM", "API", "2024", "10086"];
+const LATIN: &[&str] = &[
+    "OK", "ok", "PDF", "Excel", "iPhone", "WeChat", "meeting", "price", "order", "ASAP", "CRM", "API", "2024", "10086",
+];
 
 const EMOJI: &[&str] = &["👍", "😂", "🙏", "🎉", "❤", "😊", "👌", "🔥"];
 
@@ -94,16 +256,28 @@ fn message(rng: &mut Lcg, i: u64, n: u64) -> Row {
     let msgtime = START_MS + i * (YEAR_MS / n.max(1));
     let (msgtype, payload) = match rng.below(100) {
         0..=79 => ("text", serde_json::json!({"text": {"content": sentence(rng)}})),
-        80..=87 => ("link", serde_json::json!({"link": {"title": sentence(rng), "description": sentence(rng), "link_url": "https://example.com/a"}})),
-        88..=93 => ("file", serde_json::json!({"file": {"filename": format!("{}.pdf", sentence(rng)), "sdkfileid": "x", "filesize": 1}})),
-        94..=97 => ("mixed", serde_json::json!({"mixed": {"item": [
-            {"type": "text", "content": serde_json::json!({"content": sentence(rng)}).to_string()},
-            {"type": "image", "content": serde_json::json!({"sdkfileid": "y"}).to_string()},
-        ]}})),
-        _ => ("chatrecord", serde_json::json!({"chatrecord": {"title": "群聊的聊天记录", "item": [
-            {"type": "ChatRecordText", "content": serde_json::json!({"content": sentence(rng)}).to_string()},
-            {"type": "ChatRecordText", "content": serde_json::json!({"content": sentence(rng)}).to_string()},
-        ]}})),
+        80..=87 => (
+            "link",
+            serde_json::json!({"link": {"title": sentence(rng), "description": sentence(rng), "link_url": "https://example.com/a"}}),
+        ),
+        88..=93 => (
+            "file",
+            serde_json::json!({"file": {"filename": format!("{}.pdf", sentence(rng)), "sdkfileid": "x", "filesize": 1}}),
+        ),
+        94..=97 => (
+            "mixed",
+            serde_json::json!({"mixed": {"item": [
+                {"type": "text", "content": serde_json::json!({"content": sentence(rng)}).to_string()},
+                {"type": "image", "content": serde_json::json!({"sdkfileid": "y"}).to_string()},
+            ]}}),
+        ),
+        _ => (
+            "chatrecord",
+            serde_json::json!({"chatrecord": {"title": "群聊的聊天记录", "item": [
+                {"type": "ChatRecordText", "content": serde_json::json!({"content": sentence(rng)}).to_string()},
+                {"type": "ChatRecordText", "content": serde_json::json!({"content": sentence(rng)}).to_string()},
+            ]}}),
+        ),
     };
     let from = format!("user{}", rng.below(500));
     let to = format!("user{}", rng.below(500));
@@ -204,7 +378,10 @@ fn main() {
     let n = env_n("SEARCH_BENCH_N", 1_000_000);
     let recall_n = env_n("SEARCH_BENCH_RECALL_N", 100_000);
     let threads = env_n("SEARCH_BENCH_THREADS", 1) as usize;
-    println!("search bench: {n} messages, {threads} indexing thread(s), {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));
+    println!(
+        "search bench: {n} messages, {threads} indexing thread(s), {} cores",
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
 
     // (1) build rate, size, RSS.
     let dir = tempfile::tempdir().unwrap();
@@ -227,7 +404,13 @@ fn main() {
     latency(&index, "2-char term, 30-day window, newest first", &two, Some(30 * 86_400_000), 500);
     latency(&index, "2-char term, no filter, newest first", &two, None, 300);
     latency(&index, "1-char term, 7-day window", &["的", "了", "货", "京", "款"], Some(week), 500);
-    latency(&index, "3-char term, 7-day window (bigram phrase)", &["没问题", "为什么", "小程序", "合同价"], Some(week), 500);
+    latency(
+        &index,
+        "3-char term, 7-day window (bigram phrase)",
+        &["没问题", "为什么", "小程序", "合同价"],
+        Some(week),
+        500,
+    );
     latency(&index, "4-char phrase, no filter", &["客户合同", "发货地址", "退款申请"], None, 200);
     latency(&index, "Latin word, 7-day window", &["iphone", "pdf", "wechat"], Some(week), 300);
     println!("RSS while serving: {}", rss());
@@ -238,10 +421,11 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (_, texts) = build(dir.path(), recall_n, threads, true);
     let index = SearchIndex::open_reader(dir.path()).unwrap();
-    let mut queries: Vec<String> = ["的", "货", "客户", "合同", "没问题", "客户合同", "好的收到", "北京上海", "为什么", "微信支付"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut queries: Vec<String> =
+        ["的", "货", "客户", "合同", "没问题", "客户合同", "好的收到", "北京上海", "为什么", "微信支付"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let mut rng = Lcg(99);
     // Random 1..4-character CJK substrings of the corpus.
     while queries.len() < 60 {
@@ -284,8 +468,11 @@ fn main() {
             .collect();
         let mut got = Vec::new();
         loop {
-            let page = search(&index, &SearchRequest { q: q.clone(), limit: 1000, offset: got.len(), ..SearchRequest::default() })
-                .unwrap();
+            let page = search(
+                &index,
+                &SearchRequest { q: q.clone(), limit: 1000, offset: got.len(), ..SearchRequest::default() },
+            )
+            .unwrap();
             let k = page.hits.len();
             got.extend(page.hits.into_iter().map(|h| h.seq));
             if k == 0 || got.len() >= page.total {

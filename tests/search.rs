@@ -106,7 +106,8 @@ async fn index_and_query(db: Db) {
     assert!(queries.iter().any(|q| q.chars().count() == 1) && queries.iter().any(|q| q.chars().count() == 2));
     for q in &queries {
         let expected: Vec<(String, u64)> = {
-            let mut e: Vec<_> = texts.iter().filter(|(_, _, t)| t.contains(q.as_str())).map(|(c, r, _)| (c.clone(), r.seq)).collect();
+            let mut e: Vec<_> =
+                texts.iter().filter(|(_, _, t)| t.contains(q.as_str())).map(|(c, r, _)| (c.clone(), r.seq)).collect();
             e.sort();
             e
         };
@@ -141,7 +142,10 @@ async fn index_and_query(db: Db) {
         scan(&|_, r| r.msgtype == "text")
     );
     let sender = texts[0].1.msgfrom.clone();
-    assert_eq!(hits(&index, &SearchRequest { sender: Some(sender.clone()), ..base.clone() }), scan(&|_, r| r.msgfrom == sender));
+    assert_eq!(
+        hits(&index, &SearchRequest { sender: Some(sender.clone()), ..base.clone() }),
+        scan(&|_, r| r.msgfrom == sender)
+    );
 
     // (c) deleted rows, a dropped corp, a one-corp reindex.
     let t0 = corps[0].message_table();

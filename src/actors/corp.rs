@@ -24,8 +24,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use crate::backoff::Backoff;
+use actix::prelude::*;
 use rayon::prelude::*;
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;

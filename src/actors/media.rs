@@ -223,9 +223,8 @@ impl Handler<Fetch> for MediaWorker {
     type Result = Result<Downloaded, DownloadError>;
 
     fn handle(&mut self, msg: Fetch, _ctx: &mut Self::Context) -> Self::Result {
-        let result = crate::unwind::catch(|| self.fetch(&msg)).unwrap_or_else(|message| {
-            Err(DownloadError::Sdk(SdkError::Panicked { call: "media download", message }))
-        });
+        let result = crate::unwind::catch(|| self.fetch(&msg))
+            .unwrap_or_else(|message| Err(DownloadError::Sdk(SdkError::Panicked { call: "media download", message })));
         if let Err(DownloadError::Sdk(e)) = &result {
             // GetMediaData reports a server errcode only as rc 10002 (an expired token among
             // them, which the SDK keeps using until the handle is replaced): after any transient

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::backoff::Backoff;
 use super::corp::{CorpActor, CorpError, CorpExited, Stop};
 use super::lease::{CorpStopped, LeaseKeeper, LeaseLeave, LeaseSettings, Leases, Wanted};
 use super::Shared;
+use crate::backoff::Backoff;
 use crate::corps::{self, CorpSpec, Desired, Sources};
 use crate::store::{CorpId, Fence};
 

@@ -167,7 +167,13 @@ fn query(dir: &std::path::Path, a: &QueryArgs) -> Result<(), CliError> {
         msgtypes: a.msgtype.clone(),
         sender: a.sender.clone(),
         conversation,
-        external: if a.external { Some(true) } else if a.internal { Some(false) } else { None },
+        external: if a.external {
+            Some(true)
+        } else if a.internal {
+            Some(false)
+        } else {
+            None
+        },
         order: if a.relevance { SortOrder::Relevance } else { SortOrder::Newest },
         limit: a.limit,
         offset: a.offset,

@@ -35,8 +35,8 @@ fn text_fields(msgtype: &str) -> &'static [&'static str] {
         "docmsg" | "doc" => &["title"],
         "calendar" => &["title", "place", "remarks"],
         "sphfeed" => &["sph_name", "feed_desc"],
-        "image" | "voice" | "video" | "emotion" | "meeting_voice_call" | "revoke" | "agree" | "disagree"
-        | "switch" | "voiptext" | "mixed" => &[],
+        "image" | "voice" | "video" | "emotion" | "meeting_voice_call" | "revoke" | "agree" | "disagree" | "switch"
+        | "voiptext" | "mixed" => &[],
         // Unknown msgtypes: the usual names of text fields.
         _ => &["content", "title", "description", "desc", "name", "filename", "text", "topic", "wish", "remarks"],
     }
@@ -212,8 +212,14 @@ mod tests {
         let cases = [
             (json!({"msgtype":"text","text":{"content":"你好 world"}}), "你好 world"),
             (json!({"msgtype":"markdown","info":{"content":"**重点**"}}), "**重点**"),
-            (json!({"msgtype":"link","link":{"title":"标题","description":"描述","link_url":"http://x"}}), "标题\n描述"),
-            (json!({"msgtype":"weapp","weapp":{"title":"小程序","description":"d","displayname":"名"}}), "小程序\nd\n名"),
+            (
+                json!({"msgtype":"link","link":{"title":"标题","description":"描述","link_url":"http://x"}}),
+                "标题\n描述",
+            ),
+            (
+                json!({"msgtype":"weapp","weapp":{"title":"小程序","description":"d","displayname":"名"}}),
+                "小程序\nd\n名",
+            ),
             (json!({"msgtype":"file","file":{"filename":"合同.pdf","sdkfileid":"x"}}), "合同.pdf"),
             (json!({"msgtype":"voip_doc_share","voip_doc_share":{"filename":"共享.doc"}}), "共享.doc"),
             (json!({"msgtype":"qydiskfile","info":{"filename":"微盘.xlsx"}}), "微盘.xlsx"),
@@ -228,10 +234,16 @@ mod tests {
             ),
             (json!({"msgtype":"redpacket","redpacket":{"wish":"恭喜发财"}}), "恭喜发财"),
             (json!({"msgtype":"external_redpacket","redpacket":{"wish":"大吉"}}), "大吉"),
-            (json!({"msgtype":"meeting","meeting":{"topic":"周会","address":"A座","remarks":"带电脑"}}), "周会\nA座\n带电脑"),
+            (
+                json!({"msgtype":"meeting","meeting":{"topic":"周会","address":"A座","remarks":"带电脑"}}),
+                "周会\nA座\n带电脑",
+            ),
             (json!({"msgtype":"docmsg","doc":{"title":"文档"}}), "文档"),
             (json!({"msgtype":"news","info":{"item":[{"title":"新闻","description":"摘要"}]}}), "新闻\n摘要"),
-            (json!({"msgtype":"calendar","calendar":{"title":"日程","place":"会议室","remarks":"r"}}), "日程\n会议室\nr"),
+            (
+                json!({"msgtype":"calendar","calendar":{"title":"日程","place":"会议室","remarks":"r"}}),
+                "日程\n会议室\nr",
+            ),
             (json!({"msgtype":"sphfeed","sphfeed":{"sph_name":"视频号","feed_desc":"描述"}}), "视频号\n描述"),
             (json!({"msgtype":"image","image":{"sdkfileid":"x","md5sum":"y"}}), ""),
             (json!({"msgtype":"brand_new","brand_new":{"title":"新类型","sdkfileid":"x"}}), "新类型"),
@@ -287,8 +299,9 @@ mod tests {
         let t = text(json!({"msgtype":"text","text":{"content":big}}));
         assert!(t.len() <= MAX_TEXT_BYTES && t.len() > MAX_TEXT_BYTES - 4);
 
-        let many: Vec<Value> =
-            (0..MAX_ITEMS + 50).map(|i| json!({"type":"text","content":json!({"content":format!("i{i}")}).to_string()})).collect();
+        let many: Vec<Value> = (0..MAX_ITEMS + 50)
+            .map(|i| json!({"type":"text","content":json!({"content":format!("i{i}")}).to_string()}))
+            .collect();
         let t = text(json!({"msgtype":"mixed","mixed":{"item":many}}));
         assert_eq!(t.lines().count(), MAX_ITEMS);
     }

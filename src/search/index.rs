@@ -368,10 +368,7 @@ impl SearchIndex {
         use tantivy::schema::Value as _;
         let f = &self.fields;
         let q: Vec<(Occur, Box<dyn Query>)> = vec![
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(Term::from_field_text(f.corp, corp), IndexRecordOption::Basic)),
-            ),
+            (Occur::Must, Box::new(TermQuery::new(Term::from_field_text(f.corp, corp), IndexRecordOption::Basic))),
             (Occur::Must, Box::new(TermQuery::new(Term::from_field_u64(f.pending, 1), IndexRecordOption::Basic))),
         ];
         let searcher = self.searcher();

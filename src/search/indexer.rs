@@ -319,8 +319,12 @@ pub struct RunSettings {
 
 /// The daemon's background task: passes over `corps()` (every corp the sources define, re-read
 /// each pass) until `stop` turns true; errors are logged and retried after `poll_interval`.
-pub async fn run<F, Fut>(mut indexer: Indexer, corps: F, settings: RunSettings, mut stop: tokio::sync::watch::Receiver<bool>)
-where
+pub async fn run<F, Fut>(
+    mut indexer: Indexer,
+    corps: F,
+    settings: RunSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Vec<CorpId>>,
 {
@@ -400,11 +404,7 @@ impl Task {
 /// Starts the daemon's indexer on the current (actix) runtime when `[search] enabled`; `None`
 /// (with a log line saying why) when off, without a directory, or when the index cannot be
 /// opened (another process holds it): ingest runs on either way.
-pub fn start(
-    cfg: &crate::config::Config,
-    store: Arc<dyn Store>,
-    sources: crate::corps::Sources,
-) -> Option<Task> {
+pub fn start(cfg: &crate::config::Config, store: Arc<dyn Store>, sources: crate::corps::Sources) -> Option<Task> {
     if !cfg.search.enabled {
         return None;
     }

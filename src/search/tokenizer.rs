@@ -112,7 +112,13 @@ pub fn pieces(text: &str) -> Vec<Piece> {
                 if let Some(&(_, next)) = chars.get(i + 1) {
                     if is_cjk(next) {
                         let to2 = end_of(i + 1);
-                        out.push(Piece { kind: Kind::Bigram, text: text[from..to2].to_string(), from, to: to2, position });
+                        out.push(Piece {
+                            kind: Kind::Bigram,
+                            text: text[from..to2].to_string(),
+                            from,
+                            to: to2,
+                            position,
+                        });
                     }
                 }
                 position += 1;
@@ -127,7 +133,13 @@ pub fn pieces(text: &str) -> Vec<Piece> {
                         break;
                     }
                     if n == MAX_WORD_CHARS {
-                        out.push(Piece { kind: Kind::Word, text: std::mem::take(&mut word), from: start, to: b, position });
+                        out.push(Piece {
+                            kind: Kind::Word,
+                            text: std::mem::take(&mut word),
+                            from: start,
+                            to: b,
+                            position,
+                        });
                         position += 1;
                         start = b;
                         n = 0;

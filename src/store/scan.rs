@@ -50,11 +50,7 @@ impl Dialect {
                  '', NULL, NULL, NULL"
             )
         };
-        format!(
-            "SELECT {columns} FROM {q}{t}{q} WHERE seq > ? ORDER BY seq LIMIT ?",
-            q = self.q,
-            t = c.message_table()
-        )
+        format!("SELECT {columns} FROM {q}{t}{q} WHERE seq > ? ORDER BY seq LIMIT ?", q = self.q, t = c.message_table())
     }
 }
 
