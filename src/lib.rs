@@ -45,6 +45,7 @@ pub mod observe;
 pub mod reload;
 #[allow(unsafe_code)]
 pub mod sdk;
+pub mod search;
 pub mod secret;
 pub mod security;
 pub mod store;

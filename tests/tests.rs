@@ -10,7 +10,7 @@
 //! in-process, serves the demo scenario to every test here (it reads `WWF_EMULATOR_SCENARIO`
 //! once per process, and no test of this binary sets it). The four files that need a process of
 //! their own are separate `[[test]]` targets (Cargo.toml says why for each):
-//! `sdk_vs_libavformat`, `pipeline_big_records`, `pipeline_scale`, `media_s3`.
+//! `sdk_vs_libavformat`, `pipeline_big_records`, `pipeline_scale`, `media_s3`, `cluster_leases`.
 //!
 //! Shared helpers live in `common/` (and `crypto_support/` for the crypto tests); `per_db!`
 //! (in `common`) makes one test per database of an `async fn(Db)` body.
@@ -52,4 +52,5 @@ mod sdk_contract;
 mod sdk_isolation;
 mod sdk_media;
 mod sdk_process;
+mod search;
 mod store_db;

@@ -12,6 +12,7 @@ pub mod media;
 pub mod redecrypt;
 pub mod run;
 pub mod sdk_worker;
+pub mod search;
 pub mod status;
 pub mod validate;
 
@@ -57,6 +58,8 @@ pub enum Command {
     /// `/status`, or from the database when the daemon does not answer; exit 0 healthy, 1
     /// unhealthy, 2 configuration error, 3 no daemon running.
     Status(status::StatusArgs),
+    /// Full-text search over the stored messages: `reindex` rebuilds the index, `query` searches.
+    Search(search::SearchArgs),
     /// One child process of the daemon that runs the vendor SDK (started by `run`, not by hand).
     #[command(hide = true)]
     SdkWorker(sdk_worker::SdkWorkerArgs),
@@ -185,6 +188,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Doctor(args) => doctor::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Search(args) => search::run(&args),
         Command::SdkWorker(args) => sdk_worker::run(&args),
     }
 }

@@ -84,6 +84,8 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             Err(e @ SourceError::File { .. }) => return Err(CliError::config("the corps file", e)),
             Err(e) => return Err(CliError::runtime("reading the corp sources", e)),
         }
+        // search: the full-text index is kept by its own background task (src/search/indexer.rs).
+        let search = crate::search::indexer::start(&cfg, Arc::clone(&store), sources.clone());
         let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_config(&cfg))
             .map_err(|e| CliError::runtime("starting the pipeline", e))?;
         let observer = Observer::new(
@@ -137,6 +139,15 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         tracing::info!(?grace, "stopping: no new fetches; waiting for in-flight writes");
         // Bounded by `[daemon] shutdown_grace` (PipelineConfig::shutdown_grace).
         let stopped = pipeline.shutdown().await;
+        // search: its last commit, within the same grace (a cut-off one costs nothing: the next
+        // start catches up from the cursors of its last commit).
+        if let Some(search) = search {
+            let left = match &stopped {
+                Stopped::InTime(elapsed) => grace.saturating_sub(*elapsed),
+                Stopped::Overran(_) => std::time::Duration::ZERO,
+            };
+            let _ = tokio::time::timeout(left, search.stop()).await;
+        }
         if let Some(server) = server {
             server.stop(true).await;
         }

@@ -84,6 +84,62 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Encryption at rest of the stored corp secrets and keys.
     pub security: SecurityConfig,
+    /// The full-text search index (derived data, kept by the daemon).
+    pub search: SearchConfig,
+}
+
+/// `[search]`: the daemon keeps a full-text index of the stored messages (`crate::search`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Keep the index up to date while running.
+    pub enabled: bool,
+    /// The index directory; `""` = beside a SQLite database file (`<file>.search`); with another
+    /// database it must be set (else search stays off, with a WARN).
+    pub dir: PathBuf,
+    /// Indexing threads.
+    pub threads: usize,
+    /// Memory budget of the index writer, MiB (at least 15 per thread).
+    pub memory_mb: usize,
+    /// How often a caught-up index looks for new rows.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often rows deleted from the database are looked for (and removed from the index),
+    /// and rows that were undecryptable when indexed are read again.
+    #[serde(with = "humantime_serde")]
+    pub verify_interval: Duration,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dir: PathBuf::new(),
+            threads: 1,
+            memory_mb: 64,
+            poll_interval: Duration::from_secs(5),
+            verify_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Config {
+    /// The search index directory: `[search] dir`, else `<file>.search` beside a SQLite database
+    /// file; `None` for an in-memory or non-SQLite database without `dir`.
+    pub fn search_dir(&self) -> Option<PathBuf> {
+        use std::str::FromStr as _;
+        if !self.search.dir.as_os_str().is_empty() {
+            return Some(self.search.dir.clone());
+        }
+        let url = self.database.url.expose();
+        if !url.starts_with("sqlite:") || url.contains(":memory:") {
+            return None;
+        }
+        let file = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?.get_filename().to_path_buf();
+        let mut name = file.file_name()?.to_os_string();
+        name.push(".search");
+        Some(file.with_file_name(name))
+    }
 }
 
 /// `[security]`.

@@ -15,6 +15,8 @@ mod record;
 mod sanitize;
 mod summary;
 
+/// Tolerant JSON reading of a stored record (the search extractor reads `msgdata` with it).
+pub(crate) use lenient::parse as parse_lenient;
 pub use lenient::MAX_JSON_DEPTH;
 pub use media::{MediaKind, MediaRef, MAX_NESTING_DEPTH};
 pub use record::{parse_record, undecryptable, Parsed, Row, NOT_JSON_PREFIX, NOT_UTF8_ERROR};

@@ -28,18 +28,37 @@ impl Dialect {
         format!("SELECT {} FROM corp_cursor WHERE corpid = ?", self.uint("seq"))
     }
 
-    /// Record `seq` whole (bind: seq).
-    fn read_message(&self, c: &CorpId) -> String {
+    /// Every column of a [`Row`], in the order `row_at` reads them.
+    fn row_columns(&self) -> String {
         format!(
-            "SELECT msgid, {}, {}, COALESCE(action, ''), COALESCE(msgfrom, ''), COALESCE(tolist, ''), \
+            "msgid, {}, {}, COALESCE(action, ''), COALESCE(msgfrom, ''), COALESCE(tolist, ''), \
              COALESCE(msgtype, ''), {}, COALESCE(text, ''), COALESCE(sdkfield, ''), COALESCE(msgdata, ''), \
-             {}, COALESCE(roomid, ''), decrypt_error, encrypt_random_key, encrypt_chat_msg FROM {} WHERE seq = ?",
+             {}, COALESCE(roomid, ''), decrypt_error, encrypt_random_key, encrypt_chat_msg",
             self.uint("publickey_ver"),
             self.uint("seq"),
             self.uint("msgtime"),
             self.uint("status"),
-            self.message(c)
         )
+    }
+
+    /// Record `seq` whole (bind: seq).
+    fn read_message(&self, c: &CorpId) -> String {
+        format!("SELECT {} FROM {} WHERE seq = ?", self.row_columns(), self.message(c))
+    }
+
+    /// Rows with `seq > ?`, by seq, at most `?` (binds: after seq, limit): every column with
+    /// `whole`, else msgid and seq only (the rest empty).
+    fn messages_after(&self, c: &CorpId, whole: bool) -> String {
+        let columns = if whole {
+            self.row_columns()
+        } else {
+            let zero = self.uint("0");
+            format!(
+                "msgid, {zero}, {}, '', '', '', '', {zero}, '', '', '', {zero}, '', NULL, NULL, NULL",
+                self.uint("seq")
+            )
+        };
+        format!("SELECT {columns} FROM {} WHERE seq > ? ORDER BY seq LIMIT ?", self.message(c))
     }
 
     /// Rows with kept ciphertext to redecrypt (binds: after id, limit).
@@ -88,6 +107,28 @@ macro_rules! batch_repo {
             /// `r`'s column `i`, a u64 as the database holds it.
             fn u64_at(r: &<$db as sqlx::Database>::Row, i: usize) -> Result<u64, sqlx::Error> {
                 Ok(Self::from_db(r.try_get(i)?))
+            }
+
+            /// A [`Row`] from the columns of `Dialect::row_columns`.
+            fn row_at(r: &<$db as sqlx::Database>::Row) -> Result<Row, sqlx::Error> {
+                Ok(Row {
+                    msgid: r.try_get(0)?,
+                    publickey_ver: u32::try_from(Self::u64_at(r, 1)?).unwrap_or(u32::MAX),
+                    seq: Self::u64_at(r, 2)?,
+                    action: r.try_get(3)?,
+                    msgfrom: r.try_get(4)?,
+                    tolist: r.try_get(5)?,
+                    msgtype: r.try_get(6)?,
+                    msgtime: Self::u64_at(r, 7)?,
+                    text: r.try_get(8)?,
+                    sdkfield: r.try_get(9)?,
+                    msgdata: r.try_get(10)?,
+                    status: u8::try_from(Self::u64_at(r, 11)?).unwrap_or(u8::MAX),
+                    roomid: r.try_get(12)?,
+                    decrypt_error: r.try_get(13)?,
+                    encrypt_random_key: r.try_get(14)?,
+                    encrypt_chat_msg: r.try_get(15)?,
+                })
             }
 
             /// INSERT-or-ignore of `rows` into the message table `t` (quoted), in chunks: how
@@ -307,26 +348,35 @@ macro_rules! batch_repo {
                     .fetch_optional(&self.pool)
                     .await?;
                 let Some(r) = r else { return Ok(None) };
-                let mut row = Row {
-                    msgid: r.try_get(0)?,
-                    publickey_ver: u32::try_from(Self::u64_at(&r, 1)?).unwrap_or(u32::MAX),
-                    seq: Self::u64_at(&r, 2)?,
-                    action: r.try_get(3)?,
-                    msgfrom: r.try_get(4)?,
-                    tolist: r.try_get(5)?,
-                    msgtype: r.try_get(6)?,
-                    msgtime: Self::u64_at(&r, 7)?,
-                    text: r.try_get(8)?,
-                    sdkfield: r.try_get(9)?,
-                    msgdata: r.try_get(10)?,
-                    status: u8::try_from(Self::u64_at(&r, 11)?).unwrap_or(u8::MAX),
-                    roomid: r.try_get(12)?,
-                    decrypt_error: r.try_get(13)?,
-                    encrypt_random_key: r.try_get(14)?,
-                    encrypt_chat_msg: r.try_get(15)?,
-                };
+                let mut row = Self::row_at(&r)?;
                 self.unspill(corpid, &mut row).await?;
                 Ok(Some(row))
+            }
+
+            async fn messages_after(
+                &self,
+                corpid: &CorpId,
+                after_seq: u64,
+                limit: u32,
+                whole: bool,
+            ) -> Result<Option<Vec<Row>>, StoreError> {
+                if !self.table_exists(&corpid.message_table()).await? {
+                    return Ok(None);
+                }
+                let found = sqlx::query(&Self::SQL.messages_after(corpid, whole))
+                    .bind(Self::to_db(after_seq))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut rows = Vec::with_capacity(found.len());
+                for r in &found {
+                    let mut row = Self::row_at(r)?;
+                    if whole {
+                        self.unspill(corpid, &mut row).await?;
+                    }
+                    rows.push(row);
+                }
+                Ok(Some(rows))
             }
 
             async fn undecrypted(

@@ -263,6 +263,18 @@ pub trait BatchRepo: Send + Sync {
     /// read back.
     async fn read_message(&self, corpid: &CorpId, seq: u64) -> Result<Option<Row>, StoreError>;
 
+    /// Up to `limit` rows with `seq > after_seq`, by seq, for derived data (the search index):
+    /// whole as [`BatchRepo::read_message`] gives them with `whole`, else only `msgid` and `seq`
+    /// (the other fields empty). `None` when the corp has no message table (never created, or
+    /// dropped); unlike the other methods this one never creates it.
+    async fn messages_after(
+        &self,
+        corpid: &CorpId,
+        after_seq: u64,
+        limit: u32,
+        whole: bool,
+    ) -> Result<Option<Vec<Row>>, StoreError>;
+
     /// Up to `limit` rows with a decrypt error and kept ciphertext, with `id > after_id`, by id.
     async fn undecrypted(&self, corpid: &CorpId, after_id: u64, limit: u32) -> Result<Vec<Undecrypted>, StoreError>;
 
