@@ -87,7 +87,7 @@ pub struct QueryArgs {
 }
 
 fn dir_of(cfg: &Config) -> Result<PathBuf, CliError> {
-    cfg.search_dir().ok_or_else(|| {
+    crate::search::index_dir(cfg).ok_or_else(|| {
         CliError::Config("no search index directory: set [search] dir (required with MySQL/MariaDB)".into())
     })
 }

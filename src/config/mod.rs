@@ -123,25 +123,6 @@ impl Default for SearchConfig {
     }
 }
 
-impl Config {
-    /// The search index directory: `[search] dir`, else `<file>.search` beside a SQLite database
-    /// file; `None` for an in-memory or non-SQLite database without `dir`.
-    pub fn search_dir(&self) -> Option<PathBuf> {
-        use std::str::FromStr as _;
-        if !self.search.dir.as_os_str().is_empty() {
-            return Some(self.search.dir.clone());
-        }
-        let url = self.database.url.expose();
-        if !url.starts_with("sqlite:") || url.contains(":memory:") {
-            return None;
-        }
-        let file = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?.get_filename().to_path_buf();
-        let mut name = file.file_name()?.to_os_string();
-        name.push(".search");
-        Some(file.with_file_name(name))
-    }
-}
-
 /// `[security]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

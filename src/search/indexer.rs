@@ -408,7 +408,7 @@ pub fn start(cfg: &crate::config::Config, store: Arc<dyn Store>, sources: crate:
     if !cfg.search.enabled {
         return None;
     }
-    let Some(dir) = cfg.search_dir() else {
+    let Some(dir) = crate::search::index_dir(cfg) else {
         tracing::warn!("search is enabled but has no directory: set [search] dir (required with MySQL/MariaDB)");
         return None;
     };
