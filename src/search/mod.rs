@@ -62,16 +62,11 @@ pub enum SearchError {
 /// The index directory of `cfg`: `[search] dir`, else `<file>.search` beside a SQLite database
 /// file; `None` for an in-memory or non-SQLite database without `dir`.
 pub fn index_dir(cfg: &crate::config::Config) -> Option<std::path::PathBuf> {
-    use std::str::FromStr as _;
     let search = &cfg.search;
     if !search.dir.as_os_str().is_empty() {
         return Some(search.dir.clone());
     }
-    let url = cfg.database.url.expose();
-    if !url.starts_with("sqlite:") || url.contains(":memory:") {
-        return None;
-    }
-    let file = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?.get_filename().to_path_buf();
+    let file = crate::store::sqlite_file(cfg.database.url.expose())?;
     let mut name = file.file_name()?.to_os_string();
     name.push(".search");
     Some(file.with_file_name(name))

@@ -189,6 +189,15 @@ fn sqlx_retryable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The database file of a `sqlite:` URL; `None` for another database or an in-memory one.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr as _;
+    if !url.starts_with("sqlite:") || url.contains(":memory:") {
+        return None;
+    }
+    sqlx::sqlite::SqliteConnectOptions::from_str(url).ok().map(|o| o.get_filename().to_path_buf())
+}
+
 /// Connects to the database named by `url`: `mysql://…` or `mariadb://…` (MySQL, MariaDB,
 /// TiDB), `sqlite://path` or `sqlite::memory:`, with a pool of `max_connections` (`[database]
 /// max_connections`; at least 1, and always 1 for an in-memory SQLite database). Does not

@@ -330,7 +330,7 @@ pub(super) fn check_permissions(r: &mut Report, cfg: &Config, fix: bool) {
     const SUBJECT: &str = "permissions";
     let mut wide: Vec<(PathBuf, u32, u32)> = Vec::new();
     let url = cfg.database.url.expose();
-    if let Some(db) = sqlite_file(url) {
+    if let Some(db) = store::sqlite_file(url) {
         for suffix in ["", "-wal", "-shm"] {
             let mut name = db.clone().into_os_string();
             name.push(suffix);
@@ -369,15 +369,6 @@ pub(super) fn check_permissions(r: &mut Report, cfg: &Config, fix: bool) {
     } else {
         r.fail(SUBJECT, format!("cannot tighten {}", failed.join("; ")));
     }
-}
-
-/// The file of a `sqlite://` URL (not `:memory:`).
-pub(super) fn sqlite_file(url: &str) -> Option<PathBuf> {
-    use std::str::FromStr as _;
-    if !url.starts_with("sqlite:") || url.contains(":memory:") {
-        return None;
-    }
-    sqlx::sqlite::SqliteConnectOptions::from_str(url).ok().map(|o| o.get_filename().to_path_buf())
 }
 
 /// `[media] backend = "s3"`: put, get and delete a probe object.
