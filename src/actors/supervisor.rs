@@ -412,8 +412,10 @@ impl Handler<CorpExited> for Supervisor {
         let ran_for = entry.started.elapsed();
         let was_stopping = entry.stopping;
         self.running.remove(&msg.corpid);
-        if self.shutting_down {
-            self.finish_if_idle(ctx);
+        // A corp can see the pipeline's token cancelled and exit before this actor's own watch
+        // of the token has run: its exit is part of the shutdown, not a crash to restart.
+        if self.shutting_down || self.shutdown.as_ref().is_some_and(|s| s.token().is_cancelled()) {
+            self.begin_shutdown(ctx);
             return;
         }
         let Some(spec) = self.desired.get(&msg.corpid).cloned() else {
