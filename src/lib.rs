@@ -18,6 +18,7 @@
 //! - [`actors`]: the ingestion pipeline (supervisor, one actor per corp, DB writer, SDK pool);
 //! - [`observe`]: the per-corp report, `/healthz`, `/metrics`, `/status`, retention alerts;
 //! - [`reload`]: watching the configuration and corps files (hot reload);
+//! - [`review`]: reading the archive: roles and scopes, the review API, the access log;
 //! - [`logging`]: the tracing subscriber with a reloadable filter;
 //! - [`cli`]: the subcommands;
 //! - [`backoff`], [`unwind`]: exponential backoff with jitter, and the one place where panics at
@@ -43,6 +44,7 @@ pub mod media;
 pub mod message;
 pub mod observe;
 pub mod reload;
+pub mod review;
 #[allow(unsafe_code)]
 pub mod sdk;
 pub mod search;
