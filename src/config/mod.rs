@@ -86,6 +86,47 @@ pub struct Config {
     pub security: SecurityConfig,
     /// The full-text search index (derived data, kept by the daemon).
     pub search: SearchConfig,
+    /// The review API (reading the archive), its users' sessions and exports.
+    pub review: ReviewConfig,
+}
+
+/// `[review]`: the review API (`crate::review`): sessions, login limits, exports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    /// Serve the review API on this address (e.g. "127.0.0.1:8080"); `""` = off.
+    pub listen: String,
+    /// A session ends after this long without a request.
+    #[serde(with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, whatever its use.
+    #[serde(with = "humantime_serde")]
+    pub session_max: Duration,
+    /// The session cookie's `Secure` flag: `auto` (when the request came over HTTPS, directly or
+    /// as `X-Forwarded-Proto: https` from the proxy in front), `always` or `never`.
+    pub cookie_secure: String,
+    /// Failed sign-ins allowed per user name and per client address within `login_window`;
+    /// beyond, sign-in answers 429 until the window has passed.
+    pub login_max_failures: u32,
+    /// The window of `login_max_failures`.
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
+    /// The most messages one export may hold.
+    pub export_max_rows: u64,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            session_idle: Duration::from_secs(30 * 60),
+            session_max: Duration::from_secs(12 * 3600),
+            cookie_secure: "auto".into(),
+            login_max_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+            export_max_rows: 100_000,
+        }
+    }
 }
 
 /// `[search]`: the daemon keeps a full-text index of the stored messages (`crate::search`).

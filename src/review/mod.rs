@@ -119,6 +119,24 @@ impl Principal {
     }
 }
 
+/// Handlers take a `Principal` argument; the session layer (a middleware) puts it into the
+/// request's extensions after checking the session cookie (and, for state-changing methods, the
+/// CSRF token). Without one the request answers 401.
+impl actix_web::FromRequest for Principal {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        use actix_web::HttpMessage;
+        std::future::ready(
+            req.extensions()
+                .get::<Principal>()
+                .cloned()
+                .ok_or_else(|| actix_web::error::ErrorUnauthorized("sign in first")),
+        )
+    }
+}
+
 /// One access-log entry as a handler describes it; the log adds the user, the time and the
 /// hash chain.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
