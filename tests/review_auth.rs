@@ -19,7 +19,8 @@ use std::process::{Output, Stdio};
 use std::sync::Arc;
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{test, App};
+use actix_web::test as web_test;
+use actix_web::App;
 use serde_json::{json, Value};
 use wework_msgaudit::config::ReviewConfig;
 use wework_msgaudit::review::{self, accounts, recorder, AccessEvent, Role};
@@ -178,7 +179,7 @@ async fn users_through_the_cli(db: Db) {
 /// An app like the review server's: the auth layer, its state and routes.
 macro_rules! app {
     ($state:expr) => {
-        test::init_service(
+        web_test::init_service(
             App::new()
                 .app_data($state.clone())
                 .wrap(actix_web::middleware::from_fn(review::auth::layer))
@@ -188,18 +189,18 @@ macro_rules! app {
     };
 }
 
-fn login(name: &str, pw: &str, addr: &str) -> test::TestRequest {
-    test::TestRequest::post()
+fn login(name: &str, pw: &str, addr: &str) -> web_test::TestRequest {
+    web_test::TestRequest::post()
         .uri("/api/login")
         .insert_header(("X-Forwarded-For", addr.to_string()))
         .set_json(json!({ "username": name, "password": pw }))
 }
 
 /// The cookie (`name=value`) and CSRF token of a successful sign-in.
-async fn signed_in(res: actix_web::dev::ServiceResponse) -> (String, String) {
+async fn signed_in<B: actix_web::body::MessageBody>(res: actix_web::dev::ServiceResponse<B>) -> (String, String) {
     assert_eq!(res.status(), StatusCode::OK);
     let cookie = res.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
-    let body: Value = test::read_body_json(res).await;
+    let body: Value = web_test::read_body_json(res).await;
     (cookie, body["csrf_token"].as_str().unwrap().to_string())
 }
 
@@ -225,37 +226,37 @@ async fn sign_in_and_rate_limit(db: Db) {
     let app = app!(state);
 
     // OK: the cookie's flags, the role and scope in the answer.
-    let res = test::call_service(&app, login("ALICE", PW, "10.0.0.1").to_request()).await;
+    let res = web_test::call_service(&app, login("ALICE", PW, "10.0.0.1").to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let set = res.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().to_string();
     assert!(set.starts_with("wwmsg_session=") && set.contains("; HttpOnly") && set.contains("; SameSite=Strict"), "{set}");
     assert!(set.contains("; Path=/") && !set.contains("Secure"), "plain http, auto: {set}");
-    let body: Value = test::read_body_json(res).await;
+    let body: Value = web_test::read_body_json(res).await;
     assert_eq!((body["username"].as_str(), body["role"].as_str()), (Some("alice"), Some("reviewer")));
     assert_eq!(body["scope"]["corps"], json!({ "wwA": null, "wwB": ["u1"] }));
     assert_eq!(body["csrf_token"].as_str().unwrap().len(), 43);
 
     // Wrong password, unknown user, disabled user (with its right password): one answer.
     for (name, pw, addr) in [("alice", "wrong password!!", "10.0.0.2"), ("zed", PW, "10.0.0.3"), ("dave", PW, "10.0.0.4")] {
-        let res = test::call_service(&app, login(name, pw, addr).to_request()).await;
+        let res = web_test::call_service(&app, login(name, pw, addr).to_request()).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{name}");
-        let err: Value = test::read_body_json(res).await;
+        let err: Value = web_test::read_body_json(res).await;
         assert_eq!(err, json!({ "error": "wrong user name or password" }), "{name}");
     }
     // alice has 1 failure; 2 more from other addresses use up 3, then even her right password
     // is refused with 429 and Retry-After.
     for addr in ["10.0.0.5", "10.0.0.6"] {
-        assert_eq!(test::call_service(&app, login("alice", "still wrong!!!", addr).to_request()).await.status(), 401);
+        assert_eq!(web_test::call_service(&app, login("alice", "still wrong!!!", addr).to_request()).await.status(), 401);
     }
-    let res = test::call_service(&app, login("alice", PW, "10.0.0.7").to_request()).await;
+    let res = web_test::call_service(&app, login("alice", PW, "10.0.0.7").to_request()).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = res.headers().get(header::RETRY_AFTER).unwrap().to_str().unwrap().parse().unwrap();
     assert!((1..=15 * 60).contains(&retry), "{retry}");
     // Per address too: one address guessing 3 names is stopped for a 4th.
     for name in ["x1", "x2", "x3"] {
-        assert_eq!(test::call_service(&app, login(name, "guess guess guess", "10.9.9.9").to_request()).await.status(), 401);
+        assert_eq!(web_test::call_service(&app, login(name, "guess guess guess", "10.9.9.9").to_request()).await.status(), 401);
     }
-    assert_eq!(test::call_service(&app, login("bob", PW, "10.9.9.9").to_request()).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(web_test::call_service(&app, login("bob", PW, "10.9.9.9").to_request()).await.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // The log has each attempt with its reason, and never the password.
     let log = entries(store.as_ref()).await;
@@ -295,60 +296,60 @@ async fn roles_and_csrf(db: Db) {
     add(store.as_ref(), "audrey", Role::Auditor, &[]).await;
     let state = review::auth::auth_state(store.clone(), &ReviewConfig::default()).unwrap();
     let app = app!(state);
-    let (admin, admin_csrf) = signed_in(test::call_service(&app, login("root", PW, "10.0.0.1").to_request()).await).await;
+    let (admin, admin_csrf) = signed_in(web_test::call_service(&app, login("root", PW, "10.0.0.1").to_request()).await).await;
 
     // The admin adds a reviewer: without the CSRF token 403, with it 201.
     let new_user = json!({ "username": "rita", "role": "reviewer", "password": PW, "grants": [{ "corpid": "wwA", "userids": null }] });
     let post = |csrf: Option<&str>| {
-        let r = test::TestRequest::post().uri("/api/users").insert_header((header::COOKIE, admin.clone())).set_json(&new_user);
+        let r = web_test::TestRequest::post().uri("/api/users").insert_header((header::COOKIE, admin.clone())).set_json(&new_user);
         match csrf {
             Some(c) => r.insert_header(("X-CSRF-Token", c.to_string())).to_request(),
             None => r.to_request(),
         }
     };
-    let res = test::call_service(&app, post(None)).await;
+    let res = web_test::call_service(&app, post(None)).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(store.review_user("rita").await.unwrap().is_none(), "nothing added without the token");
-    let res = test::call_service(&app, post(Some(&admin_csrf))).await;
+    let res = web_test::call_service(&app, post(Some(&admin_csrf))).await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let view: Value = test::read_body_json(res).await;
+    let view: Value = web_test::read_body_json(res).await;
     assert_eq!(view["grants"], json!([{ "corpid": "wwA", "userids": null }]));
     assert!(!view.to_string().contains("argon2"));
-    assert_eq!(test::call_service(&app, post(Some(&admin_csrf))).await.status(), StatusCode::CONFLICT);
-    let users = test::TestRequest::get().uri("/api/users").insert_header((header::COOKIE, admin.clone())).to_request();
-    let users: Value = test::read_body_json(test::call_service(&app, users).await).await;
+    assert_eq!(web_test::call_service(&app, post(Some(&admin_csrf))).await.status(), StatusCode::CONFLICT);
+    let users = web_test::TestRequest::get().uri("/api/users").insert_header((header::COOKIE, admin.clone())).to_request();
+    let users: Value = web_test::read_body_json(web_test::call_service(&app, users).await).await;
     assert_eq!(users["users"].as_array().unwrap().len(), 3);
 
     // The reviewer: 403 (JSON) on the admin's and the auditor's endpoints.
-    let (rita, rita_csrf) = signed_in(test::call_service(&app, login("rita", PW, "10.0.0.2").to_request()).await).await;
+    let (rita, rita_csrf) = signed_in(web_test::call_service(&app, login("rita", PW, "10.0.0.2").to_request()).await).await;
     for uri in ["/api/users", "/api/access-log", "/api/access-log/verify"] {
-        let req = test::TestRequest::get().uri(uri).insert_header((header::COOKIE, rita.clone())).to_request();
-        let res = test::call_service(&app, req).await;
+        let req = web_test::TestRequest::get().uri(uri).insert_header((header::COOKIE, rita.clone())).to_request();
+        let res = web_test::call_service(&app, req).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{uri}");
-        let err: Value = test::read_body_json(res).await;
+        let err: Value = web_test::read_body_json(res).await;
         assert!(err["error"].as_str().unwrap().starts_with("this needs the"), "{err}");
     }
-    let me = test::TestRequest::get().uri("/api/me").insert_header((header::COOKIE, rita.clone())).to_request();
-    let me: Value = test::read_body_json(test::call_service(&app, me).await).await;
+    let me = web_test::TestRequest::get().uri("/api/me").insert_header((header::COOKIE, rita.clone())).to_request();
+    let me: Value = web_test::read_body_json(web_test::call_service(&app, me).await).await;
     assert_eq!((me["role"].as_str(), me["scope"]["corps"].clone()), (Some("reviewer"), json!({ "wwA": null })));
 
     // The auditor pages through the log and verifies it; both reads are logged.
-    let (audrey, _) = signed_in(test::call_service(&app, login("audrey", PW, "10.0.0.3").to_request()).await).await;
+    let (audrey, _) = signed_in(web_test::call_service(&app, login("audrey", PW, "10.0.0.3").to_request()).await).await;
     let page = |after: u64| {
-        test::TestRequest::get()
+        web_test::TestRequest::get()
             .uri(&format!("/api/access-log?after={after}&limit=3"))
             .insert_header((header::COOKIE, audrey.clone()))
             .to_request()
     };
-    let first: Value = test::read_body_json(test::call_service(&app, page(0)).await).await;
+    let first: Value = web_test::read_body_json(web_test::call_service(&app, page(0)).await).await;
     let ids: Vec<u64> = first["entries"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [1, 2, 3]);
     assert_eq!(first["next_after"], 3);
     assert_eq!(first["entries"][0]["prev_hash"], review::access_log::GENESIS);
-    let second: Value = test::read_body_json(test::call_service(&app, page(3)).await).await;
+    let second: Value = web_test::read_body_json(web_test::call_service(&app, page(3)).await).await;
     assert_eq!(second["entries"][0]["id"], 4);
-    let verify = test::TestRequest::get().uri("/api/access-log/verify").insert_header((header::COOKIE, audrey.clone()));
-    let v: Value = test::read_body_json(test::call_service(&app, verify.to_request()).await).await;
+    let verify = web_test::TestRequest::get().uri("/api/access-log/verify").insert_header((header::COOKIE, audrey.clone()));
+    let v: Value = web_test::read_body_json(web_test::call_service(&app, verify.to_request()).await).await;
     assert_eq!(v["intact"], true, "{v}");
     let log = entries(store.as_ref()).await;
     assert_eq!(log.iter().filter(|e| e.action == "read_access_log" && e.username == "audrey").count(), 2);
@@ -356,26 +357,26 @@ async fn roles_and_csrf(db: Db) {
     assert!(log.iter().any(|e| e.action == "user_admin" && e.username == "root" && e.role == "admin" && e.target == "rita"));
 
     // Disabling rita (PATCH, with the token) ends her session at once; logout ends the admin's.
-    let patch = test::TestRequest::patch()
+    let patch = web_test::TestRequest::patch()
         .uri("/api/users/rita")
         .insert_header((header::COOKIE, admin.clone()))
         .insert_header(("X-CSRF-Token", admin_csrf.clone()))
         .set_json(json!({ "disabled": true }))
         .to_request();
-    assert_eq!(test::call_service(&app, patch).await.status(), StatusCode::OK);
-    let me = test::TestRequest::get().uri("/api/me").insert_header((header::COOKIE, rita.clone())).to_request();
-    assert_eq!(test::call_service(&app, me).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(web_test::call_service(&app, patch).await.status(), StatusCode::OK);
+    let me = web_test::TestRequest::get().uri("/api/me").insert_header((header::COOKIE, rita.clone())).to_request();
+    assert_eq!(web_test::call_service(&app, me).await.status(), StatusCode::UNAUTHORIZED);
     let _ = rita_csrf;
-    let logout = test::TestRequest::post()
+    let logout = web_test::TestRequest::post()
         .uri("/api/logout")
         .insert_header((header::COOKIE, admin.clone()))
         .insert_header(("X-CSRF-Token", admin_csrf.clone()))
         .to_request();
-    let res = test::call_service(&app, logout).await;
+    let res = web_test::call_service(&app, logout).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().contains("Max-Age=0"));
-    let me = test::TestRequest::get().uri("/api/me").insert_header((header::COOKIE, admin.clone())).to_request();
-    assert_eq!(test::call_service(&app, me).await.status(), StatusCode::UNAUTHORIZED);
+    let me = web_test::TestRequest::get().uri("/api/me").insert_header((header::COOKIE, admin.clone())).to_request();
+    assert_eq!(web_test::call_service(&app, me).await.status(), StatusCode::UNAUTHORIZED);
     assert!(entries(store.as_ref()).await.iter().any(|e| e.action == "logout" && e.username == "root"));
     db.finish().await;
 }
