@@ -129,7 +129,19 @@ async fn entries(store: &dyn Store) -> Vec<store::AccessEntry> {
 async fn users_through_the_cli(db: Db) {
     let pw_file = db.path("pw").display().to_string();
     let out = db.expect(
-        &["user", "add", "Alice", "--role", "reviewer", "--corp", "wwA", "--corp", "wwB:u2,u1", "--password-file", &pw_file],
+        &[
+            "user",
+            "add",
+            "Alice",
+            "--role",
+            "reviewer",
+            "--corp",
+            "wwA",
+            "--corp",
+            "wwB:u2,u1",
+            "--password-file",
+            &pw_file,
+        ],
         "",
         0,
     );
@@ -148,7 +160,8 @@ async fn users_through_the_cli(db: Db) {
     db.expect(&["user", "grant", "bob", "--corp", "wwC"], "", 0);
     db.expect(&["user", "disable", "nobody"], "", 2);
     let list = db.expect(&["user", "list"], "", 0);
-    let line = |name: &str| list.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {list}")).to_string();
+    let line =
+        |name: &str| list.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {list}")).to_string();
     let alice = line("alice");
     assert!(alice.contains("reviewer") && alice.contains(" yes ") && alice.contains("never"), "{alice}");
     assert!(alice.ends_with("wwB:u1,u2"), "grants normalised, wwA revoked: {alice}");
@@ -199,7 +212,8 @@ fn login(name: &str, pw: &str, addr: &str) -> web_test::TestRequest {
 /// The cookie (`name=value`) and CSRF token of a successful sign-in.
 async fn signed_in<B: actix_web::body::MessageBody>(res: actix_web::dev::ServiceResponse<B>) -> (String, String) {
     assert_eq!(res.status(), StatusCode::OK);
-    let cookie = res.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    let cookie =
+        res.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
     let body: Value = web_test::read_body_json(res).await;
     (cookie, body["csrf_token"].as_str().unwrap().to_string())
 }
@@ -229,7 +243,10 @@ async fn sign_in_and_rate_limit(db: Db) {
     let res = web_test::call_service(&app, login("ALICE", PW, "10.0.0.1").to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let set = res.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().to_string();
-    assert!(set.starts_with("wwmsg_session=") && set.contains("; HttpOnly") && set.contains("; SameSite=Strict"), "{set}");
+    assert!(
+        set.starts_with("wwmsg_session=") && set.contains("; HttpOnly") && set.contains("; SameSite=Strict"),
+        "{set}"
+    );
     assert!(set.contains("; Path=/") && !set.contains("Secure"), "plain http, auto: {set}");
     let body: Value = web_test::read_body_json(res).await;
     assert_eq!((body["username"].as_str(), body["role"].as_str()), (Some("alice"), Some("reviewer")));
@@ -237,7 +254,9 @@ async fn sign_in_and_rate_limit(db: Db) {
     assert_eq!(body["csrf_token"].as_str().unwrap().len(), 43);
 
     // Wrong password, unknown user, disabled user (with its right password): one answer.
-    for (name, pw, addr) in [("alice", "wrong password!!", "10.0.0.2"), ("zed", PW, "10.0.0.3"), ("dave", PW, "10.0.0.4")] {
+    for (name, pw, addr) in
+        [("alice", "wrong password!!", "10.0.0.2"), ("zed", PW, "10.0.0.3"), ("dave", PW, "10.0.0.4")]
+    {
         let res = web_test::call_service(&app, login(name, pw, addr).to_request()).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{name}");
         let err: Value = web_test::read_body_json(res).await;
@@ -246,7 +265,10 @@ async fn sign_in_and_rate_limit(db: Db) {
     // alice has 1 failure; 2 more from other addresses use up 3, then even her right password
     // is refused with 429 and Retry-After.
     for addr in ["10.0.0.5", "10.0.0.6"] {
-        assert_eq!(web_test::call_service(&app, login("alice", "still wrong!!!", addr).to_request()).await.status(), 401);
+        assert_eq!(
+            web_test::call_service(&app, login("alice", "still wrong!!!", addr).to_request()).await.status(),
+            401
+        );
     }
     let res = web_test::call_service(&app, login("alice", PW, "10.0.0.7").to_request()).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -254,9 +276,15 @@ async fn sign_in_and_rate_limit(db: Db) {
     assert!((1..=15 * 60).contains(&retry), "{retry}");
     // Per address too: one address guessing 3 names is stopped for a 4th.
     for name in ["x1", "x2", "x3"] {
-        assert_eq!(web_test::call_service(&app, login(name, "guess guess guess", "10.9.9.9").to_request()).await.status(), 401);
+        assert_eq!(
+            web_test::call_service(&app, login(name, "guess guess guess", "10.9.9.9").to_request()).await.status(),
+            401
+        );
     }
-    assert_eq!(web_test::call_service(&app, login("bob", PW, "10.9.9.9").to_request()).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        web_test::call_service(&app, login("bob", PW, "10.9.9.9").to_request()).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     // The log has each attempt with its reason, and never the password.
     let log = entries(store.as_ref()).await;
@@ -285,7 +313,9 @@ async fn sign_in_and_rate_limit(db: Db) {
         ]
     );
     assert_eq!(log.iter().find(|e| e.action == "login").unwrap().username, "alice");
-    assert!(log.iter().all(|e| !e.detail.contains(PW) && !e.target.contains(PW) && !e.detail.contains("wrong password")));
+    assert!(log
+        .iter()
+        .all(|e| !e.detail.contains(PW) && !e.target.contains(PW) && !e.detail.contains("wrong password")));
     assert!(recorder::verify_stored(store.as_ref()).await.is_ok());
     db.finish().await;
 }
@@ -296,12 +326,16 @@ async fn roles_and_csrf(db: Db) {
     add(store.as_ref(), "audrey", Role::Auditor, &[]).await;
     let state = review::auth::auth_state(store.clone(), &ReviewConfig::default()).unwrap();
     let app = app!(state);
-    let (admin, admin_csrf) = signed_in(web_test::call_service(&app, login("root", PW, "10.0.0.1").to_request()).await).await;
+    let (admin, admin_csrf) =
+        signed_in(web_test::call_service(&app, login("root", PW, "10.0.0.1").to_request()).await).await;
 
     // The admin adds a reviewer: without the CSRF token 403, with it 201.
     let new_user = json!({ "username": "rita", "role": "reviewer", "password": PW, "grants": [{ "corpid": "wwA", "userids": null }] });
     let post = |csrf: Option<&str>| {
-        let r = web_test::TestRequest::post().uri("/api/users").insert_header((header::COOKIE, admin.clone())).set_json(&new_user);
+        let r = web_test::TestRequest::post()
+            .uri("/api/users")
+            .insert_header((header::COOKIE, admin.clone()))
+            .set_json(&new_user);
         match csrf {
             Some(c) => r.insert_header(("X-CSRF-Token", c.to_string())).to_request(),
             None => r.to_request(),
@@ -316,12 +350,14 @@ async fn roles_and_csrf(db: Db) {
     assert_eq!(view["grants"], json!([{ "corpid": "wwA", "userids": null }]));
     assert!(!view.to_string().contains("argon2"));
     assert_eq!(web_test::call_service(&app, post(Some(&admin_csrf))).await.status(), StatusCode::CONFLICT);
-    let users = web_test::TestRequest::get().uri("/api/users").insert_header((header::COOKIE, admin.clone())).to_request();
+    let users =
+        web_test::TestRequest::get().uri("/api/users").insert_header((header::COOKIE, admin.clone())).to_request();
     let users: Value = web_test::read_body_json(web_test::call_service(&app, users).await).await;
     assert_eq!(users["users"].as_array().unwrap().len(), 3);
 
     // The reviewer: 403 (JSON) on the admin's and the auditor's endpoints.
-    let (rita, rita_csrf) = signed_in(web_test::call_service(&app, login("rita", PW, "10.0.0.2").to_request()).await).await;
+    let (rita, rita_csrf) =
+        signed_in(web_test::call_service(&app, login("rita", PW, "10.0.0.2").to_request()).await).await;
     for uri in ["/api/users", "/api/access-log", "/api/access-log/verify"] {
         let req = web_test::TestRequest::get().uri(uri).insert_header((header::COOKIE, rita.clone())).to_request();
         let res = web_test::call_service(&app, req).await;
@@ -348,13 +384,16 @@ async fn roles_and_csrf(db: Db) {
     assert_eq!(first["entries"][0]["prev_hash"], review::access_log::GENESIS);
     let second: Value = web_test::read_body_json(web_test::call_service(&app, page(3)).await).await;
     assert_eq!(second["entries"][0]["id"], 4);
-    let verify = web_test::TestRequest::get().uri("/api/access-log/verify").insert_header((header::COOKIE, audrey.clone()));
+    let verify =
+        web_test::TestRequest::get().uri("/api/access-log/verify").insert_header((header::COOKIE, audrey.clone()));
     let v: Value = web_test::read_body_json(web_test::call_service(&app, verify.to_request()).await).await;
     assert_eq!(v["intact"], true, "{v}");
     let log = entries(store.as_ref()).await;
     assert_eq!(log.iter().filter(|e| e.action == "read_access_log" && e.username == "audrey").count(), 2);
     assert!(log.iter().any(|e| e.action == "verify_access_log"));
-    assert!(log.iter().any(|e| e.action == "user_admin" && e.username == "root" && e.role == "admin" && e.target == "rita"));
+    assert!(log
+        .iter()
+        .any(|e| e.action == "user_admin" && e.username == "root" && e.role == "admin" && e.target == "rita"));
 
     // Disabling rita (PATCH, with the token) ends her session at once; logout ends the admin's.
     let patch = web_test::TestRequest::patch()

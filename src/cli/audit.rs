@@ -77,7 +77,8 @@ pub fn run(args: &AuditArgs) -> Result<(), CliError> {
                 .map_err(CliError::store("appending the export to the access log"))?;
             let mut sink: Box<dyn std::io::Write> = match out {
                 Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p).map_err(|e| CliError::config(format!("cannot create {}", p.display()), e))?,
+                    std::fs::File::create(p)
+                        .map_err(|e| CliError::config(format!("cannot create {}", p.display()), e))?,
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };

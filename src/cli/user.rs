@@ -94,7 +94,10 @@ pub fn run(args: &UserArgs) -> Result<(), CliError> {
     let cfg = Config::load(args.config.as_deref())?;
     let name = |n: &str| accounts::username(n).map_err(|e| CliError::config("the user name", e));
     let grants = |gs: &[String]| {
-        gs.iter().map(|g| accounts::parse_grant(g)).collect::<Result<Vec<ReviewGrant>, _>>().map_err(|e| CliError::config("--corp", e))
+        gs.iter()
+            .map(|g| accounts::parse_grant(g))
+            .collect::<Result<Vec<ReviewGrant>, _>>()
+            .map_err(|e| CliError::config("--corp", e))
     };
     match &args.command {
         UserCommand::Add { name: n, role, corps, password_file } => {
@@ -126,7 +129,7 @@ pub fn run(args: &UserArgs) -> Result<(), CliError> {
             }
             change(&cfg, name(n)?, Change { revoke: corps.clone(), ..Change::default() }, "revoked")
         }
-        UserCommand::List => with_store_of(&cfg, |store| list(store)),
+        UserCommand::List => with_store_of(&cfg, list),
     }
 }
 

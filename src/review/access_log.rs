@@ -150,7 +150,10 @@ impl fmt::Display for Break {
             ),
             Break::OutOfOrder { id, found } => write!(f, "entry {found} came where entry {id} was expected"),
             Break::Truncated { id, head } => {
-                write!(f, "entries {id}..={head} are missing: the log was cut short at its end (the head counts {head})")
+                write!(
+                    f,
+                    "entries {id}..={head} are missing: the log was cut short at its end (the head counts {head})"
+                )
             }
             Break::Head { id } => write!(f, "the head does not match the last entry {id}: the head was changed"),
             Break::Extra { id } => write!(f, "entry {id} lies beyond the head: it was inserted by hand"),

@@ -29,7 +29,9 @@ const MAX_USERID: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     /// A name outside the rules.
-    #[error("invalid user name {0:?}: 1 to 64 characters of a-z, 0-9, '.', '_', '@', '-', starting with a letter or digit")]
+    #[error(
+        "invalid user name {0:?}: 1 to 64 characters of a-z, 0-9, '.', '_', '@', '-', starting with a letter or digit"
+    )]
     InvalidName(String),
     /// A grant outside the rules.
     #[error("invalid grant {0:?}: expected a corpid, or corpid:userid1,userid2 (userids of A-Z a-z 0-9 . _ @ -)")]
@@ -86,7 +88,8 @@ pub fn username(name: &str) -> Result<String, AccountError> {
 
 /// A grant checked: a valid corpid, and userids (if any) non-empty, valid, sorted, unique.
 pub fn check_grant(g: ReviewGrant) -> Result<ReviewGrant, AccountError> {
-    let bad = || AccountError::InvalidGrant(format!("{}:{}", g.corpid, g.userids.as_deref().unwrap_or_default().join(",")));
+    let bad =
+        || AccountError::InvalidGrant(format!("{}:{}", g.corpid, g.userids.as_deref().unwrap_or_default().join(",")));
     let corpid = CorpId::new(&g.corpid).map_err(|_| bad())?;
     let userids = match &g.userids {
         None => None,

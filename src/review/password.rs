@@ -64,9 +64,8 @@ pub fn hash_blocking(password: &Secret) -> Result<Secret, PasswordError> {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| PasswordError::Hash(e.to_string()))?;
-    let phc = argon2()?
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let phc =
+        argon2()?.hash_password(password.expose().as_bytes(), &salt).map_err(|e| PasswordError::Hash(e.to_string()))?;
     Ok(Secret::new(phc.to_string()))
 }
 

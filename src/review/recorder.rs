@@ -19,7 +19,12 @@ use crate::store::{AccessEntry, NewAccessEntry, Store, StoreError};
 const PAGE: u32 = 1_000;
 
 /// Appends `event` as `username` with `role` (e.g. `cli:root`, `cli`).
-pub async fn append(store: &dyn Store, username: &str, role: &str, event: AccessEvent) -> Result<AccessEntry, StoreError> {
+pub async fn append(
+    store: &dyn Store,
+    username: &str,
+    role: &str,
+    event: AccessEvent,
+) -> Result<AccessEntry, StoreError> {
     let entry = NewAccessEntry {
         username: username.to_string(),
         role: role.to_string(),

@@ -162,8 +162,9 @@ mod tests {
     #[test]
     fn csrf_comparison_is_exact() {
         let t = new_token();
-        assert!(same(t.expose(), &t.expose().to_string()));
-        assert!(!same(t.expose(), &new_token().expose().to_string()));
+        let copy = t.expose().to_string();
+        assert!(same(t.expose(), &copy));
+        assert!(!same(t.expose(), new_token().expose()));
         assert!(!same(t.expose(), &t.expose()[..42]));
         assert!(!same(t.expose(), ""));
     }

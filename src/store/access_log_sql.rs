@@ -120,10 +120,12 @@ macro_rules! access_log_repo {
             }
 
             async fn access_log_head(&self) -> Result<AccessLogHead, StoreError> {
-                let (n, hash): (i64, String) =
-                    sqlx::query_as(&format!("SELECT CAST(n AS {}), hash FROM access_log_head WHERE id = 1", Self::SQL.int))
-                        .fetch_one(&self.pool)
-                        .await?;
+                let (n, hash): (i64, String) = sqlx::query_as(&format!(
+                    "SELECT CAST(n AS {}), hash FROM access_log_head WHERE id = 1",
+                    Self::SQL.int
+                ))
+                .fetch_one(&self.pool)
+                .await?;
                 Ok(AccessLogHead { n: u64::try_from(n).unwrap_or(0), hash })
             }
         }

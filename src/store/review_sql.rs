@@ -198,11 +198,7 @@ macro_rules! review_repo {
                 Ok(rows.iter().map(Self::review_user_from).collect::<Result<_, _>>()?)
             }
 
-            async fn review_user_change(
-                &self,
-                username: &str,
-                change: &ReviewUserChange,
-            ) -> Result<bool, StoreError> {
+            async fn review_user_change(&self, username: &str, change: &ReviewUserChange) -> Result<bool, StoreError> {
                 let d = Self::SQL;
                 let _w = self.write_guard().await;
                 let mut tx = self.pool.begin().await?;
@@ -223,10 +219,18 @@ macro_rules! review_repo {
                     sqlx::query(&d.user_set("role")).bind(role.as_str()).bind(username).execute(&mut *tx).await?;
                 }
                 if let Some(disabled) = change.disabled {
-                    sqlx::query(&d.user_set("disabled")).bind(i64::from(disabled)).bind(username).execute(&mut *tx).await?;
+                    sqlx::query(&d.user_set("disabled"))
+                        .bind(i64::from(disabled))
+                        .bind(username)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if let Some(hash) = &change.password_hash {
-                    sqlx::query(&d.user_set("password_hash")).bind(hash.expose()).bind(username).execute(&mut *tx).await?;
+                    sqlx::query(&d.user_set("password_hash"))
+                        .bind(hash.expose())
+                        .bind(username)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if change.disabled == Some(true) || change.password_hash.is_some() {
                     sqlx::query("DELETE FROM review_session WHERE user_id = ?").bind(id).execute(&mut *tx).await?;

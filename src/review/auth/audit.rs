@@ -15,8 +15,8 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1_000;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    let query = web::QueryConfig::default()
-        .error_handler(|e, _| AuthError::BadRequest(format!("bad query: {e}")).into());
+    let query =
+        web::QueryConfig::default().error_handler(|e, _| AuthError::BadRequest(format!("bad query: {e}")).into());
     cfg.service(web::resource("/api/access-log").app_data(query).route(web::get().to(read)))
         .service(web::resource("/api/access-log/verify").route(web::get().to(verify)));
 }

@@ -34,7 +34,8 @@ macro_rules! app {
 }
 
 fn login_req(https: bool) -> test::TestRequest {
-    let r = test::TestRequest::post().uri("/api/login").set_json(serde_json::json!({"username": "alice", "password": PW}));
+    let r =
+        test::TestRequest::post().uri("/api/login").set_json(serde_json::json!({"username": "alice", "password": PW}));
     if https {
         r.insert_header(("X-Forwarded-Proto", "https"))
     } else {

@@ -15,10 +15,7 @@ use crate::store::ReviewGrant;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/api/users")
-            .app_data(json_config())
-            .route(web::get().to(list))
-            .route(web::post().to(add)),
+        web::resource("/api/users").app_data(json_config()).route(web::get().to(list)).route(web::post().to(add)),
     )
     .service(web::resource("/api/users/{username}").app_data(json_config()).route(web::patch().to(change)));
 }
@@ -52,7 +49,8 @@ async fn list(p: Principal, state: web::Data<AuthState>) -> Result<HttpResponse,
 async fn add(p: Principal, state: web::Data<AuthState>, body: web::Json<NewUser>) -> Result<HttpResponse, AuthError> {
     require(&p, Role::Admin)?;
     let u = body.into_inner();
-    let view = accounts::add(state.store.as_ref(), &Actor::user(&p), &u.username, u.role, &u.password, u.grants).await?;
+    let view =
+        accounts::add(state.store.as_ref(), &Actor::user(&p), &u.username, u.role, &u.password, u.grants).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
