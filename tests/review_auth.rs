@@ -8,6 +8,8 @@
 //!   failures are used up; the password never reaches the access log;
 //! - roles and CSRF: a POST without the token is 403, a reviewer gets 403 on `/api/users`, an
 //!   auditor reads and verifies the access log, a disabled user's session ends;
+//! - a session used every 1.2 s outlives its 2 s idle time but not its 5 s end; one left alone
+//!   ends after its idle time;
 //! - tampering: one row's target edited, a middle row deleted, the last rows deleted: `audit
 //!   verify` exits 1 naming the entry each time;
 //! - appends from 2 store connections in 4 concurrent tasks × 50 leave one intact chain.
@@ -17,6 +19,7 @@ use crate::common;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::test as web_test;
@@ -420,6 +423,34 @@ async fn roles_and_csrf(db: Db) {
     db.finish().await;
 }
 
+async fn sessions_end_when_idle_and_at_their_end(db: Db) {
+    let store = db.store().await;
+    add(store.as_ref(), "alice", Role::Reviewer, &[]).await;
+    let cfg = ReviewConfig {
+        session_idle: Duration::from_secs(2),
+        session_max: Duration::from_secs(5),
+        ..ReviewConfig::default()
+    };
+    let state = review::auth::auth_state(store.clone(), &cfg).unwrap();
+    let app = app!(state);
+    let me =
+        |cookie: &str| web_test::TestRequest::get().uri("/api/me").insert_header((header::COOKIE, cookie.to_string()));
+    // Used every 1.2 s: alive past the idle time, until its absolute end.
+    let start = Instant::now();
+    let (cookie, _) = signed_in(web_test::call_service(&app, login("alice", PW, "10.0.0.1").to_request()).await).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(web_test::call_service(&app, me(&cookie).to_request()).await.status(), 200, "{:?}", start.elapsed());
+    }
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(start.elapsed()) + Duration::from_millis(300)).await;
+    assert_eq!(web_test::call_service(&app, me(&cookie).to_request()).await.status(), 401, "past session_max");
+    // Left alone longer than the idle time.
+    let (cookie, _) = signed_in(web_test::call_service(&app, login("alice", PW, "10.0.0.1").to_request()).await).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(web_test::call_service(&app, me(&cookie).to_request()).await.status(), 401, "past session_idle");
+    db.finish().await;
+}
+
 async fn append(store: &dyn Store, target: String) {
     let event = AccessEvent {
         action: "read_message".into(),
@@ -489,5 +520,11 @@ async fn concurrent_appends_keep_one_chain(db: Db) {
     db.finish().await;
 }
 
-per_db!(users_through_the_cli, sign_in_and_rate_limit, roles_and_csrf, tampering_is_named);
+per_db!(
+    users_through_the_cli,
+    sign_in_and_rate_limit,
+    roles_and_csrf,
+    sessions_end_when_idle_and_at_their_end,
+    tampering_is_named
+);
 per_db!(tokio: concurrent_appends_keep_one_chain);

@@ -156,6 +156,8 @@ impl Actor {
     pub fn cli() -> Self {
         use std::os::unix::fs::MetadataExt as _;
         let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "?".into());
+        // The log's `username` column holds 128 characters.
+        let name: String = name.chars().take(64).collect();
         let uid = std::fs::metadata("/proc/self").map(|m| m.uid().to_string()).unwrap_or_else(|_| "?".into());
         Self { username: format!("cli:{name}(uid {uid})"), role: "cli".into() }
     }
