@@ -358,6 +358,21 @@ async fn roles_and_csrf(db: Db) {
     let users: Value = web_test::read_body_json(web_test::call_service(&app, users).await).await;
     assert_eq!(users["users"].as_array().unwrap().len(), 3);
 
+    // An empty change, and an admin locking themselves out, are refused.
+    for (who, body) in
+        [("rita", json!({})), ("root", json!({ "disabled": true })), ("root", json!({ "role": "reviewer" }))]
+    {
+        let req = web_test::TestRequest::patch()
+            .uri(&format!("/api/users/{who}"))
+            .insert_header((header::COOKIE, admin.clone()))
+            .insert_header(("X-CSRF-Token", admin_csrf.clone()))
+            .set_json(&body)
+            .to_request();
+        let res = web_test::call_service(&app, req).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{who} {body}");
+    }
+    assert!(!store.review_user("root").await.unwrap().unwrap().disabled);
+
     // The reviewer: 403 (JSON) on the admin's and the auditor's endpoints.
     let (rita, rita_csrf) =
         signed_in(web_test::call_service(&app, login("rita", PW, "10.0.0.2").to_request()).await).await;

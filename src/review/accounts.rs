@@ -45,6 +45,9 @@ pub enum AccountError {
     /// No such user.
     #[error("no user {0}")]
     NoSuchUser(String),
+    /// A change that changes nothing, or one refused (e.g. an admin demoting themselves).
+    #[error("{0}")]
+    Refused(String),
     /// The change could not be logged, so it was not made.
     #[error("the access log could not be written, nothing was changed")]
     Log(#[source] StoreError),
@@ -62,6 +65,7 @@ impl AccountError {
                 | Self::InvalidGrant(_)
                 | Self::Exists(_)
                 | Self::NoSuchUser(_)
+                | Self::Refused(_)
                 | Self::Password(PasswordError::TooShort | PasswordError::TooLong)
         )
     }
@@ -262,6 +266,19 @@ pub struct Change {
 /// Changes a user; disabling it or setting its password ends its sessions.
 pub async fn change(store: &dyn Store, actor: &Actor, name: &str, c: Change) -> Result<UserView, AccountError> {
     let name = username(name)?;
+    let nothing = c.role.is_none()
+        && c.disabled.is_none()
+        && c.password.is_none()
+        && c.grants.is_none()
+        && c.grant.is_empty()
+        && c.revoke.is_empty();
+    if nothing {
+        return Err(AccountError::Refused("nothing to change".into()));
+    }
+    // The last way back in must not be closed from inside: the command line can still do it.
+    if actor.username == name && (c.disabled == Some(true) || c.role.is_some_and(|r| r.as_str() != actor.role)) {
+        return Err(AccountError::Refused("you cannot disable yourself or change your own role".into()));
+    }
     let check_all = |gs: Vec<ReviewGrant>| gs.into_iter().map(check_grant).collect::<Result<Vec<_>, _>>();
     let grants = c.grants.map(check_all).transpose()?;
     let grant = check_all(c.grant)?;

@@ -60,7 +60,8 @@ async fn login(
         async move { recorder.record(who.as_ref(), e).await.map_err(|_| AuthError::Log) }
     };
 
-    if let Err(wait) = state.limiter.check(&keys, now) {
+    // Counted as a failure from here on, unless it succeeds (see `ratelimit`).
+    if let Err(wait) = state.limiter.attempt(&keys, now) {
         log(event("login_failed", &name, json!({ "reason": "rate_limited", "addr": addr })), None).await?;
         return Err(AuthError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)));
     }
@@ -78,12 +79,11 @@ async fn login(
         _ => None,
     };
     let (Some(user), Some(role), None) = (user, role, refused) else {
-        state.limiter.failed(&keys, now);
         let reason = refused.unwrap_or("refused");
         log(event("login_failed", &name, json!({ "reason": reason, "addr": addr })), None).await?;
         return Err(AuthError::BadCredentials);
     };
-    state.limiter.succeeded(&user_key);
+    state.limiter.succeeded(&user_key, &[&addr_key], now);
 
     let scope = accounts::scope_of(state.store.as_ref(), user.id, role).await?;
     let principal = Principal { user_id: user.id, username: user.username.clone(), role, scope };
