@@ -16,7 +16,10 @@
 //!
 //! Keys are whatever the caller passes (`auth::login` uses `user:<name>` and
 //! `addr:<client address>`); the map is pruned of keys without a failure in the window when it
-//! grows.
+//! grows. The client address is the one the proxy in front forwards (`X-Forwarded-For`,
+//! `Forwarded`), as actix reads it: serve the review API only behind a proxy that sets that
+//! header, since a client reaching the daemon directly could send a new address with every guess
+//! (the per-name limit still holds then).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
