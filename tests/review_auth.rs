@@ -5,7 +5,8 @@
 //!   from a file and from stdin, never a hash in the output, every change in the access log;
 //! - sign-in through `actix_web::test` over the real store: ok (the cookie's flags), wrong
 //!   password, unknown and disabled users (the same 401), then 429 with `Retry-After` once the
-//!   failures are used up; the password never reaches the access log;
+//!   failures are used up; the password never reaches the access log; without a writable log
+//!   nobody signs in (503);
 //! - roles and CSRF: a POST without the token is 403, a reviewer gets 403 on `/api/users`, an
 //!   auditor reads and verifies the access log, a disabled user's session ends;
 //! - a session used every 1.2 s outlives its 2 s idle time but not its 5 s end; one left alone
@@ -320,6 +321,13 @@ async fn sign_in_and_rate_limit(db: Db) {
         .iter()
         .all(|e| !e.detail.contains(PW) && !e.target.contains(PW) && !e.detail.contains("wrong password")));
     assert!(recorder::verify_stored(store.as_ref()).await.is_ok());
+
+    // Fail closed: when the log cannot be written, nobody signs in.
+    add(store.as_ref(), "erin", Role::Reviewer, &[]).await;
+    db.exec("DELETE FROM access_log_head").await;
+    let res = web_test::call_service(&app, login("erin", PW, "10.0.0.8").to_request()).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().get(header::SET_COOKIE).is_none(), "no session without its log entry");
     db.finish().await;
 }
 
