@@ -500,6 +500,17 @@ async fn tampering_is_named(db: Db) {
     assert_eq!(lines[3]["prev_hash"], lines[2]["hash"]);
     assert_eq!(lines[8]["action"], "export_access_log");
 
+    // A row inserted by hand beyond the head.
+    db.exec(&format!(
+        "INSERT INTO access_log (id, at_ms, username, role, action, corpid, target, detail, prev_hash, hash) \
+         VALUES (50, 0, 'x', 'x', 'x', NULL, 'x', '{{}}', '{h}', '{h}')",
+        h = review::access_log::GENESIS
+    ))
+    .await;
+    let err = db.expect(&["audit", "verify"], "", 1);
+    assert!(err.contains("broken at entry 50: entry 50 lies beyond the head"), "{err}");
+    db.exec("DELETE FROM access_log WHERE id = 50").await;
+
     // An edited target.
     assert_eq!(db.exec("UPDATE access_log SET target = 'msg-forged' WHERE id = 3").await, 1);
     let err = db.expect(&["audit", "verify"], "", 1);
