@@ -5,6 +5,7 @@
 //! (exit 2) from runtime failures (exit 1). A `CliError` keeps the error that caused it as its
 //! `source`; `main.rs` prints the whole chain ([`report`]).
 
+pub mod audit;
 pub mod corp;
 pub mod demo;
 pub mod doctor;
@@ -14,6 +15,7 @@ pub mod run;
 pub mod sdk_worker;
 pub mod search;
 pub mod status;
+pub mod user;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -60,6 +62,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Full-text search over the stored messages: `reindex` rebuilds the index, `query` searches.
     Search(search::SearchArgs),
+    /// The review API's users: add, passwd, disable, enable, grant, revoke, list.
+    User(user::UserArgs),
+    /// The review API's access log: verify its hash chain, export it.
+    Audit(audit::AuditArgs),
     /// One child process of the daemon that runs the vendor SDK (started by `run`, not by hand).
     #[command(hide = true)]
     SdkWorker(sdk_worker::SdkWorkerArgs),
@@ -189,6 +195,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Search(args) => search::run(&args),
+        Command::User(args) => user::run(&args),
+        Command::Audit(args) => audit::run(&args),
         Command::SdkWorker(args) => sdk_worker::run(&args),
     }
 }

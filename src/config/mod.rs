@@ -106,7 +106,8 @@ pub struct ReviewConfig {
     /// as `X-Forwarded-Proto: https` from the proxy in front), `always` or `never`.
     pub cookie_secure: String,
     /// Failed sign-ins allowed per user name and per client address within `login_window`;
-    /// beyond, sign-in answers 429 until the window has passed.
+    /// beyond, sign-in answers 429 until the window has passed. `0`: no limit. In memory, per
+    /// instance (`crate::review::ratelimit`).
     pub login_max_failures: u32,
     /// The window of `login_max_failures`.
     #[serde(with = "humantime_serde")]

@@ -8,6 +8,22 @@
 //!   learn that a corp, conversation or message exists);
 //! - [`AccessEvent`] and [`AccessRecorder`]: what a handler appends to the access log before it
 //!   answers. Recording fails closed: when the entry cannot be written, the read is refused.
+//!
+//! Who is asking is settled by:
+//! - [`auth`]: the session middleware (cookie → `Principal`, CSRF, 401 by default on `/api/…`),
+//!   sign-in/out, and the admin's user and the auditor's access-log endpoints;
+//! - [`session`] (tokens, cookie), [`password`] (Argon2id), [`ratelimit`] (failed sign-ins),
+//!   [`accounts`] (users and grants, shared by the CLI and the API);
+//! - [`access_log`] (the hash chain: encoding, hash, verification) and [`recorder`] (the
+//!   `AccessRecorder` over the store, verification of the stored log).
+
+pub mod access_log;
+pub mod accounts;
+pub mod auth;
+pub mod password;
+pub mod ratelimit;
+pub mod recorder;
+pub mod session;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -2,9 +2,10 @@
 //! TiDB) and [`SqliteStore`] (the embedded default).
 //!
 //! `Store` is the sum of small role traits (module `repo`): [`SchemaRepo`], [`BatchRepo`],
-//! [`CorpRepo`], [`MediaRepo`], [`LeaseRepo`]. Both stores are one type, [`SqlStore`], over a
-//! sqlx database: each role except the schema is written once (`batch_sql`, `corp_sql`,
-//! `media_sql`, `lease_sql`) over the SQL dialect (`sql`), and the dialect files (`mysql`,
+//! [`CorpRepo`], [`MediaRepo`], [`LeaseRepo`], [`ReviewRepo`], [`AccessLogRepo`]. Both stores are
+//! one type, [`SqlStore`], over a sqlx database: each role except the schema is written once
+//! (`batch_sql`, `corp_sql`, `media_sql`, `lease_sql`, `review_sql`, `access_log_sql`) over the
+//! SQL dialect (`sql`), and the dialect files (`mysql`,
 //! `sqlite`) keep only what differs: connecting, DDL, the schema role and the Java upgrade.
 //!
 //! Tables (compatible with the Java version, `docs/java-version-schema.md`):
@@ -15,6 +16,9 @@
 //!   [`SchemaRepo::ensure_corp_tables`]. Their names are built only by [`CorpId`], whose
 //!   constructor validates the corpid, so no SQL metacharacter ever reaches a statement.
 //!
+//! - `review_user`, `review_grant`, `review_session`, `access_log`, `access_log_head`: the review
+//!   API's users, what they may read, their sessions and the hash-chained access log
+//!   (`crate::review`).
 //! - `message_part`: values too large for one row within the database's packet limit (module
 //!   `spill`: a marker in the message row, the value in parts here, same transaction).
 //!
@@ -24,6 +28,7 @@
 //! (`INSERT IGNORE` / `INSERT OR IGNORE` against unique `msgid`, `seq` and `(msgid, item)`), and
 //! the cursor only moves forward.
 
+mod access_log_sql;
 mod batch;
 mod batch_sql;
 mod corp_sql;
@@ -33,6 +38,7 @@ mod lease_sql;
 mod media_sql;
 mod mysql;
 mod repo;
+mod review_sql;
 mod spill;
 mod sql;
 mod sqlite;
@@ -46,8 +52,10 @@ pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;
 pub use repo::{
-    BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow, MediaCount, MediaItem, MediaJob,
-    MediaOutcome, MediaRecovery, MediaRepo, SchemaRepo, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED, MEDIA_HELD,
+    AccessEntry, AccessLogHead, AccessLogRepo, BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow,
+    MediaCount, MediaItem, MediaJob, MediaOutcome, MediaRecovery, MediaRepo, NewAccessEntry, ReviewGrant, ReviewRepo,
+    ReviewSession, ReviewUser, ReviewUserChange, SchemaRepo, Seal, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED,
+    MEDIA_HELD,
 };
 pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};
 pub use sql::SqlStore;

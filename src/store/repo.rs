@@ -6,7 +6,10 @@
 //! - [`BatchRepo`]: batches, the cursor and reading or rewriting stored records (`batch_sql`);
 //! - [`CorpRepo`]: `corplist` and `corp_keys` (`corp_sql`);
 //! - [`MediaRepo`]: the media jobs of `media_<corpid>` (`media_sql`);
-//! - [`LeaseRepo`]: corp leases and fencing (`lease_sql`).
+//! - [`LeaseRepo`]: corp leases and fencing (`lease_sql`);
+//! - [`ReviewRepo`]: the review API's users, grants and sessions (`review_sql`);
+//! - [`AccessLogRepo`]: the review API's hash-chained access log (`access_log_sql`; the chain's
+//!   encoding and hash are `crate::review::access_log`'s, handed in as a [`Seal`]).
 //!
 //! The daemon holds an `Arc<dyn Store>`; every role's methods are callable on it without
 //! importing the role trait.
@@ -201,7 +204,9 @@ pub struct MediaItem {
 /// The storage layer: every role, and the database itself. Object safe: the daemon holds an
 /// `Arc<dyn Store>`.
 #[async_trait]
-pub trait Store: SchemaRepo + BatchRepo + CorpRepo + MediaRepo + LeaseRepo + Send + Sync + fmt::Debug {
+pub trait Store:
+    SchemaRepo + BatchRepo + CorpRepo + MediaRepo + LeaseRepo + ReviewRepo + AccessLogRepo + Send + Sync + fmt::Debug
+{
     /// `"mysql"` or `"sqlite"`.
     fn dialect(&self) -> &'static str;
 
@@ -398,4 +403,181 @@ pub trait LeaseRepo: Send + Sync {
 
     /// Every lease (for `status` and metrics).
     async fn lease_list(&self) -> Result<Vec<LeaseRow>, StoreError>;
+}
+
+/// A `review_user` row. `password_hash` (an Argon2id PHC string) never prints itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewUser {
+    /// Row id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// `admin`, `reviewer` or `auditor` (as stored; parse with `crate::review::Role`).
+    pub role: String,
+    /// The PHC string.
+    pub password_hash: Secret,
+    /// A disabled user cannot sign in, and its sessions are gone.
+    pub disabled: bool,
+    /// Created, ms since the epoch (database clock).
+    pub created_at_ms: i64,
+    /// Last changed, ms since the epoch.
+    pub updated_at_ms: i64,
+    /// Last sign-in, ms since the epoch.
+    pub last_login_ms: Option<i64>,
+}
+
+/// One `review_grant` row: a corp whole (`userids` `None`) or the conversations of some userids.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReviewGrant {
+    /// The corp.
+    pub corpid: String,
+    /// `None`: the whole corp.
+    pub userids: Option<Vec<String>>,
+}
+
+/// What [`ReviewRepo::review_user_change`] changes (`None` / empty: unchanged), in one
+/// transaction: `grants` replaces every grant, then `grant` adds or replaces grants by corp and
+/// `revoke` removes the grants of corps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReviewUserChange {
+    /// New role.
+    pub role: Option<String>,
+    /// Disable (`true`) or enable.
+    pub disabled: Option<bool>,
+    /// New PHC string.
+    pub password_hash: Option<Secret>,
+    /// Every grant, replacing the current ones.
+    pub grants: Option<Vec<ReviewGrant>>,
+    /// Grants added (or replaced, by corp).
+    pub grant: Vec<ReviewGrant>,
+    /// Corps whose grant is removed.
+    pub revoke: Vec<String>,
+}
+
+/// A live session as [`ReviewRepo::review_session`] finds it. The CSRF token never prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewSession {
+    /// Its user (enabled).
+    pub user: ReviewUser,
+    /// The token state-changing requests must send back (`X-CSRF-Token`).
+    pub csrf_token: Secret,
+    /// Sign-in, ms since the epoch.
+    pub created_at_ms: i64,
+    /// The absolute end, ms since the epoch.
+    pub expires_at_ms: i64,
+}
+
+/// An access-log entry to append: the log adds id, time and the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccessEntry {
+    /// Who (`""` before sign-in; `cli:<os user>` for the command line).
+    pub username: String,
+    /// Their role (`""` when unknown).
+    pub role: String,
+    /// What was done.
+    pub action: String,
+    /// The corp concerned.
+    pub corpid: Option<String>,
+    /// What was read or changed.
+    pub target: String,
+    /// JSON text, hashed as stored.
+    pub detail: String,
+}
+
+/// One `access_log` row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccessEntry {
+    /// 1, 2, … without gaps.
+    pub id: u64,
+    /// When, ms since the epoch (database clock).
+    pub at_ms: i64,
+    /// Who.
+    pub username: String,
+    /// Their role.
+    pub role: String,
+    /// What was done.
+    pub action: String,
+    /// The corp concerned.
+    pub corpid: Option<String>,
+    /// What was read or changed.
+    pub target: String,
+    /// JSON text.
+    pub detail: String,
+    /// The previous entry's `hash` (64 zeros for entry 1).
+    pub prev_hash: String,
+    /// SHA-256 (hex) of this entry's canonical encoding, `prev_hash` included.
+    pub hash: String,
+}
+
+/// `access_log_head`: how many entries the log has and the last one's hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccessLogHead {
+    /// Entries (= the last id).
+    pub n: u64,
+    /// The last entry's hash (64 zeros while empty).
+    pub hash: String,
+}
+
+/// Computes an entry's `hash` from its other fields (`crate::review::access_log::seal`): the
+/// store fills in id, time and `prev_hash` inside the append's transaction, then seals.
+pub type Seal = fn(&AccessEntry) -> String;
+
+/// The review API's users, their grants and sessions (`review_user`, `review_grant`,
+/// `review_session`).
+#[async_trait]
+pub trait ReviewRepo: Send + Sync {
+    /// Adds a user (enabled) with its grants in one transaction: its id, or `None` when the name
+    /// is taken (nothing changed).
+    async fn review_user_add(
+        &self,
+        username: &str,
+        role: &str,
+        password_hash: &Secret,
+        grants: &[ReviewGrant],
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// The user named `username`.
+    async fn review_user(&self, username: &str) -> Result<Option<ReviewUser>, StoreError>;
+
+    /// Every user, by name.
+    async fn review_users(&self) -> Result<Vec<ReviewUser>, StoreError>;
+
+    /// Changes a user in one transaction ([`ReviewUserChange`]); disabling it or changing its
+    /// password ends its sessions. `false` when there is no such user.
+    async fn review_user_change(&self, username: &str, change: &ReviewUserChange) -> Result<bool, StoreError>;
+
+    /// A user's grants, by corp.
+    async fn review_grants(&self, user_id: i64) -> Result<Vec<ReviewGrant>, StoreError>;
+
+    /// Starts a session of `user_id` (keyed by the SHA-256 of its token, never the token) ending
+    /// `max_ms` from now at the latest, and notes the sign-in; expired sessions are purged.
+    async fn review_session_start(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        csrf_token: &Secret,
+        max_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The live session of `token_hash`: not past its end, used within `idle_ms`, of an enabled
+    /// user; its last use becomes now. A session found dead is deleted; `None` then.
+    async fn review_session(&self, token_hash: &str, idle_ms: i64) -> Result<Option<ReviewSession>, StoreError>;
+
+    /// Ends a session (a no-op when there is none).
+    async fn review_session_end(&self, token_hash: &str) -> Result<(), StoreError>;
+}
+
+/// The review API's access log (`access_log`, `access_log_head`): append-only, hash-chained.
+#[async_trait]
+pub trait AccessLogRepo: Send + Sync {
+    /// Appends `entry` as the next id, ONE transaction that first bumps `access_log_head.n`: the
+    /// head row's lock (the database's write lock on SQLite) serialises appends of every
+    /// instance sharing the database, so the chain never forks. `seal` computes the hash.
+    async fn access_log_append(&self, entry: &NewAccessEntry, seal: Seal) -> Result<AccessEntry, StoreError>;
+
+    /// Up to `limit` entries with `id > after_id`, by id.
+    async fn access_log_after(&self, after_id: u64, limit: u32) -> Result<Vec<AccessEntry>, StoreError>;
+
+    /// The head.
+    async fn access_log_head(&self) -> Result<AccessLogHead, StoreError>;
 }
