@@ -223,6 +223,20 @@ mod tests {
     }
 
     #[test]
+    fn the_scrubber_knows_corps_file_values_of_the_wrong_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corps.toml");
+        std::fs::write(
+            &path,
+            "[[corp]]\ncorpid = \"ww1\"\nsecret = 918273645501\n[[corp.key]]\nver = 1\npem = 123456789012345\n",
+        )
+        .unwrap();
+        let mut r = Report::default();
+        remember_file_secrets(&mut r, &path);
+        assert_eq!(r.scrub("a 918273645501 b 123456789012345"), "a *** b ***");
+    }
+
+    #[test]
     fn url_passwords_finds_every_form() {
         assert_eq!(url_passwords("mysql://u:p%40ss@h:3306/db?password=two&x=1"), ["p%40ss", "two"]);
         assert!(url_passwords("sqlite:///var/lib/x.db").is_empty());
