@@ -13,6 +13,8 @@
 //! - [`store`]: the `Store` trait over MySQL/MariaDB and SQLite (per-corp tables, one transaction
 //!   per batch, the Java-schema upgrade);
 //! - [`config`]: layered configuration (defaults < TOML < environment);
+//! - `toml_errors`: what an error about a TOML file (the configuration, the corps file) may say:
+//!   the key and its `file:line`, never the value;
 //! - [`secret`]: a string type that never prints itself, and URL redaction;
 //! - [`corps`]: corp sources (tables, file) → the desired set of corps;
 //! - [`actors`]: the ingestion pipeline (supervisor, one actor per corp, DB writer, SDK pool);
@@ -51,4 +53,5 @@ pub mod search;
 pub mod secret;
 pub mod security;
 pub mod store;
+pub(crate) mod toml_errors;
 pub mod unwind;

@@ -2,8 +2,10 @@
 //! here, see ARCHITECTURE.md decision 14):
 //! - `deploy/systemd/wework-msgaudit.service` passes `systemd-analyze verify` without any complaint
 //!   (a temp copy whose ExecStart points at the built binary);
-//! - the stop timeouts of systemd and supervisord exceed `[daemon] shutdown_grace`;
-//! - the `Dockerfile` is multi-stage, runs as a non-root user under tini, never copies a `.so`,
+//! - the stop timeouts of systemd and supervisord exceed `[daemon] shutdown_grace`; both set an
+//!   owner-only umask (`UMask=0077`, `umask=077`);
+//! - the `Dockerfile` is multi-stage, runs as a non-root user under tini, creates its volumes
+//!   (`data`, `msgfile`) with mode 0700 and widens them nowhere, never copies a `.so`,
 //!   installs runtime packages only in the runtime stage, and exactly the packages that provide the
 //!   FFmpeg libraries `ldd` of the built daemon lists (mapped with `dpkg -S`).
 //!
@@ -114,6 +116,9 @@ fn systemd_unit_and_supervisord_program_restart_and_outwait_the_shutdown_grace()
         assert!(rw.contains(format!("{PREFIX}/{dir}").as_str()), "{dir} writable: {rw:?}");
     }
     assert!(one("LimitNOFILE").parse::<u64>().unwrap() >= 4096);
+    // Issue 12 point 9: files and directories owner-only. The daemon sets umask 077 itself
+    // (`file_modes`); the deployment files say so too (here without systemd-analyze).
+    assert_eq!(one("UMask"), "0077");
 
     let conf = repo("supervisord/wework-msgaudit.conf");
     let keys: Vec<(&str, &str)> = conf
@@ -137,6 +142,7 @@ fn systemd_unit_and_supervisord_program_restart_and_outwait_the_shutdown_grace()
     assert_eq!(get("user"), "wework");
     assert_eq!(get("stopasgroup"), "true");
     assert_eq!(get("killasgroup"), "true");
+    assert_eq!(get("umask"), "077", "owner-only files and directories (issue 12 point 9)");
     for log in ["stdout", "stderr"] {
         assert!(get(&format!("{log}_logfile")).starts_with(&format!("{PREFIX}/")));
         assert!(get(&format!("{log}_logfile_maxbytes")).ends_with("MB"));
@@ -320,6 +326,33 @@ fn dockerfile_invariants() {
         assert!(volumes.contains(&format!("\"{PREFIX}/{d}\"")), "VOLUME {d}: {volumes}");
     }
     assert!(!volumes.contains("/lib"), "the SDK is a read-only bind mount, not a volume");
+    // Issue 12 point 9: the volumes (database, media) are created owner-only, by the user that
+    // runs the daemon, and nothing widens them afterwards.
+    let commands: Vec<Vec<&str>> = args_of(runtime, "RUN")
+        .into_iter()
+        .flat_map(|r| r.split("&&"))
+        .map(|c| c.split_whitespace().collect())
+        .filter(|words: &Vec<&str>| words.iter().any(|w| w.starts_with(&format!("{PREFIX}/"))))
+        .collect();
+    for d in ["data", "msgfile"] {
+        let dir = format!("{PREFIX}/{d}");
+        let touching: Vec<&Vec<&str>> = commands.iter().filter(|c| c.contains(&dir.as_str())).collect();
+        assert!(
+            touching.iter().any(|c| c.starts_with(&["install", "-d"])
+                && c.windows(2).any(|w| w == ["-m", "0700"])
+                && c.windows(2).any(|w| w == ["-o", "wework"])),
+            "{dir}: created with install -d -m 0700 -o wework: {touching:?}"
+        );
+        for c in &touching {
+            let mode = c.windows(2).find(|w| w[0] == "-m").map(|w| w[1]);
+            let widened = match c.first() {
+                Some(&"install") | Some(&"mkdir") => mode != Some("0700"),
+                Some(&"chmod") => !c.contains(&"0700") && !c.contains(&"700"),
+                _ => false,
+            };
+            assert!(!widened, "{dir}: {c:?} does not keep it owner-only (0700)");
+        }
+    }
     if let Some(hc) = args_of(runtime, "HEALTHCHECK").first() {
         assert!(!hc.contains("curl") && !hc.contains("wget"), "HEALTHCHECK needs a tool the image lacks: {hc}");
     }

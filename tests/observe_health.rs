@@ -5,6 +5,7 @@
 //!   material); the right key in the corps file makes it healthy again; `doctor --online`
 //!   decrypts what it fetched and fails naming the version;
 //! - `status` with no daemon answering says so and exits 3 (0 healthy, 1 unhealthy, 2 config);
+//!   with one answering, it shows a disabled corps-file corp as disabled, with its source;
 //! - `/healthz`, `/metrics` and `/status` come from one snapshot built at most once a second
 //!   (counted by `report_builds_total`), at most ~1 s old; `[http] token_file` guards every
 //!   endpoint (401 without the bearer token or with a wrong one), and `status` sends it; a
@@ -285,6 +286,47 @@ fn doctor_online_decrypts_what_it_fetched_and_names_the_failing_key_version() {
             "{c} version {ver} is ok:\n{out}"
         );
     }
+}
+
+/// `status` with a running daemon shows a disabled corp of the corps file as `disabled`, with
+/// its source, beside an enabled one. The daemon's own `/status` does not list a disabled corp
+/// (it runs none): the command adds it from the configuration (`mark_disabled` on the daemon's
+/// report; the path without a daemon is tested in `cli_corp`).
+#[test]
+fn status_from_a_running_daemon_shows_a_disabled_file_corp() {
+    const OFF: &str = "wwhealthdisabled003";
+    const RECORDS: u64 = 10;
+    let s = setup(&[(GOOD, RECORDS, [1, 2, 3]), (OFF, RECORDS, [1, 2, 3])], "");
+    let corps = s.dir.path().join("corps.toml");
+    let text = std::fs::read_to_string(&corps).unwrap();
+    let entry = format!("corpid = \"{OFF}\"\n");
+    assert!(text.contains(&entry));
+    std::fs::write(&corps, text.replace(&entry, &format!("{entry}enabled = false\n"))).unwrap();
+    let mut d = Daemon::start(s.dir.path(), &s.config, 1, &[]);
+    let report = wait_status(&mut d, s.port, false, "the enabled corp ingested", |st| {
+        corp(st, GOOD).is_some_and(|c| c["stored"] == RECORDS)
+    });
+    assert!(corp(&report, OFF).is_none(), "the daemon lists the disabled corp itself: {report:#}");
+
+    let (code, out) = cli(&s, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("source: daemon at http://127.0.0.1:{}\ndaemon: running\n", s.port)), "{out}");
+    let row = |c: &str| -> Vec<String> {
+        let line = out.lines().find(|l| l.starts_with(c)).unwrap_or_else(|| panic!("no row for {c}:\n{out}"));
+        line.split_whitespace().take(3).map(str::to_string).collect()
+    };
+    assert_eq!(row(OFF), [OFF, "file", "disabled"], "{out}");
+    let good = row(GOOD);
+    assert_eq!(good[1], "file", "{out}");
+    assert_ne!(good[2], "disabled", "{out}");
+
+    let (code, out) = cli(&s, &["status", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let json: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    assert_eq!(corp(&json, OFF).map(|c| c["state"].clone()), Some(Value::from("disabled")), "{json:#}");
+    assert_ne!(corp(&json, GOOD).map(|c| c["state"].clone()), Some(Value::from("disabled")), "{json:#}");
+    let (status, _) = d.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The daemon binary (`run`, the in-process emulator) under an operator's conditions:
 //! - configuration errors name the key and where it was set, never the value; environment values
-//!   take the type of their key (`…__INSTANCE_ID=1`);
+//!   take the type of their key (`…__INSTANCE_ID=1`); so do the corps file's, in the daemon's log,
+//!   `validate`, `doctor` and `corp list`;
 //! - the database is down at start: each attempt is logged with the target (password redacted)
 //!   and the driver's error, with growing delays; the daemon keeps running and ingests once the
 //!   database appears (real MariaDB behind a TCP relay started late); SIGTERM while waiting: exit 0;
@@ -198,6 +199,80 @@ fn configuration_errors_name_the_key_and_place_never_the_value() {
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("/nonexistent/libWeWorkFinanceSdk_C.so") && !err.contains("instance_id"), "{err}");
+}
+
+/// The same for the corps file (the most sensitive file: corp secrets, inline keys): a digits-only
+/// `secret` and an integer `pem`, beside a valid corp. Neither value appears in the daemon's log,
+/// `validate`, `doctor` or `corp list`; each names the file, the line and the key; the valid corp
+/// still ingests. Before the fix all four printed "invalid [[corp]] entry: invalid type: integer
+/// `918273645501`, expected a string", with no line.
+#[test]
+fn corps_file_errors_name_the_entry_line_and_key_never_the_value() {
+    const GOOD: &str = "wwopcorpsgood00001";
+    const DIGITS: &str = "wwopcorpsdigits001";
+    const PEM: &str = "wwopcorpspem000001";
+    const SECRET: &str = "918273645501";
+    const PEM_VALUE: &str = "123456789012345";
+    const RECORDS: i64 = 50;
+    let dir = tempfile::tempdir().unwrap();
+    write_scenario(dir.path(), &[GOOD], RECORDS as u64);
+    let mut text = corps_file(dir.path(), &[GOOD]);
+    let secret_line = text.lines().count() + 3;
+    text.push_str(&format!(
+        "[[corp]]\ncorpid = \"{DIGITS}\"\nsecret = {SECRET}\n[[corp.key]]\nver = 1\nfile = \"{}\"\n",
+        dir.path().join("keys/v1.pem").display()
+    ));
+    let pem_line = text.lines().count() + 6;
+    text.push_str(&format!(
+        "[[corp]]\ncorpid = \"{PEM}\"\nsecret = \"op-secret-pem\"\n[[corp.key]]\nver = 1\npem = {PEM_VALUE}\n"
+    ));
+    let corps = dir.path().join("corps.toml");
+    std::fs::write(&corps, text).unwrap();
+    let db = dir.path().join("corps.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_text(&format!("sqlite://{}", db.display()), &corps, "1h")).unwrap();
+    let wants = [
+        (DIGITS, format!("{}:{secret_line}: corp[2].secret: wrong type, expected a string", corps.display())),
+        (PEM, format!("{}:{pem_line}: corp[3].key[1].pem: wrong type, expected a string", corps.display())),
+    ];
+    let check = |what: &str, out: &str| {
+        for value in [SECRET, PEM_VALUE] {
+            assert!(!out.contains(value), "{what} shows the value {value}:\n{out}");
+        }
+        for (corpid, want) in &wants {
+            assert!(
+                out.lines().any(|l| l.contains(corpid) && l.contains(want.as_str())),
+                "{what}: no {want:?}:\n{out}"
+            );
+        }
+    };
+
+    let mut daemon = Daemon::start(dir.path(), &config, &dir.path().join("daemon.log"), &[], &[]);
+    wait_for("the valid corp ingested", Duration::from_secs(60), &mut daemon, |_| sqlite_rows(&db, GOOD) >= RECORDS);
+    wait_for("both bad corps left out", Duration::from_secs(30), &mut daemon, |d| {
+        d.log().lines().filter(|l| l.contains("corp left out")).count() >= 2
+    });
+    let status = daemon.terminate();
+    assert!(status.success(), "exit {status}:\n{}", tail(&daemon.log()));
+    check("the daemon's log", &daemon.log());
+
+    let cli = |args: &[&str], code: i32| {
+        let out = Command::new(daemon_bin())
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .env("WWF_EMULATOR_SCENARIO", dir.path().join("scenario.toml"))
+            .env("WEWORK_MSGAUDIT_LOG", "warn")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "{args:?}:\n{text}");
+        text
+    };
+    check("validate", &cli(&["validate"], 2));
+    check("doctor", &cli(&["doctor"], 1));
+    let list = cli(&["corp", "list"], 0);
+    check("corp list", &list);
+    assert!(list.lines().any(|l| l.contains(GOOD) && !l.contains("problem")), "{list}");
 }
 
 // ---- point 8: database down at start ------------------------------------------------------------

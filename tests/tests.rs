@@ -8,7 +8,7 @@
 //! current directory, umask or signal disposition of its own; configuration goes to children
 //! through `Command::env`, state into per-test temp dirs. The emulator's `.so`, once loaded
 //! in-process, serves the demo scenario to every test here (it reads `WWF_EMULATOR_SCENARIO`
-//! once per process, and no test of this binary sets it). The four files that need a process of
+//! once per process, and no test of this binary sets it). The five files that need a process of
 //! their own are separate `[[test]]` targets (Cargo.toml says why for each):
 //! `sdk_vs_libavformat`, `pipeline_big_records`, `pipeline_scale`, `media_s3`, `cluster_leases`.
 //!

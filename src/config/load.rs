@@ -4,7 +4,8 @@
 //!
 //! Why not a layering crate (figment, config): their errors carry the rejected value (serde's
 //! "invalid type: string \"…\"") and no TOML line; here the serde message is reduced to what was
-//! expected, and the line comes from the TOML spans.
+//! expected, and the line comes from the TOML spans (both in `crate::toml_errors`, which the
+//! corps file uses too).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{Config, ConfigError, ENV_PREFIX};
+use crate::toml_errors::{line_of_error, locate, message_of, value_text, without_value};
 
 /// Where a key was set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +48,9 @@ pub(super) fn load(
 ) -> Result<Config, ConfigError> {
     let in_file = |line: usize| Origin::File { path: path.map(Path::to_path_buf), line };
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-        at: in_file(e.span().map_or(1, |s| line_of(text, s.start))),
+        at: in_file(line_of_error(text, &e)),
         // The message only: the error's Display quotes the source line, which may hold a value.
-        message: e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
+        message: message_of(&e),
     })?;
     let mut origins: BTreeMap<String, Origin> = locate(text).into_iter().map(|(k, l)| (k, in_file(l))).collect();
 
@@ -151,72 +153,4 @@ fn item_at<'a>(table: &'a toml::Table, path: &str) -> Option<&'a toml::Value> {
         Some((section, key)) => table.get(section)?.as_table()?.get(key),
         None => table.get(path),
     }
-}
-
-/// How a value may appear in a message: a string's content, anything else as TOML.
-fn value_text(value: Option<&toml::Value>) -> String {
-    match value {
-        Some(toml::Value::String(s)) => s.clone(),
-        Some(toml::Value::Table(_) | toml::Value::Array(_)) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-/// serde's `message` reduced to what was expected: serde quotes the rejected value ("invalid
-/// type: string \"123456\", expected u32", "unknown variant `x`, expected one of …"), which may be
-/// a secret. Unknown keys keep their message (it names the key, not a value).
-fn without_value(message: &str, value: &str) -> String {
-    let message = message.trim();
-    let expected = message.split_once(", expected ").map(|(_, e)| plain_type(e.trim()));
-    let reduced = if message.starts_with("unknown field") || message.starts_with("missing field") {
-        return message.to_string();
-    } else if message.starts_with("invalid type") {
-        format!("wrong type, expected {}", expected.unwrap_or_else(|| "another type".into()))
-    } else if message.starts_with("unknown variant") {
-        format!("not an allowed value, expected {}", expected.unwrap_or_else(|| "another value".into()))
-    } else if message.starts_with("invalid value") || message.starts_with("invalid length") {
-        format!("invalid value, expected {}", expected.unwrap_or_else(|| "another value".into()))
-    } else {
-        message.to_string()
-    };
-    // Belt and braces for messages of unknown shape.
-    if !value.is_empty() && reduced.contains(value) {
-        return "invalid value".into();
-    }
-    reduced
-}
-
-/// Rust type names in serde's "expected" as words.
-fn plain_type(expected: &str) -> String {
-    match expected {
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".into(),
-        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".into(),
-        "f32" | "f64" => "a number".into(),
-        other => other.to_string(),
-    }
-}
-
-/// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
-}
-
-/// The line of every `section.key` (and section) set in `text`, from the TOML spans. Best
-/// effort: a file that is not sections of keys gets the lines of its sections only.
-fn locate(text: &str) -> BTreeMap<String, usize> {
-    type Keys = BTreeMap<String, toml::Spanned<toml::Value>>;
-    let mut out = BTreeMap::new();
-    if let Ok(sections) = toml::from_str::<BTreeMap<String, toml::Spanned<toml::Value>>>(text) {
-        for (section, value) in &sections {
-            out.insert(section.clone(), line_of(text, value.span().start));
-        }
-    }
-    if let Ok(sections) = toml::from_str::<BTreeMap<String, Keys>>(text) {
-        for (section, keys) in &sections {
-            for (key, value) in keys {
-                out.insert(format!("{section}.{key}"), line_of(text, value.span().start));
-            }
-        }
-    }
-    out
 }

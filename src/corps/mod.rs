@@ -267,10 +267,12 @@ pub enum SourceError {
     #[error("reading corplist/corp_keys failed: {0}")]
     Table(#[from] crate::store::StoreError),
     /// The corps file could not be read or is not valid TOML.
-    #[error("corps file {path}: {message}")]
+    #[error("corps file {}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     File {
         /// The file.
         path: PathBuf,
+        /// The line of a syntax error (never its text: it may hold a value).
+        line: Option<usize>,
         /// What went wrong.
         message: String,
     },

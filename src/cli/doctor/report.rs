@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::security::{self, AtRest};
 use crate::store::Store;
+use crate::toml_errors::value_text;
 
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,13 +189,17 @@ pub(super) async fn remember_table_secrets(r: &mut Report, store: &dyn Store, at
 pub(super) fn remember_file_secrets(r: &mut Report, path: &Path) {
     let Some(table) = std::fs::read_to_string(path).ok().and_then(|t| t.parse::<toml::Table>().ok()) else { return };
     let Some(corps) = table.get("corp").and_then(toml::Value::as_array) else { return };
+    // Values of the wrong type too (an unquoted all-digit secret): the scrubber is the last
+    // guard should a message ever quote one.
     for corp in corps {
-        if let Some(secret) = corp.get("secret").and_then(toml::Value::as_str) {
-            r.secret(secret);
+        if let Some(secret) = corp.get("secret") {
+            r.secret(&value_text(Some(secret)));
         }
         for key in corp.get("key").and_then(toml::Value::as_array).into_iter().flatten() {
-            if let Some(pem) = key.get("pem").and_then(toml::Value::as_str) {
-                r.key_text(pem);
+            match key.get("pem") {
+                Some(toml::Value::String(pem)) => r.key_text(pem),
+                Some(other) => r.secret(&value_text(Some(other))),
+                None => {}
             }
         }
     }
@@ -215,6 +220,20 @@ mod tests {
         r.key_text("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n");
         assert_eq!(r.scrub("a pw-12345 b\nx"), "a *** b x");
         assert_eq!(r.scrub("key MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), "key ***");
+    }
+
+    #[test]
+    fn the_scrubber_knows_corps_file_values_of_the_wrong_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corps.toml");
+        std::fs::write(
+            &path,
+            "[[corp]]\ncorpid = \"ww1\"\nsecret = 918273645501\n[[corp.key]]\nver = 1\npem = 123456789012345\n",
+        )
+        .unwrap();
+        let mut r = Report::default();
+        remember_file_secrets(&mut r, &path);
+        assert_eq!(r.scrub("a 918273645501 b 123456789012345"), "a *** b ***");
     }
 
     #[test]
