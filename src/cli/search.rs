@@ -178,6 +178,8 @@ fn query(dir: &std::path::Path, a: &QueryArgs) -> Result<(), CliError> {
         order: if a.relevance { SortOrder::Relevance } else { SortOrder::Newest },
         limit: a.limit,
         offset: a.offset,
+        // The operator's command line reads everything (the review API passes a reviewer's scope).
+        scope: None,
         snippet_chars: 0,
     };
     let res = search::search(&index, &req).map_err(search_error)?;

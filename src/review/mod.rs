@@ -8,9 +8,33 @@
 //!   learn that a corp, conversation or message exists);
 //! - [`AccessEvent`] and [`AccessRecorder`]: what a handler appends to the access log before it
 //!   answers. Recording fails closed: when the entry cannot be written, the read is refused.
+//!
+//! The read side (this helper's part):
+//! - [`server`]: the listener on `[review] listen` (its own actix-web worker, like
+//!   `observe::http`), the one list of routes, the session layer plugged in as a `from_fn`;
+//! - [`api`]: the handlers (browse, search, media and exports) over [`api::ReviewState`];
+//! - [`render`]: a stored row → the stable message JSON (every msgtype);
+//! - [`cursor`]: opaque page cursors and conversation keys;
+//! - [`media`]: HTTP Range, Content-Type, Content-Disposition of media files;
+//! - [`export`]: CSV (BOM) / JSON Lines in a ZIP with `SHA256SUMS` and `manifest.json`;
+//! - [`openapi`]: `docs/review-api.openapi.json`, served and checked against the routes.
+//!
+//! The store reads are the `ReviewReadRepo` role (`store/review_read_sql.rs`), the search is
+//! `crate::search` with the scope inside the query. The daemon (`cli/run.rs`) starts the server
+//! when `[review] listen` is set; it then requires `[search] enabled = true` (a configuration
+//! error otherwise: the API's search would be missing) and stops the server with the pipeline.
+
+pub mod api;
+pub mod cursor;
+pub mod export;
+pub mod media;
+pub mod openapi;
+pub mod render;
+pub mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 
@@ -159,6 +183,49 @@ pub trait AccessRecorder: Send + Sync {
     /// Appends `event` for `who` (`None` before sign-in, e.g. a failed login). An error means the
     /// entry is not in the log, and the caller must refuse what it was about to serve.
     async fn record(&self, who: Option<&Principal>, event: AccessEvent) -> Result<(), String>;
+}
+
+/// An [`AccessRecorder`] that keeps entries in memory (tests, tools); with `fail` set it refuses
+/// every entry, as a broken access log does.
+#[derive(Debug, Default)]
+pub struct MemoryRecorder {
+    events: Mutex<Vec<(Option<String>, AccessEvent)>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryRecorder {
+    /// Every entry so far: (username, event).
+    pub fn events(&self) -> Vec<(Option<String>, AccessEvent)> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// From now on, refuse (`true`) or keep (`false`) entries.
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl AccessRecorder for MemoryRecorder {
+    async fn record(&self, who: Option<&Principal>, event: AccessEvent) -> Result<(), String> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("the access log is not writable".into());
+        }
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push((who.map(|p| p.username.clone()), event));
+        Ok(())
+    }
+}
+
+/// The access log before the real one is plugged in: refuses every entry, so every read answers
+/// 503 (failing closed).
+#[derive(Debug, Default)]
+pub struct NoAccessLog;
+
+#[async_trait]
+impl AccessRecorder for NoAccessLog {
+    async fn record(&self, _: Option<&Principal>, _: AccessEvent) -> Result<(), String> {
+        Err("no access log is configured".into())
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,10 @@ pub struct SearchRequest {
     pub offset: usize,
     /// Longest snippet, characters (0 = 150).
     pub snippet_chars: usize,
+    /// Only what this scope covers (the review API's reviewer): corp → `None` (all of it) or the
+    /// ids of which one must take part (send or receive). `Some` of an empty list: nothing.
+    /// Applied inside the query, so totals and pages count only what the scope covers.
+    pub scope: Option<Vec<(String, Option<Vec<String>>)>>,
 }
 
 /// One hit.
@@ -226,7 +230,34 @@ pub fn build(f: &Fields, req: &SearchRequest) -> (Option<Box<dyn Query>>, Box<dy
         let term = Term::from_field_u64(f.external, u64::from(ext));
         all.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
     }
+    if let Some(scope) = &req.scope {
+        all.push((Occur::Must, scope_query(f, scope)));
+    }
     (text_query, Box::new(BooleanQuery::new(all)))
+}
+
+/// The documents a scope covers: any of its corps, each whole or with one of its participants.
+fn scope_query(f: &Fields, scope: &[(String, Option<Vec<String>>)]) -> Box<dyn Query> {
+    let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for (corp, ids) in scope {
+        let corp_q = raw(f.corp, corp);
+        match ids {
+            None => any.push((Occur::Should, corp_q)),
+            Some(ids) if ids.is_empty() => {}
+            Some(ids) => {
+                let who: Vec<(Occur, Box<dyn Query>)> =
+                    ids.iter().map(|id| (Occur::Should, raw(f.participant, id))).collect();
+                let both: Vec<(Occur, Box<dyn Query>)> =
+                    vec![(Occur::Must, corp_q), (Occur::Must, Box::new(BooleanQuery::new(who)))];
+                any.push((Occur::Should, Box::new(BooleanQuery::new(both))));
+            }
+        }
+    }
+    if any.is_empty() {
+        // Nothing granted: a term no document has (corp ids are never empty).
+        return raw(f.corp, "");
+    }
+    Box::new(BooleanQuery::new(any))
 }
 
 /// Runs `req` on `index` (as of its last reload).

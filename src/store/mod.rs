@@ -33,6 +33,7 @@ mod lease_sql;
 mod media_sql;
 mod mysql;
 mod repo;
+mod review_read_sql;
 mod spill;
 mod sql;
 mod sqlite;
@@ -49,6 +50,7 @@ pub use repo::{
     BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow, MediaCount, MediaItem, MediaJob,
     MediaOutcome, MediaRecovery, MediaRepo, SchemaRepo, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED, MEDIA_HELD,
 };
+pub use repo::{ConversationSel, Direction, MediaRow, MessageGroup, Participants, ReviewReadRepo, TimelinePos};
 pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;

@@ -1,0 +1,92 @@
+//! The review API's HTTP server: its own actix-web listener on `[review] listen` (like
+//! `observe::http`: one worker thread, no signal handlers, stopped with the daemon).
+//!
+//! [`ROUTES`] is the one list of routes: [`configure`] registers exactly these, the OpenAPI
+//! document `docs/review-api.openapi.json` (served at `/api/openapi.json`) describes exactly these,
+//! and a test holds the three together ([`super::openapi`]).
+//!
+//! The session layer (users, cookies, CSRF, rate limits) is a middleware that puts the
+//! [`Principal`](super::Principal) into each request's extensions; [`serve`] takes it as a
+//! `from_fn` function, the access log as the [`ReviewState`]'s recorder. Without a session
+//! layer ([`no_sessions`]) every request answers 401.
+
+use std::net::SocketAddr;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use super::api::{browse, files, find, ReviewState};
+
+/// Every route: (method, path pattern). All are GET.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/openapi.json"),
+    ("get", "/api/corps"),
+    ("get", "/api/corps/{corpid}/people"),
+    ("get", "/api/corps/{corpid}/conversations"),
+    ("get", "/api/corps/{corpid}/conversations/{key}/messages"),
+    ("get", "/api/corps/{corpid}/conversations/{key}/export"),
+    ("get", "/api/corps/{corpid}/messages/{msgid}"),
+    ("get", "/api/corps/{corpid}/media/{msgid}/{item}"),
+    ("get", "/api/search"),
+    ("get", "/api/search/export"),
+];
+
+/// Registers [`ROUTES`] with their handlers and `state`, and a JSON 404 for anything else.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ReviewState>) {
+    cfg.app_data(state);
+    for (_, path) in ROUTES {
+        let route = match *path {
+            "/api/openapi.json" => web::get().to(super::openapi::document),
+            "/api/corps" => web::get().to(browse::corps),
+            "/api/corps/{corpid}/people" => web::get().to(browse::people),
+            "/api/corps/{corpid}/conversations" => web::get().to(browse::conversations),
+            "/api/corps/{corpid}/conversations/{key}/messages" => web::get().to(browse::timeline),
+            "/api/corps/{corpid}/conversations/{key}/export" => web::get().to(files::export_conversation),
+            "/api/corps/{corpid}/messages/{msgid}" => web::get().to(browse::message),
+            "/api/corps/{corpid}/media/{msgid}/{item}" => web::get().to(files::media),
+            "/api/search" => web::get().to(find::search_messages),
+            "/api/search/export" => web::get().to(files::export_search),
+            // A route listed without a handler: the route test finds it answering this.
+            _ => web::route().to(no_route),
+        };
+        cfg.route(path, route);
+    }
+    cfg.default_service(web::route().to(no_route));
+}
+
+/// Anything that is not a route.
+async fn no_route() -> HttpResponse {
+    HttpResponse::NotFound().insert_header(("X-No-Route", "1")).json(serde_json::json!({ "error": "no such route" }))
+}
+
+/// The session layer before one exists: passes every request on without a `Principal`, so
+/// every handler answers 401.
+pub async fn no_sessions(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    next.call(req).await
+}
+
+/// Binds `addr` and serves the review API on the current actix system. `session` is the session
+/// layer as an `actix_web::middleware::from_fn` function: it puts the `Principal` of a valid
+/// session into the request's extensions (and may answer by itself: login, CSRF, rate limits).
+pub fn serve<F, Fut>(addr: SocketAddr, state: ReviewState, session: F) -> std::io::Result<actix_web::dev::Server>
+where
+    F: Fn(ServiceRequest, Next<BoxBody>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>> + 'static,
+{
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        let data = data.clone();
+        App::new().wrap(from_fn(session.clone())).configure(move |cfg| configure(cfg, data))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(addr)?
+    .run();
+    Ok(server)
+}
