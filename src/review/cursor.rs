@@ -38,9 +38,11 @@ pub fn timeline(pos: TimelinePos) -> String {
     encode(&(pos.msgtime, pos.seq))
 }
 
-/// The position of a timeline cursor.
+/// The position of a timeline cursor. Values are clamped to 2^63-1: SQLite compares its
+/// two's-complement u64s as signed, and no real msgtime or seq comes near.
 pub fn timeline_pos(token: &str) -> Option<TimelinePos> {
-    decode::<(u64, u64)>(token).map(|(msgtime, seq)| TimelinePos { msgtime, seq })
+    const MAX: u64 = i64::MAX as u64;
+    decode::<(u64, u64)>(token).map(|(msgtime, seq)| TimelinePos { msgtime: msgtime.min(MAX), seq: seq.min(MAX) })
 }
 
 /// A conversation as its key names it.
@@ -121,8 +123,10 @@ mod tests {
 
     #[test]
     fn timeline_cursors_round_trip_and_refuse_garbage() {
-        let p = TimelinePos { msgtime: 1_700_000_000_123, seq: u64::MAX };
+        let p = TimelinePos { msgtime: 1_700_000_000_123, seq: 42 };
         assert_eq!(timeline_pos(&timeline(p)), Some(p));
+        let far = TimelinePos { msgtime: u64::MAX, seq: u64::MAX };
+        assert_eq!(timeline_pos(&timeline(far)), Some(TimelinePos { msgtime: i64::MAX as u64, seq: i64::MAX as u64 }));
         assert_eq!(timeline(p), timeline(p), "stable");
         assert_eq!(timeline_pos("!!"), None);
         assert_eq!(timeline_pos(&encode(&"x")), None);
