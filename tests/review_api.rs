@@ -511,7 +511,7 @@ async fn review_api(db: Db) {
 
 per_db!(review_api_reads_within_scope => review_api);
 
-/// Times the review reads over `n` synthetic rows of one corp (200 people, 300 rooms, 60 % of the
+/// Times the review reads over `n` synthetic rows of one corp (200 people, 180 rooms, 60 % of the
 /// messages in rooms): `cargo test --test integration -- --ignored review_api::scale`.
 async fn scale(db: Db, n: u64) {
     use wework_msgaudit::store::{ConversationSel, Direction};
@@ -569,7 +569,7 @@ async fn scale(db: Db, n: u64) {
     time!("count", store.review_count(&corp, None).await.unwrap());
     time!("count, one userid", store.review_count(&corp, Some(&who)).await.unwrap());
     let rooms = time!("rooms (GROUP BY roomid)", store.review_rooms(&corp, None).await.unwrap());
-    assert_eq!(rooms.len(), 300);
+    assert_eq!(rooms.len(), 180, "rooms r with r % 5 < 3");
     time!("rooms, one userid", store.review_rooms(&corp, Some(&who)).await.unwrap());
     let pairs = time!("pairs (GROUP BY msgfrom, tolist)", store.review_pairs(&corp, None, None).await.unwrap());
     time!("pairs, one userid", store.review_pairs(&corp, Some(&who), None).await.unwrap());
