@@ -81,6 +81,9 @@ async fn all_rows(store: &Arc<dyn Store>, corp: &CorpId) -> Vec<Row> {
     }
 }
 
+/// A media item made "downloaded" by the test: msgid, item, the record's filename, the bytes.
+type Downloaded = (String, u32, String, Vec<u8>);
+
 fn involves(row: &Row, id: &str) -> bool {
     row.msgfrom == id || row.tolist.split(',').any(|t| t == id)
 }
@@ -188,7 +191,7 @@ async fn review_api(db: Db) {
 
     // Media: one image and one file of each corp "downloaded" into the media root.
     let root = dir.path().join("media");
-    let mut media: BTreeMap<String, Vec<(String, u32, String, Vec<u8>)>> = BTreeMap::new();
+    let mut media: BTreeMap<String, Vec<Downloaded>> = BTreeMap::new();
     for corp in [&corp_a, &corp_b] {
         let jobs = store.claim_media(corp, "test", 10_000, i64::MAX).await.unwrap();
         for kind in ["image", "file"] {
