@@ -569,3 +569,23 @@ pub async fn wait_for_signal() -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_review_api_needs_search() {
+        let mut cfg = Config::default();
+        assert!(matches!(review_listen(&cfg), Ok(None)), "off by default");
+        cfg.review.listen = "127.0.0.1:8080".into();
+        match review_listen(&cfg) {
+            Err(CliError::Config(m)) => assert!(m.contains("[search] enabled"), "{m}"),
+            other => panic!("a configuration error, not {other:?}"),
+        }
+        cfg.search.enabled = true;
+        assert_eq!(review_listen(&cfg).unwrap(), Some("127.0.0.1:8080".parse().unwrap()));
+        cfg.review.listen = "nowhere".into();
+        assert!(review_listen(&cfg).is_err());
+    }
+}
