@@ -514,6 +514,43 @@ async fn review_api(db: Db) {
 
 per_db!(review_api_reads_within_scope => review_api);
 
+/// The review indexes reach message tables created before them: dropped, then put back by the
+/// next process's `ensure_corp_tables`.
+async fn indexes_added_to_older_tables(db: Db) {
+    let store = open(&db).await;
+    let corp = CorpId::new("wwolder0000000001").unwrap();
+    store.ensure_corp_tables(&corp).await.unwrap();
+    let t = corp.message_table();
+    let (drops, count) = if db.name() == "sqlite" {
+        (
+            [format!("DROP INDEX \"idx_{t}_room_time\""), format!("DROP INDEX \"idx_{t}_room_from\"")],
+            format!(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = '{t}' \
+                 AND (name LIKE '%room_time' OR name LIKE '%room_from')"
+            ),
+        )
+    } else {
+        (
+            [format!("ALTER TABLE `{t}` DROP KEY idx_room_time"), format!("ALTER TABLE `{t}` DROP KEY idx_room_from")],
+            format!(
+                "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() \
+                 AND TABLE_NAME = '{t}' AND INDEX_NAME IN ('idx_room_time', 'idx_room_from')"
+            ),
+        )
+    };
+    assert_eq!(db.int(&count, None).await, 2, "new tables have them");
+    for d in &drops {
+        db.int(d, None).await;
+    }
+    assert_eq!(db.int(&count, None).await, 0);
+    let next = open(&db).await;
+    next.ensure_corp_tables(&corp).await.unwrap();
+    assert_eq!(db.int(&count, None).await, 2, "added to the older table");
+    db.finish().await;
+}
+
+per_db!(review_indexes_reach_older_tables => indexes_added_to_older_tables);
+
 /// Times the review reads over `n` synthetic rows of one corp (200 people, 180 rooms, 60 % of the
 /// messages in rooms): `cargo test --test integration -- --ignored review_api::scale`.
 async fn scale(db: Db, n: u64) {

@@ -72,6 +72,7 @@ mod tests {
             assert!(resp.headers().get("X-No-Route").is_none(), "{path} reaches no handler");
             let want = if *path == "/api/openapi.json" { 200 } else { 401 };
             assert_eq!(resp.status().as_u16(), want, "{path} without a session");
+            assert_eq!(resp.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"), "{path}");
         }
         let resp = test::call_service(&app, test::TestRequest::get().uri("/api/nothing").to_request()).await;
         assert!(resp.headers().get("X-No-Route").is_some());

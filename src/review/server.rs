@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Next};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, DefaultHeaders, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 use super::api::{browse, files, find, ReviewState};
@@ -33,9 +34,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/search/export"),
 ];
 
-/// Registers [`ROUTES`] with their handlers and `state`, and a JSON 404 for anything else.
+/// Registers [`ROUTES`] with their handlers and `state` under one `/api` scope whose responses
+/// are never cached (`Cache-Control: no-store`: chat content must not stay in a proxy or a
+/// browser cache) nor sniffed, and a JSON 404 for anything else.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ReviewState>) {
-    cfg.app_data(state);
+    let mut api = web::scope("/api").wrap(
+        DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")).add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+    );
     for (_, path) in ROUTES {
         let route = match *path {
             "/api/openapi.json" => web::get().to(super::openapi::document),
@@ -51,8 +56,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ReviewState>) {
             // A route listed without a handler: the route test finds it answering this.
             _ => web::route().to(no_route),
         };
-        cfg.route(path, route);
+        api = api.route(path.strip_prefix("/api").unwrap_or(path), route);
     }
+    cfg.app_data(state);
+    cfg.service(api.default_service(web::route().to(no_route)));
     cfg.default_service(web::route().to(no_route));
 }
 
