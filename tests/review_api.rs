@@ -656,3 +656,51 @@ mod scale {
         });
     }
 }
+
+/// `run` with `[review] listen`: the API answers on its own port (the document; 401 without a
+/// session layer) and stops with the daemon (exit 0 on SIGTERM); without `[search]` the daemon
+/// refuses to start (exit 2).
+#[test]
+fn the_daemon_serves_the_review_api() {
+    use common::daemon::{free_port, get, write_corps, Daemon};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_corps(d, &["wwreviewrun0000001".to_string()], 3, 50, "", None);
+    let port = free_port();
+    let write = |search: bool| {
+        let config = format!(
+            "[database]\nurl = \"sqlite://{db}\"\n[sdk]\nlibrary = \"emulator\"\nthreads = 2\n\
+             [corps]\ntable = false\nfile = \"{corps}\"\n[media]\nroot = \"{media}\"\n\
+             [search]\nenabled = {search}\n[review]\nlisten = \"127.0.0.1:{port}\"\n",
+            db = d.join("run.db").display(),
+            corps = d.join("corps.toml").display(),
+            media = d.join("msgfile").display(),
+        );
+        std::fs::write(d.join("config.toml"), config).unwrap();
+        d.join("config.toml")
+    };
+    let config = write(false);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("WWF_EMULATOR_SCENARIO", d.join("scenario.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[search] enabled"));
+
+    let config = write(true);
+    let mut daemon = Daemon::start(d, &config, 1, &[]);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let doc = loop {
+        daemon.alive();
+        if let Some((200, body)) = get(port, "/api/openapi.json") {
+            break body;
+        }
+        assert!(std::time::Instant::now() < until, "the review API never answered:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(doc.contains("\"openapi\""));
+    assert_eq!(get(port, "/api/corps").map(|(s, _)| s), Some(401), "no session layer yet: 401");
+    let (status, _) = daemon.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{}", daemon.log());
+}
