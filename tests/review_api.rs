@@ -376,6 +376,10 @@ async fn review_api(db: Db) {
         cur = p["next"].as_str().map(str::to_string);
     }
     assert_eq!(hit_corps, BTreeSet::from([a.clone()]));
+    assert_eq!(c.status(Some(&ra), "/api/search?q=&from=yesterday").await, 400);
+    let dated = c.json(&ra, "/api/search?q=&from=2000-01-01&to=2100-01-01T00:00:00Z&limit=1").await;
+    let since_2000 = rows_a.iter().filter(|r| r.msgtime >= 946_684_800_000).count();
+    assert_eq!(dated["total"], since_2000, "dates as RFC 3339 (the undecryptable row has no time)");
     assert_eq!(n_hits, indexed_a);
 
     // (b) a reviewer limited to one userid.

@@ -59,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ReviewState>) {
         api = api.route(path.strip_prefix("/api").unwrap_or(path), route);
     }
     cfg.app_data(state);
+    cfg.app_data(web::Data::new(browse::ConversationCache::default()));
     cfg.service(api.default_service(web::route().to(no_route)));
     cfg.default_service(web::route().to(no_route));
 }

@@ -315,6 +315,19 @@ pub fn search(index: &SearchIndex, req: &SearchRequest) -> Result<SearchResults,
     Ok(SearchResults { total, hits })
 }
 
+/// A time filter: ms since the epoch, an RFC 3339 time (`2024-05-01T08:00:00Z`, UTC) or a date
+/// (`2024-05-01`, its midnight UTC). The error says what was wrong.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    let t =
+        humantime::parse_rfc3339_weak(full.trim_end_matches('Z')).map_err(|e| format!("invalid time {s:?}: {e}"))?;
+    let ms = t.duration_since(std::time::UNIX_EPOCH).map_err(|e| format!("invalid time {s:?}: {e}"))?.as_millis();
+    i64::try_from(ms).map_err(|e| format!("invalid time {s:?}: {e}"))
+}
+
 /// HTML-escapes `s` (as tantivy's snippets are).
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -4,11 +4,16 @@
 //! Conversations come from three groupings of the message table ([`ReviewReadRepo`]): rooms,
 //! `(msgfrom, tolist)` outside rooms (merged into one-to-one chats by their conversation key,
 //! both directions together) and `(roomid, msgfrom)` (a group's participants are its senders).
-//! With userids granted, every grouping counts only their messages.
+//! With userids granted, every grouping counts only their messages. The groupings read the whole
+//! message table, so a list is kept for [`LIST_TTL`] per (corp, userids, person) in the
+//! [`ConversationCache`]: paging through it costs one computation, and its pages come from one
+//! snapshot (a new conversation shows up within the TTL; timelines are always read fresh).
 //!
 //! [`ReviewReadRepo`]: crate::store::ReviewReadRepo
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -103,7 +108,7 @@ pub struct ConversationsQuery {
 
 /// One conversation of the list.
 #[derive(Debug, Clone)]
-struct Conv {
+pub struct Conv {
     key: ConvKey,
     token: String,
     participants: BTreeSet<String>,
@@ -115,6 +120,36 @@ fn merge(into: &mut MessageGroup, g: &MessageGroup) {
     into.first_ms = into.first_ms.min(g.first_ms);
     into.last_ms = into.last_ms.max(g.last_ms);
     into.last_seq = into.last_seq.max(g.last_seq);
+}
+
+/// How long a computed conversation list is served from the [`ConversationCache`].
+pub const LIST_TTL: Duration = Duration::from_secs(30);
+
+/// Lists kept at most (beyond, the oldest go).
+const LIST_CACHE_ENTRIES: usize = 64;
+
+/// Conversation lists computed within [`LIST_TTL`], by (corp, userids, person). Registered by
+/// `server::configure` as app data.
+#[derive(Debug, Default)]
+pub struct ConversationCache {
+    lists: Mutex<HashMap<String, (Instant, Arc<Vec<Conv>>)>>,
+}
+
+impl ConversationCache {
+    fn get(&self, key: &str) -> Option<Arc<Vec<Conv>>> {
+        let lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        lists.get(key).filter(|(at, _)| at.elapsed() < LIST_TTL).map(|(_, l)| Arc::clone(l))
+    }
+
+    fn put(&self, key: String, list: Arc<Vec<Conv>>) {
+        let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        lists.retain(|_, (at, _)| at.elapsed() < LIST_TTL);
+        while lists.len() >= LIST_CACHE_ENTRIES {
+            let Some(oldest) = lists.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone()) else { break };
+            lists.remove(&oldest);
+        }
+        lists.insert(key, (Instant::now(), list));
+    }
 }
 
 /// Every conversation of `corp` with a message within `who`.
@@ -151,43 +186,33 @@ async fn conversations_of(
     Ok(out)
 }
 
-/// `GET /api/corps/{corpid}/conversations`: one-to-one chats and groups, latest first, each with
-/// its participants, message count, first and last time and a summary of its last message.
-pub async fn conversations(
-    p: Principal,
-    state: web::Data<ReviewState>,
-    path: web::Path<String>,
-    q: web::Query<ConversationsQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let scope = reader(&p)?;
-    let corpid = path.into_inner();
-    let (corp, who) = granted(scope, &corpid)?;
-    let after: Option<(u64, String)> = match &q.cursor {
-        Some(c) => Some(cursor::decode(c).ok_or_else(|| ApiError::BadRequest("cursor".into()))?),
-        None => None,
-    };
-    let limit = page_size(q.limit, 50, 500) as usize;
-    let mut convs = match &q.person {
-        None => conversations_of(&state, &corp, who.as_deref()).await?,
+/// The conversations of `corp` within `who` (and of `person`), latest first.
+async fn list_conversations(
+    state: &ReviewState,
+    corp: &CorpId,
+    who: Option<&[String]>,
+    person: Option<&str>,
+) -> Result<Vec<Conv>, ApiError> {
+    let mut convs = match person {
+        None => conversations_of(state, corp, who).await?,
         Some(person) => {
-            let mine = conversations_of(&state, &corp, Some(std::slice::from_ref(person))).await?;
+            let mine = conversations_of(state, corp, Some(&[person.to_string()])).await?;
             match &who {
                 // Both: the person's conversations that the scope covers too.
                 Some(_) => {
-                    let allowed = conversations_of(&state, &corp, who.as_deref()).await?;
+                    let allowed = conversations_of(state, corp, who).await?;
                     mine.into_iter().filter(|(k, _)| allowed.contains_key(k)).collect()
                 }
                 None => mine,
             }
         }
     };
-    if who.is_none() && q.person.is_none() {
-        let n = state.store.review_count(&corp, None).await?.unwrap_or(0);
+    if who.is_none() && person.is_none() {
         let undecryptable = state
             .store
-            .review_timeline(&corp, &ConversationSel::Undecryptable, None, None, Direction::Before, 1)
+            .review_timeline(corp, &ConversationSel::Undecryptable, None, None, Direction::Before, 1)
             .await?;
-        if let (Some(last), true) = (undecryptable.first(), n > 0) {
+        if let Some(last) = undecryptable.first() {
             let key = ConvKey::Undecryptable;
             let token = key.token();
             let group = MessageGroup {
@@ -203,6 +228,35 @@ pub async fn conversations(
     }
     let mut list: Vec<Conv> = convs.into_values().collect();
     list.sort_by(|x, y| y.group.last_ms.cmp(&x.group.last_ms).then_with(|| x.token.cmp(&y.token)));
+    Ok(list)
+}
+
+/// `GET /api/corps/{corpid}/conversations`: one-to-one chats and groups, latest first, each with
+/// its participants, message count, first and last time and a summary of its last message.
+pub async fn conversations(
+    p: Principal,
+    state: web::Data<ReviewState>,
+    path: web::Path<String>,
+    q: web::Query<ConversationsQuery>,
+    cache: web::Data<ConversationCache>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = reader(&p)?;
+    let corpid = path.into_inner();
+    let (corp, who) = granted(scope, &corpid)?;
+    let after: Option<(u64, String)> = match &q.cursor {
+        Some(c) => Some(cursor::decode(c).ok_or_else(|| ApiError::BadRequest("cursor".into()))?),
+        None => None,
+    };
+    let limit = page_size(q.limit, 50, 500) as usize;
+    let cache_key = format!("{corpid}\u{0}{who:?}\u{0}{:?}", q.person);
+    let list = match cache.get(&cache_key) {
+        Some(list) => list,
+        None => {
+            let list = Arc::new(list_conversations(&state, &corp, who.as_deref(), q.person.as_deref()).await?);
+            cache.put(cache_key, Arc::clone(&list));
+            list
+        }
+    };
     let rest: Vec<&Conv> = list
         .iter()
         .filter(|c| match &after {

@@ -10,6 +10,7 @@ use super::{granted, page_size, reader, record, ApiError, ReviewState};
 use crate::review::cursor::{self, ConvKey};
 use crate::review::render::message_url;
 use crate::review::{Principal, Scope};
+use crate::search::query::parse_time;
 use crate::search::{search, Conversation, SearchRequest, SortOrder};
 
 /// The query parameters of a search (and of a search export).
@@ -20,10 +21,10 @@ pub struct SearchQuery {
     pub q: String,
     /// Only this corp.
     pub corp: Option<String>,
-    /// msgtime ≥ this (ms).
-    pub from: Option<i64>,
-    /// msgtime < this (ms).
-    pub to: Option<i64>,
+    /// msgtime ≥ this: ms, an RFC 3339 time or a date (UTC).
+    pub from: Option<String>,
+    /// msgtime < this: ms, an RFC 3339 time or a date (UTC).
+    pub to: Option<String>,
     /// Only these msgtypes (comma-separated).
     pub msgtype: Option<String>,
     /// Only this sender.
@@ -44,7 +45,9 @@ pub struct SearchQuery {
 
 /// The index request of `q` within `scope` (no paging yet).
 pub fn request(scope: &Scope, q: &SearchQuery) -> Result<SearchRequest, ApiError> {
-    let mut req = SearchRequest { q: q.q.clone(), from_ms: q.from, to_ms: q.to, ..SearchRequest::default() };
+    let time = |t: &Option<String>| t.as_deref().map(parse_time).transpose().map_err(ApiError::BadRequest);
+    let mut req =
+        SearchRequest { q: q.q.clone(), from_ms: time(&q.from)?, to_ms: time(&q.to)?, ..SearchRequest::default() };
     if let Some(corp) = &q.corp {
         granted(scope, corp)?;
         req.corp = Some(corp.clone());
