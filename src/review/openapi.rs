@@ -37,7 +37,7 @@ mod tests {
     use super::*;
     use crate::review::api::ReviewState;
     use crate::review::media::MediaSource;
-    use crate::review::server::{configure, ROUTES};
+    use crate::review::server::{configure, no_route, ROUTES};
     use crate::review::{AccessEvent, AccessRecorder, Principal};
 
     struct Refuse;
@@ -64,7 +64,10 @@ mod tests {
             export_max_rows: 10,
             recorder: Arc::new(Refuse),
         };
-        let app = test::init_service(App::new().configure(|c| configure(c, web::Data::new(state)))).await;
+        let app = test::init_service(
+            App::new().configure(|c| configure(c, web::Data::new(state))).default_service(web::route().to(no_route)),
+        )
+        .await;
         for (_, path) in ROUTES {
             let uri =
                 path.replace("{corpid}", "wwa").replace("{key}", "k").replace("{msgid}", "m").replace("{item}", "0");

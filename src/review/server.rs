@@ -34,13 +34,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/search/export"),
 ];
 
-/// Registers [`ROUTES`] with their handlers and `state` under one `/api` scope whose responses
-/// are never cached (`Cache-Control: no-store`: chat content must not stay in a proxy or a
-/// browser cache) nor sniffed, and a JSON 404 for anything else.
+/// Registers [`ROUTES`] with their handlers and `state`. Each is a resource of its own (no
+/// catch-all `/api` scope: the session layer's own routes, e.g. sign-in, can live in the same
+/// app), whose responses are never cached (`Cache-Control: no-store`: chat content must not stay
+/// in a proxy or a browser cache) nor sniffed. The app's default service is the caller's
+/// ([`no_route`] in [`serve`]).
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ReviewState>) {
-    let mut api = web::scope("/api").wrap(
-        DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")).add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
-    );
+    cfg.app_data(state);
+    cfg.app_data(web::Data::new(browse::ConversationCache::default()));
     for (_, path) in ROUTES {
         let route = match *path {
             "/api/openapi.json" => web::get().to(super::openapi::document),
@@ -56,16 +57,20 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ReviewState>) {
             // A route listed without a handler: the route test finds it answering this.
             _ => web::route().to(no_route),
         };
-        api = api.route(path.strip_prefix("/api").unwrap_or(path), route);
+        cfg.service(
+            web::resource(*path)
+                .wrap(
+                    DefaultHeaders::new()
+                        .add((header::CACHE_CONTROL, "no-store"))
+                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+                )
+                .route(route),
+        );
     }
-    cfg.app_data(state);
-    cfg.app_data(web::Data::new(browse::ConversationCache::default()));
-    cfg.service(api.default_service(web::route().to(no_route)));
-    cfg.default_service(web::route().to(no_route));
 }
 
-/// Anything that is not a route.
-async fn no_route() -> HttpResponse {
+/// Anything that is not a route: a JSON 404 (marked, for the route test).
+pub async fn no_route() -> HttpResponse {
     HttpResponse::NotFound().insert_header(("X-No-Route", "1")).json(serde_json::json!({ "error": "no such route" }))
 }
 
@@ -89,7 +94,10 @@ where
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let data = data.clone();
-        App::new().wrap(from_fn(session.clone())).configure(move |cfg| configure(cfg, data))
+        App::new()
+            .wrap(from_fn(session.clone()))
+            .configure(move |cfg| configure(cfg, data))
+            .default_service(web::route().to(no_route))
     })
     .workers(1)
     .disable_signals()
