@@ -2,8 +2,8 @@
 //! when unsatisfiable), the Content-Type from the sniffed bytes, and a Content-Disposition whose
 //! original file name survives any script (RFC 6266 with an RFC 5987 `filename*`).
 //!
-//! The bytes come from the media root (`[media] root`, streamed in chunks on the blocking pool)
-//! or from the object store (`[media] backend = "s3"`, read whole, then cut).
+//! The bytes come from the media root (`[media] root`) or from the object store (`[media]
+//! backend = "s3"`, one ranged GET per chunk), streamed in chunks read on the blocking pool.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -162,58 +162,76 @@ pub enum MediaError {
     Io(String),
 }
 
-/// The response for the file `rel` (local or in the object store), named `name` (its extension
-/// corrected from the sniffed type when it has none), for this `Range` header.
+/// Where the bytes of one file are read from, a chunk at a time (on the blocking pool).
+enum Reader {
+    /// A file under the media root.
+    Local(std::fs::File),
+    /// An object.
+    Remote(Arc<ObjectStore>, String),
+}
+
+impl Reader {
+    /// `len` bytes from `pos` (fewer only at the end).
+    fn read_at(&mut self, pos: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        match self {
+            Reader::Local(f) => {
+                f.seek(SeekFrom::Start(pos))?;
+                let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+                let n = read_full(f, &mut buf)?;
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Reader::Remote(store, key) => {
+                store.read_range(key, pos, len).map_err(|e| std::io::Error::other(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Opens the file: its reader, size and first bytes (for the type).
+fn open(source: &MediaSource, rel: &str) -> Result<(Reader, u64, Vec<u8>), MediaError> {
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => MediaError::Missing,
+        _ => MediaError::Io(e.to_string()),
+    };
+    let mut reader = match &source.object_store {
+        Some(store) => {
+            let key = store.key(rel);
+            let size = store.size(&key).map_err(|e| MediaError::Io(e.to_string()))?;
+            let mut r = Reader::Remote(Arc::clone(store), key);
+            let head = r.read_at(0, (SNIFF_BYTES as u64).min(size)).map_err(io)?;
+            return Ok((r, size, head));
+        }
+        None => {
+            Reader::Local(std::fs::File::open(under_root(&source.root, rel).ok_or(MediaError::Missing)?).map_err(io)?)
+        }
+    };
+    let size = match &reader {
+        Reader::Local(f) => f.metadata().map_err(io)?.len(),
+        Reader::Remote(..) => 0,
+    };
+    let head = reader.read_at(0, SNIFF_BYTES as u64).map_err(io)?;
+    Ok((reader, size, head))
+}
+
+/// The response for the file `rel` (under the media root, or in the object store), named `name`,
+/// for this `Range` header: the bytes are streamed in chunks, each read (a ranged GET from the
+/// object store) on the blocking pool, so a range of a large video reads only that range.
 pub async fn serve(
     source: &MediaSource,
     rel: &str,
     name: &str,
     range: Option<&str>,
 ) -> Result<HttpResponse, MediaError> {
-    match &source.object_store {
-        Some(store) => {
-            let store = Arc::clone(store);
-            let key = store.key(rel);
-            let bytes = web::block(move || store.get(&key))
-                .await
-                .map_err(|e| MediaError::Io(e.to_string()))?
-                .map_err(|e| MediaError::Io(e.to_string()))?;
-            let head = &bytes[..bytes.len().min(SNIFF_BYTES)];
-            let ty = content_type(sniff(head));
-            let size = bytes.len() as u64;
-            Ok(match parse_range(range, size) {
-                RangeAsk::Unsatisfiable => unsatisfiable(size),
-                RangeAsk::Whole => base(HttpResponse::Ok(), ty, name).body(bytes),
-                RangeAsk::Part(r) => {
-                    let part = bytes[r.start as usize..=r.end as usize].to_vec();
-                    partial(ty, name, r, size).body(part)
-                }
-            })
-        }
-        None => {
-            let path = under_root(&source.root, rel).ok_or(MediaError::Missing)?;
-            let (file, size, head) = web::block(move || -> std::io::Result<_> {
-                let mut f = std::fs::File::open(&path)?;
-                let size = f.metadata()?.len();
-                let mut head = vec![0u8; SNIFF_BYTES];
-                let n = read_full(&mut f, &mut head)?;
-                head.truncate(n);
-                Ok((f, size, head))
-            })
-            .await
-            .map_err(|e| MediaError::Io(e.to_string()))?
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => MediaError::Missing,
-                _ => MediaError::Io(e.to_string()),
-            })?;
-            let ty = content_type(sniff(&head));
-            Ok(match parse_range(range, size) {
-                RangeAsk::Unsatisfiable => unsatisfiable(size),
-                RangeAsk::Whole => base(HttpResponse::Ok(), ty, name).body(stream(file, 0, size)),
-                RangeAsk::Part(r) => partial(ty, name, r, size).body(stream(file, r.start, r.len())),
-            })
-        }
-    }
+    let (source, rel) = (source.clone(), rel.to_string());
+    let (reader, size, head) =
+        web::block(move || open(&source, &rel)).await.map_err(|e| MediaError::Io(e.to_string()))??;
+    let ty = content_type(sniff(&head));
+    Ok(match parse_range(range, size) {
+        RangeAsk::Unsatisfiable => unsatisfiable(size),
+        RangeAsk::Whole => base(HttpResponse::Ok(), ty, name).body(stream(reader, 0, size)),
+        RangeAsk::Part(r) => partial(ty, name, r, size).body(stream(reader, r.start, r.len())),
+    })
 }
 
 fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -248,34 +266,26 @@ fn unsatisfiable(size: u64) -> HttpResponse {
         .finish()
 }
 
-/// `len` bytes of `file` from `start`, read in chunks on the blocking pool.
+/// `len` bytes from `start`, read in chunks on the blocking pool.
 fn stream(
-    file: std::fs::File,
+    reader: Reader,
     start: u64,
     len: u64,
 ) -> SizedStream<impl futures_core::Stream<Item = Result<web::Bytes, std::io::Error>>> {
-    let state = (Some(file), start, len);
-    let s = futures_util::stream::unfold(state, |(file, pos, left)| async move {
-        let mut file = file?;
+    let s = futures_util::stream::unfold((Some(reader), start, len), |(reader, pos, left)| async move {
+        let mut reader = reader?;
         if left == 0 {
             return None;
         }
         let want = left.min(CHUNK);
-        let read = web::block(move || -> std::io::Result<(std::fs::File, Vec<u8>)> {
-            file.seek(SeekFrom::Start(pos))?;
-            let mut buf = vec![0u8; want as usize];
-            let n = read_full(&mut file, &mut buf)?;
-            if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank"));
-            }
-            buf.truncate(n);
-            Ok((file, buf))
-        })
-        .await;
+        let read = web::block(move || reader.read_at(pos, want).map(|buf| (reader, buf))).await;
         match read {
-            Ok(Ok((file, buf))) => {
+            Ok(Ok((_, buf))) if buf.is_empty() => {
+                Some((Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank")), (None, pos, 0)))
+            }
+            Ok(Ok((reader, buf))) => {
                 let n = buf.len() as u64;
-                Some((Ok(web::Bytes::from(buf)), (Some(file), pos + n, left - n)))
+                Some((Ok(web::Bytes::from(buf)), (Some(reader), pos + n, left.saturating_sub(n))))
             }
             Ok(Err(e)) => Some((Err(e), (None, pos, 0))),
             Err(e) => Some((Err(std::io::Error::other(e.to_string())), (None, pos, 0))),
