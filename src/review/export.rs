@@ -1,13 +1,18 @@
 //! Exports: messages as CSV (UTF-8 with a BOM, so that Excel reads Chinese right) or JSON Lines,
 //! delivered as a ZIP archive (stored, no compression) holding the data file, `SHA256SUMS` (the
 //! format `sha256sum -c SHA256SUMS` checks) and `manifest.json` (who, what, when, how many rows,
-//! whether the `[review] export_max_rows` cap cut it, and the data file's SHA-256).
+//! whether the `[review] export_max_rows` cap (or [`MAX_DATA_BYTES`]) cut it, and the data
+//! file's SHA-256). Exports are built in memory, which those two caps bound.
 //!
 //! CSV cells that a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, tab, CR first) get
 //! a leading `'` (CSV injection).
 
 use aws_lc_rs::digest;
 use serde_json::Value;
+
+/// The most bytes of one data file: an export is built in memory (data and archive), so beyond
+/// this it stops early like at `[review] export_max_rows` (the manifest says `truncated`).
+pub const MAX_DATA_BYTES: usize = 128 << 20;
 
 /// The UTF-8 byte order mark.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -143,6 +148,11 @@ impl DataFile {
     /// Messages pushed.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Whether the file reached [`MAX_DATA_BYTES`].
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= MAX_DATA_BYTES
     }
 
     /// The archive: the data file, `SHA256SUMS` and `manifest.json` (`manifest` gets `file`,

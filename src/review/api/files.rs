@@ -123,7 +123,7 @@ pub async fn export_conversation(
         for (m, r) in render_rows(&state, &corp, &token, &rows).await?.iter().zip(&rows) {
             file.push(m, &summary_text(corp.as_str(), r));
         }
-        if file.rows() >= max {
+        if file.rows() >= max || file.is_full() {
             let more = state.store.review_timeline(&corp, &sel, who.as_deref(), from, Direction::After, 1).await?;
             truncated = !more.is_empty();
             break;
@@ -184,7 +184,7 @@ pub async fn export_search(
                 file.push(&m, &summary_text(corp.as_str(), &row));
             }
         }
-        if file.rows() >= max {
+        if file.rows() >= max || file.is_full() {
             truncated = offset < page.total;
             break;
         }
