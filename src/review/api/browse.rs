@@ -128,11 +128,14 @@ pub const LIST_TTL: Duration = Duration::from_secs(30);
 /// Lists kept at most (beyond, the oldest go).
 const LIST_CACHE_ENTRIES: usize = 64;
 
+/// A list and when it was computed.
+type Computed = (Instant, Arc<Vec<Conv>>);
+
 /// Conversation lists computed within [`LIST_TTL`], by (corp, userids, person). Registered by
 /// `server::configure` as app data.
 #[derive(Debug, Default)]
 pub struct ConversationCache {
-    lists: Mutex<HashMap<String, (Instant, Arc<Vec<Conv>>)>>,
+    lists: Mutex<HashMap<String, Computed>>,
 }
 
 impl ConversationCache {
