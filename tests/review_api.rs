@@ -360,17 +360,19 @@ async fn review_api(db: Db) {
     let indexed_a = rows_a.len();
     assert_eq!(all["total"].as_u64().unwrap() as usize, indexed_a, "only corp A is counted");
     let mut hit_corps = BTreeSet::new();
+    let mut hit_ids = BTreeSet::new();
     let mut cur = Some(String::new());
     let mut n_hits = 0;
     while let Some(cc) = cur.take() {
         let uri = if cc.is_empty() {
-            "/api/search?q=&limit=100".to_string()
+            "/api/search?q=&limit=7".to_string()
         } else {
-            format!("/api/search?q=&limit=100&cursor={cc}")
+            format!("/api/search?q=&limit=7&cursor={cc}")
         };
         let p = c.json(&ra, &uri).await;
         for h in p["hits"].as_array().unwrap() {
             hit_corps.insert(h["corp"].as_str().unwrap().to_string());
+            assert!(hit_ids.insert(h["msgid"].as_str().unwrap().to_string()), "no hit twice across pages: {h}");
             n_hits += 1;
         }
         cur = p["next"].as_str().map(str::to_string);

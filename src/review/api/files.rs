@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::browse::{readable_message, render_rows, select, token_of};
-use super::find::{request, run, SearchQuery};
+use super::find::{page, request, SearchQuery};
 use super::{granted, reader, record, row_allowed, ApiError, ReviewState};
 use crate::review::cursor::ConvKey;
 use crate::review::export::{iso_time, DataFile, Format};
@@ -164,16 +164,12 @@ pub async fn export_search(
     let base = request(scope, &q)?;
     let max = state.export_max_rows.max(1);
     let mut file = DataFile::new(format);
-    let mut offset = 0usize;
+    let mut at = None;
     let mut truncated = false;
     loop {
         let want = usize::try_from((max - file.rows()).min(500)).unwrap_or(500);
-        let mut req = base.clone();
-        req.offset = offset;
-        req.limit = want;
-        let page = run(&state, req).await?;
-        offset += page.hits.len();
-        for h in &page.hits {
+        let (hits, _, next) = page(&state, base.clone(), at.take(), want).await?;
+        for h in &hits {
             let Ok((corp, who)) = granted(scope, &h.corp) else { continue };
             let Some(row) = state.store.review_message(&corp, &h.msgid).await? else { continue };
             if !row_allowed(who.as_deref(), &row) {
@@ -185,11 +181,12 @@ pub async fn export_search(
             }
         }
         if file.rows() >= max || file.is_full() {
-            truncated = offset < page.total;
+            truncated = next.is_some();
             break;
         }
-        if page.hits.is_empty() || offset >= page.total {
-            break;
+        match next {
+            Some(n) => at = Some(n),
+            None => break,
         }
     }
     let mut m = manifest(&p, format, max, truncated);

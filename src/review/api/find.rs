@@ -110,6 +110,89 @@ pub fn hit_json(h: &crate::search::Hit) -> Value {
     })
 }
 
+/// Where the next page of a search starts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SearchCursor {
+    /// Newest first: hits older than `ms`, or at `ms` and not among `seen` (the hits at `ms`
+    /// already given). Hits indexed meanwhile never shift a page: newer ones stay out, older
+    /// ones come in their place. `total` is the first page's.
+    Before {
+        /// The msgtime of the last hit given.
+        ms: i64,
+        /// (corp, seq) of the hits given at `ms`.
+        seen: Vec<(String, u64)>,
+        /// The first page's total.
+        total: usize,
+    },
+    /// By relevance: the hits given so far (scores move with the index anyway).
+    Offset {
+        /// Hits given.
+        offset: usize,
+        /// The first page's total.
+        total: usize,
+    },
+}
+
+/// One page of `req` from `cursor`: the hits, the total, and the next cursor (`None` at the end).
+pub async fn page(
+    state: &ReviewState,
+    mut req: SearchRequest,
+    cursor: Option<SearchCursor>,
+    limit: usize,
+) -> Result<(Vec<crate::search::Hit>, usize, Option<SearchCursor>), ApiError> {
+    match (req.order, cursor) {
+        (SortOrder::Relevance, c) => {
+            let (offset, first_total) = match c {
+                None => (0, None),
+                Some(SearchCursor::Offset { offset, total }) => (offset, Some(total)),
+                Some(SearchCursor::Before { .. }) => return Err(ApiError::BadRequest("cursor of another sort".into())),
+            };
+            req.offset = offset;
+            req.limit = limit;
+            let r = run(state, req).await?;
+            let total = first_total.unwrap_or(r.total);
+            let given = offset + r.hits.len();
+            let next = (!r.hits.is_empty() && given < r.total).then_some(SearchCursor::Offset { offset: given, total });
+            Ok((r.hits, total, next))
+        }
+        (SortOrder::Newest, c) => {
+            let (prev_ms, seen, first_total) = match c {
+                None => (None, Vec::new(), None),
+                Some(SearchCursor::Before { ms, seen, total }) => {
+                    let bound = ms.saturating_add(1);
+                    req.to_ms = Some(req.to_ms.map_or(bound, |t| t.min(bound)));
+                    (Some(ms), seen, Some(total))
+                }
+                Some(SearchCursor::Offset { .. }) => return Err(ApiError::BadRequest("cursor of another sort".into())),
+            };
+            req.offset = 0;
+            req.limit = (limit + seen.len()).min(crate::search::query::MAX_LIMIT);
+            let r = run(state, req).await?;
+            let total = first_total.unwrap_or(r.total);
+            let left = r.total.saturating_sub(seen.len());
+            let hits: Vec<crate::search::Hit> = r
+                .hits
+                .into_iter()
+                .filter(|h| !seen.iter().any(|(c, s)| *c == h.corp && *s == h.seq))
+                .take(limit)
+                .collect();
+            let next = match hits.last() {
+                Some(last) if hits.len() < left => {
+                    let mut at: Vec<(String, u64)> =
+                        hits.iter().filter(|h| h.msgtime == last.msgtime).map(|h| (h.corp.clone(), h.seq)).collect();
+                    // Still at the cursor's msgtime: what was seen there stays seen.
+                    if prev_ms == Some(last.msgtime) {
+                        at.extend(seen);
+                    }
+                    Some(SearchCursor::Before { ms: last.msgtime, seen: at, total })
+                }
+                _ => None,
+            };
+            Ok((hits, total, next))
+        }
+    }
+}
+
 /// `GET /api/search`.
 pub async fn search_messages(
     p: Principal,
@@ -117,19 +200,78 @@ pub async fn search_messages(
     q: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = reader(&p)?;
-    let mut req = request(scope, &q)?;
-    let offset: usize = match &q.cursor {
-        Some(c) => cursor::decode(c).ok_or_else(|| ApiError::BadRequest("cursor".into()))?,
-        None => 0,
+    let req = request(scope, &q)?;
+    let from: Option<SearchCursor> = match &q.cursor {
+        Some(c) => Some(cursor::decode(c).ok_or_else(|| ApiError::BadRequest("cursor".into()))?),
+        None => None,
     };
     let limit = page_size(q.limit, 20, 100) as usize;
-    req.offset = offset;
-    req.limit = limit;
-    let results = run(&state, req).await?;
-    let hits: Vec<Value> = results.hits.iter().map(hit_json).collect();
-    let next =
-        (offset + hits.len() < results.total && !hits.is_empty()).then(|| cursor::encode(&(offset + hits.len())));
-    let detail = json!({ "filters": &*q, "total": results.total, "offset": offset, "hits": hits.len() });
+    let (hits, total, next) = page(&state, req, from, limit).await?;
+    let hits: Vec<Value> = hits.iter().map(hit_json).collect();
+    let detail = json!({ "filters": &*q, "total": total, "hits": hits.len() });
     record(&state, &p, "search", q.corp.as_deref(), q.q.clone(), detail).await?;
-    Ok(HttpResponse::Ok().json(json!({ "total": results.total, "hits": hits, "next": next })))
+    Ok(HttpResponse::Ok().json(json!({ "total": total, "hits": hits, "next": next.map(|c| cursor::encode(&c)) })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::review::media::MediaSource;
+    use crate::review::MemoryRecorder;
+    use crate::search::{SearchIndex, WriterSettings};
+    use crate::store::{CorpId, Row};
+
+    #[actix_web::test]
+    async fn newest_first_pages_neither_repeat_nor_skip_ties_nor_shift() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(SearchIndex::open_writer(dir.path(), WriterSettings::default()).unwrap());
+        let corp = CorpId::new("wwtie").unwrap();
+        let row = |seq: u64, msgtime: u64| Row {
+            msgid: format!("m{seq}"),
+            seq,
+            msgtime,
+            msgtype: "text".into(),
+            msgfrom: "a".into(),
+            tolist: "b".into(),
+            msgdata: r#"{"msgtype":"text","text":{"content":"hi"}}"#.into(),
+            ..Row::default()
+        };
+        // Ten messages in the same millisecond, five before.
+        let rows: Vec<Row> = (1..=10).map(|s| row(s, 2000)).chain((11..=15).map(|s| row(s, 1000 + s))).collect();
+        index.add(&corp, &rows).unwrap();
+        index.commit(&BTreeMap::new()).unwrap();
+        let store = crate::store::SqliteStore::connect("sqlite::memory:", 1).await.unwrap();
+        let state = ReviewState {
+            store: Arc::new(store),
+            search: Some(Arc::clone(&index)),
+            media: MediaSource { root: dir.path().to_path_buf(), object_store: None },
+            export_max_rows: 10,
+            recorder: Arc::new(MemoryRecorder::default()),
+        };
+        let req = SearchRequest { scope: Some(vec![("wwtie".into(), None)]), ..SearchRequest::default() };
+        let (mut seen, mut at, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let (hits, total, next) = page(&state, req.clone(), at.take(), 3).await.unwrap();
+            assert_eq!(total, 15);
+            seen.extend(hits.iter().map(|h| (h.msgtime, h.seq)));
+            pages += 1;
+            if pages == 2 {
+                // Indexed meanwhile: a newer message stays out of the pages already begun.
+                index.add(&corp, &[row(99, 5000)]).unwrap();
+                index.commit(&BTreeMap::new()).unwrap();
+            }
+            match next {
+                Some(n) => at = Some(cursor::decode(&cursor::encode(&n)).unwrap()),
+                None => break,
+            }
+        }
+        let distinct: BTreeSet<(i64, u64)> = seen.iter().copied().collect();
+        assert_eq!(seen.len(), 15, "{seen:?}");
+        assert_eq!(distinct.len(), 15);
+        assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "newest first");
+        assert_eq!(pages, 5);
+    }
 }
