@@ -194,16 +194,25 @@ async fn review_api(db: Db) {
     let mut media: BTreeMap<String, Vec<Downloaded>> = BTreeMap::new();
     for corp in [&corp_a, &corp_b] {
         let jobs = store.claim_media(corp, "test", 10_000, i64::MAX).await.unwrap();
-        for kind in ["image", "file"] {
+        for kind in ["image", "file", "voice"] {
             let job = jobs.iter().find(|j| j.kind == kind && j.item == 0).expect("a media item");
-            let mut bytes: Vec<u8> =
-                if kind == "image" { b"\xff\xd8\xff\xe0".to_vec() } else { b"%PDF-1.4\n".to_vec() };
+            let (magic, ext): (&[u8], &str) = match kind {
+                "image" => (b"\xff\xd8\xff\xe0", "jpg"),
+                "file" => (b"%PDF-1.4\n", "pdf"),
+                _ => (b"#!AMR\n", "amr"),
+            };
+            let mut bytes = magic.to_vec();
             bytes.extend((0..5000u32).map(|i| (i * 7 % 251) as u8));
-            let rel =
-                format!("{}/{}.{}", corp, job.msgid.replace('/', "_"), if kind == "image" { "jpg" } else { "pdf" });
+            let rel = format!("{}/{}.{ext}", corp, job.msgid.replace('/', "_"));
             std::fs::create_dir_all(root.join(corp.as_str())).unwrap();
             std::fs::write(root.join(&rel), &bytes).unwrap();
-            let done = MediaOutcome::Done { path: rel, transcoded_path: None, transcode_error: None };
+            // A voice item has its MP3 beside it: the ID3 header, then the same bytes.
+            let mp3 = (kind == "voice").then(|| {
+                let mp3 = rel.replace(".amr", ".mp3");
+                std::fs::write(root.join(&mp3), [b"ID3\x04\x00".as_slice(), &bytes].concat()).unwrap();
+                mp3
+            });
+            let done = MediaOutcome::Done { path: rel, transcoded_path: mp3, transcode_error: None };
             store.finish_media(corp, job, &done).await.unwrap();
             media.entry(corp.to_string()).or_default().push((
                 job.msgid.clone(),
@@ -379,6 +388,15 @@ async fn review_api(db: Db) {
     }
     assert_eq!(hit_corps, BTreeSet::from([a.clone()]));
     assert_eq!(c.status(Some(&ra), "/api/search?q=&from=yesterday").await, 400);
+    // Filters: a conversation, a sender, a msgtype.
+    let conv = c.json(&ra, &format!("/api/search?q=&corp={a}&conversation={big_key}&limit=100")).await;
+    assert_eq!(conv["total"].as_u64().unwrap() as usize, expect_ids.len());
+    assert!(conv["hits"].as_array().unwrap().iter().all(|h| h["conversation"] == big_key.as_str()));
+    let by = c.json(&ra, "/api/search?q=&sender=zhangsan&msgtype=text,image&limit=100").await;
+    let want_by =
+        rows_a.iter().filter(|r| r.msgfrom == "zhangsan" && (r.msgtype == "text" || r.msgtype == "image")).count();
+    assert_eq!(by["total"].as_u64().unwrap() as usize, want_by);
+    assert_eq!(c.status(Some(&ra), &format!("/api/search?q=&conversation={big_key}")).await, 400, "needs corp");
     let dated = c.json(&ra, "/api/search?q=&from=2000-01-01&to=2100-01-01T00:00:00Z&limit=1").await;
     let since_2000 = rows_a.iter().filter(|r| r.msgtime >= 946_684_800_000).count();
     assert_eq!(dated["total"], since_2000, "dates as RFC 3339 (the undecryptable row has no time)");
@@ -400,6 +418,15 @@ async fn review_api(db: Db) {
             rows_a.iter().filter(|r| key_of(r) == *k && involves(r, limited_user)).map(|r| r.msgid.clone()).collect();
         assert_eq!(ids, expect, "only {limited_user}'s messages of {k}");
     }
+    // ?person=: the conversations a person takes part in, within the scope.
+    let of = |id: &str| -> BTreeSet<String> { rows_a.iter().filter(|r| involves(r, id)).map(key_of).collect() };
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v["conversations"].as_array().unwrap().iter().map(|x| x["key"].as_str().unwrap().to_string()).collect()
+    };
+    let zs = c.json(&ra, &format!("/api/corps/{a}/conversations?person=zhangsan&limit=500")).await;
+    assert_eq!(keys(&zs), of("zhangsan"));
+    let both = c.json(&rl, &format!("/api/corps/{a}/conversations?person=zhangsan&limit=500")).await;
+    assert_eq!(keys(&both), of("zhangsan").intersection(&mine).cloned().collect::<BTreeSet<_>>());
     let not_mine = want.keys().find(|k| !mine.contains(*k)).unwrap();
     assert_eq!(c.status(Some(&rl), &format!("/api/corps/{a}/conversations/{not_mine}/messages")).await, 404);
     assert_eq!(c.status(Some(&rl), &format!("/api/corps/{a}/conversations/{not_mine}/export")).await, 404);
@@ -455,6 +482,19 @@ async fn review_api(db: Db) {
     let m = c.json(&ra, &format!("/api/corps/{a}/messages/{}", enc(mid))).await;
     assert_eq!(m["media"][0]["status"], "done");
     assert_eq!(m["media"][0]["url"], murl);
+    // Voice: the original, and ?format=mp3 when the MP3 exists.
+    let (vid, vitem, _, vbytes) = &media[&a][2];
+    let vurl = format!("/api/corps/{a}/media/{}/{vitem}", enc(vid));
+    let (s, h, body) = c.get(Some(&ra), &vurl, None).await;
+    assert_eq!((s, body.as_slice()), (200, vbytes.as_slice()));
+    assert_eq!(h.get("content-type").unwrap(), "audio/amr");
+    let (s, h, body) = c.get(Some(&ra), &format!("{vurl}?format=mp3"), None).await;
+    assert_eq!((s, &body[..5]), (200, b"ID3\x04\x00".as_slice()));
+    assert_eq!(h.get("content-type").unwrap(), "audio/mpeg");
+    assert!(h.get("content-disposition").unwrap().to_str().unwrap().contains(".mp3"));
+    let vm = c.json(&ra, &format!("/api/corps/{a}/messages/{}", enc(vid))).await;
+    assert_eq!(vm["media"][0]["mp3_url"], format!("{vurl}?format=mp3"));
+    assert_eq!(c.status(Some(&ra), &format!("{vurl}?format=ogg")).await, 400);
 
     // (f) exports.
     let (s, h, zip) =

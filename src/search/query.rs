@@ -44,6 +44,9 @@ pub enum Conversation {
     Room(String),
     /// The one-to-one chat of two people (either order).
     Pair(String, String),
+    /// A conversation by its key ([`conversation_key`](super::index::conversation_key): also
+    /// the chats outside rooms of three or more people).
+    Key(String),
 }
 
 /// A search.
@@ -224,6 +227,7 @@ pub fn build(f: &Fields, req: &SearchRequest) -> (Option<Box<dyn Query>>, Box<dy
     match &req.conversation {
         Some(Conversation::Room(r)) => all.push((Occur::Must, raw(f.conversation, &room_key(r)))),
         Some(Conversation::Pair(a, b)) => all.push((Occur::Must, raw(f.conversation, &pair_key(a, b)))),
+        Some(Conversation::Key(k)) => all.push((Occur::Must, raw(f.conversation, k))),
         None => {}
     }
     if let Some(ext) = req.external {

@@ -67,10 +67,8 @@ pub fn request(scope: &Scope, q: &SearchQuery) -> Result<SearchRequest, ApiError
             return Err(ApiError::BadRequest("conversation needs corp".into()));
         }
         req.conversation = Some(match ConvKey::from_token(token).ok_or(ApiError::NotFound)? {
-            ConvKey::Room(r) => Conversation::Room(r),
-            ConvKey::Pair(p) if p.len() == 2 => Conversation::Pair(p[0].clone(), p[1].clone()),
-            ConvKey::Pair(p) if p.len() == 1 => Conversation::Pair(p[0].clone(), p[0].clone()),
-            _ => return Err(ApiError::BadRequest("this conversation cannot be searched".into())),
+            ConvKey::Undecryptable => return Err(ApiError::BadRequest("this conversation cannot be searched".into())),
+            key => Conversation::Key(key.raw()),
         });
     }
     req.scope = Some(
