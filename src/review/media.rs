@@ -194,23 +194,20 @@ fn open(source: &MediaSource, rel: &str) -> Result<(Reader, u64, Vec<u8>), Media
         std::io::ErrorKind::NotFound => MediaError::Missing,
         _ => MediaError::Io(e.to_string()),
     };
-    let mut reader = match &source.object_store {
+    let (mut reader, size) = match &source.object_store {
         Some(store) => {
             let key = store.key(rel);
             let size = store.size(&key).map_err(|e| MediaError::Io(e.to_string()))?;
-            let mut r = Reader::Remote(Arc::clone(store), key);
-            let head = r.read_at(0, (SNIFF_BYTES as u64).min(size)).map_err(io)?;
-            return Ok((r, size, head));
+            (Reader::Remote(Arc::clone(store), key), size)
         }
         None => {
-            Reader::Local(std::fs::File::open(under_root(&source.root, rel).ok_or(MediaError::Missing)?).map_err(io)?)
+            let path = under_root(&source.root, rel).ok_or(MediaError::Missing)?;
+            let file = std::fs::File::open(path).map_err(io)?;
+            let size = file.metadata().map_err(io)?.len();
+            (Reader::Local(file), size)
         }
     };
-    let size = match &reader {
-        Reader::Local(f) => f.metadata().map_err(io)?.len(),
-        Reader::Remote(..) => 0,
-    };
-    let head = reader.read_at(0, SNIFF_BYTES as u64).map_err(io)?;
+    let head = reader.read_at(0, (SNIFF_BYTES as u64).min(size)).map_err(io)?;
     Ok((reader, size, head))
 }
 
