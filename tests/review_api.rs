@@ -750,3 +750,42 @@ fn the_daemon_serves_the_review_api() {
     let (status, _) = daemon.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", daemon.log());
 }
+
+/// The userid filter inside the queries matches whole ids only: `a_b` is not `axb` (LIKE
+/// wildcards escaped), a receiver matches anywhere in `tolist` but not as part of another id.
+async fn userid_filter_is_exact(db: Db) {
+    let store = open(&db).await;
+    let corp = CorpId::new("wwexact0000000001").unwrap();
+    let row = |seq: u64, from: &str, to: &str| Row {
+        msgid: format!("e{seq}"),
+        seq,
+        msgfrom: from.into(),
+        tolist: to.into(),
+        msgtype: "text".into(),
+        msgtime: 1_700_000_000_000 + seq,
+        msgdata: "{}".into(),
+        ..Row::default()
+    };
+    let rows = [
+        row(1, "axb", "c"),       // not a_b
+        row(2, "c", "x,a_b,y"),   // a_b among the receivers
+        row(3, "c", "a_b"),       // the only receiver
+        row(4, "c", "xa_b,a_bx"), // ids that contain it: no
+        row(5, "a_b", "c"),       // the sender
+        row(6, "c", "a%b,a!b"),   // wildcards and the escape character: no
+        row(7, "c", "d,a_b"),     // the last receiver
+    ];
+    store.write_batch(&corp, &rows, &[], 7).await.unwrap();
+    let who = vec!["a_b".to_string()];
+    assert_eq!(store.review_count(&corp, Some(&who)).await.unwrap(), Some(4));
+    let pairs = store.review_pairs(&corp, Some(&who), None).await.unwrap();
+    let mut got: Vec<(String, String)> = pairs.into_iter().map(|g| (g.a, g.b)).collect();
+    got.sort();
+    let want = [("a_b", "c"), ("c", "a_b"), ("c", "d,a_b"), ("c", "x,a_b,y")];
+    assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_eq!(store.review_count(&corp, Some(&["a!b".to_string()])).await.unwrap(), Some(1));
+    assert_eq!(store.review_count(&corp, Some(&[])).await.unwrap(), Some(0), "an empty grant: nothing");
+    db.finish().await;
+}
+
+per_db!(review_userid_filter_is_exact => userid_filter_is_exact);
