@@ -388,6 +388,7 @@ async fn review_api(db: Db) {
     }
     assert_eq!(hit_corps, BTreeSet::from([a.clone()]));
     assert_eq!(c.status(Some(&ra), "/api/search?q=&from=yesterday").await, 400);
+    assert_eq!(c.status(Some(&ra), &format!("/api/search?q={}", "x".repeat(1001))).await, 400);
     // Filters: a conversation, a sender, a msgtype.
     let conv = c.json(&ra, &format!("/api/search?q=&corp={a}&conversation={big_key}&limit=100")).await;
     assert_eq!(conv["total"].as_u64().unwrap() as usize, expect_ids.len());

@@ -43,8 +43,15 @@ pub struct SearchQuery {
     pub format: Option<String>,
 }
 
+/// The longest query string and filter value accepted (characters).
+pub const MAX_QUERY_CHARS: usize = 1000;
+
 /// The index request of `q` within `scope` (no paging yet).
 pub fn request(scope: &Scope, q: &SearchQuery) -> Result<SearchRequest, ApiError> {
+    let long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.chars().count() > MAX_QUERY_CHARS);
+    if q.q.chars().count() > MAX_QUERY_CHARS || long(&q.msgtype) || long(&q.sender) || long(&q.conversation) {
+        return Err(ApiError::BadRequest(format!("a query or filter longer than {MAX_QUERY_CHARS} characters")));
+    }
     let time = |t: &Option<String>| t.as_deref().map(parse_time).transpose().map_err(ApiError::BadRequest);
     let mut req =
         SearchRequest { q: q.q.clone(), from_ms: time(&q.from)?, to_ms: time(&q.to)?, ..SearchRequest::default() };
