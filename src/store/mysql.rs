@@ -43,6 +43,7 @@ const MYSQL: Dialect = Dialect {
     cursor_upsert: "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
                     ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq)), updated = CURRENT_TIMESTAMP",
     max_seq: |t| format!("SELECT CAST(MAX(seq) AS UNSIGNED) FROM {t}"),
+    no_room: "(roomid = '' OR roomid IS NULL)",
 };
 
 impl Flavor for MySql {

@@ -12,9 +12,6 @@
 use super::sql::Dialect;
 use super::CorpId;
 
-/// Rooms are messages with a `roomid`; a Java-era row may hold NULL instead of `''`.
-pub(super) const NOT_ROOM: &str = "(roomid = '' OR roomid IS NULL)";
-
 /// `s` with the LIKE wildcards (and the escape character `!`) escaped by `!`.
 pub(super) fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -177,7 +174,7 @@ macro_rules! review_read_repo {
                     return Ok(Vec::new());
                 }
                 let mut qb = QueryBuilder::<$db>::new(Self::SQL.group_start(corpid, "msgfrom, tolist"));
-                qb.push(" AND ").push(NOT_ROOM).push(" AND msgtype <> ''");
+                qb.push(" AND ").push(Self::SQL.no_room).push(" AND msgtype <> ''");
                 if let Some(senders) = senders {
                     if senders.is_empty() {
                         return Ok(Vec::new());
@@ -220,7 +217,7 @@ macro_rules! review_read_repo {
                         if pairs.is_empty() {
                             return Ok(Vec::new());
                         }
-                        qb.push(NOT_ROOM).push(" AND (");
+                        qb.push(Self::SQL.no_room).push(" AND (");
                         for (i, (from, to)) in pairs.iter().enumerate() {
                             if i > 0 {
                                 qb.push(" OR ");
@@ -303,7 +300,7 @@ mod instances {
     use async_trait::async_trait;
     use sqlx::{QueryBuilder, Row as _};
 
-    use super::{like_escape, NOT_ROOM};
+    use super::like_escape;
     use crate::store::repo::{
         ConversationSel, Direction, MediaRow, MessageGroup, Participants, ReviewReadRepo, TimelinePos,
     };

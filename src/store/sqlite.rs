@@ -47,6 +47,7 @@ const SQLITE: Dialect = Dialect {
                     updated = CURRENT_TIMESTAMP",
     // The largest unsigned: the largest negative if there is one.
     max_seq: |t| format!("SELECT COALESCE((SELECT MAX(seq) FROM {t} WHERE seq < 0), (SELECT MAX(seq) FROM {t}))"),
+    no_room: "roomid = ''",
 };
 
 impl Flavor for Sqlite {
