@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -129,7 +129,32 @@ fn a_40_mb_file_goes_up_in_parts_without_being_held_in_memory() {
     assert!(etag.trim_matches('"').ends_with("-8"), "multipart upload in 8 parts of 5 MiB: {etag}");
     assert!(grew < 25 << 20, "peak memory grew by {grew} bytes for a 40 MiB file");
     assert_eq!(md5_hex(&store.get(&key).unwrap()), want_md5);
+    // Ranged reads (the review API streams media by ranges): the exact bytes, up to the end.
+    assert_eq!(store.size(&key).unwrap(), 40 << 20);
+    let mut f = std::fs::File::open(&path).unwrap();
+    for (off, len) in [(0u64, 100u64), (12_345_678, 262_144), ((40 << 20) - 10, 10)] {
+        let mut want = vec![0u8; len as usize];
+        f.seek(SeekFrom::Start(off)).unwrap();
+        f.read_exact(&mut want).unwrap();
+        assert_eq!(store.read_range(&key, off, len).unwrap(), want, "range {off}+{len}");
+    }
     store.probe("test").unwrap();
+    // The review API's media responses from the object store: 206 with the exact bytes.
+    use wework_msgaudit::review::media::{serve, MediaSource};
+    let source = MediaSource { root: dir.path().to_path_buf(), object_store: Some(std::sync::Arc::new(store)) };
+    actix_rt::System::new().block_on(async {
+        for (range, off, len) in [("bytes=1000-263143", 1000u64, 262_144u64), ("bytes=-300", (40 << 20) - 300, 300)] {
+            let resp = serve(&source, "corp/2026/11/29/big.bin", "big.bin", Some(range)).await.unwrap();
+            assert_eq!(resp.status().as_u16(), 206);
+            let cr = format!("bytes {off}-{}/{}", off + len - 1, 40u64 << 20);
+            assert_eq!(resp.headers().get("content-range").unwrap().to_str().unwrap(), cr);
+            let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
+            let mut want = vec![0u8; len as usize];
+            f.seek(SeekFrom::Start(off)).unwrap();
+            f.read_exact(&mut want).unwrap();
+            assert_eq!(body.as_ref(), want.as_slice(), "{range}");
+        }
+    });
 }
 
 #[test]

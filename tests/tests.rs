@@ -47,6 +47,7 @@ mod pipeline_ingest;
 mod pipeline_poison;
 mod pipeline_progress;
 mod pipeline_reload;
+mod review_api;
 mod review_auth;
 mod run_operator;
 mod sdk_contract;

@@ -463,6 +463,12 @@ impl Pipeline {
         None
     }
 
+    /// Cancelled when [`Pipeline::shutdown`] begins (for listeners that stop with the pipeline
+    /// without holding it up).
+    pub fn stop_token(&self) -> tokio_util::sync::CancellationToken {
+        self.stopper.token()
+    }
+
     /// The SDK thread pool (for status and tests).
     pub fn sdk_pool(&self) -> &Arc<sdk_pool::SdkPool> {
         &self.pool

@@ -86,6 +86,12 @@ impl Stopper {
         Shutdown { token: self.token.clone(), _done: self.done_tx.clone() }
     }
 
+    /// The stop signal alone, without a hold on the end (for what stops with the pipeline but
+    /// need not be waited for: the review API's listener).
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
     /// Signals the stop and waits until every [`Shutdown`] has been dropped, at most `grace`.
     pub async fn stop(self, grace: Duration) -> Stopped {
         let Stopper { token, done_tx, mut done_rx } = self;

@@ -32,8 +32,11 @@ use crate::actors::supervisor::{Reload, SetSources, Supervisor};
 use crate::actors::{Pipeline, PipelineConfig, PullSettings};
 use crate::config::Config;
 use crate::corps::{self, Defaults, Proxy, SourceError, Sources};
+use crate::media::object_store::ObjectStore;
 use crate::observe::{self, observer::Observer};
 use crate::reload::{self, Changed, FileWatch};
+use crate::review::api::ReviewState;
+use crate::review::media::MediaSource;
 use crate::sdk::process::{ProcessOptions, ProcessSdk};
 use crate::sdk::{dynlib::VendorSdk, emulated::EmulatedSdk, FinanceSdk, SdkTimeout, MAX_LIMIT};
 use crate::store;
@@ -56,6 +59,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         listen => Some(listen.parse::<SocketAddr>().map_err(|e| CliError::config("http.listen", e))?),
     };
     let token = observe::http::read_token(&cfg.http.token_file).map_err(CliError::Config)?;
+    let review = review_listen(&cfg)?;
     let sdk = load_daemon_sdk(&cfg.sdk.library, cfg.sdk.isolate)?;
     // A master key that is configured but unusable is a configuration error at start-up (later
     // reloads keep running and leave out only the corps whose sealed values need it).
@@ -112,6 +116,37 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             }
             None => None,
         };
+        if let Some(addr) = review {
+            let auth = crate::review::auth::auth_state(Arc::clone(&store), &cfg.review)
+                .map_err(|e| CliError::config("[review]", e))?;
+            let state = ReviewState {
+                store: Arc::clone(&store),
+                search: search.as_ref().map(crate::search::indexer::Task::index),
+                media: MediaSource {
+                    root: cfg.media.root.clone(),
+                    object_store: match MediaSettings::from_config(&cfg.media, String::new()).object_store {
+                        Some(s) => Some(Arc::new(
+                            ObjectStore::new(&s).map_err(|e| CliError::config("media (for the review API)", e))?,
+                        )),
+                        None => None,
+                    },
+                },
+                export_max_rows: cfg.review.export_max_rows,
+                // Every read is appended to the hash-chained access log before it is answered.
+                recorder: auth.recorder(),
+            };
+            let server = crate::review::server::serve(addr, state, auth)
+                .map_err(|e| CliError::config("review.listen: cannot listen", e))?;
+            tracing::info!(%addr, "serving the review API");
+            let handle = server.handle();
+            actix_rt::spawn(server);
+            // Stops with the pipeline (requests in flight get the server's shutdown timeout).
+            let stop = pipeline.stop_token();
+            actix_rt::spawn(async move {
+                stop.cancelled().await;
+                handle.stop(true).await;
+            });
+        }
         let mut reloader = Reloader::new(args.config.clone(), cfg, store, pipeline.supervisor.clone(), log_overridden);
         let grace = reloader.cfg.daemon.shutdown_grace;
         let fatal = {
@@ -165,6 +200,24 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
     // What is still pending (a report, a reload) is dropped inside the runtime.
     close_system(system);
     result
+}
+
+/// The review API's address (`None`: off). The API searches the index, so `[review] listen`
+/// requires `[search] enabled = true` (a configuration error otherwise, rather than turning the
+/// indexer on behind the operator's back: it costs a writer thread and memory).
+fn review_listen(cfg: &Config) -> Result<Option<SocketAddr>, CliError> {
+    match cfg.review.listen.as_str() {
+        "" => Ok(None),
+        listen => {
+            let addr = listen.parse::<SocketAddr>().map_err(|e| CliError::config("review.listen", e))?;
+            if !cfg.search.enabled {
+                return Err(CliError::Config(
+                    "review.listen is set but [search] enabled = false: the review API needs the search index".into(),
+                ));
+            }
+            Ok(Some(addr))
+        }
+    }
 }
 
 /// Applies changes of the configuration and corps files while the daemon runs ([`crate::reload`]).
@@ -516,4 +569,24 @@ pub async fn wait_for_signal() -> Result<(), CliError> {
         _ = int.recv() => tracing::info!("SIGINT"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_review_api_needs_search() {
+        let mut cfg = Config::default();
+        assert!(matches!(review_listen(&cfg), Ok(None)), "off by default");
+        cfg.review.listen = "127.0.0.1:8080".into();
+        match review_listen(&cfg) {
+            Err(CliError::Config(m)) => assert!(m.contains("[search] enabled"), "{m}"),
+            other => panic!("a configuration error, not {other:?}"),
+        }
+        cfg.search.enabled = true;
+        assert_eq!(review_listen(&cfg).unwrap(), Some("127.0.0.1:8080".parse().unwrap()));
+        cfg.review.listen = "nowhere".into();
+        assert!(review_listen(&cfg).is_err());
+    }
 }

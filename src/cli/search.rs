@@ -143,14 +143,7 @@ fn reindex(cfg: &Config, dir: PathBuf, corp: Option<CorpId>) -> Result<(), CliEr
 
 /// A time argument as ms since the epoch (UTC).
 fn parse_time(s: &str) -> Result<i64, CliError> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
-    let t = humantime::parse_rfc3339_weak(full.trim_end_matches('Z'))
-        .map_err(|e| CliError::Config(format!("invalid time {s:?}: {e}")))?;
-    let ms = t.duration_since(std::time::UNIX_EPOCH).map_err(|e| CliError::Config(e.to_string()))?.as_millis();
-    i64::try_from(ms).map_err(|e| CliError::Config(e.to_string()))
+    search::query::parse_time(s).map_err(CliError::Config)
 }
 
 fn query(dir: &std::path::Path, a: &QueryArgs) -> Result<(), CliError> {
@@ -178,6 +171,8 @@ fn query(dir: &std::path::Path, a: &QueryArgs) -> Result<(), CliError> {
         order: if a.relevance { SortOrder::Relevance } else { SortOrder::Newest },
         limit: a.limit,
         offset: a.offset,
+        // The operator's command line reads everything (the review API passes a reviewer's scope).
+        scope: None,
         snippet_chars: 0,
     };
     let res = search::search(&index, &req).map_err(search_error)?;

@@ -184,6 +184,24 @@ impl ObjectStore {
         self.rt.block_on(async { Ok(self.op.read(key).await.map_err(remote("get", key))?.to_vec()) })
     }
 
+    /// The object's size in bytes.
+    pub fn size(&self, key: &str) -> Result<u64, ObjectStoreError> {
+        self.rt.block_on(async { Ok(self.op.stat(key).await.map_err(remote("stat", key))?.content_length()) })
+    }
+
+    /// `len` bytes of the object from `offset` (the range must lie within the object: see
+    /// [`ObjectStore::size`]): one ranged GET, so that a range of a large file never reads the
+    /// rest (the review API serves media by ranges).
+    pub fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, ObjectStoreError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.rt.block_on(async {
+            let end = offset.saturating_add(len);
+            Ok(self.op.read_with(key).range(offset..end).await.map_err(remote("get", key))?.to_vec())
+        })
+    }
+
     /// The object's ETag (multipart uploads have `-<parts>` at the end).
     pub fn etag(&self, key: &str) -> Result<Option<String>, ObjectStoreError> {
         self.rt.block_on(async { Ok(self.op.stat(key).await.map_err(remote("stat", key))?.etag().map(str::to_string)) })

@@ -16,17 +16,40 @@
 //!   [`accounts`] (users and grants, shared by the CLI and the API);
 //! - [`access_log`] (the hash chain: encoding, hash, verification) and [`recorder`] (the
 //!   `AccessRecorder` over the store, verification of the stored log).
+//!
+//! What may be read is served by:
+//! - [`server`]: the listener on `[review] listen` (its own actix-web worker, like
+//!   `observe::http`), the session layer in front, the one list of read routes;
+//! - [`api`]: the handlers (browse, search, media and exports) over [`api::ReviewState`];
+//! - [`render`]: a stored row → the stable message JSON (every msgtype);
+//! - [`cursor`]: opaque page cursors and conversation keys;
+//! - [`media`]: HTTP Range, Content-Type, Content-Disposition of media files;
+//! - [`export`]: CSV (BOM) / JSON Lines in a ZIP with `SHA256SUMS` and `manifest.json`;
+//! - [`openapi`]: `docs/review-api.openapi.json`, served and checked against the routes.
+//!
+//! The store reads are the `ReviewReadRepo` role (`store/review_read_sql.rs`), the search is
+//! `crate::search` with the scope inside the query. The daemon (`cli/run.rs`) starts the server
+//! when `[review] listen` is set; it then requires `[search] enabled = true` (a configuration
+//! error otherwise: the API's search would be missing) and stops the server with the pipeline.
 
 pub mod access_log;
 pub mod accounts;
+pub mod api;
 pub mod auth;
+pub mod cursor;
+pub mod export;
+pub mod media;
+pub mod openapi;
 pub mod password;
 pub mod ratelimit;
 pub mod recorder;
+pub mod render;
+pub mod server;
 pub mod session;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 
@@ -175,6 +198,37 @@ pub trait AccessRecorder: Send + Sync {
     /// Appends `event` for `who` (`None` before sign-in, e.g. a failed login). An error means the
     /// entry is not in the log, and the caller must refuse what it was about to serve.
     async fn record(&self, who: Option<&Principal>, event: AccessEvent) -> Result<(), String>;
+}
+
+/// An [`AccessRecorder`] that keeps entries in memory (tests, tools); with `fail` set it refuses
+/// every entry, as a broken access log does.
+#[derive(Debug, Default)]
+pub struct MemoryRecorder {
+    events: Mutex<Vec<(Option<String>, AccessEvent)>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryRecorder {
+    /// Every entry so far: (username, event).
+    pub fn events(&self) -> Vec<(Option<String>, AccessEvent)> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// From now on, refuse (`true`) or keep (`false`) entries.
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl AccessRecorder for MemoryRecorder {
+    async fn record(&self, who: Option<&Principal>, event: AccessEvent) -> Result<(), String> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("the access log is not writable".into());
+        }
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push((who.map(|p| p.username.clone()), event));
+        Ok(())
+    }
 }
 
 #[cfg(test)]

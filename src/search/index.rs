@@ -23,7 +23,7 @@ use crate::store::CorpId;
 
 /// The version of the schema and of what goes into it (extraction, tokenizer). An index of
 /// another version is rebuilt (`search reindex`, or automatically by the daemon).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The fields of the schema.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +50,9 @@ pub struct Fields {
     pub pending: Field,
     /// The searchable text (our tokenizer, positions, stored for snippets).
     pub text: Field,
+    /// Everyone the row involves: `msgfrom` and each id of `tolist` (raw, several values): the
+    /// review API limits a reviewer's hits to the userids granted inside the query.
+    pub participant: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -72,6 +75,7 @@ fn schema() -> (Schema, Fields) {
         external: b.add_u64_field("external", INDEXED | STORED | FAST),
         pending: b.add_u64_field("pending", INDEXED),
         text: b.add_text_field("text", text_options),
+        participant: b.add_text_field("participant", STRING),
     };
     (b.build(), fields)
 }
@@ -258,6 +262,9 @@ impl SearchIndex {
         doc.add_u64(f.external, u64::from(is_external(row)));
         doc.add_u64(f.pending, u64::from(row.msgdata.is_empty() && row.decrypt_error.is_some()));
         doc.add_text(f.text, record_text(&row.msgtype, &row.msgdata));
+        for id in std::iter::once(row.msgfrom.as_str()).chain(row.tolist.split(',')).filter(|s| !s.is_empty()) {
+            doc.add_text(f.participant, id);
+        }
         doc
     }
 

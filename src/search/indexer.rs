@@ -389,9 +389,15 @@ pub async fn configured_corps(sources: &crate::corps::Sources) -> Result<Vec<Cor
 pub struct Task {
     stop: tokio::sync::watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
+    index: Arc<SearchIndex>,
 }
 
 impl Task {
+    /// The index the task keeps (searchers see each of its commits: the review API).
+    pub fn index(&self) -> Arc<SearchIndex> {
+        Arc::clone(&self.index)
+    }
+
     /// Stops the task after its current step and waits for its last commit.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -442,6 +448,7 @@ pub fn start(cfg: &crate::config::Config, store: Arc<dyn Store>, sources: crate:
             }
         }
     };
+    let index = Arc::clone(indexer.index());
     let handle = actix_rt::spawn(run(indexer, corps, run_settings, rx));
-    Some(Task { stop, handle })
+    Some(Task { stop, handle, index })
 }

@@ -44,6 +44,9 @@ pub enum Conversation {
     Room(String),
     /// The one-to-one chat of two people (either order).
     Pair(String, String),
+    /// A conversation by its key ([`conversation_key`](super::index::conversation_key): also
+    /// the chats outside rooms of three or more people).
+    Key(String),
 }
 
 /// A search.
@@ -73,6 +76,10 @@ pub struct SearchRequest {
     pub offset: usize,
     /// Longest snippet, characters (0 = 150).
     pub snippet_chars: usize,
+    /// Only what this scope covers (the review API's reviewer): corp → `None` (all of it) or the
+    /// ids of which one must take part (send or receive). `Some` of an empty list: nothing.
+    /// Applied inside the query, so totals and pages count only what the scope covers.
+    pub scope: Option<Vec<(String, Option<Vec<String>>)>>,
 }
 
 /// One hit.
@@ -220,13 +227,41 @@ pub fn build(f: &Fields, req: &SearchRequest) -> (Option<Box<dyn Query>>, Box<dy
     match &req.conversation {
         Some(Conversation::Room(r)) => all.push((Occur::Must, raw(f.conversation, &room_key(r)))),
         Some(Conversation::Pair(a, b)) => all.push((Occur::Must, raw(f.conversation, &pair_key(a, b)))),
+        Some(Conversation::Key(k)) => all.push((Occur::Must, raw(f.conversation, k))),
         None => {}
     }
     if let Some(ext) = req.external {
         let term = Term::from_field_u64(f.external, u64::from(ext));
         all.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
     }
+    if let Some(scope) = &req.scope {
+        all.push((Occur::Must, scope_query(f, scope)));
+    }
     (text_query, Box::new(BooleanQuery::new(all)))
+}
+
+/// The documents a scope covers: any of its corps, each whole or with one of its participants.
+fn scope_query(f: &Fields, scope: &[(String, Option<Vec<String>>)]) -> Box<dyn Query> {
+    let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for (corp, ids) in scope {
+        let corp_q = raw(f.corp, corp);
+        match ids {
+            None => any.push((Occur::Should, corp_q)),
+            Some(ids) if ids.is_empty() => {}
+            Some(ids) => {
+                let who: Vec<(Occur, Box<dyn Query>)> =
+                    ids.iter().map(|id| (Occur::Should, raw(f.participant, id))).collect();
+                let both: Vec<(Occur, Box<dyn Query>)> =
+                    vec![(Occur::Must, corp_q), (Occur::Must, Box::new(BooleanQuery::new(who)))];
+                any.push((Occur::Should, Box::new(BooleanQuery::new(both))));
+            }
+        }
+    }
+    if any.is_empty() {
+        // Nothing granted: a term no document has (corp ids are never empty).
+        return raw(f.corp, "");
+    }
+    Box::new(BooleanQuery::new(any))
 }
 
 /// Runs `req` on `index` (as of its last reload).
@@ -282,6 +317,19 @@ pub fn search(index: &SearchIndex, req: &SearchRequest) -> Result<SearchResults,
         });
     }
     Ok(SearchResults { total, hits })
+}
+
+/// A time filter: ms since the epoch, an RFC 3339 time (`2024-05-01T08:00:00Z`, UTC) or a date
+/// (`2024-05-01`, its midnight UTC). The error says what was wrong.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    let t =
+        humantime::parse_rfc3339_weak(full.trim_end_matches('Z')).map_err(|e| format!("invalid time {s:?}: {e}"))?;
+    let ms = t.duration_since(std::time::UNIX_EPOCH).map_err(|e| format!("invalid time {s:?}: {e}"))?.as_millis();
+    i64::try_from(ms).map_err(|e| format!("invalid time {s:?}: {e}"))
 }
 
 /// HTML-escapes `s` (as tantivy's snippets are).

@@ -29,7 +29,7 @@ impl Dialect {
     }
 
     /// Every column of a [`Row`], in the order `row_at` reads them.
-    fn row_columns(&self) -> String {
+    pub(super) fn row_columns(&self) -> String {
         format!(
             "msgid, {}, {}, COALESCE(action, ''), COALESCE(msgfrom, ''), COALESCE(tolist, ''), \
              COALESCE(msgtype, ''), {}, COALESCE(text, ''), COALESCE(sdkfield, ''), COALESCE(msgdata, ''), \
@@ -105,12 +105,12 @@ macro_rules! batch_repo {
     ($db:ty) => {
         impl SqlStore<$db> {
             /// `r`'s column `i`, a u64 as the database holds it.
-            fn u64_at(r: &<$db as sqlx::Database>::Row, i: usize) -> Result<u64, sqlx::Error> {
+            pub(in crate::store) fn u64_at(r: &<$db as sqlx::Database>::Row, i: usize) -> Result<u64, sqlx::Error> {
                 Ok(Self::from_db(r.try_get(i)?))
             }
 
             /// A [`Row`] from the columns of `Dialect::row_columns`.
-            fn row_at(r: &<$db as sqlx::Database>::Row) -> Result<Row, sqlx::Error> {
+            pub(in crate::store) fn row_at(r: &<$db as sqlx::Database>::Row) -> Result<Row, sqlx::Error> {
                 Ok(Row {
                     msgid: r.try_get(0)?,
                     publickey_ver: u32::try_from(Self::u64_at(r, 1)?).unwrap_or(u32::MAX),
@@ -259,7 +259,7 @@ macro_rules! batch_repo {
             }
 
             /// Puts the marked columns of `row` back together from `message_part`.
-            async fn unspill(&self, corpid: &CorpId, row: &mut Row) -> Result<(), StoreError> {
+            pub(in crate::store) async fn unspill(&self, corpid: &CorpId, row: &mut Row) -> Result<(), StoreError> {
                 for column in spill::marked_columns(row) {
                     let parts = self.parts(corpid, row.seq, column).await?;
                     let value = spill::take_column(row, column);

@@ -38,6 +38,7 @@ mod lease_sql;
 mod media_sql;
 mod mysql;
 mod repo;
+mod review_read_sql;
 mod review_sql;
 mod spill;
 mod sql;
@@ -57,6 +58,7 @@ pub use repo::{
     ReviewSession, ReviewUser, ReviewUserChange, SchemaRepo, Seal, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED,
     MEDIA_HELD,
 };
+pub use repo::{ConversationSel, Direction, MediaRow, MessageGroup, Participants, ReviewReadRepo, TimelinePos};
 pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;

@@ -43,6 +43,7 @@ const MYSQL: Dialect = Dialect {
     cursor_upsert: "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
                     ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq)), updated = CURRENT_TIMESTAMP",
     max_seq: |t| format!("SELECT CAST(MAX(seq) AS UNSIGNED) FROM {t}"),
+    no_room: "(roomid = '' OR roomid IS NULL)",
 };
 
 impl Flavor for MySql {
@@ -58,6 +59,11 @@ impl Flavor for MySql {
         v
     }
 }
+
+/// The indexes of the review API's reads (review_read_sql.rs), added to older tables by
+/// `ensure_corp_tables`: name and columns.
+const REVIEW_INDEXES: [(&str, &str); 2] =
+    [("idx_room_time", "roomid, msgtime, seq"), ("idx_room_from", "roomid, msgfrom, msgtime")];
 
 fn message_ddl(t: &str) -> String {
     format!(
@@ -87,7 +93,9 @@ fn message_ddl(t: &str) -> String {
   UNIQUE KEY uk_seq (seq),
   KEY idx_msgtime (msgtime),
   KEY idx_roomid (roomid),
-  KEY idx_msgfrom (msgfrom)
+  KEY idx_msgfrom (msgfrom),
+  KEY idx_room_time (roomid, msgtime, seq),
+  KEY idx_room_from (roomid, msgfrom, msgtime)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
     )
 }
@@ -270,6 +278,28 @@ impl MysqlStore {
         }
         if !clauses.is_empty() {
             sqlx::query(&format!("ALTER TABLE corplist {}", clauses.join(", "))).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds the indexes of [`REVIEW_INDEXES`] that an older message table `t` lacks (the caller
+    /// holds `ddl_lock`). One ALTER for all of them; InnoDB builds them online.
+    async fn add_missing_indexes(&self, t: &str) -> Result<(), StoreError> {
+        let have: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT CAST(INDEX_NAME AS CHAR) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+        )
+        .bind(t)
+        .fetch_all(&self.pool)
+        .await?;
+        let missing: Vec<String> = REVIEW_INDEXES
+            .iter()
+            .filter(|(name, _)| !have.iter().any(|h| h == name))
+            .map(|(name, cols)| format!("ADD KEY {name} ({cols})"))
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(table = t, "adding the review indexes to {t}");
+            sqlx::query(&format!("ALTER TABLE `{t}` {}", missing.join(", "))).execute(&self.pool).await?;
         }
         Ok(())
     }
@@ -476,8 +506,11 @@ impl SchemaRepo for MysqlStore {
         let cols = self.columns(&t).await?;
         if cols.is_empty() {
             sqlx::query(&message_ddl(&t)).execute(&self.pool).await?;
-        } else if !(cols.contains("decrypt_error") && cols.contains("encrypt_chat_msg")) {
-            self.upgrade_java_locked(corpid).await?;
+        } else {
+            if !(cols.contains("decrypt_error") && cols.contains("encrypt_chat_msg")) {
+                self.upgrade_java_locked(corpid).await?;
+            }
+            self.add_missing_indexes(&t).await?;
         }
         sqlx::query(&media_ddl(&corpid.media_table())).execute(&self.pool).await?;
         self.mark_ensured(corpid);

@@ -10,6 +10,8 @@
 //! - [`ReviewRepo`]: the review API's users, grants and sessions (`review_sql`);
 //! - [`AccessLogRepo`]: the review API's hash-chained access log (`access_log_sql`; the chain's
 //!   encoding and hash are `crate::review::access_log`'s, handed in as a [`Seal`]).
+//! - [`ReviewReadRepo`]: what the review API reads: counts, people, conversations, timelines,
+//!   one message, media rows (`review_read_sql`).
 //!
 //! The daemon holds an `Arc<dyn Store>`; every role's methods are callable on it without
 //! importing the role trait.
@@ -205,7 +207,17 @@ pub struct MediaItem {
 /// `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store:
-    SchemaRepo + BatchRepo + CorpRepo + MediaRepo + LeaseRepo + ReviewRepo + AccessLogRepo + Send + Sync + fmt::Debug
+    SchemaRepo
+    + BatchRepo
+    + CorpRepo
+    + MediaRepo
+    + LeaseRepo
+    + ReviewRepo
+    + AccessLogRepo
+    + ReviewReadRepo
+    + Send
+    + Sync
+    + fmt::Debug
 {
     /// `"mysql"` or `"sqlite"`.
     fn dialect(&self) -> &'static str;
@@ -580,4 +592,124 @@ pub trait AccessLogRepo: Send + Sync {
 
     /// The head.
     async fn access_log_head(&self) -> Result<AccessLogHead, StoreError>;
+}
+
+/// Which messages of a corp a review read covers: `None` = all; `Some(ids)` = only those in which
+/// one of `ids` takes part (sends it, or is among its receivers). An empty list covers nothing.
+pub type Participants<'a> = Option<&'a [String]>;
+
+/// A position in a timeline: messages are ordered by `(msgtime, seq)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimelinePos {
+    /// msgtime (ms).
+    pub msgtime: u64,
+    /// seq.
+    pub seq: u64,
+}
+
+/// Which way a timeline page goes from its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Older messages than the position (newest of them first).
+    Before,
+    /// Newer messages than the position (oldest of them first).
+    After,
+}
+
+/// A conversation as the store selects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConversationSel {
+    /// The messages of a group (`roomid`).
+    Room(String),
+    /// The messages outside groups whose `(msgfrom, tolist)` is one of these (a one-to-one chat
+    /// is both directions; see [`ReviewReadRepo::review_pairs`]).
+    Pairs(Vec<(String, String)>),
+    /// The rows that could not be read at all (no msgtype: no sender, no conversation).
+    Undecryptable,
+}
+
+/// A group of messages with the same key: a room (`roomid`, `""`), a `(msgfrom, tolist)` outside
+/// rooms, or a `(roomid, msgfrom)` (`""` outside rooms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageGroup {
+    /// The first part of the key.
+    pub a: String,
+    /// The second part of the key.
+    pub b: String,
+    /// Messages.
+    pub messages: u64,
+    /// Earliest msgtime (ms).
+    pub first_ms: u64,
+    /// Latest msgtime (ms).
+    pub last_ms: u64,
+    /// The highest seq (the group's last message, near enough: seqs grow with time).
+    pub last_seq: u64,
+}
+
+/// A `media_<corpid>` row as the review API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRow {
+    /// The record's msgid.
+    pub msgid: String,
+    /// 0 = top-level, 1.. nested.
+    pub item: u32,
+    /// Media kind (`image`, `voice`, …).
+    pub kind: String,
+    /// 0 held, 1 pending, 2 downloading, 3 done, 4 failed.
+    pub status: u8,
+    /// The SDK or local error code of a failure.
+    pub media_code: i32,
+    /// The file relative to the media root (or the object store key's suffix), when done.
+    pub path: Option<String>,
+    /// The MP3 beside a voice file.
+    pub transcoded_path: Option<String>,
+    /// The record's (sanitised) filename.
+    pub filename: Option<String>,
+    /// The announced size.
+    pub size: Option<u64>,
+    /// The announced MD5.
+    pub md5: Option<String>,
+}
+
+/// The reads of the review API (`crate::review`). Nothing here creates a table: a corp without
+/// one reads as empty. Every method takes the [`Participants`] a reviewer is limited to, so that
+/// the scope is applied inside the query.
+#[async_trait]
+pub trait ReviewReadRepo: Send + Sync {
+    /// Messages of the corp (within `who`); `None` when the corp has no message table.
+    async fn review_count(&self, corpid: &CorpId, who: Participants<'_>) -> Result<Option<u64>, StoreError>;
+
+    /// Messages per `(roomid, msgfrom)` (within `who`; roomid `""` outside rooms), by both.
+    async fn review_senders(&self, corpid: &CorpId, who: Participants<'_>) -> Result<Vec<MessageGroup>, StoreError>;
+
+    /// Messages per room (within `who`), by roomid.
+    async fn review_rooms(&self, corpid: &CorpId, who: Participants<'_>) -> Result<Vec<MessageGroup>, StoreError>;
+
+    /// Messages outside rooms per `(msgfrom, tolist)` (within `who`, and sent by one of
+    /// `senders` when given), by both.
+    async fn review_pairs(
+        &self,
+        corpid: &CorpId,
+        who: Participants<'_>,
+        senders: Option<&[String]>,
+    ) -> Result<Vec<MessageGroup>, StoreError>;
+
+    /// Up to `limit` whole rows of a conversation (within `who`) from `from` (exclusive) in
+    /// `direction`, or the newest when `from` is `None`; in the order walked (newest first for
+    /// [`Direction::Before`] and for the newest).
+    async fn review_timeline(
+        &self,
+        corpid: &CorpId,
+        conversation: &ConversationSel,
+        who: Participants<'_>,
+        from: Option<TimelinePos>,
+        direction: Direction,
+        limit: u32,
+    ) -> Result<Vec<Row>, StoreError>;
+
+    /// The whole row of `msgid`; `None` when there is none (or no table).
+    async fn review_message(&self, corpid: &CorpId, msgid: &str) -> Result<Option<Row>, StoreError>;
+
+    /// The media rows of these msgids, by msgid and item.
+    async fn review_media(&self, corpid: &CorpId, msgids: &[String]) -> Result<Vec<MediaRow>, StoreError>;
 }

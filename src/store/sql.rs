@@ -47,6 +47,9 @@ pub struct Dialect {
     pub cursor_upsert: &'static str,
     /// The unsigned MAX(seq) of a message table (its quoted name).
     pub max_seq: fn(&str) -> String,
+    /// "The row is not in a room": our tables hold `''`, a Java-era MySQL table may hold NULL
+    /// (SQLite's column is NOT NULL, and the plain equality lets it use the roomid indexes).
+    pub no_room: &'static str,
 }
 
 /// The two ways of ending an `INSERT` that updates the row it collides with.

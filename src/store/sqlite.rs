@@ -47,6 +47,7 @@ const SQLITE: Dialect = Dialect {
                     updated = CURRENT_TIMESTAMP",
     // The largest unsigned: the largest negative if there is one.
     max_seq: |t| format!("SELECT COALESCE((SELECT MAX(seq) FROM {t} WHERE seq < 0), (SELECT MAX(seq) FROM {t}))"),
+    no_room: "roomid = ''",
 };
 
 impl Flavor for Sqlite {
@@ -94,6 +95,10 @@ fn corp_ddl(c: &CorpId) -> Vec<String> {
         format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_msgtime\" ON \"{t}\" (msgtime)"),
         format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_roomid\" ON \"{t}\" (roomid)"),
         format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_msgfrom\" ON \"{t}\" (msgfrom)"),
+        // The review API's timelines and groupings (review_read_sql.rs); IF NOT EXISTS adds them
+        // to tables created before.
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_room_time\" ON \"{t}\" (roomid, msgtime, seq)"),
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_room_from\" ON \"{t}\" (roomid, msgfrom, msgtime)"),
         format!(
             "CREATE TABLE IF NOT EXISTS \"{m}\" (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
