@@ -13,19 +13,13 @@ use actix_web::http::header;
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::{json_config, AuthError, AuthState, SessionRef, LOGIN_PATH};
+use super::{AuthError, AuthState, SessionRef};
 use crate::review::{accounts, password, session, AccessEvent, Principal, Role};
 use crate::secret::Secret;
 
-pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource(LOGIN_PATH).app_data(json_config()).route(web::post().to(login)))
-        .service(web::resource("/api/logout").route(web::post().to(logout)))
-        .service(web::resource("/api/me").route(web::get().to(me)));
-}
-
 /// The sign-in body.
 #[derive(serde::Deserialize)]
-struct Credentials {
+pub(super) struct Credentials {
     username: String,
     password: Secret,
 }
@@ -42,7 +36,7 @@ fn event(action: &str, target: &str, detail: serde_json::Value) -> AccessEvent {
     AccessEvent { action: action.into(), corpid: None, target: target.into(), detail }
 }
 
-async fn login(
+pub(super) async fn login(
     req: HttpRequest,
     state: web::Data<AuthState>,
     body: web::Json<Credentials>,
@@ -117,7 +111,7 @@ fn signed_in(req: &HttpRequest) -> Result<(Principal, SessionRef), AuthError> {
     }
 }
 
-async fn logout(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, AuthError> {
+pub(super) async fn logout(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, AuthError> {
     let (p, s) = signed_in(&req)?;
     // The session ends even when the log cannot be written (then the answer says so).
     state.store.review_session_end(&s.token_hash).await?;
@@ -129,7 +123,7 @@ async fn logout(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpRes
         .json(json!({ "signed_out": p.username })))
 }
 
-async fn me(req: HttpRequest) -> Result<HttpResponse, AuthError> {
+pub(super) async fn me(req: HttpRequest) -> Result<HttpResponse, AuthError> {
     let (p, s) = signed_in(&req)?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
         "username": p.username,
