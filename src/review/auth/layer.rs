@@ -64,7 +64,10 @@ async fn resolve(req: &ServiceRequest) -> Result<(), AuthError> {
         .app_data::<web::Data<AuthState>>()
         .cloned()
         .ok_or_else(|| AuthError::Config("the review server has no AuthState (review::auth::auth_state)".into()))?;
-    let is_login = req.path() == LOGIN_PATH;
+    // The path as the router matches it (percent-encoded unreserved characters decoded, as in
+    // `/%61pi/me`), not the raw one: else an encoded spelling would pass as "not /api/".
+    let path = req.match_info().as_str().to_string();
+    let is_login = path == LOGIN_PATH;
     let cookies = req.headers().get_all(header::COOKIE).filter_map(|v| v.to_str().ok());
     let found = match session::cookie_token(cookies) {
         Some(token) => {
@@ -76,7 +79,7 @@ async fn resolve(req: &ServiceRequest) -> Result<(), AuthError> {
     };
     let found = found.and_then(|(h, s)| s.user.role.parse::<Role>().ok().map(|role| (h, s, role)));
     let Some((token_hash, s, role)) = found else {
-        let open = !req.path().starts_with("/api/") || OPEN_PATHS.contains(&req.path());
+        let open = !path.starts_with("/api/") || OPEN_PATHS.contains(&path.as_str());
         return if open { Ok(()) } else { Err(AuthError::Unauthenticated) };
     };
     if changes_state(req.method()) && !is_login {

@@ -91,6 +91,10 @@ async fn api_paths_are_closed_without_a_session_and_others_are_left_alone() {
         test::TestRequest::post().uri("/api/echo").to_request(),
         test::TestRequest::get().uri("/api/users").to_request(),
         test::TestRequest::get().uri("/api/anything-else").to_request(),
+        // Percent-encoded spellings the router decodes: closed all the same.
+        test::TestRequest::get().uri("/%61pi/me").to_request(),
+        test::TestRequest::post().uri("/%61pi/echo").to_request(),
+        test::TestRequest::get().uri("/api/%6De").to_request(),
         test::TestRequest::get()
             .uri("/api/me")
             .insert_header((header::COOKIE, format!("wwmsg_session={}", crate::review::session::new_token().expose())))
