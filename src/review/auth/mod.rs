@@ -55,6 +55,7 @@ pub struct AuthState {
     max: Duration,
     secure: CookieSecure,
     limiter: LoginLimiter,
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -64,6 +65,7 @@ impl std::fmt::Debug for AuthState {
             .field("idle", &self.idle)
             .field("max", &self.max)
             .field("secure", &self.secure)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +88,11 @@ pub fn auth_state(store: Arc<dyn Store>, cfg: &ReviewConfig) -> Result<web::Data
     if cfg.session_idle.is_zero() || cfg.session_max.is_zero() {
         return Err(AuthError::Config("[review] session_idle and session_max must be above 0".into()));
     }
+    let proxies = &cfg.trusted_proxies;
+    let trusted_proxies = proxies
+        .iter()
+        .map(|a| a.parse().map_err(|_| AuthError::Config(format!("[review] trusted_proxies: {a:?} is no IP address"))))
+        .collect::<Result<Vec<std::net::IpAddr>, _>>()?;
     Ok(web::Data::new(AuthState {
         recorder: Arc::new(StoreRecorder::new(store.clone())),
         store,
@@ -93,6 +100,7 @@ pub fn auth_state(store: Arc<dyn Store>, cfg: &ReviewConfig) -> Result<web::Data
         max: cfg.session_max,
         secure,
         limiter: LoginLimiter::new(cfg.login_max_failures, cfg.login_window),
+        trusted_proxies,
     }))
 }
 
