@@ -38,7 +38,7 @@ use wework_msgaudit::review::api::ReviewState;
 use wework_msgaudit::review::cursor::ConvKey;
 use wework_msgaudit::review::export::{unzip_stored, BOM};
 use wework_msgaudit::review::media::MediaSource;
-use wework_msgaudit::review::render::KNOWN;
+use wework_msgaudit::review::render::{self, KNOWN};
 use wework_msgaudit::review::server::configure;
 use wework_msgaudit::review::{MemoryRecorder, Principal, Role, Scope};
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
@@ -704,53 +704,251 @@ mod scale {
     }
 }
 
-/// `run` with `[review] listen`: the API answers on its own port (the document; 401 without a
-/// session layer) and stops with the daemon (exit 0 on SIGTERM); without `[search]` the daemon
-/// refuses to start (exit 2).
-#[test]
-fn the_daemon_serves_the_review_api() {
-    use common::daemon::{free_port, get, write_corps, Daemon};
+/// The review API end to end through the daemon binary (`run`: emulator, the database of `db`,
+/// `[search]` on, `[review] listen`), over real HTTP, users made with the CLI binary:
+/// - without `[search]` the daemon refuses to start (exit 2); the OpenAPI document is open;
+/// - `carol` (corps A and B) waits until both corps are stored, indexed and have media on disk,
+///   and finds corp B's conversation, message and media item;
+/// - `alice` (reviewer of A only) signs in (HttpOnly, SameSite=Strict cookie), sees only A in
+///   `/api/corps`, gets 404 for B's conversation, message and media and 200 for A's (the media
+///   byte-exact against the file on disk), only A hits for a term both corps hold, 404 for
+///   `corp=B`; the admin gets 403 on reads; sign-out needs the CSRF token (403 without), then the
+///   cookie gets 401;
+/// - the auditor's `/api/access-log` holds exactly alice's reads in order, never of corp B; the
+///   chain verifies over the API and with `audit verify` (while the daemon runs and after), and
+///   the daemon exits 0 on SIGTERM.
+async fn daemon_serves_the_review_api(db: Db) {
+    use common::daemon::{free_port, request, write_corps, Answer, Daemon};
+    use std::time::Instant;
+    const RECORDS: u64 = 150;
+    const PW: &str = "a long enough password";
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_corps(d, &["wwreviewrun0000001".to_string()], 3, 50, "", None);
+    let (a, b) = ("wwreviewrunA000001".to_string(), "wwreviewrunB000002".to_string());
+    write_corps(d, &[a.clone(), b.clone()], 5, RECORDS, "", None);
     let port = free_port();
+    let media_root = d.join("msgfile");
     let write = |search: bool| {
         let config = format!(
-            "[database]\nurl = \"sqlite://{db}\"\n[sdk]\nlibrary = \"emulator\"\nthreads = 2\n\
-             [corps]\ntable = false\nfile = \"{corps}\"\n[media]\nroot = \"{media}\"\n\
-             [search]\nenabled = {search}\n[review]\nlisten = \"127.0.0.1:{port}\"\n",
-            db = d.join("run.db").display(),
+            "[log]\nlevel = \"info\"\n[database]\nurl = \"{db}\"\n[sdk]\nlibrary = \"emulator\"\nthreads = 2\n\
+             [pull]\npoll_interval = \"300ms\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
+             [corps]\ntable = false\nfile = \"{corps}\"\n\
+             [media]\nroot = \"{media}\"\nsweep_interval = \"300ms\"\nbackoff_initial = \"100ms\"\n\
+             backoff_max = \"1s\"\ntranscode = false\n\
+             [search]\nenabled = {search}\ndir = \"{index}\"\npoll_interval = \"300ms\"\n\
+             [review]\nlisten = \"127.0.0.1:{port}\"\n",
+            db = db.url,
             corps = d.join("corps.toml").display(),
-            media = d.join("msgfile").display(),
+            media = media_root.display(),
+            index = d.join("index").display(),
         );
         std::fs::write(d.join("config.toml"), config).unwrap();
         d.join("config.toml")
     };
     let config = write(false);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("WWF_EMULATOR_SCENARIO", d.join("scenario.toml"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("[search] enabled"));
+    let cli = |args: &[&str], code: i32| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .env("WWF_EMULATOR_SCENARIO", d.join("scenario.toml"))
+            .env("WEWORK_MSGAUDIT_LOG", "warn")
+            .env("USER", "tester")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "{args:?}:\n{text}");
+        text
+    };
+    let refused = cli(&["run"], 2);
+    assert!(refused.contains("[search] enabled"), "{refused}");
+
+    // The users, with the CLI binary (before the daemon: the same database).
+    let pw_file = d.join("pw");
+    std::fs::write(&pw_file, format!("{PW}\n")).unwrap();
+    let pw = pw_file.to_str().unwrap();
+    cli(&["user", "add", "alice", "--role", "reviewer", "--corp", &a, "--password-file", pw], 0);
+    cli(&["user", "add", "carol", "--role", "reviewer", "--corp", &a, "--corp", &b, "--password-file", pw], 0);
+    cli(&["user", "add", "root", "--role", "admin", "--password-file", pw], 0);
+    cli(&["user", "add", "audi", "--role", "auditor", "--password-file", pw], 0);
 
     let config = write(true);
     let mut daemon = Daemon::start(d, &config, 1, &[]);
-    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(240);
     let doc = loop {
         daemon.alive();
-        if let Some((200, body)) = get(port, "/api/openapi.json") {
-            break body;
+        match request(port, "GET", "/api/openapi.json", &[], None) {
+            Some(r) if r.status == 200 => break r,
+            _ => {}
         }
-        assert!(std::time::Instant::now() < until, "the review API never answered:\n{}", daemon.log());
+        assert!(Instant::now() < deadline, "the review API never answered:\n{}", daemon.log());
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(doc.contains("\"openapi\""));
-    assert_eq!(get(port, "/api/corps").map(|(s, _)| s), Some(401), "no session layer yet: 401");
+    assert!(doc.json()["paths"]["/api/login"].is_object(), "the document is open and lists sign-in");
+
+    // (method, path, JSON body) as the session `who` = (cookie, CSRF token).
+    let call = |who: Option<&(String, String)>, method: &str, path: &str, body: Option<serde_json::Value>| -> Answer {
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some((cookie, csrf)) = who {
+            headers.push(("Cookie", cookie));
+            headers.push(("X-CSRF-Token", csrf));
+        }
+        request(port, method, path, &headers, body.as_ref()).unwrap_or_else(|| panic!("{method} {path}: no answer"))
+    };
+    let sign_in = |name: &str| -> ((String, String), Answer) {
+        let r = call(None, "POST", "/api/login", Some(serde_json::json!({ "username": name, "password": PW })));
+        assert_eq!(r.status, 200, "{name} signs in: {}", r.text());
+        let cookie = r.header("set-cookie").expect("a session cookie").split(';').next().unwrap().to_string();
+        let csrf = r.json()["csrf_token"].as_str().unwrap().to_string();
+        ((cookie, csrf), r)
+    };
+    let get = |who: &(String, String), path: &str| call(Some(who), "GET", path, None);
+    let json = |who: &(String, String), path: &str| {
+        let r = get(who, path);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+        r.json()
+    };
+
+    // carol waits until both corps are stored and indexed, and each has an image on disk.
+    let (carol, _) = sign_in("carol");
+    let mut done_media: BTreeMap<String, (String, Value)> = BTreeMap::new();
+    for corp in [&a, &b] {
+        loop {
+            daemon.alive();
+            assert!(Instant::now() < deadline, "{corp} never got ingested, indexed and downloaded:\n{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(300));
+            let corps = json(&carol, "/api/corps");
+            let stored = corps["corps"].as_array().unwrap().iter().find(|c| c["corpid"] == corp.as_str()).cloned();
+            let stored = stored.and_then(|c| c["messages"].as_u64()).unwrap_or(0);
+            let indexed = json(&carol, &format!("/api/search?q=&corp={corp}&limit=1"))["total"].as_u64().unwrap();
+            if stored < RECORDS || indexed != stored {
+                continue;
+            }
+            let images = json(&carol, &format!("/api/search?q=&corp={corp}&msgtype=image&limit=50"));
+            let found = images["hits"].as_array().unwrap().iter().find_map(|h| {
+                let m = json(&carol, h["url"].as_str().unwrap());
+                let item = m["media"].as_array().unwrap().iter().find(|i| i["status"] == "done").cloned()?;
+                Some((m["msgid"].as_str().unwrap().to_string(), item))
+            });
+            if let Some(f) = found {
+                done_media.insert(corp.clone(), f);
+                break;
+            }
+        }
+    }
+    let first_conv = |who: &(String, String), corp: &str| -> (String, Value) {
+        let convs = json(who, &format!("/api/corps/{corp}/conversations?limit=5"));
+        let key = convs["conversations"][0]["key"].as_str().unwrap().to_string();
+        let page = json(who, &format!("/api/corps/{corp}/conversations/{key}/messages?limit=5"));
+        (key, page["messages"][0].clone())
+    };
+    let (b_key, b_msg) = first_conv(&carol, &b);
+    let b_media = done_media[&b].1["url"].as_str().unwrap().to_string();
+    // A term both corps hold (the emulator's texts): carol finds it in each.
+    let term = ["合同", "会议", "报价", "周末", "收到"]
+        .into_iter()
+        .find(|t| {
+            [&a, &b].iter().all(|c| {
+                json(&carol, &format!("/api/search?q={}&corp={c}&limit=1", render::enc(t)))["total"].as_u64() > Some(0)
+            })
+        })
+        .expect("a term in both corps");
+    let head_before = json(&sign_in("audi").0, "/api/access-log?limit=1")["head"]["n"].as_u64().unwrap();
+
+    // alice: corp A only.
+    let (alice, login) = sign_in("alice");
+    let set_cookie = login.header("set-cookie").unwrap().to_string();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "plain HTTP to 127.0.0.1 (cookie_secure = auto): {set_cookie}");
+    let corps = json(&alice, "/api/corps");
+    let listed: Vec<&str> = corps["corps"].as_array().unwrap().iter().map(|c| c["corpid"].as_str().unwrap()).collect();
+    assert_eq!(listed, [a.as_str()]);
+    let b_msg_url = b_msg["url"].as_str().unwrap();
+    for path in [
+        format!("/api/corps/{b}/conversations"),
+        format!("/api/corps/{b}/conversations/{b_key}/messages"),
+        b_msg_url.to_string(),
+        b_media.clone(),
+    ] {
+        assert_eq!(get(&alice, &path).status, 404, "alice: {path}");
+    }
+    let (a_key, a_msg) = first_conv(&alice, &a);
+    assert_eq!(json(&alice, a_msg["url"].as_str().unwrap())["msgid"], a_msg["msgid"]);
+    let (a_media_msgid, a_item) = &done_media[&a];
+    let media = get(&alice, a_item["url"].as_str().unwrap());
+    assert_eq!(media.status, 200, "{}", media.text());
+    let md5 = a_item["md5"].as_str().unwrap().to_lowercase();
+    let on_disk = common::files_under(&media_root.join(&a))
+        .into_iter()
+        .find(|p| common::md5_file(p).to_lowercase() == md5)
+        .expect("the media file on disk");
+    assert_eq!(media.body, std::fs::read(&on_disk).unwrap(), "byte-exact: {}", on_disk.display());
+    let hits = json(&alice, &format!("/api/search?q={}&limit=100", render::enc(term)));
+    let hits = hits["hits"].as_array().unwrap();
+    assert!(!hits.is_empty());
+    assert!(hits.iter().all(|h| h["corp"] == a.as_str()), "only corp A hits: {hits:?}");
+    assert_eq!(get(&alice, &format!("/api/search?q={}&corp={b}", render::enc(term))).status, 404);
+
+    // The admin may not read.
+    let (root, _) = sign_in("root");
+    for path in ["/api/corps".to_string(), a_msg["url"].as_str().unwrap().to_string(), "/api/search?q=".to_string()] {
+        assert_eq!(get(&root, &path).status, 403, "admin: {path}");
+    }
+
+    // Sign-out needs the CSRF token; then the cookie is dead.
+    let no_csrf = request(port, "POST", "/api/logout", &[("Cookie", &alice.0)], None).unwrap();
+    assert_eq!(no_csrf.status, 403, "{}", no_csrf.text());
+    assert_eq!(get(&alice, "/api/me").status, 200, "still signed in");
+    assert_eq!(call(Some(&alice), "POST", "/api/logout", None).status, 200);
+    assert_eq!(get(&alice, "/api/corps").status, 401);
+
+    // The auditor sees alice's reads, in order, and nothing of corp B.
+    let (audi, _) = sign_in("audi");
+    let mut entries: Vec<Value> = Vec::new();
+    let mut after = head_before;
+    loop {
+        let page = json(&audi, &format!("/api/access-log?after={after}&limit=1000"));
+        entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["next_after"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    let alices: Vec<&Value> = entries.iter().filter(|e| e["username"] == "alice").collect();
+    let actions: Vec<&str> = alices.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "login",
+            "list_corps",
+            "list_conversations",
+            "open_conversation",
+            "read_message",
+            "fetch_media",
+            "search",
+            "logout"
+        ],
+        "{alices:#?}"
+    );
+    assert!(alices.iter().all(|e| e["corpid"] != b.as_str()), "no read of corp B logged for alice");
+    assert_eq!(alices[3]["corpid"], a.as_str());
+    assert!(alices[4]["target"] == a_msg["msgid"], "{:?}", alices[4]);
+    assert!(alices[5]["target"] == a_media_msgid.as_str(), "{:?}", alices[5]);
+    assert_eq!(alices[6]["target"], term);
+    let _ = a_key;
+    let verified = json(&audi, "/api/access-log/verify");
+    assert_eq!(verified["intact"], true, "{verified}");
+
+    // The CLI verifies the chain the daemon appended to, while it runs and after it stopped.
+    cli(&["audit", "verify"], 0);
     let (status, _) = daemon.terminate(Duration::from_secs(30));
     assert!(status.success(), "{}", daemon.log());
+    cli(&["audit", "verify"], 0);
+    db.finish().await;
 }
+
+per_db!(review_daemon_end_to_end => daemon_serves_the_review_api);
 
 /// The userid filter inside the queries matches whole ids only: `a_b` is not `axb` (LIKE
 /// wildcards escaped), a receiver matches anywhere in `tolist` but not as part of another id.

@@ -209,7 +209,9 @@ macro_rules! app {
 fn login(name: &str, pw: &str, addr: &str) -> web_test::TestRequest {
     web_test::TestRequest::post()
         .uri("/api/login")
-        .insert_header(("X-Forwarded-For", addr.to_string()))
+        // Through the proxy on 127.0.0.1 (a trusted one by default), which appended `addr`.
+        .peer_addr("127.0.0.1:40000".parse().unwrap())
+        .insert_header(("X-Forwarded-For", format!("6.6.6.6, {addr}")))
         .set_json(json!({ "username": name, "password": pw }))
 }
 

@@ -114,6 +114,10 @@ pub struct ReviewConfig {
     pub login_window: Duration,
     /// The most messages one export may hold.
     pub export_max_rows: u64,
+    /// The addresses of the proxies in front whose `X-Forwarded-For` is believed (its last
+    /// address not itself a proxy's is the client); from any other peer the header is ignored
+    /// and the peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ReviewConfig {
@@ -126,6 +130,7 @@ impl Default for ReviewConfig {
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
             export_max_rows: 100_000,
+            trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
         }
     }
 }

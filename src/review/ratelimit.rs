@@ -16,10 +16,10 @@
 //!
 //! Keys are whatever the caller passes (`auth::login` uses `user:<name>` and
 //! `addr:<client address>`); the map is pruned of keys without a failure in the window when it
-//! grows. The client address is the one the proxy in front forwards (`X-Forwarded-For`,
-//! `Forwarded`), as actix reads it: serve the review API only behind a proxy that sets that
-//! header, since a client reaching the daemon directly could send a new address with every guess
-//! (the per-name limit still holds then).
+//! grows. The client address is the peer's, or, from one of `[review] trusted_proxies`, the
+//! address that proxy appended to `X-Forwarded-For` (`auth::login::client_addr`): a client can
+//! not pick a new address for every guess, neither directly nor through the proxy (the first
+//! `X-Forwarded-For` entries are whatever the client sent).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -14,15 +14,8 @@ use crate::review::{AccessEvent, Principal, Role};
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1_000;
 
-pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    let query =
-        web::QueryConfig::default().error_handler(|e, _| AuthError::BadRequest(format!("bad query: {e}")).into());
-    cfg.service(web::resource("/api/access-log").app_data(query).route(web::get().to(read)))
-        .service(web::resource("/api/access-log/verify").route(web::get().to(verify)));
-}
-
 #[derive(serde::Deserialize)]
-struct Page {
+pub(super) struct Page {
     #[serde(default)]
     after: u64,
     limit: Option<u32>,
@@ -33,7 +26,11 @@ async fn record(state: &AuthState, p: &Principal, action: &str, detail: serde_js
     state.recorder().record(Some(p), event).await.map_err(|_| AuthError::Log)
 }
 
-async fn read(p: Principal, state: web::Data<AuthState>, q: web::Query<Page>) -> Result<HttpResponse, AuthError> {
+pub(super) async fn read(
+    p: Principal,
+    state: web::Data<AuthState>,
+    q: web::Query<Page>,
+) -> Result<HttpResponse, AuthError> {
     require(&p, Role::Auditor)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     record(&state, &p, "read_access_log", json!({ "after": q.after, "limit": limit })).await?;
@@ -43,7 +40,7 @@ async fn read(p: Principal, state: web::Data<AuthState>, q: web::Query<Page>) ->
     Ok(HttpResponse::Ok().json(json!({ "entries": entries, "next_after": next_after, "head": head })))
 }
 
-async fn verify(p: Principal, state: web::Data<AuthState>) -> Result<HttpResponse, AuthError> {
+pub(super) async fn verify(p: Principal, state: web::Data<AuthState>) -> Result<HttpResponse, AuthError> {
     require(&p, Role::Auditor)?;
     record(&state, &p, "verify_access_log", json!({})).await?;
     Ok(HttpResponse::Ok().json(match recorder::verify_stored(state.store.as_ref()).await {

@@ -8,8 +8,8 @@
 //!    [`Principal`] (role and, for reviewers, the [`Scope`](crate::review::Scope) of its grants,
 //!    read on every request so that a revoked grant applies at once) and a [`SessionRef`] into
 //!    the request's extensions;
-//! 3. without one, refuses every `/api/…` request but sign-in (401): endpoints are closed unless
-//!    opened here, whatever their extractors.
+//! 3. without one, refuses every `/api/…` request but sign-in and the OpenAPI document
+//!    ([`OPEN_PATHS`]; 401): endpoints are closed unless opened here, whatever their extractors.
 //!
 //! Its errors answer JSON like the handlers' ([`AuthError`]). It needs the
 //! `web::Data<AuthState>` of [`auth_state`](super::auth_state) in the app's data.
@@ -25,8 +25,12 @@ use crate::review::session::{self, CSRF_HEADER};
 use crate::review::{accounts, Principal, Role};
 use crate::secret::Secret;
 
-/// The one `/api/…` path open without a session.
+/// Sign-in: the one state-changing `/api/…` path open without a session.
 pub const LOGIN_PATH: &str = "/api/login";
+
+/// The `/api/…` paths open without a session: sign-in, and the OpenAPI document (it describes
+/// the API, holds no data, and clients read it before they can sign in).
+pub const OPEN_PATHS: &[&str] = &[LOGIN_PATH, "/api/openapi.json"];
 
 /// The session a request came with (in its extensions beside the [`Principal`]): what sign-out
 /// ends and `/api/me` shows.
@@ -60,7 +64,10 @@ async fn resolve(req: &ServiceRequest) -> Result<(), AuthError> {
         .app_data::<web::Data<AuthState>>()
         .cloned()
         .ok_or_else(|| AuthError::Config("the review server has no AuthState (review::auth::auth_state)".into()))?;
-    let is_login = req.path() == LOGIN_PATH;
+    // The path as the router matches it (percent-encoded unreserved characters decoded, as in
+    // `/%61pi/me`), not the raw one: else an encoded spelling would pass as "not /api/".
+    let path = req.match_info().as_str().to_string();
+    let is_login = path == LOGIN_PATH;
     let cookies = req.headers().get_all(header::COOKIE).filter_map(|v| v.to_str().ok());
     let found = match session::cookie_token(cookies) {
         Some(token) => {
@@ -72,7 +79,8 @@ async fn resolve(req: &ServiceRequest) -> Result<(), AuthError> {
     };
     let found = found.and_then(|(h, s)| s.user.role.parse::<Role>().ok().map(|role| (h, s, role)));
     let Some((token_hash, s, role)) = found else {
-        return if req.path().starts_with("/api/") && !is_login { Err(AuthError::Unauthenticated) } else { Ok(()) };
+        let open = !path.starts_with("/api/") || OPEN_PATHS.contains(&path.as_str());
+        return if open { Ok(()) } else { Err(AuthError::Unauthenticated) };
     };
     if changes_state(req.method()) && !is_login {
         let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");

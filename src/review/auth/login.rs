@@ -7,42 +7,51 @@
 //! address; never the password) before the answer; a session starts only once its `login` entry
 //! is written. A session cookie the browser already had is ended first (no session fixation).
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::{json_config, AuthError, AuthState, SessionRef, LOGIN_PATH};
+use super::{AuthError, AuthState, SessionRef};
 use crate::review::{accounts, password, session, AccessEvent, Principal, Role};
 use crate::secret::Secret;
 
-pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource(LOGIN_PATH).app_data(json_config()).route(web::post().to(login)))
-        .service(web::resource("/api/logout").route(web::post().to(logout)))
-        .service(web::resource("/api/me").route(web::get().to(me)));
-}
-
 /// The sign-in body.
 #[derive(serde::Deserialize)]
-struct Credentials {
+pub(super) struct Credentials {
     username: String,
     password: Secret,
 }
 
-/// The client's address as the limiter counts it: the forwarded one when a proxy says so
-/// (`Forwarded`/`X-Forwarded-For`, as actix reads them), else the peer's, without the port.
-fn client_addr(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    let addr = info.realip_remote_addr().unwrap_or("unknown");
-    addr.parse::<std::net::SocketAddr>().map_or_else(|_| addr.to_string(), |a| a.ip().to_string())
+/// The client's address as the limiter and the access log count it: the peer's, unless the peer
+/// is one of `[review] trusted_proxies`; then the last `X-Forwarded-For` address that is not a
+/// trusted proxy's (the one the proxy appended: whatever comes before it, the client wrote).
+pub(super) fn client_addr(req: &HttpRequest, trusted: &[IpAddr]) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else { return "unknown".into() };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+    let hops: Vec<&str> = forwarded.flat_map(|v| v.split(',')).map(str::trim).filter(|h| !h.is_empty()).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>().or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip())) {
+            Ok(ip) if trusted.contains(&ip) => client = ip,
+            Ok(ip) => return ip.to_string(),
+            // Not an address: nothing further left can be believed either.
+            Err(_) => break,
+        }
+    }
+    client.to_string()
 }
 
 fn event(action: &str, target: &str, detail: serde_json::Value) -> AccessEvent {
     AccessEvent { action: action.into(), corpid: None, target: target.into(), detail }
 }
 
-async fn login(
+pub(super) async fn login(
     req: HttpRequest,
     state: web::Data<AuthState>,
     body: web::Json<Credentials>,
@@ -51,7 +60,7 @@ async fn login(
     let valid = accounts::username(&username).ok();
     // An invalid name is refused like an unknown one (after the same work).
     let name = valid.clone().unwrap_or_else(|| username.chars().take(64).collect::<String>().to_lowercase());
-    let addr = client_addr(&req);
+    let addr = client_addr(&req, &state.trusted_proxies);
     let (user_key, addr_key) = (format!("user:{name}"), format!("addr:{addr}"));
     let keys = [user_key.as_str(), addr_key.as_str()];
     let now = Instant::now();
@@ -117,7 +126,7 @@ fn signed_in(req: &HttpRequest) -> Result<(Principal, SessionRef), AuthError> {
     }
 }
 
-async fn logout(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, AuthError> {
+pub(super) async fn logout(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpResponse, AuthError> {
     let (p, s) = signed_in(&req)?;
     // The session ends even when the log cannot be written (then the answer says so).
     state.store.review_session_end(&s.token_hash).await?;
@@ -129,7 +138,7 @@ async fn logout(req: HttpRequest, state: web::Data<AuthState>) -> Result<HttpRes
         .json(json!({ "signed_out": p.username })))
 }
 
-async fn me(req: HttpRequest) -> Result<HttpResponse, AuthError> {
+pub(super) async fn me(req: HttpRequest) -> Result<HttpResponse, AuthError> {
     let (p, s) = signed_in(&req)?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
         "username": p.username,

@@ -6,9 +6,10 @@
 //! - [`layer`] (the middleware, `actix_web::middleware::from_fn`) resolves the session cookie
 //!   into a [`Principal`](super::Principal) in the request's extensions, checks the CSRF token of
 //!   state-changing requests and refuses `/api/…` requests without a session (401), except
-//!   sign-in;
-//! - [`configure`] mounts the routes: `login` (sign-in, sign-out, `/api/me`), `users` (admin),
-//!   `audit` (auditor).
+//!   sign-in and the OpenAPI document;
+//! - [`configure`] mounts [`ROUTES`] (the one list of this module's routes, documented in the
+//!   OpenAPI document beside the read endpoints'), whose handlers live in `login` (sign-in,
+//!   sign-out, `/api/me`), `users` (admin) and `audit` (auditor).
 //!
 //! Wiring, in the review server (the other endpoints take a `Principal` argument and append
 //! through [`AuthState::recorder`]):
@@ -37,7 +38,7 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse, ResponseError};
 
-pub use layer::{layer, SessionRef, LOGIN_PATH};
+pub use layer::{layer, SessionRef, LOGIN_PATH, OPEN_PATHS};
 
 use super::ratelimit::LoginLimiter;
 use super::recorder::StoreRecorder;
@@ -54,6 +55,7 @@ pub struct AuthState {
     max: Duration,
     secure: CookieSecure,
     limiter: LoginLimiter,
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -63,6 +65,7 @@ impl std::fmt::Debug for AuthState {
             .field("idle", &self.idle)
             .field("max", &self.max)
             .field("secure", &self.secure)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +88,11 @@ pub fn auth_state(store: Arc<dyn Store>, cfg: &ReviewConfig) -> Result<web::Data
     if cfg.session_idle.is_zero() || cfg.session_max.is_zero() {
         return Err(AuthError::Config("[review] session_idle and session_max must be above 0".into()));
     }
+    let proxies = &cfg.trusted_proxies;
+    let trusted_proxies = proxies
+        .iter()
+        .map(|a| a.parse().map_err(|_| AuthError::Config(format!("[review] trusted_proxies: {a:?} is no IP address"))))
+        .collect::<Result<Vec<std::net::IpAddr>, _>>()?;
     Ok(web::Data::new(AuthState {
         recorder: Arc::new(StoreRecorder::new(store.clone())),
         store,
@@ -92,14 +100,63 @@ pub fn auth_state(store: Arc<dyn Store>, cfg: &ReviewConfig) -> Result<web::Data
         max: cfg.session_max,
         secure,
         limiter: LoginLimiter::new(cfg.login_max_failures, cfg.login_window),
+        trusted_proxies,
     }))
 }
 
-/// The routes of this module (paths are absolute: `/api/…`).
+/// Every route of the session layer: (method, path pattern). [`configure`] registers exactly
+/// these (one resource per path, its methods as routes); the OpenAPI document describes them
+/// beside [`server::ROUTES`](super::server::ROUTES), and a test holds them together
+/// ([`super::openapi`]).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", LOGIN_PATH),
+    ("post", "/api/logout"),
+    ("get", "/api/me"),
+    ("get", "/api/users"),
+    ("post", "/api/users"),
+    ("patch", "/api/users/{username}"),
+    ("get", "/api/access-log"),
+    ("get", "/api/access-log/verify"),
+];
+
+/// The handler of one of [`ROUTES`].
+fn route(method: &str, path: &str) -> actix_web::Route {
+    match (method, path) {
+        ("post", LOGIN_PATH) => web::post().to(login::login),
+        ("post", "/api/logout") => web::post().to(login::logout),
+        ("get", "/api/me") => web::get().to(login::me),
+        ("get", "/api/users") => web::get().to(users::list),
+        ("post", "/api/users") => web::post().to(users::add),
+        ("patch", "/api/users/{username}") => web::patch().to(users::change),
+        ("get", "/api/access-log") => web::get().to(audit::read),
+        ("get", "/api/access-log/verify") => web::get().to(audit::verify),
+        // A route listed without a handler: the route test finds it answering this.
+        _ => web::route().to(super::server::no_route),
+    }
+}
+
+/// Registers [`ROUTES`] (paths are absolute: `/api/…`): one resource per path, whose bodies and
+/// queries that do not parse answer JSON 400 ([`AuthError`]), and whose answers are never cached nor sniffed.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    login::configure(cfg);
-    users::configure(cfg);
-    audit::configure(cfg);
+    let mut paths: Vec<&str> = Vec::new();
+    for (_, path) in ROUTES {
+        if !paths.contains(path) {
+            paths.push(path);
+        }
+    }
+    for path in paths {
+        let query =
+            web::QueryConfig::default().error_handler(|e, _| AuthError::BadRequest(format!("bad query: {e}")).into());
+        let mut resource = web::resource(path).app_data(json_config()).app_data(query).wrap(
+            actix_web::middleware::DefaultHeaders::new()
+                .add((header::CACHE_CONTROL, "no-store"))
+                .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+        );
+        for (method, _) in ROUTES.iter().filter(|(_, p)| *p == path) {
+            resource = resource.route(route(method, path));
+        }
+        cfg.service(resource);
+    }
 }
 
 /// Everything an auth request can fail with; answered as JSON `{"error": "..."}`.

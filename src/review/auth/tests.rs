@@ -91,6 +91,10 @@ async fn api_paths_are_closed_without_a_session_and_others_are_left_alone() {
         test::TestRequest::post().uri("/api/echo").to_request(),
         test::TestRequest::get().uri("/api/users").to_request(),
         test::TestRequest::get().uri("/api/anything-else").to_request(),
+        // Percent-encoded spellings the router decodes: closed all the same.
+        test::TestRequest::get().uri("/%61pi/me").to_request(),
+        test::TestRequest::post().uri("/%61pi/echo").to_request(),
+        test::TestRequest::get().uri("/api/%6De").to_request(),
         test::TestRequest::get()
             .uri("/api/me")
             .insert_header((header::COOKIE, format!("wwmsg_session={}", crate::review::session::new_token().expose())))
@@ -128,4 +132,49 @@ async fn a_bad_cookie_secure_setting_is_refused() {
     let store = crate::store::connect("sqlite::memory:", 1).await.unwrap();
     let cfg = ReviewConfig { cookie_secure: "sometimes".into(), ..ReviewConfig::default() };
     assert!(matches!(auth_state(store, &cfg), Err(AuthError::Config(_))));
+}
+
+#[actix_web::test]
+async fn the_client_address_is_the_peer_unless_a_trusted_proxy_forwards() {
+    let state = state().await;
+    let req = |peer: &str, xff: Option<&str>| {
+        let r = test::TestRequest::default().peer_addr(peer.parse().unwrap());
+        match xff {
+            Some(x) => r.insert_header(("X-Forwarded-For", x)).to_http_request(),
+            None => r.to_http_request(),
+        }
+    };
+    let addr = |peer: &str, xff: Option<&str>| login::client_addr(&req(peer, xff), &state.trusted_proxies);
+    // A direct client cannot pick its address.
+    assert_eq!(addr("203.0.113.9:5000", Some("10.1.1.1")), "203.0.113.9");
+    assert_eq!(addr("203.0.113.9:5000", None), "203.0.113.9");
+    // Through the local proxy: what it appended, not what the client wrote before it.
+    assert_eq!(addr("127.0.0.1:5000", Some("10.1.1.1, 198.51.100.7")), "198.51.100.7");
+    assert_eq!(addr("[::1]:5000", Some("198.51.100.7, 127.0.0.1")), "198.51.100.7", "a chain of proxies");
+    assert_eq!(addr("127.0.0.1:5000", None), "127.0.0.1");
+    assert_eq!(addr("127.0.0.1:5000", Some("garbage")), "127.0.0.1");
+    let cfg = ReviewConfig { trusted_proxies: vec!["proxy.local".into()], ..ReviewConfig::default() };
+    let store = crate::store::connect("sqlite::memory:", 1).await.unwrap();
+    assert!(matches!(auth_state(store, &cfg), Err(AuthError::Config(_))));
+}
+
+#[actix_web::test]
+async fn a_forged_forwarded_for_does_not_escape_the_address_limit() {
+    let store = crate::store::connect("sqlite::memory:", 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let cfg = ReviewConfig { login_max_failures: 2, ..ReviewConfig::default() };
+    let state = auth_state(store, &cfg).unwrap();
+    let app = app!(state);
+    let guess = |name: &str, i: u32| {
+        test::TestRequest::post()
+            .uri("/api/login")
+            .peer_addr("203.0.113.9:5000".parse().unwrap())
+            .insert_header(("X-Forwarded-For", format!("10.0.0.{i}")))
+            .set_json(serde_json::json!({"username": name, "password": "guess guess guess"}))
+            .to_request()
+    };
+    for (i, name) in ["x1", "x2"].iter().enumerate() {
+        assert_eq!(test::call_service(&app, guess(name, i as u32)).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(test::call_service(&app, guess("x3", 9)).await.status(), StatusCode::TOO_MANY_REQUESTS);
 }

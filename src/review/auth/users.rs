@@ -7,23 +7,16 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::{json_config, require, AuthError, AuthState};
+use super::{require, AuthError, AuthState};
 use crate::review::accounts::{self, Actor, Change};
 use crate::review::{Principal, Role};
 use crate::secret::Secret;
 use crate::store::ReviewGrant;
 
-pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/users").app_data(json_config()).route(web::get().to(list)).route(web::post().to(add)),
-    )
-    .service(web::resource("/api/users/{username}").app_data(json_config()).route(web::patch().to(change)));
-}
-
 /// `POST /api/users`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(super) struct NewUser {
     username: String,
     role: Role,
     password: Secret,
@@ -34,19 +27,23 @@ struct NewUser {
 /// `PATCH /api/users/{username}`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserPatch {
+pub(super) struct UserPatch {
     role: Option<Role>,
     disabled: Option<bool>,
     password: Option<Secret>,
     grants: Option<Vec<ReviewGrant>>,
 }
 
-async fn list(p: Principal, state: web::Data<AuthState>) -> Result<HttpResponse, AuthError> {
+pub(super) async fn list(p: Principal, state: web::Data<AuthState>) -> Result<HttpResponse, AuthError> {
     require(&p, Role::Admin)?;
     Ok(HttpResponse::Ok().json(json!({ "users": accounts::list(state.store.as_ref()).await? })))
 }
 
-async fn add(p: Principal, state: web::Data<AuthState>, body: web::Json<NewUser>) -> Result<HttpResponse, AuthError> {
+pub(super) async fn add(
+    p: Principal,
+    state: web::Data<AuthState>,
+    body: web::Json<NewUser>,
+) -> Result<HttpResponse, AuthError> {
     require(&p, Role::Admin)?;
     let u = body.into_inner();
     let view =
@@ -54,7 +51,7 @@ async fn add(p: Principal, state: web::Data<AuthState>, body: web::Json<NewUser>
     Ok(HttpResponse::Created().json(view))
 }
 
-async fn change(
+pub(super) async fn change(
     p: Principal,
     state: web::Data<AuthState>,
     path: web::Path<String>,
