@@ -14,10 +14,12 @@
 //!   sign-in/out, and the admin's user and the auditor's access-log endpoints;
 //! - [`session`] (tokens, cookie), [`password`] (Argon2id), [`ratelimit`] (failed sign-ins),
 //!   [`accounts`] (users and grants, shared by the CLI and the API);
-//! - [`access_log`] (the hash chain: encoding, hash, verification) and [`recorder`] (the
-//!   `AccessRecorder` over the store, verification of the stored log).
+//! - [`access_log`] (the hash chain: encoding, hash, verification, anchors), [`recorder`] (the
+//!   `AccessRecorder` over the store, verification of the stored log) and [`access_log_file`]
+//!   (verification of an exported file, offline).
 
 pub mod access_log;
+pub mod access_log_file;
 pub mod accounts;
 pub mod auth;
 pub mod password;
