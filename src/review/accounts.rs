@@ -8,6 +8,11 @@
 //! cannot be logged is not made. The actor is the signed-in admin, or `cli:<os user>` for the
 //! command line ([`Actor::cli`]).
 //!
+//! The last enabled admin cannot be disabled or demoted, by anyone ([`AccountError::LastAdmin`]):
+//! the API would be left with nobody to manage users. The rule reads the users before the change
+//! (two instances disabling two different admins at the same instant could both pass it); a
+//! database without any admin (a fresh install, managed from the command line) is left alone.
+//!
 //! Names are case-insensitive (stored lowercased: MariaDB's default collation would compare
 //! them so anyway, SQLite would not).
 
@@ -282,6 +287,14 @@ pub async fn change(store: &dyn Store, actor: &Actor, name: &str, c: Change) -> 
     if nothing {
         return Err(AccountError::Refused("nothing to change".into()));
     }
+    // Nobody left to manage users through the API: refused from the command line too, before
+    // the change is logged.
+    if c.disabled == Some(true) || c.role.is_some_and(|r| r != Role::Admin) {
+        let users = store.review_users().await?;
+        if removes_the_last_admin(&users, &name, c.role, c.disabled) {
+            return Err(AccountError::LastAdmin(name));
+        }
+    }
     // The last way back in must not be closed from inside: the command line can still do it.
     if actor.username == name && (c.disabled == Some(true) || c.role.is_some_and(|r| r.as_str() != actor.role)) {
         return Err(AccountError::Refused("you cannot disable yourself or change your own role".into()));
@@ -300,12 +313,6 @@ pub async fn change(store: &dyn Store, actor: &Actor, name: &str, c: Change) -> 
     };
     if store.review_user(&name).await?.is_none() {
         return Err(AccountError::NoSuchUser(name));
-    }
-    if c.disabled == Some(true) || c.role.is_some_and(|r| r != Role::Admin) {
-        let users = store.review_users().await?;
-        if removes_the_last_admin(&users, &name, c.role, c.disabled) {
-            return Err(AccountError::LastAdmin(name));
-        }
     }
     let detail = json!({
         "op": "change",
