@@ -702,6 +702,27 @@ async fn the_last_enabled_admin_stays(db: Db) {
     }
     let ann_row = store.review_user("ann").await.unwrap().unwrap();
     assert!(!ann_row.disabled && ann_row.role == "admin");
+
+    // The store checks again inside the change's transaction: what a race past the first check
+    // meets. Rolled back, ann unchanged.
+    let off = store::ReviewUserChange { disabled: Some(true), ..Default::default() };
+    assert_eq!(store.review_user_change("ann", &off).await.unwrap(), store::UserChangeOutcome::LastAdmin);
+    let demote = store::ReviewUserChange { role: Some("reviewer".into()), ..Default::default() };
+    assert_eq!(store.review_user_change("ann", &demote).await.unwrap(), store::UserChangeOutcome::LastAdmin);
+    assert!(!store.review_user("ann").await.unwrap().unwrap().disabled);
+    // Two admins disabled at once through two pools: at least one stays enabled.
+    let promote = accounts::Change { role: Some(Role::Admin), ..Default::default() };
+    accounts::change(store.as_ref(), &accounts::Actor::cli(), "root", promote).await.unwrap();
+    let (a, b) = (db.store().await, db.store().await);
+    let disable = || accounts::Change { disabled: Some(true), ..Default::default() };
+    let cli = accounts::Actor::cli();
+    let (ra, rb) = tokio::join!(
+        accounts::change(a.as_ref(), &cli, "ann", disable()),
+        accounts::change(b.as_ref(), &cli, "root", disable())
+    );
+    assert!(ra.is_err() || rb.is_err(), "both admins disabled");
+    let admins = accounts::list(store.as_ref()).await.unwrap();
+    assert!(admins.iter().any(|u| u.role == "admin" && !u.disabled), "{admins:?}");
     db.finish().await;
 }
 

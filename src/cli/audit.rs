@@ -20,9 +20,9 @@ use serde_json::json;
 
 use super::{with_store_of, CliError};
 use crate::config::Config;
-use crate::review::accounts::Actor;
 use crate::review::access_log::{Anchor, Intact};
 use crate::review::access_log_file::{self, FileError};
+use crate::review::accounts::Actor;
 use crate::review::recorder::{self, VerifyError};
 use crate::review::AccessEvent;
 use crate::store::StoreError;

@@ -439,7 +439,10 @@ mod tests {
         assert!(verify(&forged, &forged_head).is_ok());
         assert_eq!(run(&forged, &forged_head, &[anchor.clone()]), Err(Break::Anchor { id: 6 }));
         // An anchor on an entry the log no longer has.
-        assert_eq!(run(&entries[..4], &AccessLogHead { n: 4, hash: entries[3].hash.clone() }, &[anchor]), Err(Break::Anchor { id: 6 }));
+        assert_eq!(
+            run(&entries[..4], &AccessLogHead { n: 4, hash: entries[3].hash.clone() }, &[anchor]),
+            Err(Break::Anchor { id: 6 })
+        );
         // The empty log's head anchors itself.
         let empty: Anchor = format!("0:{GENESIS}").parse().unwrap();
         assert!(run(&[], &AccessLogHead { n: 0, hash: GENESIS.into() }, &[empty]).is_ok());

@@ -57,8 +57,7 @@ pub fn verify(file: impl BufRead, anchors: &[Anchor]) -> Result<Intact, FileErro
         if line.trim().is_empty() {
             continue;
         }
-        let e: AccessEntry =
-            serde_json::from_str(&line).map_err(|source| FileError::NotAnEntry { line: n, source })?;
+        let e: AccessEntry = serde_json::from_str(&line).map_err(|source| FileError::NotAnEntry { line: n, source })?;
         v.push(&e).map_err(|reason| FileError::Broken { line: n, reason })?;
         head = AccessLogHead { n: e.id, hash: e.hash };
     }

@@ -9,9 +9,10 @@
 //! command line ([`Actor::cli`]).
 //!
 //! The last enabled admin cannot be disabled or demoted, by anyone ([`AccountError::LastAdmin`]):
-//! the API would be left with nobody to manage users. The rule reads the users before the change
-//! (two instances disabling two different admins at the same instant could both pass it); a
-//! database without any admin (a fresh install, managed from the command line) is left alone.
+//! the API would be left with nobody to manage users. Checked before the change is logged
+//! ([`removes_the_last_admin`]), and again by the store inside the change's transaction (two
+//! instances disabling two different admins at the same instant); a database without any admin
+//! (a fresh install, managed from the command line) is left alone.
 //!
 //! Names are case-insensitive (stored lowercased: MariaDB's default collation would compare
 //! them so anyway, SQLite would not).
@@ -23,7 +24,7 @@ use serde_json::json;
 use super::password::{self, PasswordError};
 use super::{recorder, AccessEvent, Principal, Role, Scope};
 use crate::secret::Secret;
-use crate::store::{CorpId, ReviewGrant, ReviewUser, ReviewUserChange, Store, StoreError};
+use crate::store::{CorpId, ReviewGrant, ReviewUser, ReviewUserChange, Store, StoreError, UserChangeOutcome};
 
 /// Longest user name.
 pub const MAX_NAME: usize = 64;
@@ -332,8 +333,10 @@ pub async fn change(store: &dyn Store, actor: &Actor, name: &str, c: Change) -> 
         grant,
         revoke,
     };
-    if !store.review_user_change(&name, &change).await? {
-        return Err(AccountError::NoSuchUser(name));
+    match store.review_user_change(&name, &change).await? {
+        UserChangeOutcome::Changed => {}
+        UserChangeOutcome::NoSuchUser => return Err(AccountError::NoSuchUser(name)),
+        UserChangeOutcome::LastAdmin => return Err(AccountError::LastAdmin(name)),
     }
     view(store, &name).await
 }
@@ -391,7 +394,8 @@ mod tests {
             updated_at_ms: 0,
             last_login_ms: None,
         };
-        let one = [user("root", Role::Admin, false), user("old", Role::Admin, true), user("rita", Role::Reviewer, false)];
+        let one =
+            [user("root", Role::Admin, false), user("old", Role::Admin, true), user("rita", Role::Reviewer, false)];
         assert!(removes_the_last_admin(&one, "root", None, Some(true)));
         assert!(removes_the_last_admin(&one, "root", Some(Role::Auditor), None));
         assert!(!removes_the_last_admin(&one, "root", Some(Role::Admin), Some(false)));
