@@ -3,8 +3,9 @@
 //! `cli:<os user>(uid N)`).
 //!
 //! A password never comes from the command line (it would show in `ps`): `--password-file`,
-//! typed twice without echo when standard input is a terminal, or one line of a pipe. Everything that can be checked without the database (name, role,
-//! grants, the password's rules) is checked before it is opened. `user list` never shows a hash.
+//! typed twice without echo when standard input is a terminal, or one line of a pipe. Everything
+//! that can be checked without the database (name, role, grants, the password's rules) is checked
+//! before it is opened. `user list` never shows a hash.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::path::{Path, PathBuf};

@@ -427,7 +427,7 @@ mod tests {
             es.iter().try_for_each(|e| v.push(e))?;
             v.finish(h)
         };
-        assert_eq!(run(&entries, &head, &[anchor.clone()]).unwrap().head_hash, head.hash);
+        assert_eq!(run(&entries, &head, std::slice::from_ref(&anchor)).unwrap().head_hash, head.hash);
         // Entry 3 forged and every hash from it on recomputed, the head too: intact otherwise.
         let mut forged = entries.clone();
         forged[2].target = "forged".into();
@@ -437,7 +437,7 @@ mod tests {
         }
         let forged_head = AccessLogHead { n: 6, hash: forged[5].hash.clone() };
         assert!(verify(&forged, &forged_head).is_ok());
-        assert_eq!(run(&forged, &forged_head, &[anchor.clone()]), Err(Break::Anchor { id: 6 }));
+        assert_eq!(run(&forged, &forged_head, std::slice::from_ref(&anchor)), Err(Break::Anchor { id: 6 }));
         // An anchor on an entry the log no longer has.
         assert_eq!(
             run(&entries[..4], &AccessLogHead { n: 4, hash: entries[3].hash.clone() }, &[anchor]),

@@ -99,7 +99,7 @@ mod tests {
         let ok = verify(text.as_bytes(), &[]).unwrap();
         assert_eq!((ok.checked, ok.last_id), (5, 5));
         let anchor = Anchor { id: 5, hash: ok.head_hash.clone() };
-        assert!(verify(text.as_bytes(), &[anchor.clone()]).is_ok());
+        assert!(verify(text.as_bytes(), std::slice::from_ref(&anchor)).is_ok());
         let edited = text.replacen("msg3", "msgX", 1);
         let e = verify(edited.as_bytes(), &[]).unwrap_err();
         assert!(matches!(e, FileError::Broken { line: 3, reason: Break::Edited { id: 3 } }), "{e}");
