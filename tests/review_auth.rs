@@ -13,6 +13,11 @@
 //!   ends after its idle time;
 //! - tampering: one row's target edited, a middle row deleted, the last rows deleted: `audit
 //!   verify` exits 1 naming the entry each time;
+//! - a password typed on a terminal (the binary under `script`, a pty) is not echoed and is asked
+//!   twice (a mismatch changes nothing, exit 2);
+//! - the last enabled admin cannot be disabled or demoted: the CLI exits 2, the API answers 400;
+//! - a log rewritten and rehashed whole passes a plain `audit verify` but fails `--expect-head`
+//!   with the head printed before; an export verifies offline (`--file`), an edited line named;
 //! - appends from 2 store connections in 4 concurrent tasks × 50 leave one intact chain.
 
 use crate::common;
@@ -561,6 +566,234 @@ per_db!(
     sign_in_and_rate_limit,
     roles_and_csrf,
     sessions_end_when_idle_and_at_their_end,
-    tampering_is_named
+    tampering_is_named,
+    passwords_typed_on_a_terminal_are_not_echoed,
+    the_last_enabled_admin_stays,
+    a_rewritten_log_fails_its_anchor
 );
 per_db!(tokio: concurrent_appends_keep_one_chain);
+
+/// Runs `args` of the binary under `script` (a pseudo-terminal: standard input is a TTY),
+/// answering each prompt containing `prompts[i]` with `answers[i]` once it is shown; returns the
+/// exit code and everything the terminal showed (what the pty echoed included).
+fn on_a_terminal(db: &Db, args: &str, prompts: &[&str], answers: &[&str]) -> (Option<i32>, String) {
+    use std::io::{Read as _, Write as _};
+    let cmd = format!("'{BIN}' {args} --config '{}'", db.path("config.toml").display());
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env("WEWORK_MSGAUDIT__DATABASE__URL", &db.url)
+        .env("WEWORK_MSGAUDIT_LOG", "warn")
+        .env("USER", "tester")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let shown = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut out = child.stdout.take().unwrap();
+    let reader = {
+        let shown = shown.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                shown.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text = |shown: &std::sync::Mutex<Vec<u8>>| String::from_utf8_lossy(&shown.lock().unwrap()).to_string();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seen = 0;
+    for (prompt, answer) in prompts.iter().zip(answers) {
+        let start = Instant::now();
+        loop {
+            let t = text(&shown);
+            if let Some(at) = t[seen..].find(prompt) {
+                seen += at + prompt.len();
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no prompt {prompt:?} in: {t:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The prompt is written just before the terminal's echo is turned off.
+        std::thread::sleep(Duration::from_millis(400));
+        stdin.write_all(format!("{answer}\r").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "still running: {:?}", text(&shown));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    reader.join().unwrap();
+    (status.code(), text(&shown))
+}
+
+async fn passwords_typed_on_a_terminal_are_not_echoed(db: Db) {
+    let (code, shown) = on_a_terminal(&db, "user add tina --role reviewer", &["password", "again"], &[PW, PW]);
+    assert_eq!(code, Some(0), "{shown:?}");
+    assert!(shown.contains("added tina (reviewer)"), "{shown:?}");
+    assert!(!shown.contains("correct horse"), "the password was echoed: {shown:?}");
+    let store = db.store().await;
+    let tina = store.review_user("tina").await.unwrap().unwrap();
+    assert!(review::password::verify(Some(&tina.password_hash), &Secret::new(PW)).await);
+    // The confirmation differs: nothing changes, exit 2.
+    let other = "another long passphrase";
+    let (code, shown) = on_a_terminal(&db, "user passwd tina", &["password", "again"], &[other, PW]);
+    assert_eq!(code, Some(2), "{shown:?}");
+    assert!(shown.contains("differ"), "{shown:?}");
+    assert!(!shown.contains("another long") && !shown.contains("correct horse"), "{shown:?}");
+    let tina = store.review_user("tina").await.unwrap().unwrap();
+    assert!(review::password::verify(Some(&tina.password_hash), &Secret::new(PW)).await, "unchanged");
+    // Typed twice alike: changed.
+    let (code, shown) = on_a_terminal(&db, "user passwd tina", &["password", "again"], &[other, other]);
+    assert_eq!(code, Some(0), "{shown:?}");
+    let tina = store.review_user("tina").await.unwrap().unwrap();
+    assert!(review::password::verify(Some(&tina.password_hash), &Secret::new(other)).await);
+    db.finish().await;
+}
+
+async fn the_last_enabled_admin_stays(db: Db) {
+    let pw_file = db.path("pw").display().to_string();
+    db.expect(&["user", "add", "root", "--role", "admin", "--password-file", &pw_file], "", 0);
+    db.expect(&["user", "add", "rita", "--role", "reviewer", "--password-file", &pw_file], "", 0);
+    // The command line: refused, exit 2, named; nothing changed or logged.
+    let store = db.store().await;
+    let logged = entries(store.as_ref()).await.len();
+    let err = db.expect(&["user", "disable", "root"], "", 2);
+    assert!(err.contains("root is the last enabled admin"), "{err}");
+    assert!(!store.review_user("root").await.unwrap().unwrap().disabled);
+    assert_eq!(entries(store.as_ref()).await.len(), logged, "a refused change is not logged");
+    // Demoting through the shared rules: the same.
+    let demote = accounts::Change { role: Some(Role::Auditor), ..Default::default() };
+    let e = accounts::change(store.as_ref(), &accounts::Actor::cli(), "root", demote).await.unwrap_err();
+    assert!(matches!(e, accounts::AccountError::LastAdmin(ref n) if n == "root"), "{e}");
+    // A reviewer may still be disabled; with a second admin, the first may go.
+    db.expect(&["user", "disable", "rita"], "", 0);
+    db.expect(&["user", "add", "ann", "--role", "admin", "--password-file", &pw_file], "", 0);
+    db.expect(&["user", "disable", "root"], "", 0);
+    let err = db.expect(&["user", "disable", "ann"], "", 2);
+    assert!(err.contains("ann is the last enabled admin"), "{err}");
+    db.expect(&["user", "enable", "root"], "", 0);
+
+    // The API: ann demotes root (not the last), then is the last herself: 400, named.
+    let state = review::auth::auth_state(store.clone(), &ReviewConfig::default()).unwrap();
+    let app = app!(state);
+    let (ann, csrf) = signed_in(web_test::call_service(&app, login("ann", PW, "10.0.0.1").to_request()).await).await;
+    let patch = |who: &str, body: Value| {
+        web_test::TestRequest::patch()
+            .uri(&format!("/api/users/{who}"))
+            .insert_header((header::COOKIE, ann.clone()))
+            .insert_header(("X-CSRF-Token", csrf.clone()))
+            .set_json(body)
+            .to_request()
+    };
+    let res = web_test::call_service(&app, patch("root", json!({ "role": "auditor" }))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    for body in [json!({ "disabled": true }), json!({ "role": "reviewer" })] {
+        let res = web_test::call_service(&app, patch("ann", body.clone())).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
+        let err: Value = web_test::read_body_json(res).await;
+        assert!(err["error"].as_str().unwrap().contains("ann is the last enabled admin"), "{err}");
+    }
+    let ann_row = store.review_user("ann").await.unwrap().unwrap();
+    assert!(!ann_row.disabled && ann_row.role == "admin");
+
+    // The store checks again inside the change's transaction: what a race past the first check
+    // meets. Rolled back, ann unchanged.
+    let off = store::ReviewUserChange { disabled: Some(true), ..Default::default() };
+    assert_eq!(store.review_user_change("ann", &off).await.unwrap(), store::UserChangeOutcome::LastAdmin);
+    let demote = store::ReviewUserChange { role: Some("reviewer".into()), ..Default::default() };
+    assert_eq!(store.review_user_change("ann", &demote).await.unwrap(), store::UserChangeOutcome::LastAdmin);
+    assert!(!store.review_user("ann").await.unwrap().unwrap().disabled);
+    // Two admins disabled at once through two pools: at least one stays enabled.
+    let promote = accounts::Change { role: Some(Role::Admin), ..Default::default() };
+    accounts::change(store.as_ref(), &accounts::Actor::cli(), "root", promote).await.unwrap();
+    let (a, b) = (db.store().await, db.store().await);
+    let disable = || accounts::Change { disabled: Some(true), ..Default::default() };
+    let cli = accounts::Actor::cli();
+    let (ra, rb) = tokio::join!(
+        accounts::change(a.as_ref(), &cli, "ann", disable()),
+        accounts::change(b.as_ref(), &cli, "root", disable())
+    );
+    assert!(ra.is_err() || rb.is_err(), "both admins disabled");
+    let admins = accounts::list(store.as_ref()).await.unwrap();
+    assert!(admins.iter().any(|u| u.role == "admin" && !u.disabled), "{admins:?}");
+    db.finish().await;
+}
+
+/// The `head: <id>:<hash>` line of an intact verify's output.
+fn head_line(out: &str) -> String {
+    let line = out.lines().find_map(|l| l.strip_prefix("head: ")).unwrap_or_else(|| panic!("no head line: {out}"));
+    line.trim().to_string()
+}
+
+async fn a_rewritten_log_fails_its_anchor(db: Db) {
+    let store = db.store().await;
+    for i in 1..=5 {
+        append(store.as_ref(), format!("msg{i}")).await;
+    }
+    let out = db.expect(&["audit", "verify"], "", 0);
+    let anchor = head_line(&out);
+    let head = store.access_log_head().await.unwrap();
+    assert_eq!(anchor, format!("5:{}", head.hash));
+    db.expect(&["audit", "verify", "--expect-head", &anchor], "", 0);
+    let err = db.expect(&["audit", "verify", "--expect-head", "5:zz"], "", 2);
+    assert!(err.contains("<id>:<hash>"), "{err}");
+
+    // Whoever can write the database rewrites entry 3 and rehashes everything after it, the
+    // head too: the chain alone is intact again.
+    let mut log = entries(store.as_ref()).await;
+    log[2].target = "msg-forged".into();
+    for i in 2..log.len() {
+        log[i].prev_hash = log[i - 1].hash.clone();
+        log[i].hash = review::access_log::seal(&log[i]);
+        let e = &log[i];
+        db.exec(&format!(
+            "UPDATE access_log SET target = '{}', prev_hash = '{}', hash = '{}' WHERE id = {}",
+            e.target, e.prev_hash, e.hash, e.id
+        ))
+        .await;
+    }
+    db.exec(&format!("UPDATE access_log_head SET hash = '{}'", log[4].hash)).await;
+    let out = db.expect(&["audit", "verify"], "", 0);
+    assert_ne!(head_line(&out), anchor);
+    let err = db.expect(&["audit", "verify", "--expect-head", &anchor], "", 1);
+    assert!(err.contains("broken at entry 5: entry 5 does not have the hash expected"), "{err}");
+
+    // An export verifies offline (the database gone), against the anchor it no longer has too.
+    let file = db.path("log.jsonl").display().to_string();
+    db.expect(&["audit", "export", "--out", &file], "", 0);
+    let offline = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(["audit", "verify", "--file", &file])
+            .args(args)
+            .env("WEWORK_MSGAUDIT__DATABASE__URL", "mysql://nobody@127.0.0.1:1/none")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, out) = offline(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    let exported_head = head_line(&out);
+    assert!(exported_head.starts_with("6:"), "the export's own entry is the 6th: {out}");
+    let (code, out) = offline(&["--expect-head", &exported_head]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = offline(&["--expect-head", &anchor]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("broken at entry 5 (line 5)"), "{out}");
+    // An edited line is named.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("\"msg2\"", "\"msg-edited\"", 1)).unwrap();
+    let (code, out) = offline(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("broken at entry 2 (line 2): entry 2 was edited"), "{out}");
+    db.finish().await;
+}

@@ -2,11 +2,12 @@
 //! `review::accounts` (the same checks and access-log entries as the admin API; the actor is
 //! `cli:<os user>(uid N)`).
 //!
-//! A password never comes from the command line (it would show in `ps`): `--password-file`, or
-//! one line on standard input. Everything that can be checked without the database (name, role,
-//! grants, the password's rules) is checked before it is opened. `user list` never shows a hash.
+//! A password never comes from the command line (it would show in `ps`): `--password-file`,
+//! typed twice without echo when standard input is a terminal, or one line of a pipe. Everything
+//! that can be checked without the database (name, role, grants, the password's rules) is checked
+//! before it is opened. `user list` never shows a hash.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -46,7 +47,8 @@ pub enum UserCommand {
         /// (`wwX:userid1,userid2`). Repeatable.
         #[arg(long = "corp")]
         corps: Vec<String>,
-        /// A file holding the password (else one line is read from standard input).
+        /// A file holding the password (else typed twice without echo on a terminal, or one line
+        /// read from a piped standard input).
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
@@ -54,7 +56,8 @@ pub enum UserCommand {
     Passwd {
         /// The login name.
         name: String,
-        /// A file holding the password (else one line is read from standard input).
+        /// A file holding the password (else typed twice without echo on a terminal, or one line
+        /// read from a piped standard input).
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
@@ -184,21 +187,19 @@ fn when(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// The password from `file`, or one line of standard input; without its line end, checked
-/// against the rules.
+/// The password from `file`; else, from a terminal, typed twice without echo; else one line of
+/// standard input (a pipe). Without its line end, checked against the rules.
 fn read_password(file: Option<&Path>) -> Result<Secret, CliError> {
     let mut raw = match file {
         Some(f) => std::fs::read_to_string(f)
             .map_err(|e| CliError::config(format!("cannot read the password file {}", f.display()), e))?,
+        None if std::io::stdin().is_terminal() => typed_twice()?,
         None => {
-            let stdin = std::io::stdin();
-            if stdin.is_terminal() {
-                // No echo control without a terminal library: say so rather than pretend.
-                eprint!("password (typed text is visible; prefer --password-file): ");
-                let _ = std::io::stderr().flush();
-            }
             let mut line = String::new();
-            stdin.lock().read_line(&mut line).map_err(|e| CliError::config("cannot read the password", e))?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| CliError::config("cannot read the password", e))?;
             line
         }
     };
@@ -207,4 +208,19 @@ fn read_password(file: Option<&Path>) -> Result<Secret, CliError> {
     let pw = Secret::new(std::mem::take(&mut raw));
     password::check_rules(&pw).map_err(|e| CliError::config("the password", e))?;
     Ok(pw)
+}
+
+/// The password typed on the terminal without echo (`rpassword`: prompts on and reads from
+/// `/dev/tty`), then again to confirm; the two must match.
+fn typed_twice() -> Result<String, CliError> {
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt).map(Secret::new).map_err(|e| CliError::config("cannot read the password", e))
+    };
+    let first = ask("password: ")?;
+    password::check_rules(&first).map_err(|e| CliError::config("the password", e))?;
+    let again = ask("password again: ")?;
+    if first.expose() != again.expose() {
+        return Err(CliError::Config("the two passwords typed differ: nothing was changed".into()));
+    }
+    Ok(first.expose().to_string())
 }

@@ -18,10 +18,14 @@
 //!   ([`Break::Truncated`]), or the head does not match the last entry ([`Break::Head`]);
 //! - an entry inserted beyond the head ([`Break::Extra`], found by `recorder::verify_stored`).
 //!
-//! Who can rewrite the whole chain and the head (the database's owner) can forge it; the head
-//! hash printed by `audit verify` is what to keep elsewhere to catch that.
+//! Who can rewrite the whole chain and the head (the database's owner) can forge it: every hash
+//! can be recomputed. What catches that is an [`Anchor`] kept outside the database: the head
+//! `<id>:<hash>` printed by an earlier `audit verify`, given back as `--expect-head`; an entry
+//! that no longer has its anchored hash, or is gone, is [`Break::Anchor`].
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 
 use aws_lc_rs::digest;
 
@@ -120,6 +124,12 @@ pub enum Break {
         /// The entry.
         id: u64,
     },
+    /// Entry `id` no longer has the hash an [`Anchor`] recorded for it, or is gone: the log was
+    /// rewritten (and rehashed) since.
+    Anchor {
+        /// The anchored entry.
+        id: u64,
+    },
 }
 
 impl Break {
@@ -132,7 +142,8 @@ impl Break {
             | Break::OutOfOrder { id, .. }
             | Break::Truncated { id, .. }
             | Break::Head { id }
-            | Break::Extra { id } => *id,
+            | Break::Extra { id }
+            | Break::Anchor { id } => *id,
         }
     }
 }
@@ -157,6 +168,10 @@ impl fmt::Display for Break {
             }
             Break::Head { id } => write!(f, "the head does not match the last entry {id}: the head was changed"),
             Break::Extra { id } => write!(f, "entry {id} lies beyond the head: it was inserted by hand"),
+            Break::Anchor { id } => write!(
+                f,
+                "entry {id} does not have the hash expected for it (--expect-head), or is gone: the log was rewritten"
+            ),
         }
     }
 }
@@ -172,6 +187,42 @@ pub struct Intact {
     pub head_hash: String,
 }
 
+/// A hash recorded for an entry outside the database (`<id>:<hash>`, as `audit verify` prints
+/// its head): a later verify checks that entry still has it. `0:` followed by [`GENESIS`] is the
+/// head of an empty log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// The entry.
+    pub id: u64,
+    /// Its hash (64 lowercase hex digits).
+    pub hash: String,
+}
+
+impl fmt::Display for Anchor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.id, self.hash)
+    }
+}
+
+/// An anchor that is not `<id>:<64 hex digits>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected <id>:<hash> (an entry id, a colon, 64 hex digits), as `audit verify` prints after `head:`")]
+pub struct AnchorError;
+
+impl FromStr for Anchor {
+    type Err = AnchorError;
+
+    fn from_str(s: &str) -> Result<Self, AnchorError> {
+        let (id, hash) = s.trim().split_once(':').ok_or(AnchorError)?;
+        let id = id.parse().map_err(|_| AnchorError)?;
+        let hash = hash.to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AnchorError);
+        }
+        Ok(Self { id, hash })
+    }
+}
+
 /// Checks entries one at a time, in id order from entry 1, then against the head: feed it
 /// pages as they are read ([`Verifier::push`]) and [`Verifier::finish`] with the head.
 #[derive(Debug, Clone)]
@@ -179,11 +230,13 @@ pub struct Verifier {
     next_id: u64,
     prev_hash: String,
     checked: u64,
+    /// Anchors not yet reached, by id.
+    anchors: BTreeMap<u64, String>,
 }
 
 impl Default for Verifier {
     fn default() -> Self {
-        Self { next_id: 1, prev_hash: GENESIS.to_string(), checked: 0 }
+        Self { next_id: 1, prev_hash: GENESIS.to_string(), checked: 0, anchors: BTreeMap::new() }
     }
 }
 
@@ -191,6 +244,11 @@ impl Verifier {
     /// A verifier expecting entry 1.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A verifier that also checks each anchored entry has its anchored hash.
+    pub fn anchored(anchors: &[Anchor]) -> Self {
+        Self { anchors: anchors.iter().map(|a| (a.id, a.hash.clone())).collect(), ..Self::default() }
     }
 
     /// Checks the next entry.
@@ -207,6 +265,9 @@ impl Verifier {
         if e.prev_hash != self.prev_hash {
             return Err(Break::Unlinked { id: e.id });
         }
+        if self.anchors.remove(&e.id).is_some_and(|h| h != e.hash) {
+            return Err(Break::Anchor { id: e.id });
+        }
         self.next_id += 1;
         self.prev_hash.clone_from(&e.hash);
         self.checked += 1;
@@ -221,6 +282,11 @@ impl Verifier {
         }
         if head.n != last_id || head.hash != self.prev_hash {
             return Err(Break::Head { id: last_id });
+        }
+        // Anchors never reached: entries gone (the empty log's anchor holds while it is empty).
+        let gone = self.anchors.iter().find(|(id, hash)| !(**id == 0 && hash.as_str() == GENESIS));
+        if let Some((&id, _)) = gone {
+            return Err(Break::Anchor { id });
         }
         Ok(Intact { checked: self.checked, last_id, head_hash: self.prev_hash })
     }
@@ -349,6 +415,41 @@ mod tests {
         let (mut entries, head) = chain(3);
         entries.insert(2, entries[1].clone());
         assert_eq!(verify(&entries, &head), Err(Break::OutOfOrder { id: 3, found: 2 }));
+    }
+
+    #[test]
+    fn a_rewritten_and_rehashed_log_is_caught_only_by_an_anchor() {
+        let (entries, head) = chain(6);
+        let anchor: Anchor = format!("6:{}", head.hash.to_uppercase()).parse().unwrap();
+        assert_eq!(anchor, Anchor { id: 6, hash: head.hash.clone() });
+        let run = |es: &[AccessEntry], h: &AccessLogHead, anchors: &[Anchor]| {
+            let mut v = Verifier::anchored(anchors);
+            es.iter().try_for_each(|e| v.push(e))?;
+            v.finish(h)
+        };
+        assert_eq!(run(&entries, &head, std::slice::from_ref(&anchor)).unwrap().head_hash, head.hash);
+        // Entry 3 forged and every hash from it on recomputed, the head too: intact otherwise.
+        let mut forged = entries.clone();
+        forged[2].target = "forged".into();
+        for i in 2..forged.len() {
+            forged[i].prev_hash = forged[i - 1].hash.clone();
+            forged[i].hash = seal(&forged[i]);
+        }
+        let forged_head = AccessLogHead { n: 6, hash: forged[5].hash.clone() };
+        assert!(verify(&forged, &forged_head).is_ok());
+        assert_eq!(run(&forged, &forged_head, std::slice::from_ref(&anchor)), Err(Break::Anchor { id: 6 }));
+        // An anchor on an entry the log no longer has.
+        assert_eq!(
+            run(&entries[..4], &AccessLogHead { n: 4, hash: entries[3].hash.clone() }, &[anchor]),
+            Err(Break::Anchor { id: 6 })
+        );
+        // The empty log's head anchors itself.
+        let empty: Anchor = format!("0:{GENESIS}").parse().unwrap();
+        assert!(run(&[], &AccessLogHead { n: 0, hash: GENESIS.into() }, &[empty]).is_ok());
+        for bad in ["", "6", "x:ab", &format!("6:{}", &head.hash[1..]), &format!("6:{}g", &head.hash[1..])] {
+            assert_eq!(bad.parse::<Anchor>(), Err(AnchorError), "{bad:?}");
+        }
+        assert!(Break::Anchor { id: 6 }.to_string().contains("entry 6 does not have the hash expected"));
     }
 
     #[test]

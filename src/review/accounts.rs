@@ -8,6 +8,12 @@
 //! cannot be logged is not made. The actor is the signed-in admin, or `cli:<os user>` for the
 //! command line ([`Actor::cli`]).
 //!
+//! The last enabled admin cannot be disabled or demoted, by anyone ([`AccountError::LastAdmin`]):
+//! the API would be left with nobody to manage users. Checked before the change is logged
+//! ([`removes_the_last_admin`]), and again by the store inside the change's transaction (two
+//! instances disabling two different admins at the same instant); a database without any admin
+//! (a fresh install, managed from the command line) is left alone.
+//!
 //! Names are case-insensitive (stored lowercased: MariaDB's default collation would compare
 //! them so anyway, SQLite would not).
 
@@ -18,7 +24,7 @@ use serde_json::json;
 use super::password::{self, PasswordError};
 use super::{recorder, AccessEvent, Principal, Role, Scope};
 use crate::secret::Secret;
-use crate::store::{CorpId, ReviewGrant, ReviewUser, ReviewUserChange, Store, StoreError};
+use crate::store::{CorpId, ReviewGrant, ReviewUser, ReviewUserChange, Store, StoreError, UserChangeOutcome};
 
 /// Longest user name.
 pub const MAX_NAME: usize = 64;
@@ -48,6 +54,12 @@ pub enum AccountError {
     /// A change that changes nothing, or one refused (e.g. an admin demoting themselves).
     #[error("{0}")]
     Refused(String),
+    /// The change would leave no enabled admin.
+    #[error(
+        "{0} is the last enabled admin: disabling or demoting it would leave nobody to manage users \
+         (add or enable another admin first)"
+    )]
+    LastAdmin(String),
     /// The change could not be logged, so it was not made.
     #[error("the access log could not be written, nothing was changed")]
     Log(#[source] StoreError),
@@ -66,6 +78,7 @@ impl AccountError {
                 | Self::Exists(_)
                 | Self::NoSuchUser(_)
                 | Self::Refused(_)
+                | Self::LastAdmin(_)
                 | Self::Password(PasswordError::TooShort | PasswordError::TooLong)
         )
     }
@@ -275,6 +288,14 @@ pub async fn change(store: &dyn Store, actor: &Actor, name: &str, c: Change) -> 
     if nothing {
         return Err(AccountError::Refused("nothing to change".into()));
     }
+    // Nobody left to manage users through the API: refused from the command line too, before
+    // the change is logged.
+    if c.disabled == Some(true) || c.role.is_some_and(|r| r != Role::Admin) {
+        let users = store.review_users().await?;
+        if removes_the_last_admin(&users, &name, c.role, c.disabled) {
+            return Err(AccountError::LastAdmin(name));
+        }
+    }
     // The last way back in must not be closed from inside: the command line can still do it.
     if actor.username == name && (c.disabled == Some(true) || c.role.is_some_and(|r| r.as_str() != actor.role)) {
         return Err(AccountError::Refused("you cannot disable yourself or change your own role".into()));
@@ -312,10 +333,27 @@ pub async fn change(store: &dyn Store, actor: &Actor, name: &str, c: Change) -> 
         grant,
         revoke,
     };
-    if !store.review_user_change(&name, &change).await? {
-        return Err(AccountError::NoSuchUser(name));
+    match store.review_user_change(&name, &change).await? {
+        UserChangeOutcome::Changed => {}
+        UserChangeOutcome::NoSuchUser => return Err(AccountError::NoSuchUser(name)),
+        UserChangeOutcome::LastAdmin => return Err(AccountError::LastAdmin(name)),
     }
     view(store, &name).await
+}
+
+/// Whether changing `name`'s role to `role` and its `disabled` flag to `disabled` (`None`:
+/// unchanged) would leave no enabled admin while there is one now: nobody could then manage
+/// users through the API.
+pub fn removes_the_last_admin(users: &[ReviewUser], name: &str, role: Option<Role>, disabled: Option<bool>) -> bool {
+    let admin = |u: &ReviewUser| !u.disabled && u.role == Role::Admin.as_str();
+    let after = |u: &ReviewUser| {
+        if u.username != name {
+            return admin(u);
+        }
+        let admin_after = role.map_or(u.role == Role::Admin.as_str(), |r| r == Role::Admin);
+        !disabled.unwrap_or(u.disabled) && admin_after
+    };
+    users.iter().any(admin) && !users.iter().any(after)
 }
 
 #[cfg(test)]
@@ -342,6 +380,35 @@ mod tests {
         }
         let s = scope(&[parse_grant("wwA").unwrap(), parse_grant("wwB:u1").unwrap()]);
         assert!(s.allows("wwA", &["x"]) && s.allows("wwB", &["u1"]) && !s.allows("wwB", &["u2"]));
+    }
+
+    #[test]
+    fn the_last_enabled_admin_cannot_be_disabled_or_demoted() {
+        let user = |name: &str, role: Role, disabled: bool| ReviewUser {
+            id: 1,
+            username: name.into(),
+            role: role.as_str().into(),
+            password_hash: Secret::new("x"),
+            disabled,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            last_login_ms: None,
+        };
+        let one =
+            [user("root", Role::Admin, false), user("old", Role::Admin, true), user("rita", Role::Reviewer, false)];
+        assert!(removes_the_last_admin(&one, "root", None, Some(true)));
+        assert!(removes_the_last_admin(&one, "root", Some(Role::Auditor), None));
+        assert!(!removes_the_last_admin(&one, "root", Some(Role::Admin), Some(false)));
+        assert!(!removes_the_last_admin(&one, "rita", None, Some(true)));
+        // Enabling another admin is fine.
+        assert!(!removes_the_last_admin(&one, "old", None, Some(false)));
+        let two = [user("root", Role::Admin, false), user("ann", Role::Admin, false)];
+        assert!(!removes_the_last_admin(&two, "root", None, Some(true)));
+        // No admin at all (a fresh install managed from the command line): nothing to keep.
+        let none = [user("rita", Role::Reviewer, false)];
+        assert!(!removes_the_last_admin(&none, "rita", None, Some(true)));
+        let e = AccountError::LastAdmin("root".into());
+        assert!(e.is_client_error() && e.to_string().contains("root is the last enabled admin"), "{e}");
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //!   sign-in/out, and the admin's user and the auditor's access-log endpoints;
 //! - [`session`] (tokens, cookie), [`password`] (Argon2id), [`ratelimit`] (failed sign-ins),
 //!   [`accounts`] (users and grants, shared by the CLI and the API);
-//! - [`access_log`] (the hash chain: encoding, hash, verification) and [`recorder`] (the
-//!   `AccessRecorder` over the store, verification of the stored log).
+//! - [`access_log`] (the hash chain: encoding, hash, verification, anchors), [`recorder`] (the
+//!   `AccessRecorder` over the store, verification of the stored log) and [`access_log_file`]
+//!   (verification of an exported file, offline).
 //!
 //! What may be read is served by:
 //! - [`server`]: the listener on `[review] listen` (its own actix-web worker, like
@@ -33,6 +34,7 @@
 //! error otherwise: the API's search would be missing) and stops the server with the pipeline.
 
 pub mod access_log;
+pub mod access_log_file;
 pub mod accounts;
 pub mod api;
 pub mod auth;

@@ -174,9 +174,10 @@ mod tests {
         let wrong = Secret::new("wrong password!");
         let known = time(&|| verify_blocking(&phc, &wrong));
         let unknown = time(&|| verify_blocking(dummy(), &wrong));
-        // Same parameters, same work: within a factor of 2 either way, where skipping the hash
-        // would be about a thousand times faster.
-        assert!(unknown * 2 > known && known * 2 > unknown, "known {known:?} vs unknown {unknown:?}");
+        // Same parameters, same work: within a factor of 10 either way (a loaded CI machine once
+        // gave 54 ms against 19 ms), where skipping the hash would be about a thousand times
+        // faster.
+        assert!(unknown * 10 > known && known * 10 > unknown, "known {known:?} vs unknown {unknown:?}");
         // Nothing prints.
         assert_eq!(format!("{phc:?} {phc}"), "Secret(<redacted>) <redacted>");
     }

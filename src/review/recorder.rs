@@ -1,7 +1,8 @@
 //! The access log over the store: [`StoreRecorder`] (the [`AccessRecorder`] every handler
 //! appends through), [`append`] (the same for callers that are not a signed-in user: the command
 //! line), [`verify_stored`] (the whole chain, page by page, through
-//! [`access_log::Verifier`]) and [`export`].
+//! [`access_log::Verifier`]; [`verify_stored_anchored`] also checks anchors kept elsewhere) and
+//! [`export`] (whose file `access_log_file` verifies offline).
 //!
 //! The chain itself (encoding, hash, what counts as broken) is `access_log`'s; the append's
 //! transaction and its serialisation across instances are the store's
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::access_log::{self, Break, Intact};
+use super::access_log::{self, Anchor, Break, Intact};
 use super::{AccessEvent, AccessRecorder, Principal};
 use crate::store::{AccessEntry, NewAccessEntry, Store, StoreError};
 
@@ -82,8 +83,14 @@ impl VerifyError {
 /// verifying lie beyond it and are not checked; an entry beyond the head as read again at the
 /// end was inserted without moving the head ([`Break::Extra`]).
 pub async fn verify_stored(store: &dyn Store) -> Result<Intact, VerifyError> {
+    verify_stored_anchored(store, &[]).await
+}
+
+/// [`verify_stored`], and each anchored entry must still have its anchored hash
+/// ([`Break::Anchor`]): catches a log rewritten and rehashed whole.
+pub async fn verify_stored_anchored(store: &dyn Store, anchors: &[Anchor]) -> Result<Intact, VerifyError> {
     let head = store.access_log_head().await?;
-    let mut v = access_log::Verifier::new();
+    let mut v = access_log::Verifier::anchored(anchors);
     let mut after = 0u64;
     let mut beyond = None;
     'pages: loop {

@@ -55,8 +55,8 @@ pub use mysql::MysqlStore;
 pub use repo::{
     AccessEntry, AccessLogHead, AccessLogRepo, BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow,
     MediaCount, MediaItem, MediaJob, MediaOutcome, MediaRecovery, MediaRepo, NewAccessEntry, ReviewGrant, ReviewRepo,
-    ReviewSession, ReviewUser, ReviewUserChange, SchemaRepo, Seal, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED,
-    MEDIA_HELD,
+    ReviewSession, ReviewUser, ReviewUserChange, SchemaRepo, Seal, Store, Undecrypted, UserChangeOutcome,
+    MEDIA_CODE_ATTEMPTS_EXHAUSTED, MEDIA_HELD,
 };
 pub use repo::{ConversationSel, Direction, MediaRow, MessageGroup, Participants, ReviewReadRepo, TimelinePos};
 pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};

@@ -466,6 +466,17 @@ pub struct ReviewUserChange {
     pub revoke: Vec<String>,
 }
 
+/// How [`ReviewRepo::review_user_change`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserChangeOutcome {
+    /// Applied.
+    Changed,
+    /// No user of that name; nothing changed.
+    NoSuchUser,
+    /// It would have disabled or demoted the last enabled admin; rolled back.
+    LastAdmin,
+}
+
 /// A live session as [`ReviewRepo::review_session`] finds it. The CSRF token never prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReviewSession {
@@ -555,8 +566,15 @@ pub trait ReviewRepo: Send + Sync {
     async fn review_users(&self) -> Result<Vec<ReviewUser>, StoreError>;
 
     /// Changes a user in one transaction ([`ReviewUserChange`]); disabling it or changing its
-    /// password ends its sessions. `false` when there is no such user.
-    async fn review_user_change(&self, username: &str, change: &ReviewUserChange) -> Result<bool, StoreError>;
+    /// password ends its sessions. A change that leaves no enabled admin where the user was one
+    /// is rolled back ([`UserChangeOutcome::LastAdmin`]): the count is taken inside the
+    /// transaction, after the change, with the admins' rows locked (the write lock on SQLite), so
+    /// two instances disabling two admins at once cannot both pass.
+    async fn review_user_change(
+        &self,
+        username: &str,
+        change: &ReviewUserChange,
+    ) -> Result<UserChangeOutcome, StoreError>;
 
     /// A user's grants, by corp.
     async fn review_grants(&self, user_id: i64) -> Result<Vec<ReviewGrant>, StoreError>;

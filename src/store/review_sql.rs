@@ -20,6 +20,9 @@ fn user_columns(d: &Dialect) -> String {
     )
 }
 
+/// The admin role as stored (`crate::review::Role::Admin`).
+const ADMIN: &str = "admin";
+
 /// A session's last use is written at most this often (ms), and at least 4 times per idle time.
 const TOUCH_EVERY_MS: i64 = 5_000;
 
@@ -198,23 +201,29 @@ macro_rules! review_repo {
                 Ok(rows.iter().map(Self::review_user_from).collect::<Result<_, _>>()?)
             }
 
-            async fn review_user_change(&self, username: &str, change: &ReviewUserChange) -> Result<bool, StoreError> {
+            async fn review_user_change(
+                &self,
+                username: &str,
+                change: &ReviewUserChange,
+            ) -> Result<UserChangeOutcome, StoreError> {
                 let d = Self::SQL;
                 let _w = self.write_guard().await;
                 let mut tx = self.pool.begin().await?;
                 // The user's row first, locked where the database has row locks: concurrent
                 // changes of one user apply one after the other.
-                let id: Option<i64> = sqlx::query_scalar(&format!(
-                    "SELECT CAST(id AS {}) FROM review_user WHERE username = ?{}",
-                    d.int, d.for_update
+                let row: Option<(i64, String, i64)> = sqlx::query_as(&format!(
+                    "SELECT CAST(id AS {i}), role, CAST(disabled AS {i}) FROM review_user WHERE username = ?{}",
+                    d.for_update,
+                    i = d.int
                 ))
                 .bind(username)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some(id) = id else {
+                let Some((id, role_before, disabled_before)) = row else {
                     tx.rollback().await?;
-                    return Ok(false);
+                    return Ok(UserChangeOutcome::NoSuchUser);
                 };
+                let was_admin = role_before == ADMIN && disabled_before == 0;
                 if let Some(role) = &change.role {
                     sqlx::query(&d.user_set("role")).bind(role.as_str()).bind(username).execute(&mut *tx).await?;
                 }
@@ -253,8 +262,21 @@ macro_rules! review_repo {
                         .execute(&mut *tx)
                         .await?;
                 }
+                if was_admin && (change.disabled == Some(true) || change.role.as_deref().is_some_and(|r| r != ADMIN)) {
+                    let left: i64 = sqlx::query_scalar(&format!(
+                        "SELECT CAST(COUNT(*) AS {}) FROM review_user WHERE role = ? AND disabled = 0{}",
+                        d.int, d.for_update
+                    ))
+                    .bind(ADMIN)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if left == 0 {
+                        tx.rollback().await?;
+                        return Ok(UserChangeOutcome::LastAdmin);
+                    }
+                }
                 tx.commit().await?;
-                Ok(true)
+                Ok(UserChangeOutcome::Changed)
             }
 
             async fn review_grants(&self, user_id: i64) -> Result<Vec<ReviewGrant>, StoreError> {
@@ -332,10 +354,12 @@ mod instances {
     use async_trait::async_trait;
     use sqlx::Row as _;
 
-    use super::{alive, userids_from, userids_json, worth_touching};
+    use super::{alive, userids_from, userids_json, worth_touching, ADMIN};
     use crate::secret::Secret;
     use crate::store::sql::SqlStore;
-    use crate::store::{ReviewGrant, ReviewRepo, ReviewSession, ReviewUser, ReviewUserChange, StoreError};
+    use crate::store::{
+        ReviewGrant, ReviewRepo, ReviewSession, ReviewUser, ReviewUserChange, StoreError, UserChangeOutcome,
+    };
 
     review_repo!(sqlx::MySql);
     review_repo!(sqlx::Sqlite);
