@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use wework_msgaudit::actors::{Pipeline, PipelineConfig};
 use wework_msgaudit::corps::Sources;
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
-use wework_msgaudit::store::{self, CorpId};
+use wework_msgaudit::store::CorpId;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wework-msgaudit");
 const SECRET: &str = "sekrit-7f3a9c41d2";
@@ -32,114 +32,50 @@ fn keys_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys")
 }
 
-/// A test database (SQLite temp file or fresh MariaDB database) plus a config file naming it.
-struct Db {
-    url: String,
-    dir: tempfile::TempDir,
-    drop_db: Option<(String, String)>,
+/// A test database (SQLite temp file or fresh MariaDB database) plus a config file that names
+/// an unusable URL: the environment's (as `run` honours it) must win.
+struct Db(common::cli_db::CliDb);
+
+impl std::ops::Deref for Db {
+    type Target = common::cli_db::CliDb;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Db {
     async fn sqlite() -> Db {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("corp.db").display());
-        Db::with_url(url, dir, None)
+        Db::with(common::cli_db::CliDb::sqlite("corp.db"))
     }
 
     async fn mysql() -> Option<Db> {
-        match common::pipeline::fresh_mysql_database("wwc").await {
-            Ok((url, admin, db)) => Some(Db::with_url(url, tempfile::tempdir().unwrap(), Some((admin, db)))),
-            Err(why) => {
-                common::skip_or_fail("the MariaDB corp CLI tests", &why);
-                None
-            }
-        }
+        common::cli_db::CliDb::mysql("wwc", "the MariaDB corp CLI tests").await.map(Db::with)
     }
 
-    fn with_url(url: String, dir: tempfile::TempDir, drop_db: Option<(String, String)>) -> Db {
-        // The URL goes in through the environment override (as `run` honours it); the config
-        // file holds a different, unusable URL to prove the override wins.
-        std::fs::write(dir.path().join("config.toml"), "[database]\nurl = \"sqlite:///nonexistent-dir/x.db\"\n")
-            .unwrap();
-        std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
-        Db { url, dir, drop_db }
+    fn with(db: common::cli_db::CliDb) -> Db {
+        let db = Db(db);
+        db.set_config("");
+        db.write("secret", &format!("{SECRET}\n"));
+        db
     }
 
     /// Rewrites the config file: the unusable URL (the environment's wins) plus `extra`.
     fn set_config(&self, extra: &str) {
-        let text = format!("[database]\nurl = \"sqlite:///nonexistent-dir/x.db\"\n{extra}");
-        std::fs::write(self.dir.path().join("config.toml"), text).unwrap();
+        self.write("config.toml", &format!("[database]\nurl = \"sqlite:///nonexistent-dir/x.db\"\n{extra}"));
     }
 
     fn config(&self) -> String {
-        self.dir.path().join("config.toml").display().to_string()
+        self.path("config.toml").display().to_string()
     }
 
     fn secret_file(&self) -> String {
-        self.dir.path().join("secret").display().to_string()
+        self.path("secret").display().to_string()
     }
 
     /// Runs the binary with `args` (plus `--config`).
     fn cli(&self, args: &[&str]) -> Output {
-        let mut all: Vec<&str> = args.to_vec();
-        let config = self.config();
-        all.extend(["--config", &config]);
-        std::process::Command::new(BIN)
-            .args(&all)
-            .env("WEWORK_MSGAUDIT__DATABASE__URL", &self.url)
-            .env("WEWORK_MSGAUDIT_LOG", "warn")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs the binary and asserts its exit code; returns stdout + stderr.
-    fn ok(&self, args: &[&str]) -> String {
-        self.expect(args, 0)
-    }
-
-    fn expect(&self, args: &[&str], code: i32) -> String {
-        let out = self.cli(args);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.status.code(), Some(code), "{args:?}:\n{text}");
-        text
-    }
-
-    async fn store(&self) -> Arc<dyn store::Store> {
-        let s = store::connect(&self.url, 4).await.unwrap();
-        s.migrate().await.unwrap();
-        s
-    }
-
-    /// One integer from a query on the test database.
-    async fn int(&self, sql: &str) -> i64 {
-        let v: Option<i64> = if self.url.starts_with("sqlite:") {
-            let p = sqlx::SqlitePool::connect(&self.url).await.unwrap();
-            let v = sqlx::query_scalar(sql).fetch_one(&p).await;
-            p.close().await;
-            v
-        } else {
-            let p = sqlx::MySqlPool::connect(&self.url).await.unwrap();
-            let v = sqlx::query_scalar(sql).fetch_one(&p).await;
-            p.close().await;
-            v
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        v.unwrap_or(0)
-    }
-
-    /// The text values of a one-column query.
-    async fn texts(&self, sql: &str) -> Vec<String> {
-        if self.url.starts_with("sqlite:") {
-            let p = sqlx::SqlitePool::connect(&self.url).await.unwrap();
-            let v = sqlx::query_scalar(sql).fetch_all(&p).await.unwrap();
-            p.close().await;
-            v
-        } else {
-            let p = sqlx::MySqlPool::connect(&self.url).await.unwrap();
-            let v = sqlx::query_scalar(sql).fetch_all(&p).await.unwrap();
-            p.close().await;
-            v
-        }
+        self.run(args, "")
     }
 
     /// (seq, msgdata, decrypt_error, encrypt_chat_msg) of every row of a message table.
@@ -161,11 +97,7 @@ impl Db {
     }
 
     async fn finish(self) {
-        use sqlx::{Connection, Executor};
-        if let Some((admin, db)) = &self.drop_db {
-            let mut c = sqlx::MySqlConnection::connect(admin).await.unwrap();
-            c.execute(format!("DROP DATABASE IF EXISTS `{db}`").as_str()).await.unwrap();
-        }
+        self.0.finish().await;
     }
 }
 

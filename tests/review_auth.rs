@@ -22,8 +22,7 @@
 
 use crate::common;
 
-use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,93 +39,38 @@ const BIN: &str = env!("CARGO_BIN_EXE_wework-msgaudit");
 const PW: &str = "correct horse battery staple";
 
 /// A test database plus a directory for the config and password files.
-struct Db {
-    url: String,
-    dir: tempfile::TempDir,
-    drop_db: Option<(String, String)>,
+struct Db(common::cli_db::CliDb);
+
+impl std::ops::Deref for Db {
+    type Target = common::cli_db::CliDb;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Db {
     async fn sqlite() -> Db {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("review.db").display());
-        Db::with_url(url, dir, None)
+        Db::with(common::cli_db::CliDb::sqlite("review.db"))
     }
 
     async fn mysql() -> Option<Db> {
-        match common::pipeline::fresh_mysql_database("wwr").await {
-            Ok((url, admin, db)) => Some(Db::with_url(url, tempfile::tempdir().unwrap(), Some((admin, db)))),
-            Err(why) => {
-                common::skip_or_fail("the MariaDB review auth tests", &why);
-                None
-            }
-        }
+        common::cli_db::CliDb::mysql("wwr", "the MariaDB review auth tests").await.map(Db::with)
     }
 
-    fn with_url(url: String, dir: tempfile::TempDir, drop_db: Option<(String, String)>) -> Db {
-        std::fs::write(dir.path().join("config.toml"), "[log]\nlevel = \"warn\"\n").unwrap();
-        std::fs::write(dir.path().join("pw"), format!("{PW}\n")).unwrap();
-        Db { url, dir, drop_db }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Runs the binary with `args` (plus `--config`), `stdin` on its standard input.
-    fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write as _;
-        let config = self.path("config.toml").display().to_string();
-        let mut child = std::process::Command::new(BIN)
-            .args(args)
-            .args(["--config", &config])
-            .env("WEWORK_MSGAUDIT__DATABASE__URL", &self.url)
-            .env("WEWORK_MSGAUDIT_LOG", "warn")
-            .env("USER", "tester")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+    fn with(db: common::cli_db::CliDb) -> Db {
+        db.write("config.toml", "[log]\nlevel = \"warn\"\n");
+        db.write("pw", &format!("{PW}\n"));
+        Db(db)
     }
 
     /// Runs the binary, asserts its exit code, returns stdout + stderr.
     fn expect(&self, args: &[&str], stdin: &str, code: i32) -> String {
-        let out = self.cli(args, stdin);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.status.code(), Some(code), "{args:?}:\n{text}");
-        text
-    }
-
-    async fn store(&self) -> Arc<dyn Store> {
-        let s = store::connect(&self.url, 4).await.unwrap();
-        s.migrate().await.unwrap();
-        s
-    }
-
-    /// Runs one statement on the database directly (the tamperer's view); rows affected.
-    async fn exec(&self, sql: &str) -> u64 {
-        if self.url.starts_with("sqlite:") {
-            let p = sqlx::SqlitePool::connect(&self.url).await.unwrap();
-            let n = sqlx::query(sql).execute(&p).await.unwrap().rows_affected();
-            p.close().await;
-            n
-        } else {
-            let p = sqlx::MySqlPool::connect(&self.url).await.unwrap();
-            let n = sqlx::query(sql).execute(&p).await.unwrap().rows_affected();
-            p.close().await;
-            n
-        }
+        self.expect_in(args, stdin, code)
     }
 
     async fn finish(self) {
-        use sqlx::{Connection, Executor};
-        if let Some((admin, db)) = self.drop_db {
-            let mut c = sqlx::MySqlConnection::connect(&admin).await.unwrap();
-            c.execute(format!("DROP DATABASE IF EXISTS `{db}`").as_str()).await.unwrap();
-        }
+        self.0.finish().await;
     }
 }
 

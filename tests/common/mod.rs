@@ -66,6 +66,7 @@ macro_rules! per_db {
     };
 }
 
+pub mod cli_db;
 pub mod daemon;
 pub mod pipeline;
 
