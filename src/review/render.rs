@@ -308,18 +308,6 @@ impl Renderer {
     }
 }
 
-/// The download status of a media row in words.
-pub fn media_status(status: u8) -> &'static str {
-    match status {
-        0 => "held",
-        1 => "pending",
-        2 => "downloading",
-        3 => "done",
-        4 => "failed",
-        _ => "unknown",
-    }
-}
-
 /// The API path of a message of `corp`.
 pub fn message_url(corp: &str, msgid: &str) -> String {
     format!("/api/corps/{}/messages/{}", enc(corp), enc(msgid))
@@ -361,7 +349,7 @@ pub fn render(corp: &str, conversation: &str, row: &Row, media: &[MediaRow]) -> 
             json!({
                 "item": m.item,
                 "kind": m.kind,
-                "status": media_status(m.status),
+                "status": crate::observe::media_status_name(m.status),
                 "error_code": (m.status == 4).then_some(m.media_code),
                 "filename": m.filename,
                 "size": m.size,
