@@ -29,10 +29,8 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{test as atest, web, App, HttpMessage};
 use aws_lc_rs::digest;
-use common::pipeline::{config, corpid, open, scenario, specs, wait_for, Db};
+use common::pipeline::{corpid, open, Db};
 use serde_json::Value;
-use wework_msgaudit::actors::Pipeline;
-use wework_msgaudit::corps::Sources;
 use wework_msgaudit::message::Row;
 use wework_msgaudit::review::api::ReviewState;
 use wework_msgaudit::review::cursor::ConvKey;
@@ -41,7 +39,6 @@ use wework_msgaudit::review::media::MediaSource;
 use wework_msgaudit::review::render::{self, KNOWN};
 use wework_msgaudit::review::server::configure;
 use wework_msgaudit::review::{MemoryRecorder, Principal, Role, Scope};
-use wework_msgaudit::sdk::emulated::EmulatedSdk;
 use wework_msgaudit::search::index::conversation_key;
 use wework_msgaudit::search::indexer::{Indexer, IndexerSettings};
 use wework_msgaudit::search::{SearchIndex, WriterSettings};
@@ -167,14 +164,7 @@ fn open_export(zip: &[u8]) -> (Vec<u8>, Value) {
 
 async fn review_api(db: Db) {
     let store = open(&db).await;
-    let emu = Arc::new(emulator::Emulator::new(scenario(2, &[], RECORDS)).unwrap());
-    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
-    let pipeline =
-        Pipeline::start(Arc::clone(&store), sdk, Sources { fixed: specs(2, 500), ..Sources::default() }, &config())
-            .unwrap();
-    let targets: Vec<(String, u64)> = (0..2).map(|i| (corpid(i), RECORDS)).collect();
-    wait_for(&pipeline, &targets, Duration::from_secs(240)).await;
-    pipeline.shutdown().await;
+    common::pipeline::ingest_corps(&store, 2, RECORDS).await;
     let (a, b) = (corpid(0), corpid(1));
     let corp_a = CorpId::new(&a).unwrap();
     let corp_b = CorpId::new(&b).unwrap();

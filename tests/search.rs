@@ -14,13 +14,9 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::pipeline::{config, corpid, open, scenario, specs, wait_for, Db};
-use wework_msgaudit::actors::Pipeline;
-use wework_msgaudit::corps::Sources;
+use common::pipeline::{corpid, open, Db};
 use wework_msgaudit::message::Row;
-use wework_msgaudit::sdk::emulated::EmulatedSdk;
 use wework_msgaudit::search::extract::record_text;
 use wework_msgaudit::search::indexer::{Indexer, IndexerSettings};
 use wework_msgaudit::search::tokenizer::is_cjk;
@@ -58,14 +54,7 @@ fn hits(index: &SearchIndex, req: &SearchRequest) -> Vec<(String, u64)> {
 
 async fn index_and_query(db: Db) {
     let store = open(&db).await;
-    let emu = Arc::new(emulator::Emulator::new(scenario(2, &[], RECORDS)).unwrap());
-    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
-    let pipeline =
-        Pipeline::start(Arc::clone(&store), sdk, Sources { fixed: specs(2, 500), ..Sources::default() }, &config())
-            .unwrap();
-    let targets: Vec<(String, u64)> = (0..2).map(|i| (corpid(i), RECORDS)).collect();
-    wait_for(&pipeline, &targets, Duration::from_secs(240)).await;
-    pipeline.shutdown().await;
+    common::pipeline::ingest_corps(&store, 2, RECORDS).await;
 
     let corps: Vec<CorpId> = (0..2).map(|i| CorpId::new(&corpid(i)).unwrap()).collect();
     let dir = tempfile::tempdir().unwrap();

@@ -295,3 +295,15 @@ pub async fn check_corp(db: &Db, emu: &emulator::Emulator, corp: &str) -> (usize
     }
     (fine, corrupt)
 }
+
+/// Ingests `corps` emulator corps of `records` each (the normal generator, pages of 500) into
+/// `store` through the pipeline, and stops it once every corp is stored.
+pub async fn ingest_corps(store: &Arc<dyn Store>, corps: usize, records: u64) {
+    let emu = Arc::new(emulator::Emulator::new(scenario(corps, &[], records)).unwrap());
+    let sdk = Arc::new(wework_msgaudit::sdk::emulated::EmulatedSdk::new(emu));
+    let sources = wework_msgaudit::corps::Sources { fixed: specs(corps, 500), ..Default::default() };
+    let pipeline = Pipeline::start(Arc::clone(store), sdk, sources, &config()).unwrap();
+    let targets: Vec<(String, u64)> = (0..corps).map(|i| (corpid(i), records)).collect();
+    wait_for(&pipeline, &targets, Duration::from_secs(240)).await;
+    pipeline.shutdown().await;
+}
