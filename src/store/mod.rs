@@ -39,6 +39,7 @@ mod media_sql;
 mod mysql;
 mod repo;
 mod review_read_sql;
+mod review_repo;
 mod review_sql;
 mod spill;
 mod sql;
@@ -53,12 +54,14 @@ pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;
 pub use repo::{
-    AccessEntry, AccessLogHead, AccessLogRepo, BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow,
-    MediaCount, MediaItem, MediaJob, MediaOutcome, MediaRecovery, MediaRepo, NewAccessEntry, ReviewGrant, ReviewRepo,
-    ReviewSession, ReviewUser, ReviewUserChange, SchemaRepo, Seal, Store, Undecrypted, UserChangeOutcome,
-    MEDIA_CODE_ATTEMPTS_EXHAUSTED, MEDIA_HELD,
+    BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow, MediaCount, MediaItem, MediaJob,
+    MediaOutcome, MediaRecovery, MediaRepo, SchemaRepo, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED, MEDIA_HELD,
 };
-pub use repo::{ConversationSel, Direction, MediaRow, MessageGroup, Participants, ReviewReadRepo, TimelinePos};
+pub use review_repo::{
+    AccessEntry, AccessLogHead, AccessLogRepo, ConversationSel, Direction, MediaRow, MessageGroup, NewAccessEntry,
+    Participants, ReviewGrant, ReviewReadRepo, ReviewRepo, ReviewSession, ReviewUser, ReviewUserChange, Seal,
+    TimelinePos, UserChangeOutcome,
+};
 pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;

@@ -301,7 +301,7 @@ mod instances {
     use sqlx::{QueryBuilder, Row as _};
 
     use super::like_escape;
-    use crate::store::repo::{
+    use crate::store::review_repo::{
         ConversationSel, Direction, MediaRow, MessageGroup, Participants, ReviewReadRepo, TimelinePos,
     };
     use crate::store::sql::{Flavor, SqlStore};
