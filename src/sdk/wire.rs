@@ -166,11 +166,26 @@ pub enum Reply {
     },
 }
 
-/// Builds a frame's payload.
-#[derive(Default)]
+/// Builds a frame: room for the length, then the payload, encoded in place (a `GetChatData`
+/// body of a few MB is copied once into the frame, not once into a payload and again into a
+/// frame).
 struct Out(Vec<u8>);
 
 impl Out {
+    /// An empty frame with room for `payload` bytes of payload.
+    fn with_capacity(payload: usize) -> Self {
+        let mut v = Vec::with_capacity(4 + payload);
+        v.extend_from_slice(&[0; 4]);
+        Self(v)
+    }
+    /// The frame with its length filled in.
+    fn finish(mut self) -> Result<Vec<u8>, WireError> {
+        let payload = self.0.len() - 4;
+        let len = u32::try_from(payload).ok().filter(|n| (*n as usize) <= MAX_FRAME);
+        let len = len.ok_or(WireError::Malformed("frame too large"))?;
+        self.0[..4].copy_from_slice(&len.to_le_bytes());
+        Ok(self.0)
+    }
     fn u8(&mut self, v: u8) -> &mut Self {
         self.0.push(v);
         self
@@ -248,7 +263,18 @@ impl<'a> In<'a> {
 
 impl Request {
     fn encode(&self) -> Out {
-        let mut o = Out::default();
+        // Sized up front: a frame that grew by reallocation would leave copies of the secrets
+        // it holds in freed memory, where zeroizing the final frame cannot reach them.
+        let fields = match self {
+            Request::Open { corpid, secret } => corpid.len() + secret.len(),
+            Request::Close { .. } => 0,
+            Request::Chat { net, .. } => net.proxy.len() + net.passwd.len(),
+            Request::Media { sdkfileid, index, net, .. } => {
+                sdkfileid.len() + index.len() + net.proxy.len() + net.passwd.len()
+            }
+            Request::Decrypt { key, msg } => key.len() + msg.len(),
+        };
+        let mut o = Out::with_capacity(64 + fields);
         match self {
             Request::Open { corpid, secret } => o.u8(1).bytes(corpid.as_bytes()).bytes(secret.as_bytes()),
             Request::Close { handle } => o.u8(2).u64(*handle),
@@ -278,7 +304,11 @@ impl Request {
 
 impl Reply {
     fn encode(&self) -> Out {
-        let mut o = Out::default();
+        let big = match self {
+            Reply::Body(b) | Reply::Chunk { data: b, .. } => b.len(),
+            _ => 0,
+        };
+        let mut o = Out::with_capacity(64 + big);
         match self {
             Reply::Ready { version } => o.u8(1).u32(*version),
             Reply::LoadFailed { reason } => o.u8(2).bytes(reason.as_bytes()),
@@ -310,15 +340,10 @@ impl Reply {
     }
 }
 
-fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), WireError> {
-    let len = u32::try_from(payload.len()).ok().filter(|n| (*n as usize) <= MAX_FRAME);
-    let len = len.ok_or(WireError::Malformed("frame too large"))?;
-    // One write of header and payload: a frame is never interleaved with anything.
-    let mut frame = Vec::with_capacity(4 + payload.len());
-    frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(payload);
-    w.write_all(&frame)
-        .map_err(|e| if e.kind() == io::ErrorKind::BrokenPipe { WireError::Closed } else { e.into() })?;
+/// Writes a whole frame ([`Out::finish`]) in one write: a frame is never interleaved with
+/// anything.
+fn write_frame(w: &mut impl Write, frame: &[u8]) -> Result<(), WireError> {
+    w.write_all(frame).map_err(|e| if e.kind() == io::ErrorKind::BrokenPipe { WireError::Closed } else { e.into() })?;
     Ok(())
 }
 
@@ -345,8 +370,9 @@ fn read_frame(r: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, WireError> {
 
 /// Sends one request.
 pub fn send_request(w: &mut impl Write, r: &Request) -> Result<(), WireError> {
-    let out = Zeroizing::new(r.encode().0);
-    write_frame(w, &out)
+    // Zeroized: request frames carry secrets.
+    let frame = Zeroizing::new(r.encode().finish()?);
+    write_frame(w, &frame)
 }
 
 /// Receives one request (`Err(Closed)` when the daemon closed the channel).
@@ -356,7 +382,7 @@ pub fn recv_request(r: &mut impl Read) -> Result<Request, WireError> {
 
 /// Sends one reply.
 pub fn send_reply(w: &mut impl Write, r: &Reply) -> Result<(), WireError> {
-    write_frame(w, &r.encode().0)
+    write_frame(w, &r.encode().finish()?)
 }
 
 /// Receives one reply.
