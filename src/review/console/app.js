@@ -7,6 +7,8 @@ import { h, fmtTime, fmtDay, message, snippet } from '/assets/render.js';
 
 const $ = (id) => document.getElementById(id);
 let csrf = null;
+/** The corps the signed-in reviewer may read (from /api/corps). */
+let corpIds = [];
 
 /** A call of the API: the JSON answer, or an Error with `.status`. */
 async function api(path, { method = 'GET', body } = {}) {
@@ -55,6 +57,8 @@ function show(view) {
 
 function showLogin() {
   csrf = null;
+  S.corp = null;
+  corpIds = [];
   $('who').textContent = '';
   $('logout').hidden = true;
   show('login-view');
@@ -98,21 +102,29 @@ function setRoute(r) {
 
 async function startReview() {
   const { corps } = await api('/api/corps');
-  const sel = $('corp');
-  sel.replaceChildren(...corps.map((c) => h('option', { value: c.corpid },
+  corpIds = corps.map((c) => c.corpid);
+  $('corp').replaceChildren(...corps.map((c) => h('option', { value: c.corpid },
     `${c.name || c.corpid} (${t('count', { n: c.messages })})`)));
+  await applyRoute();
+}
+
+/** Opens what the location names (on start, and when a link or the user changes the hash). */
+async function applyRoute() {
   const r = route();
-  if (r.corp && !corps.some((c) => c.corpid === r.corp)) {
-    toast(t('not_found'));
+  if (r.corp && !corpIds.includes(r.corp)) {
+    // Not granted, or no such corp: the two are never told apart.
+    clearTimeline();
     $('tl-title').textContent = t('not_found');
+    toast(t('not_found'));
+    return;
   }
-  const corp = corps.some((c) => c.corpid === r.corp) ? r.corp : corps[0]?.corpid;
+  const corp = r.corp ?? S.corp ?? corpIds[0];
   if (!corp) return;
-  sel.value = corp;
-  await pickCorp(corp);
-  if (r.corp === corp && r.conv) {
-    await openConversation(r.conv, null, r.msg ? { msgid: r.msg, time: r.time, seq: r.seq } : null);
+  if (corp !== S.corp) {
+    $('corp').value = corp;
+    await pickCorp(corp);
   }
+  if (r.conv) await openConversation(r.conv, null, r.msg ? { msgid: r.msg, time: r.time, seq: r.seq } : null);
 }
 
 async function pickCorp(corp) {
@@ -159,7 +171,7 @@ async function loadConversations(fresh) {
     S.convNext = page.next;
     $('convs-more').hidden = !page.next;
     $('convs').append(...page.conversations.map((c) => h('li', {},
-      h('button', { type: 'button', class: 'item conv', 'data-key': c.key,
+      h('button', { type: 'button', class: 'item conv', 'data-key': c.key, 'data-kind': c.kind,
         onclick: (e) => { markActive(e.currentTarget); openConversation(c.key, c); } },
         h('div', { class: 'row' },
           h('span', { class: `tag ${c.kind}` }, t(c.kind)),
@@ -357,7 +369,7 @@ async function startAudit() {
 }
 
 async function loadLog() {
-  const after = Math.max(0, logBefore - 101);
+  const after = Math.max(0, logBefore - 501);
   const limit = logBefore - 1 - after;
   if (limit <= 0) { $('log-older').hidden = true; return; }
   const page = await api(`/api/access-log?after=${after}&limit=${limit}`);
@@ -409,6 +421,7 @@ function wire() {
     showLogin();
   });
   $('corp').addEventListener('change', (e) => pickCorp(e.target.value));
+  window.addEventListener('hashchange', () => { if (S.corp !== null || corpIds.length) applyRoute().catch(failed); });
   $('search-form').addEventListener('submit', (e) => { e.preventDefault(); runSearch(null); });
   $('convs-back').addEventListener('click', () => loadConversations(true));
   $('convs-more').addEventListener('click', () => (S.search && $('convs-back').hidden === false
