@@ -123,6 +123,10 @@ async function applyRoute() {
   if (corp !== S.corp) {
     $('corp').value = corp;
     await pickCorp(corp);
+  } else if (!r.conv) {
+    // The corp alone: back to its conversation list.
+    clearTimeline();
+    await loadConversations(true);
   }
   if (r.conv) await openConversation(r.conv, null, r.msg ? { msgid: r.msg, time: r.time, seq: r.seq } : null);
 }
