@@ -270,10 +270,10 @@ async fn console_in_a_browser(db: Db) {
                      "--autoplay-policy=no-user-gesture-required"],
         }),
     );
-    let connect = ClientBuilder::rustls()
-        .expect("a TLS setup for the WebDriver client")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port));
+    let mut builder = ClientBuilder::rustls().expect("a TLS setup for the WebDriver client");
+    builder.capabilities(caps);
+    let webdriver = format!("http://127.0.0.1:{}", driver.port);
+    let connect = builder.connect(&webdriver);
     let c = tokio::time::timeout(Duration::from_secs(60), connect)
         .await
         .expect("chromedriver started no browser within 60 s")
@@ -469,9 +469,11 @@ async fn drive(br: &Browser, seed: &Seed) {
     let stacked = br
         .js("const p = document.getElementById('col-people').getBoundingClientRect(),
                     c = document.getElementById('col-convs').getBoundingClientRect();
-             return c.top >= p.bottom - 1 && document.documentElement.scrollWidth <= 400")
+             return {stacked: c.top >= p.bottom - 1, width: innerWidth,
+                     overflow: document.documentElement.scrollWidth > innerWidth + 1}")
         .await;
-    assert_eq!(stacked, json!(true), "columns stack at phone width");
+    assert_eq!(stacked["stacked"], json!(true), "columns stack at phone width: {stacked}");
+    assert_eq!(stacked["overflow"], json!(false), "nothing wider than a phone: {stacked}");
     br.shot("08-phone").await;
     br.c.set_window_size(1400, 900).await.unwrap();
 
