@@ -318,9 +318,10 @@ fn seed(daemon: &mut Daemon, port: u16, a: &str, b: &str) -> Seed {
         let hits = json_of(&cookie, &format!("/api/search?q=&corp={a}&msgtype={msgtype}&limit=50"));
         hits["hits"].as_array()?.iter().find_map(|h| {
             let m = json_of(&cookie, h["url"].as_str()?);
-            let ok = m["media"].as_array()?.iter().any(|i| {
-                i["status"] == "done" && (msgtype != "voice" || i["mp3_url"].is_string()) && i["item"] == 0
-            });
+            let ok = m["media"]
+                .as_array()?
+                .iter()
+                .any(|i| i["status"] == "done" && (msgtype != "voice" || i["mp3_url"].is_string()) && i["item"] == 0);
             ok.then_some(m)
         })
     };
@@ -373,7 +374,14 @@ async fn drive(br: &Browser, seed: &Seed) {
     br.click("#convs .item.conv:not([data-kind=undecryptable])").await;
     br.until("document.querySelectorAll('#tl-msgs .msg .bubble').length > 0", "bubbles", 30).await;
     let sides = br.js("return [...document.querySelectorAll('#tl-msgs .msg')].map((m) => m.className)").await;
-    assert!(sides.as_array().unwrap().iter().any(|s| s.as_str().unwrap().contains("left") || s.as_str().unwrap().contains("right")), "{sides}");
+    assert!(
+        sides
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("left") || s.as_str().unwrap().contains("right")),
+        "{sides}"
+    );
     assert!(br.js("return document.querySelectorAll('#tl-msgs .day').length").await.as_u64() > Some(0), "day rows");
     let export = br.js("return document.getElementById('export-csv').getAttribute('href')").await;
     assert!(export.as_str().unwrap().ends_with("/export?format=csv"), "{export}");
@@ -413,12 +421,20 @@ async fn drive(br: &Browser, seed: &Seed) {
     br.go(&open_at(&seed.image)).await;
     let img_sel = format!("#tl-msgs [data-msgid={}] .imgbox img", json!(seed.image["msgid"]));
     br.until(
-        &format!("(() => {{ const i = document.querySelector({}); return i && i.complete && i.naturalWidth > 0; }})()", json!(img_sel)),
+        &format!(
+            "(() => {{ const i = document.querySelector({}); return i && i.complete && i.naturalWidth > 0; }})()",
+            json!(img_sel)
+        ),
         "the image to load",
         30,
     )
     .await;
-    let boxed = br.js(&format!("const r = document.querySelector({}).parentElement.getBoundingClientRect(); return [r.width, r.height]", json!(img_sel))).await;
+    let boxed = br
+        .js(&format!(
+            "const r = document.querySelector({}).parentElement.getBoundingClientRect(); return [r.width, r.height]",
+            json!(img_sel)
+        ))
+        .await;
     assert_eq!(boxed, json!([200, 150]), "a fixed box: no layout shift");
     br.click(&format!("#tl-msgs [data-msgid={}] .imgbox", json!(seed.image["msgid"]))).await;
     br.until(
@@ -435,7 +451,8 @@ async fn drive(br: &Browser, seed: &Seed) {
     br.type_in("#q", seed.term).await;
     br.click("#search-go").await;
     br.until("document.querySelector('#convs .hit-item')", "search hits", 30).await;
-    let bold = br.js("return [...document.querySelectorAll('#convs .hit-item .snippet b')].map((b) => b.textContent)").await;
+    let bold =
+        br.js("return [...document.querySelectorAll('#convs .hit-item .snippet b')].map((b) => b.textContent)").await;
     assert!(bold.as_array().unwrap().iter().any(|t| t.as_str().unwrap().contains(seed.term)), "highlighted: {bold}");
     let no_markup = br.js("return document.querySelectorAll('#convs .snippet *:not(b)').length").await;
     assert_eq!(no_markup, 0, "only <b> from a snippet");

@@ -100,28 +100,28 @@ pub async fn asset(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
-    use actix_web::{test, App};
+    use actix_web::{test as atest, App};
 
     use super::*;
 
     #[actix_web::test]
     async fn assets_are_served_with_type_policy_and_validators() {
-        let app = test::init_service(App::new().configure(configure)).await;
+        let app = atest::init_service(App::new().configure(configure)).await;
         let mut names: Vec<(String, &str)> = vec![("/".into(), INDEX.1)];
         names.extend(ASSETS.iter().map(|(n, t, _)| (format!("/assets/{n}"), *t)));
         for (path, content_type) in names {
-            let resp = test::call_service(&app, test::TestRequest::get().uri(&path).to_request()).await;
+            let resp = atest::call_service(&app, atest::TestRequest::get().uri(&path).to_request()).await;
             assert_eq!(resp.status().as_u16(), 200, "{path}");
             let h = |n: header::HeaderName| resp.headers().get(n).map(|v| v.to_str().unwrap().to_string());
             assert_eq!(h(header::CONTENT_TYPE).as_deref(), Some(content_type), "{path}");
             assert_eq!(h(header::CONTENT_SECURITY_POLICY).as_deref(), Some(CSP), "{path}");
             assert_eq!(h(header::CACHE_CONTROL).as_deref(), Some("no-cache"), "{path}");
             let tag = h(header::ETAG).unwrap();
-            let again = test::TestRequest::get().uri(&path).insert_header((header::IF_NONE_MATCH, tag.as_str()));
-            let resp = test::call_service(&app, again.to_request()).await;
+            let again = atest::TestRequest::get().uri(&path).insert_header((header::IF_NONE_MATCH, tag.as_str()));
+            let resp = atest::call_service(&app, again.to_request()).await;
             assert_eq!(resp.status().as_u16(), 304, "{path}");
         }
-        let resp = test::call_service(&app, test::TestRequest::get().uri("/assets/nope.js").to_request()).await;
+        let resp = atest::call_service(&app, atest::TestRequest::get().uri("/assets/nope.js").to_request()).await;
         assert_eq!(resp.status().as_u16(), 404);
     }
 

@@ -59,6 +59,7 @@ function showLogin() {
   csrf = null;
   S.corp = null;
   corpIds = [];
+  $('toast').hidden = true;
   $('who').textContent = '';
   $('logout').hidden = true;
   show('login-view');
