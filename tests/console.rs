@@ -386,6 +386,17 @@ async fn drive(br: &Browser, seed: &Seed) {
     let export = br.js("return document.getElementById('export-csv').getAttribute('href')").await;
     assert!(export.as_str().unwrap().ends_with("/export?format=csv"), "{export}");
     br.shot("03-timeline").await;
+    // The export button's ZIP downloads (as the browser fetches it, with the session).
+    let zip = br
+        .js_async(
+            "fetch(document.getElementById('export-csv').href)
+               .then((r) => r.arrayBuffer().then((b) => done({status: r.status, type: r.headers.get('content-type'),
+                 magic: [...new Uint8Array(b.slice(0, 2))]})), () => done(0));",
+            vec![],
+        )
+        .await;
+    assert_eq!(zip["status"], 200, "{zip}");
+    assert_eq!(zip["magic"], json!([0x50, 0x4b]), "a ZIP: {zip}");
 
     // Voice: the <audio> loads the MP3 and knows its duration.
     let open_at = |m: &Value| {
@@ -492,6 +503,24 @@ async fn drive(br: &Browser, seed: &Seed) {
     assert_eq!(stacked["overflow"], json!(false), "nothing wider than a phone: {stacked}");
     br.shot("08-phone").await;
     br.c.set_window_size(1400, 900).await.unwrap();
+
+    // English on demand (kept in localStorage; the page reloads into the same session).
+    br.click("#lang").await;
+    br.until(
+        "document.body.dataset.ready === '1' && document.getElementById('logout').textContent === 'Sign out'",
+        "English labels",
+        20,
+    )
+    .await;
+    br.until("document.querySelector('#convs .item.conv')", "the list after the switch", 20).await;
+    br.shot("10-english").await;
+    br.click("#lang").await;
+    br.until(
+        "document.body.dataset.ready === '1' && document.getElementById('logout').textContent === '退出登录'",
+        "Chinese labels again",
+        20,
+    )
+    .await;
 
     // Sign-out ends the session.
     br.click("#logout").await;
