@@ -386,6 +386,15 @@ async fn drive(br: &Browser, seed: &Seed) {
     let export = br.js("return document.getElementById('export-csv').getAttribute('href')").await;
     assert!(export.as_str().unwrap().ends_with("/export?format=csv"), "{export}");
     br.shot("03-timeline").await;
+    // A chat record expands inline (the emulator's demo has one).
+    let opened = br
+        .js("const b = [...document.querySelectorAll('#convs .item.conv')].find((b) => b.textContent.includes('[chatrecord]'));
+             if (b) b.click(); return !!b")
+        .await;
+    if opened == json!(true) {
+        br.until("document.querySelector('#tl-msgs .card.nested .nested-item')", "a chat record's items", 20).await;
+        br.shot("03b-chatrecord").await;
+    }
     // The export button's ZIP downloads (as the browser fetches it, with the session).
     let zip = br
         .js_async(
