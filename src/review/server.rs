@@ -83,6 +83,15 @@ pub fn serve(
     state: ReviewState,
     auth: web::Data<auth::AuthState>,
 ) -> std::io::Result<actix_web::dev::Server> {
+    serve_on(std::net::TcpListener::bind(addr)?, state, auth)
+}
+
+/// [`serve`] on a listener already bound (e.g. to port 0, whose port the caller then knows).
+pub fn serve_on(
+    listener: std::net::TcpListener,
+    state: ReviewState,
+    auth: web::Data<auth::AuthState>,
+) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let data = data.clone();
@@ -97,7 +106,7 @@ pub fn serve(
     .workers(1)
     .disable_signals()
     .shutdown_timeout(5)
-    .bind(addr)?
+    .listen(listener)?
     .run();
     Ok(server)
 }
