@@ -249,7 +249,9 @@ async function openConversation(key, conv, at) {
     if (S.conv !== key) return;
     if (!conv) {
       const senders = [...new Set(page.messages.map((m) => m.sender).filter(Boolean))];
-      S.self = S.person && senders.includes(S.person) ? S.person : senders[0] ?? null;
+      // A group opened from a link or a hit: right only for the chosen person (else all left).
+      const first = page.kind === 'group' ? null : senders[0] ?? null;
+      S.self = S.person && senders.includes(S.person) ? S.person : first;
       $('tl-title').textContent = page.kind === 'group' ? `${t('group')} ${page.messages[0]?.roomid ?? ''}` : senders.join(' ↔ ');
     }
     $('tl-export').hidden = false;
