@@ -280,7 +280,7 @@ async fn console_in_a_browser(db: Db) {
     let br = Browser { c, base: format!("http://127.0.0.1:{port}/"), shots: shots_dir() };
     let run = tokio::time::timeout(Duration::from_secs(240), drive(&br, &seed));
     let outcome = run.await;
-    let _ = br.c.clone().close().await;
+    let _ = tokio::time::timeout(Duration::from_secs(20), br.c.clone().close()).await;
     drop(driver);
     outcome.unwrap_or_else(|_| panic!("the browser session took over 240 s:\n{}", daemon.log()));
     daemon.alive();
