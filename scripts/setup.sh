@@ -3,6 +3,7 @@
 #   - apt packages (ARCHITECTURE.md decision 17): FFmpeg dev libraries + clang for ffmpeg-next, ffmpeg
 #     (ffprobe), sox, iproute2 (unshare/ip), binutils (nm), supervisor (tests/deploy_supervisord.rs),
 #     docker-compose unless `docker compose` works, systemd for systemd-analyze (tests/deploy_files.rs),
+#     chromium + chromium-driver + a CJK font (the review console's browser test, tests/console.rs),
 #     MariaDB server;
 #   - the real vendor SDK from the PyPI package pyweworkfinance==1.1.0, into .cache/sdk/ (git-ignored),
 #     checked against its known sha256 (decision 15) — never committed;
@@ -26,7 +27,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # --- apt packages -------------------------------------------------------------------------------
 packages=(pkg-config clang libclang-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
           ffmpeg sox libsox-fmt-all iproute2 binutils util-linux python3 python3-pip python3-venv unzip supervisor
-          systemd)
+          systemd chromium chromium-driver fonts-wqy-microhei)
 [ "$want_db" = 1 ] && packages+=(mariadb-server mariadb-client)
 missing=()
 for p in "${packages[@]}"; do

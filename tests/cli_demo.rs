@@ -52,6 +52,10 @@ fn assert_complete(stdout: &str, db: &std::path::Path) -> i64 {
     }
     assert!(stdout.contains("stored"), "a live summary line: {stdout}");
     assert!(stdout.contains("sqlite3 ") && stdout.contains("message_wwdemo000000000001"), "{stdout}");
+    assert!(
+        stdout.contains("review console: http://127.0.0.1:") && stdout.contains("user demo, password "),
+        "{stdout}"
+    );
     rows
 }
 

@@ -38,6 +38,10 @@ pub struct DemoArgs {
     /// Records per GetChatData call (1..=1000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
+    /// Serve the review console (and API) here while the demo runs, with a demo reviewer whose
+    /// password is printed; port 0 = a free port; `off` = no console.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub console: String,
 }
 
 /// Runs `demo`.
@@ -61,6 +65,16 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     fresh_database(&args.db)?;
     let media_root = args.db.parent().unwrap_or(Path::new(".")).join("msgfile");
     fresh_media_root(&media_root)?;
+    let console_addr = match args.console.as_str() {
+        "off" | "" => None,
+        a => Some(a.parse::<std::net::SocketAddr>().map_err(|e| CliError::config("--console", e))?),
+    };
+    let search_dir = {
+        let mut name = args.db.as_os_str().to_owned();
+        name.push(".search");
+        PathBuf::from(name)
+    };
+    fresh_media_root(&search_dir)?;
     let url = format!("sqlite://{}", args.db.display());
     println!("demo corp {} through {} into {}", corpid, sdk.describe(), args.db.display());
     println!("keyring: publickey_ver {:?} (DEMO-ONLY keys, see lib/emulator/keys/README.md)", spec.keyring.versions());
@@ -97,6 +111,10 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
             .map_err(CliError::store(format!("opening the demo database {url}")))?;
         store.migrate().await.map_err(CliError::store("migrating the demo database"))?;
         let sources = Sources { fixed: vec![spec], ..Sources::default() };
+        let console = match console_addr {
+            Some(addr) => Some(start_console(addr, &store, &sources, &corpid, &media_root, &search_dir).await?),
+            None => None,
+        };
         let pipeline =
             Pipeline::start(store, sdk, sources, &config).map_err(|e| CliError::runtime("starting the pipeline", e))?;
         let started = Instant::now();
@@ -124,6 +142,12 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         }
         print_line(&pipeline, &corpid, started);
         pipeline.shutdown().await;
+        if let Some((server, search)) = console {
+            server.stop(true).await;
+            if let Some(search) = search {
+                search.stop().await;
+            }
+        }
         Ok::<_, CliError>(available.filter(|_| !interrupted))
     });
     // As in `run`: what is still pending is dropped inside the runtime.
@@ -138,6 +162,56 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     println!("sqlite3 {} 'select kind, status, count(*) from {} group by 1, 2'", args.db.display(), media_table);
     println!("media files (originals and MP3s of voice): {}/<yyyy>/<mm>/<dd>/", media_dir.display());
     Ok(())
+}
+
+/// The review console over the demo database while the demo runs: the search index kept in
+/// `search_dir`, a reviewer `demo` of the demo corp with a fresh random password, the review
+/// server on `addr`; prints the URL and the login. Returns the server (to stop) and the indexer.
+async fn start_console(
+    addr: std::net::SocketAddr,
+    store: &Arc<dyn store::Store>,
+    sources: &Sources,
+    corpid: &CorpId,
+    media_root: &Path,
+    search_dir: &Path,
+) -> Result<(actix_web::dev::ServerHandle, Option<crate::search::indexer::Task>), CliError> {
+    use crate::review::{accounts, api::ReviewState, media::MediaSource, Role};
+    use crate::store::ReviewGrant;
+    let mut cfg = crate::config::Config::default();
+    cfg.search.enabled = true;
+    cfg.search.dir = search_dir.to_path_buf();
+    cfg.search.poll_interval = Duration::from_millis(500);
+    let search = crate::search::indexer::start(&cfg, Arc::clone(store), sources.clone());
+    // A password of 22 random characters (the demo's database is thrown away with it).
+    let password: String = crate::review::session::new_token().expose().chars().take(22).collect();
+    let grant = ReviewGrant { corpid: corpid.as_str().to_string(), userids: None };
+    accounts::add(
+        store.as_ref(),
+        &accounts::Actor::cli(),
+        "demo",
+        Role::Reviewer,
+        &Secret::new(password.clone()),
+        vec![grant],
+    )
+    .await
+    .map_err(|e| CliError::runtime("adding the demo reviewer", e))?;
+    let auth =
+        crate::review::auth::auth_state(Arc::clone(store), &cfg.review).map_err(|e| CliError::config("[review]", e))?;
+    let state = ReviewState {
+        store: Arc::clone(store),
+        search: search.as_ref().map(crate::search::indexer::Task::index),
+        media: MediaSource { root: media_root.to_path_buf(), object_store: None },
+        export_max_rows: cfg.review.export_max_rows,
+        recorder: auth.recorder(),
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| CliError::config("--console: cannot listen", e))?;
+    let bound = listener.local_addr().map_err(|e| CliError::config("--console", e))?;
+    let server = crate::review::server::serve_on(listener, state, auth)
+        .map_err(|e| CliError::config("--console: cannot serve", e))?;
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    println!("review console: http://{bound}/  (user demo, password {password}; until the demo stops)");
+    Ok((handle, search))
 }
 
 fn cursor(stats: &Stats, corpid: &CorpId) -> u64 {

@@ -26,7 +26,9 @@
 //! - [`cursor`]: opaque page cursors and conversation keys;
 //! - [`media`]: HTTP Range, Content-Type, Content-Disposition of media files;
 //! - [`export`]: CSV (BOM) / JSON Lines in a ZIP with `SHA256SUMS` and `manifest.json`;
-//! - [`openapi`]: `docs/review-api.openapi.json`, served and checked against the routes.
+//! - [`openapi`]: `docs/review-api.openapi.json`, served and checked against the routes;
+//! - [`console`]: the browser UI (`/`, `/assets/…`), static files embedded in the binary that
+//!   call the API above like any client.
 //!
 //! The store reads are the `ReviewReadRepo` role (`store/review_read_sql.rs`), the search is
 //! `crate::search` with the scope inside the query. The daemon (`cli/run.rs`) starts the server
@@ -38,6 +40,7 @@ pub mod access_log_file;
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod cursor;
 pub mod export;
 pub mod media;

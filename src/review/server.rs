@@ -76,9 +76,19 @@ pub async fn no_route() -> HttpResponse {
 /// Binds `addr` and serves the review API on the current actix system: the session layer
 /// ([`auth::layer`]: the `Principal` of a valid session into each request's extensions, 401 for
 /// `/api/…` without one, CSRF on state-changing calls), the session layer's own routes (sign-in,
-/// users, the access log: [`auth::configure`]) and [`ROUTES`].
+/// users, the access log: [`auth::configure`]), [`ROUTES`] and the console's pages
+/// ([`super::console`]: `/` and `/assets/…`, open without a session, they hold no data).
 pub fn serve(
     addr: SocketAddr,
+    state: ReviewState,
+    auth: web::Data<auth::AuthState>,
+) -> std::io::Result<actix_web::dev::Server> {
+    serve_on(std::net::TcpListener::bind(addr)?, state, auth)
+}
+
+/// [`serve`] on a listener already bound (e.g. to port 0, whose port the caller then knows).
+pub fn serve_on(
+    listener: std::net::TcpListener,
     state: ReviewState,
     auth: web::Data<auth::AuthState>,
 ) -> std::io::Result<actix_web::dev::Server> {
@@ -90,12 +100,13 @@ pub fn serve(
             .wrap(from_fn(auth::layer))
             .configure(auth::configure)
             .configure(move |cfg| configure(cfg, data))
+            .configure(super::console::configure)
             .default_service(web::route().to(no_route))
     })
     .workers(1)
     .disable_signals()
     .shutdown_timeout(5)
-    .bind(addr)?
+    .listen(listener)?
     .run();
     Ok(server)
 }
