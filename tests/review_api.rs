@@ -42,7 +42,7 @@ use wework_msgaudit::review::{MemoryRecorder, Principal, Role, Scope};
 use wework_msgaudit::search::index::conversation_key;
 use wework_msgaudit::search::indexer::{Indexer, IndexerSettings};
 use wework_msgaudit::search::{SearchIndex, WriterSettings};
-use wework_msgaudit::store::{CorpId, MediaOutcome, Store};
+use wework_msgaudit::store::{CorpId, MediaOutcome};
 
 const RECORDS: u64 = 300;
 const EXPORT_MAX: u64 = 40;
@@ -63,19 +63,6 @@ async fn test_sessions(req: ServiceRequest, next: Next<BoxBody>) -> Result<Servi
         req.extensions_mut().insert(Principal { user_id: 1, username: format!("u-{h}"), role, scope });
     }
     next.call(req).await
-}
-
-/// Every stored row of `corp`, whole, by seq.
-async fn all_rows(store: &Arc<dyn Store>, corp: &CorpId) -> Vec<Row> {
-    let mut out: Vec<Row> = Vec::new();
-    loop {
-        let after = out.last().map_or(0, |r| r.seq);
-        let page = store.messages_after(corp, after, 300, true).await.unwrap().unwrap();
-        if page.is_empty() {
-            return out;
-        }
-        out.extend(page);
-    }
 }
 
 /// A media item made "downloaded" by the test: msgid, item, the record's filename, the bytes.
@@ -171,8 +158,8 @@ async fn review_api(db: Db) {
     // A record that could not be decrypted at all (the demo's corrupt ones are rare).
     let bad = wework_msgaudit::message::undecryptable(100_000, "undecryptable-1", 9, "k", "c", "no key for version 9");
     store.write_batch(&corp_a, &[bad], &[], 100_000).await.unwrap();
-    let rows_a = all_rows(&store, &corp_a).await;
-    let rows_b = all_rows(&store, &corp_b).await;
+    let rows_a = common::pipeline::all_rows(&store, &corp_a).await;
+    let rows_b = common::pipeline::all_rows(&store, &corp_b).await;
 
     let dir = tempfile::tempdir().unwrap();
     let index = Arc::new(SearchIndex::open_writer(&dir.path().join("index"), WriterSettings::default()).unwrap());

@@ -21,22 +21,9 @@ use wework_msgaudit::search::extract::record_text;
 use wework_msgaudit::search::indexer::{Indexer, IndexerSettings};
 use wework_msgaudit::search::tokenizer::is_cjk;
 use wework_msgaudit::search::{search, SearchIndex, SearchRequest, WriterSettings};
-use wework_msgaudit::store::{CorpId, Store};
+use wework_msgaudit::store::CorpId;
 
 const RECORDS: u64 = 800;
-
-/// Every stored row of `corp`, whole.
-async fn all_rows(store: &Arc<dyn Store>, corp: &CorpId) -> Vec<Row> {
-    let mut out: Vec<Row> = Vec::new();
-    loop {
-        let after = out.last().map_or(0, |r| r.seq);
-        let page = store.messages_after(corp, after, 300, true).await.unwrap().unwrap();
-        if page.is_empty() {
-            return out;
-        }
-        out.extend(page);
-    }
-}
 
 /// Every hit of `req` as (corp, seq), all pages.
 fn hits(index: &SearchIndex, req: &SearchRequest) -> Vec<(String, u64)> {
@@ -66,7 +53,7 @@ async fn index_and_query(db: Db) {
     let p = ix.pass(&corps).await.unwrap();
     let mut rows: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for c in &corps {
-        rows.insert(c.to_string(), all_rows(&store, c).await);
+        rows.insert(c.to_string(), common::pipeline::all_rows(&store, c).await);
     }
     let total: usize = rows.values().map(Vec::len).sum();
     assert_eq!(p.added as usize, total);

@@ -307,3 +307,16 @@ pub async fn ingest_corps(store: &Arc<dyn Store>, corps: usize, records: u64) {
     wait_for(&pipeline, &targets, Duration::from_secs(240)).await;
     pipeline.shutdown().await;
 }
+
+/// Every stored row of `corp`, whole (oversized values reassembled), by seq.
+pub async fn all_rows(store: &Arc<dyn Store>, corp: &CorpId) -> Vec<wework_msgaudit::store::Row> {
+    let mut out: Vec<wework_msgaudit::store::Row> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |r| r.seq);
+        let page = store.messages_after(corp, after, 300, true).await.unwrap().unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
