@@ -18,6 +18,7 @@
 //! - [`secret`]: a string type that never prints itself, and URL redaction;
 //! - [`corps`]: corp sources (tables, file) → the desired set of corps;
 //! - [`actors`]: the ingestion pipeline (supervisor, one actor per corp, DB writer, SDK pool);
+//! - [`callback`]: WeCom's callback endpoint (`msgaudit_notify` → pull that corp now);
 //! - [`observe`]: the per-corp report, `/healthz`, `/metrics`, `/status`, retention alerts;
 //! - [`reload`]: watching the configuration and corps files (hot reload);
 //! - [`review`]: reading the archive: roles and scopes, the review API, the access log;
@@ -36,6 +37,7 @@
 
 pub mod actors;
 pub mod backoff;
+pub mod callback;
 pub mod cli;
 pub mod config;
 pub mod corps;

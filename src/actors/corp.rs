@@ -21,6 +21,11 @@
 //! `Shutdown` until then. The actor reports its end to the supervisor
 //! ([`CorpExited`]). A long catch-up is logged as it goes ([`Progress`]: records/s, lag, ETA
 //! every `progress_interval`, then "caught up").
+//!
+//! [`PullNow`] (a `msgaudit_notify` callback, `crate::callback`) ends the "caught up" wait at once.
+//! It is coalesced: it stores at most one wake-up ([`tokio::sync::Notify`]), so a burst gives one
+//! pull, and a burst during a pull gives one more after it. A corp with callbacks configured
+//! waits `[callback] poll_interval` instead of `poll_interval` (polling stays the safety net).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +49,12 @@ use crate::store::{CorpId, StoreError};
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Stop;
+
+/// New records exist (a callback said so): end the "caught up" wait now. Coalesced: any number
+/// of these before the loop next waits give one pull.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PullNow;
 
 /// Sent to the supervisor when a corp actor's loop has ended.
 #[derive(Debug, Message)]
@@ -93,6 +104,8 @@ pub struct CorpActor {
     /// Handed to the pull loop when the actor starts.
     shutdown: Option<Shutdown>,
     supervisor: Recipient<CorpExited>,
+    /// [`PullNow`]'s wake-up (one stored permit at most: coalescing).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for CorpActor {
@@ -111,7 +124,15 @@ impl CorpActor {
         supervisor: Recipient<CorpExited>,
         shutdown: Shutdown,
     ) -> Self {
-        Self { spec, generation, shared, stop: shutdown.token().clone(), shutdown: Some(shutdown), supervisor }
+        Self {
+            spec,
+            generation,
+            shared,
+            stop: shutdown.token().clone(),
+            shutdown: Some(shutdown),
+            supervisor,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
     }
 }
 
@@ -127,6 +148,7 @@ impl Actor for CorpActor {
             stop,
             progress: Progress::new(self.shared.pull.progress_interval),
             write_failures: std::sync::atomic::AtomicU32::new(0),
+            wake: Arc::clone(&self.wake),
         };
         let span = tracing::info_span!("corp", corpid = %self.spec.corpid, generation = self.generation);
         // A panic anywhere in the loop ends this corp's run like an error (decision 1), so the
@@ -137,6 +159,14 @@ impl Actor for CorpActor {
             act.supervisor.do_send(CorpExited { corpid: act.spec.corpid.clone(), generation: act.generation, result });
             ctx.stop();
         }));
+    }
+}
+
+impl Handler<PullNow> for CorpActor {
+    type Result = ();
+
+    fn handle(&mut self, _: PullNow, _ctx: &mut Self::Context) {
+        self.wake.notify_one();
     }
 }
 
@@ -158,6 +188,8 @@ struct Puller {
     progress: Progress,
     /// Failed writes since the last committed one.
     write_failures: std::sync::atomic::AtomicU32,
+    /// Set by [`PullNow`].
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// A write in flight: the cursor it will commit and its stats.
@@ -202,6 +234,28 @@ impl Puller {
         tokio::select! {
             () = tokio::time::sleep(d) => self.stopped(),
             () = self.stop.recv() => true,
+        }
+    }
+
+    /// The "caught up" wait: `d`, or until [`PullNow`]; true when stopped.
+    async fn wait_for_records(&mut self, d: Duration) -> bool {
+        if self.stopped() {
+            return true;
+        }
+        let wake = Arc::clone(&self.wake);
+        tokio::select! {
+            () = tokio::time::sleep(d) => self.stopped(),
+            () = wake.notified() => self.stopped(),
+            () = self.stop.recv() => true,
+        }
+    }
+
+    /// The wait after a short page: `[callback] poll_interval` when the corp has callbacks and
+    /// the listener is on, else `poll_interval`.
+    fn poll_interval(&self) -> Duration {
+        match (&self.spec.callback, self.shared.pull.callback_poll_interval) {
+            (Some(_), Some(d)) => d,
+            _ => self.shared.pull.poll_interval,
         }
     }
 
@@ -398,7 +452,7 @@ impl Puller {
                 self.set_state("caught up", None);
                 self.log_progress(false);
                 self.shared.stats.update(&corpid, |s| s.consecutive_failures = 0);
-                if self.sleep(self.shared.pull.poll_interval).await {
+                if self.wait_for_records(self.poll_interval()).await {
                     break Ok(());
                 }
             } else if !self.write_poisoned() {

@@ -53,6 +53,10 @@ pub struct PullSettings {
     /// Writes refused in a row (no batch committed in between) after which the corp is marked
     /// `failing` and retried only every `backoff_max` (`[daemon] failing_after`, at least 1).
     pub write_attempts: u32,
+    /// The wait after a short page of a corp with callbacks configured (`[callback]
+    /// poll_interval`); `None`: callbacks are off (`[callback] listen` unset), every corp polls
+    /// at `poll_interval`.
+    pub callback_poll_interval: Option<Duration>,
 }
 
 impl Default for PullSettings {
@@ -63,6 +67,7 @@ impl Default for PullSettings {
             backoff_max: Duration::from_secs(300),
             progress_interval: Duration::from_secs(10),
             write_attempts: 3,
+            callback_poll_interval: None,
         }
     }
 }
@@ -299,6 +304,8 @@ pub struct Stats {
     /// Batch-write latency: from handing a page to the database writer to its commit (or
     /// failure).
     pub write_seconds: crate::observe::histogram::Histogram,
+    /// Callback requests and events (`crate::callback`; empty without `[callback] listen`).
+    pub callback: Arc<crate::callback::Counters>,
 }
 
 impl Stats {

@@ -13,6 +13,10 @@
 //! all have finished their in-flight writes the supervisor gives the leases back, closes the SDK
 //! pool and waits for its threads to leave the vendor library, and only then lets go of its own
 //! hold on the pipeline's end.
+//!
+//! The callback endpoint (`crate::callback`) asks it for a corp's callback keys
+//! ([`CallbackKeysOf`], from every corp the sources give, leased here or not) and forwards
+//! `msgaudit_notify` to the corp's actor ([`PullNow`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -56,6 +60,18 @@ pub struct ReconcileReport {
     /// Corps left out of the desired set, with why.
     pub errors: Vec<(String, String)>,
 }
+
+/// A callback said `0` has new records: tell its actor ([`super::corp::PullNow`], coalesced
+/// there). Answers whether an actor of the corp runs here.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct PullNow(pub CorpId);
+
+/// The callback keys of a corp the sources give: `None` when no source gives it, `Some(None)`
+/// when it has no callback settings.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Option<crate::callback::CallbackKeys>>")]
+pub struct CallbackKeysOf(pub CorpId);
 
 /// The corps currently running (for tests and `status`).
 #[derive(Debug, Message)]
@@ -398,6 +414,28 @@ impl Handler<Running> for Supervisor {
         let mut ids: Vec<CorpId> = self.running.iter().filter(|(_, e)| !e.stopping).map(|(c, _)| c.clone()).collect();
         ids.sort();
         MessageResult(ids)
+    }
+}
+
+impl Handler<PullNow> for Supervisor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: PullNow, _ctx: &mut Self::Context) -> bool {
+        match self.running.get(&msg.0).filter(|e| !e.stopping) {
+            Some(entry) => {
+                entry.addr.do_send(super::corp::PullNow);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Handler<CallbackKeysOf> for Supervisor {
+    type Result = MessageResult<CallbackKeysOf>;
+
+    fn handle(&mut self, msg: CallbackKeysOf, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.loaded.get(&msg.0).map(|spec| spec.callback.clone()))
     }
 }
 

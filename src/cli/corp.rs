@@ -1,5 +1,6 @@
-//! `corp add | list | enable | disable | set-key | rotate-secret | encrypt-existing`: manage the
-//! `corplist` / `corp_keys` tables, and list every configured corp whatever its source.
+//! `corp add | list | enable | disable | set-key | rotate-secret | encrypt-existing | set-callback`:
+//! manage the `corplist` / `corp_keys` / `corp_callback` tables, and list every configured corp
+//! whatever its source.
 //!
 //! Secrets are never taken as plain arguments (they would show in `ps`): `--secret-file` or
 //! `--secret-env`. Keys are read from files and parsed with [`parse_private_key`] BEFORE anything
@@ -65,6 +66,25 @@ pub enum CorpCommand {
     /// (`[security] master_key_file` or `$WEWORK_MSGAUDIT_MASTER_KEY`). Idempotent. Back up
     /// the database first: the Java version cannot read sealed values.
     EncryptExisting,
+    /// Set the WeCom callback Token and EncodingAESKey of a corp (`corp_callback`, sealed when a
+    /// master key is set; README: Callbacks), or remove them with `--clear`.
+    SetCallback(SetCallbackArgs),
+}
+
+/// Arguments of `corp set-callback`.
+#[derive(Debug, Args)]
+pub struct SetCallbackArgs {
+    /// The corpid.
+    pub corpid: String,
+    /// A file holding the Token (surrounding whitespace is ignored).
+    #[arg(long, required_unless_present = "clear", requires = "aes_key_file")]
+    pub token_file: Option<PathBuf>,
+    /// A file holding the EncodingAESKey (43 characters).
+    #[arg(long, required_unless_present = "clear", requires = "token_file")]
+    pub aes_key_file: Option<PathBuf>,
+    /// Remove the corp's callback settings.
+    #[arg(long, conflicts_with_all = ["token_file", "aes_key_file"])]
+    pub clear: bool,
 }
 
 /// Arguments of `corp rotate-secret`.
@@ -167,6 +187,21 @@ pub fn run(args: &CorpArgs) -> Result<(), CliError> {
             let secret = read_secret(a.secret_file.as_deref(), a.secret_env.as_deref())?;
             let at_rest = at_rest()?;
             with_store_of(&cfg, |store| rotate_secret(store, &cfg, &at_rest, c, secret))
+        }
+        CorpCommand::SetCallback(a) => {
+            let c = corpid(&a.corpid)?;
+            let values = match (&a.token_file, &a.aes_key_file) {
+                (Some(t), Some(k)) if !a.clear => {
+                    let (token, key) = (read_secret(Some(t), None)?, read_secret(Some(k), None)?);
+                    // Validated before the database is opened; the error names the setting only.
+                    crate::callback::CallbackKeys::from_settings(Some(&token), Some(&key))
+                        .map_err(|e| CliError::Config(format!("{}: {e}", e.key())))?;
+                    Some((token, key))
+                }
+                _ => None,
+            };
+            let at_rest = at_rest()?;
+            with_store_of(&cfg, |store| set_callback(store, &cfg, &at_rest, c, values))
         }
         CorpCommand::EncryptExisting => {
             let at_rest = at_rest()?;
@@ -481,6 +516,35 @@ async fn rotate_secret(
     store.upsert_corp(&row).await.map_err(CliError::store(format!("storing corp {corpid}")))?;
     let how = if at_rest.key_id().is_some() { "stored encrypted" } else { "stored as plaintext (no master key)" };
     println!("corp {corpid}: new secret {how}; a running daemon restarts the corp with it at its next reload");
+    Ok(())
+}
+
+async fn set_callback(
+    store: Arc<dyn Store>,
+    cfg: &Config,
+    at_rest: &AtRest,
+    corpid: CorpId,
+    values: Option<(Secret, Secret)>,
+) -> Result<(), CliError> {
+    if find(store.as_ref(), &corpid).await?.is_none() {
+        return Err(not_in_table(cfg, &corpid, "set its `callback_token` and `encoding_aes_key` there"));
+    }
+    let Some((token, key)) = values else {
+        let removed = store
+            .delete_corp_callback(&corpid)
+            .await
+            .map_err(CliError::store(format!("removing the callback settings of corp {corpid}")))?;
+        println!("corp {corpid}: callback settings {}", if removed { "removed" } else { "were not set" });
+        return Ok(());
+    };
+    let token = protect(at_rest, &crate::callback::token_place(corpid.as_str()), &token)?;
+    let key = protect(at_rest, &crate::callback::aes_key_place(corpid.as_str()), &key)?;
+    store
+        .put_corp_callback(&corpid, &token, &key)
+        .await
+        .map_err(CliError::store(format!("storing the callback settings of corp {corpid}")))?;
+    let how = if at_rest.key_id().is_some() { "stored encrypted" } else { "stored as plaintext (no master key)" };
+    println!("corp {corpid}: callback settings {how}; a running daemon uses them at its next reload");
     Ok(())
 }
 

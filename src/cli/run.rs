@@ -147,6 +147,12 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                 handle.stop(true).await;
             });
         }
+        // callback: WeCom's msgaudit_notify → pull now (src/callback).
+        if let Some(addr) = crate::callback::server::start(&cfg.callback, &pipeline)
+            .map_err(|e| CliError::config("callback.listen: cannot listen", e))?
+        {
+            tracing::info!(%addr, "serving WeCom callbacks on /callback/<corpid>");
+        }
         let mut reloader = Reloader::new(args.config.clone(), cfg, store, pipeline.supervisor.clone(), log_overridden);
         let grace = reloader.cfg.daemon.shutdown_grace;
         let fatal = {
@@ -381,6 +387,7 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
             backoff_max: cfg.pull.backoff_max,
             progress_interval: cfg.daemon.progress_interval,
             write_attempts: cfg.daemon.failing_after,
+            callback_poll_interval: (!cfg.callback.listen.is_empty()).then_some(cfg.callback.poll_interval),
         },
         reload_interval: cfg.corps.reload_interval.max(Duration::from_secs(1)),
         hang_grace: Duration::from_secs(10),

@@ -88,6 +88,40 @@ pub struct Config {
     pub search: SearchConfig,
     /// The review API (reading the archive), its users' sessions and exports.
     pub review: ReviewConfig,
+    /// WeCom callbacks (`msgaudit_notify` → pull now).
+    pub callback: CallbackConfig,
+}
+
+/// `[callback]`: the endpoint WeCom sends `msgaudit_notify` to (`crate::callback`). Each corp's
+/// Token and EncodingAESKey are its `callback_token` and `encoding_aes_key` (corps file) or its
+/// `corp_callback` row.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackConfig {
+    /// Serve `GET`/`POST /callback/<corpid>` on this address (e.g. "127.0.0.1:8081" behind the
+    /// HTTPS proxy WeCom reaches); `""` = off.
+    pub listen: String,
+    /// With the listener on, a corp with callback settings polls only this often (the safety net
+    /// for a lost callback); the others keep `[pull] poll_interval`.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// The largest request body accepted (bytes); larger ones answer 413.
+    pub max_body: usize,
+    /// A callback's timestamp must be within this of the clock, and a `(timestamp, nonce)` seen
+    /// within it again is a replay (409).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            poll_interval: Duration::from_secs(300),
+            max_body: 64 * 1024,
+            max_age: Duration::from_secs(300),
+        }
+    }
 }
 
 /// `[review]`: the review API (`crate::review`): sessions, login limits, exports.
@@ -507,6 +541,15 @@ impl Config {
     fn check(&self) -> Result<(), (&'static str, String)> {
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(("http.listen", "expected host:port, e.g. \"127.0.0.1:9100\"".into()));
+        }
+        if !self.callback.listen.is_empty() && self.callback.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(("callback.listen", "expected host:port, e.g. \"127.0.0.1:8081\"".into()));
+        }
+        if self.callback.max_body < 1024 {
+            return Err(("callback.max_body", "must be at least 1024 bytes".into()));
+        }
+        if self.callback.max_age < Duration::from_secs(1) {
+            return Err(("callback.max_age", "must be at least 1s".into()));
         }
         if self.cluster.leases && self.cluster.lease_ttl < Duration::from_secs(1) {
             return Err(("cluster.lease_ttl", "must be at least 1s".into()));

@@ -46,6 +46,12 @@ struct FileCorp {
     enabled: bool,
     #[serde(default)]
     key: Vec<FileKey>,
+    /// The callback Token (`crate::callback`); with `encoding_aes_key`, or neither.
+    #[serde(default)]
+    callback_token: Option<Secret>,
+    /// The callback EncodingAESKey (43 characters of base64).
+    #[serde(default)]
+    encoding_aes_key: Option<Secret>,
 }
 
 fn enabled_default() -> bool {
@@ -173,8 +179,11 @@ fn file_corp(c: FileCorp, base: &Path, defaults: Defaults) -> Result<CorpSpec, B
     if keyring.is_empty() {
         return Err(Bad::new("", "no [[corp.key]]: records could never be decrypted"));
     }
+    let callback = crate::callback::CallbackKeys::from_settings(c.callback_token.as_ref(), c.encoding_aes_key.as_ref())
+        .map_err(|e| Bad::new(e.key(), e.to_string()))?;
     Ok(CorpSpec::new(corpid, c.name, c.secret, limit_or(c.limits, defaults), timeout_or(c.timeout, defaults), keyring)
-        .with_source(CorpSource::File))
+        .with_source(CorpSource::File)
+        .with_callback(callback))
 }
 
 #[cfg(test)]

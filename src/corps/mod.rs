@@ -60,6 +60,9 @@ pub struct CorpSpec {
     pub fence: Option<crate::store::Fence>,
     /// Where the corp is defined (not part of the fingerprint).
     pub source: CorpSource,
+    /// The corp's callback token and EncodingAESKey (`crate::callback`), when configured; only
+    /// whether there are any is part of the fingerprint (it sets the poll interval).
+    pub callback: Option<crate::callback::CallbackKeys>,
     /// Hash of the secret and the public-key fingerprints (computed once at construction).
     key_digest: String,
     /// Hash of the proxy URL and credentials ("" without a proxy).
@@ -94,6 +97,7 @@ impl fmt::Debug for CorpSpec {
             .field("keyring", &self.keyring)
             .field("proxy", &self.proxy)
             .field("source", &self.source)
+            .field("callback", &self.callback.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +124,7 @@ impl CorpSpec {
             proxy: Proxy::default(),
             fence: None,
             source: CorpSource::Fixed,
+            callback: None,
             key_digest,
             proxy_digest: String::new(),
         }
@@ -148,6 +153,13 @@ impl CorpSpec {
         self
     }
 
+    /// Sets [`CorpSpec::callback`].
+    #[must_use]
+    pub fn with_callback(mut self, callback: Option<crate::callback::CallbackKeys>) -> Self {
+        self.callback = callback;
+        self
+    }
+
     /// Sets [`CorpSpec::fence`].
     #[must_use]
     pub fn with_fence(mut self, fence: crate::store::Fence) -> Self {
@@ -166,8 +178,10 @@ impl CorpSpec {
     /// secrets enter only through a one-way hash).
     pub fn fingerprint(&self) -> String {
         let fence = self.fence.as_ref().map(|f| format!("{}#{}", f.holder, f.token)).unwrap_or_default();
+        // Callbacks change the poll interval; "" without them keeps older fingerprints unchanged.
+        let callback = if self.callback.is_some() { "|callback" } else { "" };
         format!(
-            "{}|{}|{}|{}|{}|{fence}",
+            "{}|{}|{}|{}|{}|{fence}{callback}",
             self.corpid,
             self.limit,
             self.timeout.secs(),

@@ -288,7 +288,33 @@ pub fn render(report: &Report) -> String {
             fam.sample(&[("result", result)], n as f64);
         }
     }
+    if let Some(cb) = &report.callback {
+        callback(&mut out, cb);
+    }
     out
+}
+
+/// The callback families (`crate::callback::counters`).
+fn callback(out: &mut String, cb: &crate::callback::counters::CallbackTotals) {
+    let mut fam = Family::start(
+        out,
+        "callback_requests_total",
+        "counter",
+        "Callback requests by outcome (verified, accepted, bad_signature, stale, replay, busy, wrong_receive_id, \
+         malformed, too_large, unknown_corp, not_configured); corpid is empty for unknown corps.",
+    );
+    for c in &cb.requests {
+        fam.sample(&[("corpid", &c.corpid), ("outcome", &c.label)], c.count as f64);
+    }
+    let mut fam = Family::start(
+        out,
+        "callback_events_total",
+        "counter",
+        "Accepted callback events by kind (msgaudit_notify, msg_audit_approved, other).",
+    );
+    for c in &cb.events {
+        fam.sample(&[("corpid", &c.corpid), ("event", &c.label)], c.count as f64);
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,9 @@ pub struct Report {
     pub write_seconds: Option<HistogramSnapshot>,
     /// Process-wide media counters (when media is on).
     pub media: Option<MediaTotals>,
+    /// Callback requests and events (live reports, once a callback arrived).
+    #[serde(default)]
+    pub callback: Option<crate::callback::counters::CallbackTotals>,
     /// One entry per corp, by corpid.
     pub corps: Vec<CorpReport>,
 }
@@ -296,6 +299,7 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
                 transcode_failed: m.transcode_failed.load(Relaxed),
             }
         }),
+        callback: src.stats.as_ref().and_then(|s| s.callback.snapshot()),
         corps,
     }
 }

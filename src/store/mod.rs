@@ -31,6 +31,8 @@
 mod access_log_sql;
 mod batch;
 mod batch_sql;
+mod callback_repo;
+mod callback_sql;
 mod corp_sql;
 mod inspect;
 mod isolate;
@@ -50,6 +52,7 @@ use std::sync::Arc;
 
 pub use crate::message::{MediaRef, Row};
 pub use crate::secret::redact_url;
+pub use callback_repo::{CallbackRepo, CorpCallbackRow};
 pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;

@@ -214,6 +214,7 @@ pub trait Store:
     + ReviewRepo
     + AccessLogRepo
     + ReviewReadRepo
+    + super::CallbackRepo
     + Send
     + Sync
     + fmt::Debug

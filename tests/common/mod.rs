@@ -68,6 +68,7 @@ macro_rules! per_db {
 
 pub mod cli_db;
 pub mod daemon;
+pub mod freshness;
 pub mod pipeline;
 
 use std::path::{Path, PathBuf};

@@ -228,6 +228,24 @@ impl FakeApi {
     pub fn emulator(&self) -> &Emulator {
         &self.state.emu
     }
+
+    /// What WeCom does when a corp has new archive messages: `n` new records of `target.corpid`
+    /// appear ([`Emulator::grow`]), then a signed, encrypted `msgaudit_notify` is POSTed to the
+    /// target's URL ([`crate::callback`]; nonce from `seed`). Returns the highest seq now available
+    /// and the HTTP status of the callback.
+    pub fn grow_and_notify(
+        &self,
+        target: &crate::callback::CallbackTarget,
+        n: u64,
+        seed: u64,
+    ) -> std::io::Result<(u64, u16)> {
+        let seq = self
+            .state
+            .emu
+            .grow(&target.corpid, n)
+            .ok_or_else(|| std::io::Error::other(format!("corp {} is not in the scenario", target.corpid)))?;
+        Ok((seq, target.notify(seed)?))
+    }
 }
 
 impl Drop for FakeApi {

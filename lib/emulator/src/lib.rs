@@ -7,6 +7,7 @@
 #![allow(non_snake_case)] // the crate must be named like the vendor library
 
 pub mod api;
+pub mod callback;
 pub mod codec;
 mod ffi;
 mod gen;
@@ -100,6 +101,8 @@ struct Corp {
     keys: Vec<(u32, Pkcs1PublicEncryptingKey)>,
     chat_calls: AtomicU64,
     media_calls: AtomicU64,
+    /// Records added by [`Emulator::grow`] (beyond the backlog and `growth_per_sec`).
+    grown: AtomicU64,
 }
 
 struct Inner {
@@ -148,7 +151,13 @@ impl Emulator {
                 keys.push((k.ver, pk));
             }
             keys.sort_by_key(|(v, _)| *v);
-            corps.push(Corp { cfg: c.clone(), keys, chat_calls: AtomicU64::new(0), media_calls: AtomicU64::new(0) });
+            corps.push(Corp {
+                cfg: c.clone(),
+                keys,
+                chat_calls: AtomicU64::new(0),
+                media_calls: AtomicU64::new(0),
+                grown: AtomicU64::new(0),
+            });
         }
         let calllog = match std::env::var_os("WWF_EMULATOR_CALLLOG") {
             Some(p) if !p.is_empty() => Some(Mutex::new(
@@ -282,6 +291,30 @@ impl Emulator {
         self.inner.as_ref().map(|i| i.corps.iter().map(|c| c.cfg.corpid.clone()).collect()).unwrap_or_default()
     }
 
+    /// Makes `n` new records of `corpid` appear now (the next seqs; they are served to every
+    /// GetChatData from now on and are in [`Emulator::truth`]). Returns the highest seq now
+    /// available, or `None` for a corp not in the scenario. In-process only: an emulator `.so`
+    /// in another process has its own counters.
+    pub fn grow(&self, corpid: &str, n: u64) -> Option<u64> {
+        let inner = self.inner.as_ref().ok()?;
+        let corp = inner.corps.iter().find(|c| c.cfg.corpid == corpid)?;
+        corp.grown.fetch_add(n, Ordering::SeqCst);
+        Some(inner.available(corp))
+    }
+
+    /// GetChatData calls of `corpid` so far (through the C ABI or [`Emulator`]'s session API; the
+    /// fake HTTPS API serves pages without counting here).
+    pub fn chat_calls(&self, corpid: &str) -> u64 {
+        let Ok(inner) = self.inner.as_ref() else { return 0 };
+        inner.corps.iter().find(|c| c.cfg.corpid == corpid).map_or(0, |c| c.chat_calls.load(Ordering::Relaxed))
+    }
+
+    /// The highest seq of `corpid` available now (`None` for a corp not in the scenario).
+    pub fn available(&self, corpid: &str) -> Option<u64> {
+        let inner = self.inner.as_ref().ok()?;
+        inner.corps.iter().find(|c| c.cfg.corpid == corpid).map(|c| inner.available(c))
+    }
+
     /// Ground truth of every record of `corpid` available now (seq 1..=available).
     pub fn truth(&self, corpid: &str) -> Vec<TruthRecord> {
         let Ok(inner) = self.inner.as_ref() else { return Vec::new() };
@@ -352,7 +385,7 @@ impl Inner {
 
     fn available(&self, corp: &Corp) -> u64 {
         let grown = corp.cfg.growth_per_sec * self.created.elapsed().as_secs_f64();
-        corp.cfg.records.saturating_add(grown.floor() as u64)
+        corp.cfg.records.saturating_add(grown.floor() as u64).saturating_add(corp.grown.load(Ordering::SeqCst))
     }
 
     fn md5_of(&self, src: &Src) -> String {
