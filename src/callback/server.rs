@@ -25,6 +25,7 @@ use super::event::Event;
 use super::replay::ReplayGuard;
 use super::{CallbackKeys, Counters};
 use crate::actors::supervisor::{CallbackKeysOf, PullNow, Supervisor};
+use crate::config::CallbackConfig;
 use crate::store::CorpId;
 
 /// How long reading one request's body may take.
@@ -293,7 +294,7 @@ pub fn serve_on(listener: std::net::TcpListener, state: CallbackState) -> std::i
 /// the pipeline (requests in flight get the server's shutdown timeout). `Ok(None)`: `listen` is
 /// empty, callbacks are off.
 pub fn start(
-    cfg: &crate::config::CallbackConfig,
+    cfg: &CallbackConfig,
     pipeline: &crate::actors::Pipeline,
 ) -> std::io::Result<Option<SocketAddr>> {
     if cfg.listen.is_empty() {
