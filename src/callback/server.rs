@@ -293,10 +293,7 @@ pub fn serve_on(listener: std::net::TcpListener, state: CallbackState) -> std::i
 /// Starts the listener of `[callback]` for `pipeline` on the current actix system, stopped with
 /// the pipeline (requests in flight get the server's shutdown timeout). `Ok(None)`: `listen` is
 /// empty, callbacks are off.
-pub fn start(
-    cfg: &CallbackConfig,
-    pipeline: &crate::actors::Pipeline,
-) -> std::io::Result<Option<SocketAddr>> {
+pub fn start(cfg: &CallbackConfig, pipeline: &crate::actors::Pipeline) -> std::io::Result<Option<SocketAddr>> {
     if cfg.listen.is_empty() {
         return Ok(None);
     }
