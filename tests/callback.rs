@@ -234,8 +234,8 @@ fn the_listener_verifies_delivers_and_rejects() {
 
         // Rejections: each with its status and label, none reaching the sink.
         let notify = fake::notify_xml(a, now_unix());
-        let mut cases: Vec<(&str, String, fake::Signed, u16, &str)> = Vec::new();
-        cases.push(("replay", ta.url.clone(), approved, 409, "replay"));
+        let mut cases: Vec<(&str, String, fake::Signed, u16, &str)> =
+            vec![("replay", ta.url.clone(), approved, 409, "replay")];
         let mut forged = ta.signed(&notify, 3).unwrap();
         forged.query = forged.query.replace("msg_signature=", "msg_signature=0");
         cases.push(("forged signature", ta.url.clone(), forged, 401, "bad_signature"));
