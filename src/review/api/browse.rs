@@ -455,6 +455,7 @@ pub async fn timeline(
         "conversation": token,
         "kind": key.kind(),
         "roomid": match &key { ConvKey::Room(r) => Some(r.as_str()), _ => None },
+        "participants": match &key { ConvKey::Pair(people) => Some(people), _ => None },
         "name": name,
         "members": members,
         "messages": messages,

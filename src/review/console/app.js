@@ -304,7 +304,9 @@ function highlight(msgid, block = 'center') {
   if (!el) return false;
   for (const o of $('tl-msgs').querySelectorAll('.hit')) o.classList.remove('hit');
   el.classList.add('hit');
-  el.scrollIntoView({ block });
+  // At the top: with its day separator when it opens a day.
+  const day = el.previousElementSibling?.classList.contains('day') ? el.previousElementSibling : null;
+  (block === 'start' && day ? day : el).scrollIntoView({ block });
   return true;
 }
 
@@ -352,7 +354,8 @@ async function openConversation(key, conv, at, atMs) {
       // A group opened from a link or a hit: right only for the chosen person (else all left).
       const first = page.kind === 'group' ? null : senders[0] ?? null;
       S.self = S.person && senders.includes(S.person) ? S.person : first;
-      S.convInfo = { key, kind: page.kind, roomid: page.roomid, name: page.name, participants: senders };
+      S.convInfo = { key, kind: page.kind, roomid: page.roomid, name: page.name,
+        participants: page.participants ?? senders };
     }
     const title = page.kind === 'group' ? (page.name || `${t('group')} ${page.roomid ?? ''}`)
       : conv ? convTitle(conv) : S.convInfo.participants.join(' ↔ ');
