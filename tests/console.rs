@@ -229,11 +229,7 @@ impl Browser {
                    .map((e) => { const u = new URL(e.name); return [u.pathname + u.search, e.responseStatus ?? 0]; });
                  performance.clearResourceTimings(); return out;")
             .await;
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_u64().unwrap_or(0)))
-            .collect()
+        v.as_array().unwrap().iter().map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_u64().unwrap_or(0))).collect()
     }
 
     /// Presses `key` on the focused element.
@@ -328,17 +324,15 @@ fn verify_export(zip: &[u8], what: &str) -> (u64, String) {
     for line in sums.lines() {
         let (sha, name) = line.split_once("  ").unwrap_or_else(|| panic!("{what}: SHA256SUMS line {line:?}"));
         let data = &files.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{what}: {name} missing")).1;
-        let actual = wework_msgaudit::review::export::hex(
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref(),
-        );
+        let actual =
+            wework_msgaudit::review::export::hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref());
         assert_eq!(actual, sha, "{what}: {name}'s SHA-256");
         listed.push(name.to_string());
     }
     for n in &names {
         assert!(*n == "SHA256SUMS" || listed.iter().any(|l| l == n), "{what}: {n} not in SHA256SUMS");
     }
-    let manifest: Value =
-        serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1).unwrap();
+    let manifest: Value = serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1).unwrap();
     let file = manifest["file"].as_str().unwrap().to_string();
     assert!(listed.contains(&file), "{what}: the data file is checked");
     (manifest["rows"].as_u64().unwrap(), file)
@@ -681,11 +675,8 @@ async fn drive(br: &Browser, seed: &Seed, db: &str) -> Vec<(String, u64)> {
     let last = path.last().unwrap().clone();
     assert!(last["cls"].as_str().unwrap().contains("conv"), "Tab reaches the conversation list: {path:?}");
     let pos = |pred: &dyn Fn(&Value) -> bool| path.iter().position(pred);
-    let (q, go, person) = (
-        pos(&|f| f["id"] == "q"),
-        pos(&|f| f["id"] == "search-go"),
-        pos(&|f| f["person"].is_string()),
-    );
+    let (q, go, person) =
+        (pos(&|f| f["id"] == "q"), pos(&|f| f["id"] == "search-go"), pos(&|f| f["person"].is_string()));
     assert!(q.is_some() && q < go && go < person, "tab order: search, then people, then conversations: {path:?}");
     assert_eq!(last["outline"], "solid", "a visible focus ring: {last}");
     br.press(DOWN).await;
@@ -878,7 +869,8 @@ async fn drive(br: &Browser, seed: &Seed, db: &str) -> Vec<(String, u64)> {
     .await;
     assert_eq!(br.js("return document.getElementById('f-conv').disabled").await, json!(false));
     // (The list is emptied first: the hit is among the previous results too.)
-    br.js("document.getElementById('q').value = ''; document.getElementById('convs').replaceChildren(); return 1").await;
+    br.js("document.getElementById('q').value = ''; document.getElementById('convs').replaceChildren(); return 1")
+        .await;
     br.click("#search-go").await;
     br.until(
         &format!("document.querySelector('#convs .hit-item[data-msgid={}]')", hit["msgid"]),
@@ -917,9 +909,13 @@ async fn drive(br: &Browser, seed: &Seed, db: &str) -> Vec<(String, u64)> {
         30,
     )
     .await;
-    let places = br.js("return [...document.querySelectorAll('#convs .hit-item .place')].map((p) => p.textContent)").await;
+    let places =
+        br.js("return [...document.querySelectorAll('#convs .hit-item .place')].map((p) => p.textContent)").await;
     let places = places.as_array().unwrap();
-    assert!(!places.is_empty() && places.iter().all(|p| *p == json!(room_name)), "the group's name in its hits: {places:?}");
+    assert!(
+        !places.is_empty() && places.iter().all(|p| *p == json!(room_name)),
+        "the group's name in its hits: {places:?}"
+    );
 
     // Corp B: not offered (above); its URL says "not found", its API answers 404.
     br.go(&format!("corp={b}&conv={}", seed.b_key)).await;
@@ -932,7 +928,8 @@ async fn drive(br: &Browser, seed: &Seed, db: &str) -> Vec<(String, u64)> {
     br.go(&format!("corp={a}")).await;
     br.c.set_window_size(390, 844).await.unwrap();
     br.until("document.querySelector('#convs .item.conv')", "the list at phone width", 20).await;
-    let key = br.js("return document.querySelector('#convs .item.conv:not([data-kind=undecryptable])').dataset.key").await;
+    let key =
+        br.js("return document.querySelector('#convs .item.conv:not([data-kind=undecryptable])').dataset.key").await;
     br.click(&format!("#convs .item.conv[data-key={key}]")).await;
     br.until(&format!("document.body.dataset.painted === {key}"), "a timeline at phone width", 30).await;
     let stacked = br
@@ -987,7 +984,16 @@ async fn drive(br: &Browser, seed: &Seed, db: &str) -> Vec<(String, u64)> {
         .await;
     let rows = rows.as_array().unwrap();
     let of_alice = |action: &str| rows.iter().any(|r| r[2] == "alice" && r[3] == action);
-    for action in ["login", "list_conversations", "open_conversation", "fetch_media", "search", "logout", "export", "read_message"] {
+    for action in [
+        "login",
+        "list_conversations",
+        "open_conversation",
+        "fetch_media",
+        "search",
+        "logout",
+        "export",
+        "read_message",
+    ] {
         assert!(of_alice(action), "alice's {action} in the access log: {rows:?}");
     }
     assert!(!rows.iter().any(|r| r[2] == "alice" && r[4] == b.as_str()), "no read of corp B by alice");
@@ -1114,8 +1120,9 @@ fn access_log_matches(port: u16, seed: &Seed, requests: &[(String, u64)]) {
     let mut got: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut after = 0;
     loop {
-        let r = request(port, "GET", &format!("/api/access-log?after={after}&limit=1000"), &[("Cookie", &cookie)], None)
-            .unwrap();
+        let r =
+            request(port, "GET", &format!("/api/access-log?after={after}&limit=1000"), &[("Cookie", &cookie)], None)
+                .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         let page = r.json();
         for e in page["entries"].as_array().unwrap() {

@@ -324,7 +324,10 @@ macro_rules! review_read_repo {
                 qb.push(" AND roomid = ").push_bind(roomid.to_string());
                 qb.push(" AND present = 1 ORDER BY memberid");
                 let rows = qb.build().fetch_all(&self.pool).await?;
-                rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(0))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(StoreError::from)
             }
         }
     };

@@ -420,8 +420,7 @@ pub async fn timeline(
     let (mut rows, has_older, has_newer) = match q.at {
         Some(at) => page_at(&state, &corp, &sel, who.as_deref(), at, limit).await?,
         None => {
-            let mut rows =
-                state.store.review_timeline(&corp, &sel, who.as_deref(), from, direction, limit + 1).await?;
+            let mut rows = state.store.review_timeline(&corp, &sel, who.as_deref(), from, direction, limit + 1).await?;
             let more = rows.len() > limit as usize;
             rows.truncate(limit as usize);
             if direction == Direction::Before {
