@@ -21,7 +21,9 @@
 //! query times; a date jump lands on that day with at most 200 messages in the DOM; an unknown
 //! msgtype's integer beyond 2^53 is shown with every digit. Finally every `/api/` read alice's
 //! browser made (its Resource Timing entries, plus the two downloads) has exactly one
-//! access-log entry of alice with that action and corp, and `audit verify` passes.
+//! access-log entry of alice with that action and corp (media: at least one, since a media
+//! element dropped while loading is served and logged but not reported), and `audit verify`
+//! passes.
 //!
 //! Every wait has a deadline; the whole browser session too. Without chromium/chromedriver the
 //! test skips loudly, and fails under `CI=true` (scripts/setup.sh installs them).
@@ -1140,7 +1142,14 @@ fn access_log_matches(port: u16, seed: &Seed, requests: &[(String, u64)]) {
     for action in ["list_conversations", "open_conversation", "read_message", "fetch_media", "search", "export"] {
         assert!(want.keys().any(|(a, _)| a == action), "the browser made no {action}: {want:?}");
     }
-    assert_eq!(got, want, "one access-log entry per read of the browser (action, corp)");
+    // Media: the browser reports only the requests it finished; a media element dropped while it
+    // loads (the timeline replaced) was still served, and logged. Everything else: exactly.
+    let media = |m: &BTreeMap<(String, String), usize>| m.get(&("fetch_media".to_string(), a.to_string())).copied();
+    assert!(media(&got) >= media(&want), "every media read logged: {got:?} {want:?}");
+    let rest = |m: &BTreeMap<(String, String), usize>| {
+        m.iter().filter(|((action, _), _)| action != "fetch_media").map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()
+    };
+    assert_eq!(rest(&got), rest(&want), "one access-log entry per read of the browser (action, corp)");
 }
 
 per_db!(tokio: console_browser => console_in_a_browser);
