@@ -27,7 +27,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # --- apt packages -------------------------------------------------------------------------------
 packages=(pkg-config clang libclang-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
           ffmpeg sox libsox-fmt-all iproute2 binutils util-linux python3 python3-pip python3-venv unzip supervisor
-          systemd chromium chromium-driver fonts-wqy-microhei)
+          systemd chromium chromium-driver fonts-wqy-microhei fonts-noto-color-emoji)
 [ "$want_db" = 1 ] && packages+=(mariadb-server mariadb-client)
 missing=()
 for p in "${packages[@]}"; do

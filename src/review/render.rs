@@ -248,7 +248,10 @@ impl Renderer {
     fn content(&mut self, msgtype: &str, payload: Option<&Map<String, Value>>, depth: usize) -> (String, Value) {
         let Some((_, fields)) = spec(msgtype) else {
             let raw = payload.map_or(Value::Null, |p| Value::Object(p.clone()));
-            return ("unknown".into(), json!({ "msgtype": msgtype, "raw": raw }));
+            // The same as text: a browser's JSON.parse rounds integers beyond 2^53, a string
+            // keeps every digit.
+            let raw_text = serde_json::to_string_pretty(&raw).unwrap_or_default();
+            return ("unknown".into(), json!({ "msgtype": msgtype, "raw": raw, "raw_text": raw_text }));
         };
         let empty = Map::new();
         let p = payload.unwrap_or(&empty);
@@ -467,6 +470,11 @@ mod tests {
         let v = render("wwa", "k", &row("hologram", json!({"msgtype": "hologram", "hologram": {"x": 1}})), &[]);
         assert_eq!(v["kind"], "unknown");
         assert_eq!(v["content"]["raw"]["x"], 1);
+        // Beyond 2^53: the text keeps every digit (a browser's JSON.parse would not).
+        let big = r#"{"msgtype":"hologram","hologram":{"id":9007199254740993}}"#;
+        let r = Row { msgdata: big.into(), ..row("hologram", json!({})) };
+        let v = render("wwa", "k", &r, &[]);
+        assert!(v["content"]["raw_text"].as_str().unwrap().contains("9007199254740993"), "{v}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! userids reads only the messages one of them sends or receives, so paging never leaks what
 //! lies outside. The per-corp indexes `(roomid, msgtime, seq)` and `(roomid, msgfrom, msgtime)`
 //! (created with the tables, added to older ones by `ensure_corp_tables`) serve the timelines
-//! and the groupings.
+//! and the groupings. Group names and members come from `wecom_room` and `wecom_room_member`
+//! (filled by `src/wecom`; until then, or for rooms it never fetched, they read as empty and the
+//! API falls back to ids).
 
 use super::sql::Dialect;
 use super::CorpId;
@@ -291,6 +293,41 @@ macro_rules! review_read_repo {
                     }
                 }
                 Ok(out)
+            }
+
+            async fn review_room_names(
+                &self,
+                corpid: &CorpId,
+                roomids: &[String],
+            ) -> Result<Vec<(String, String)>, StoreError> {
+                let mut out = Vec::new();
+                for chunk in roomids.chunks(500) {
+                    let mut qb = QueryBuilder::<$db>::new("SELECT roomid, roomname FROM wecom_room WHERE corpid = ");
+                    qb.push_bind(corpid.as_str().to_string());
+                    qb.push(" AND roomname IS NOT NULL AND roomname <> '' AND roomid IN (");
+                    let mut list = qb.separated(", ");
+                    for r in chunk {
+                        list.push_bind(r.clone());
+                    }
+                    qb.push(") ORDER BY roomid");
+                    for r in qb.build().fetch_all(&self.pool).await? {
+                        out.push((r.try_get(0)?, r.try_get(1)?));
+                    }
+                }
+                out.sort();
+                Ok(out)
+            }
+
+            async fn review_room_members(&self, corpid: &CorpId, roomid: &str) -> Result<Vec<String>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("SELECT memberid FROM wecom_room_member WHERE corpid = ");
+                qb.push_bind(corpid.as_str().to_string());
+                qb.push(" AND roomid = ").push_bind(roomid.to_string());
+                qb.push(" AND present = 1 ORDER BY memberid");
+                let rows = qb.build().fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(0))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(StoreError::from)
             }
         }
     };

@@ -325,4 +325,13 @@ pub trait ReviewReadRepo: Send + Sync {
 
     /// The media rows of these msgids, by msgid and item.
     async fn review_media(&self, corpid: &CorpId, msgids: &[String]) -> Result<Vec<MediaRow>, StoreError>;
+
+    /// The names of these group chats that `wecom_room` knows (`(roomid, roomname)`, by roomid;
+    /// rooms without a row or with an empty name are left out).
+    async fn review_room_names(&self, corpid: &CorpId, roomids: &[String])
+        -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The members of a group chat as of its last fetch (`wecom_room_member`, `present` ones), by
+    /// memberid; empty when not fetched.
+    async fn review_room_members(&self, corpid: &CorpId, roomid: &str) -> Result<Vec<String>, StoreError>;
 }

@@ -190,6 +190,15 @@ impl Db {
         v.unwrap_or(0)
     }
 
+    /// Runs one statement (test-made SQL, no binds).
+    pub async fn exec(&self, sql: &str) {
+        match &self.raw {
+            Raw::Lite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            Raw::My(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     pub async fn rows(&self, sql: &str) -> Vec<StoredRow> {
         match &self.raw {
             Raw::Lite(p) => sqlx::query_as(sql).fetch_all(p).await,

@@ -267,6 +267,15 @@ pub async fn conversations(
             Some((ms, tok)) => c.group.last_ms < *ms || (c.group.last_ms == *ms && c.token > *tok),
         })
         .collect();
+    let rooms: Vec<String> = rest
+        .iter()
+        .take(limit)
+        .filter_map(|c| match &c.key {
+            ConvKey::Room(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    let names: BTreeMap<String, String> = state.store.review_room_names(&corp, &rooms).await?.into_iter().collect();
     let mut page = Vec::new();
     for c in rest.iter().take(limit) {
         let last = state.store.read_message(&corp, c.group.last_seq).await?;
@@ -280,6 +289,7 @@ pub async fn conversations(
             "key": c.token,
             "kind": c.key.kind(),
             "roomid": match &c.key { ConvKey::Room(r) => Some(r.as_str()), _ => None },
+            "name": match &c.key { ConvKey::Room(r) => names.get(r), _ => None },
             "participants": c.participants,
             "messages": (!matches!(c.key, ConvKey::Undecryptable)).then_some(c.group.messages),
             "first_time": c.group.first_ms,
@@ -339,12 +349,53 @@ pub struct TimelineQuery {
     pub before: Option<String>,
     /// Messages newer than this cursor.
     pub after: Option<String>,
-    /// Page size (default 50, at most 500).
+    /// The page around this time (ms): the first message at or after it (`anchor`) with a few
+    /// before it; instead of a cursor.
+    pub at: Option<u64>,
+    /// Page size (default 50, at most [`MAX_TIMELINE_PAGE`]).
     pub limit: Option<u32>,
 }
 
+/// The most messages of one timeline page.
+pub const MAX_TIMELINE_PAGE: u32 = 200;
+
+/// A page around `at` (ms): up to `limit` rows, oldest first, of which about a fifth before `at`
+/// (more when the conversation ends sooner); whether there are older and newer rows beyond.
+async fn page_at(
+    state: &ReviewState,
+    corp: &CorpId,
+    sel: &ConversationSel,
+    who: Option<&[String]>,
+    at: u64,
+    limit: u32,
+) -> Result<(Vec<Row>, bool, bool), ApiError> {
+    const MAX: u64 = i64::MAX as u64;
+    let at = at.min(MAX);
+    let context = limit / 5;
+    let want_after = limit - context;
+    // At or after `at`: after (at - 1, the largest seq); from the start for 0.
+    let start = at.checked_sub(1).map(|t| TimelinePos { msgtime: t, seq: MAX });
+    let mut after = state.store.review_timeline(corp, sel, who, start, Direction::After, want_after + 1).await?;
+    let has_newer = after.len() > want_after as usize;
+    after.truncate(want_after as usize);
+    let want_before = limit - after.len() as u32;
+    let mut before = if want_before == 0 {
+        Vec::new()
+    } else {
+        let end = TimelinePos { msgtime: at, seq: 0 };
+        state.store.review_timeline(corp, sel, who, Some(end), Direction::Before, want_before + 1).await?
+    };
+    let has_older = before.len() > want_before as usize;
+    before.truncate(want_before as usize);
+    before.reverse();
+    before.extend(after);
+    Ok((before, has_older, has_newer))
+}
+
 /// `GET /api/corps/{corpid}/conversations/{key}/messages`: a page of the timeline, oldest
-/// first; without a cursor the newest messages. `older`/`newer` are the cursors to page on.
+/// first; without a cursor the newest messages, with `at` the messages around a time (`anchor`:
+/// the first at or after it). `older`/`newer` are the cursors to page on. A group's first page
+/// (no cursor) carries its name and members where the database knows them.
 pub async fn timeline(
     p: Principal,
     state: web::Data<ReviewState>,
@@ -356,39 +407,60 @@ pub async fn timeline(
     let (corp, who) = granted(scope, &corpid)?;
     let key = ConvKey::from_token(&token).ok_or(ApiError::NotFound)?;
     let pos = |c: &str| cursor::timeline_pos(c).ok_or_else(|| ApiError::BadRequest("cursor".into()));
-    let (from, direction) = match (&q.before, &q.after) {
-        (Some(_), Some(_)) => return Err(ApiError::BadRequest("give before or after, not both".into())),
-        (Some(b), None) => (Some(pos(b)?), Direction::Before),
-        (None, Some(a)) => (Some(pos(a)?), Direction::After),
-        (None, None) => (None, Direction::Before),
+    let (from, direction) = match (&q.before, &q.after, q.at) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest("give one of before, after and at".into()))
+        }
+        (Some(b), None, None) => (Some(pos(b)?), Direction::Before),
+        (None, Some(a), None) => (Some(pos(a)?), Direction::After),
+        (None, None, _) => (None, Direction::Before),
     };
-    let limit = page_size(q.limit, 50, 500);
+    let limit = page_size(q.limit, 50, MAX_TIMELINE_PAGE);
     let sel = select(&state, &corp, who.as_deref(), &key).await?;
-    let mut rows = state.store.review_timeline(&corp, &sel, who.as_deref(), from, direction, limit + 1).await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    if direction == Direction::Before {
-        rows.reverse();
-    }
+    let (mut rows, has_older, has_newer) = match q.at {
+        Some(at) => page_at(&state, &corp, &sel, who.as_deref(), at, limit).await?,
+        None => {
+            let mut rows = state.store.review_timeline(&corp, &sel, who.as_deref(), from, direction, limit + 1).await?;
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            if direction == Direction::Before {
+                rows.reverse();
+            }
+            match direction {
+                Direction::Before => (rows, more, from.is_some()),
+                Direction::After => (rows, true, more),
+            }
+        }
+    };
     if rows.is_empty() && from.is_none() {
         return Err(ApiError::NotFound);
     }
     // The query applied the scope; this keeps it so whatever the query did.
     rows.retain(|r| row_allowed(who.as_deref(), r) || matches!(key, ConvKey::Undecryptable));
     let messages = render_rows(&state, &corp, &token, &rows).await?;
-    let at = |r: &Row| cursor::timeline(TimelinePos { msgtime: r.msgtime, seq: r.seq });
-    let (has_older, has_newer) = match direction {
-        Direction::Before => (more, from.is_some()),
-        Direction::After => (true, more),
+    let pos_of = |r: &Row| cursor::timeline(TimelinePos { msgtime: r.msgtime, seq: r.seq });
+    let anchor = q.at.map(|at| rows.iter().find(|r| r.msgtime >= at).or(rows.last()).map(|r| r.msgid.clone()));
+    let (name, members) = match (&key, from) {
+        (ConvKey::Room(roomid), None) => {
+            let names = state.store.review_room_names(&corp, std::slice::from_ref(roomid)).await?;
+            let members = state.store.review_room_members(&corp, roomid).await?;
+            (names.into_iter().next().map(|(_, n)| n), Some(members))
+        }
+        _ => (None, None),
     };
-    let detail = json!({ "before": q.before, "after": q.after, "count": messages.len() });
+    let detail = json!({ "before": q.before, "after": q.after, "at": q.at, "count": messages.len() });
     record(&state, &p, "open_conversation", Some(&corpid), key.raw(), detail).await?;
     Ok(HttpResponse::Ok().json(json!({
         "conversation": token,
         "kind": key.kind(),
+        "roomid": match &key { ConvKey::Room(r) => Some(r.as_str()), _ => None },
+        "participants": match &key { ConvKey::Pair(people) => Some(people), _ => None },
+        "name": name,
+        "members": members,
         "messages": messages,
-        "older": rows.first().filter(|_| has_older).map(at),
-        "newer": rows.last().filter(|_| has_newer).map(at),
+        "anchor": anchor.flatten(),
+        "older": rows.first().filter(|_| has_older).map(pos_of),
+        "newer": rows.last().filter(|_| has_newer).map(pos_of),
     })))
 }
 

@@ -2,6 +2,8 @@
 //! the query ([`SearchRequest::scope`]): totals, pages and snippets count only what the scope
 //! covers. A filter naming a corp or conversation outside the scope answers 404.
 
+use std::collections::BTreeMap;
+
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -12,6 +14,7 @@ use crate::review::render::message_url;
 use crate::review::{Principal, Scope};
 use crate::search::query::parse_time;
 use crate::search::{search, Conversation, SearchRequest, SortOrder};
+use crate::store::CorpId;
 
 /// The query parameters of a search (and of a search export).
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
@@ -115,6 +118,30 @@ pub fn hit_json(h: &crate::search::Hit) -> Value {
     })
 }
 
+/// The names `wecom_room` knows of the groups of `hits`, by (corp, roomid).
+async fn room_names(
+    state: &ReviewState,
+    hits: &[crate::search::Hit],
+) -> Result<BTreeMap<(String, String), String>, ApiError> {
+    let mut rooms: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for h in hits {
+        if let Some(ConvKey::Room(r)) = ConvKey::from_raw(&h.conversation) {
+            let list = rooms.entry(h.corp.clone()).or_default();
+            if !list.contains(&r) {
+                list.push(r);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (corp, ids) in rooms {
+        let Ok(c) = CorpId::new(&corp) else { continue };
+        for (roomid, name) in state.store.review_room_names(&c, &ids).await? {
+            out.insert((corp.clone(), roomid), name);
+        }
+    }
+    Ok(out)
+}
+
 /// Where the next page of a search starts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SearchCursor {
@@ -212,7 +239,20 @@ pub async fn search_messages(
     };
     let limit = page_size(q.limit, 20, 100) as usize;
     let (hits, total, next) = page(&state, req, from, limit).await?;
-    let hits: Vec<Value> = hits.iter().map(hit_json).collect();
+    let names = room_names(&state, &hits).await?;
+    let hits: Vec<Value> = hits
+        .iter()
+        .map(|h| {
+            let mut v = hit_json(h);
+            let room = match ConvKey::from_raw(&h.conversation) {
+                Some(ConvKey::Room(r)) => Some(r),
+                _ => None,
+            };
+            v["conversation_name"] = json!(room.as_ref().and_then(|r| names.get(&(h.corp.clone(), r.clone()))));
+            v["roomid"] = json!(room);
+            v
+        })
+        .collect();
     let detail = json!({ "filters": &*q, "total": total, "hits": hits.len() });
     record(&state, &p, "search", q.corp.as_deref(), q.q.clone(), detail).await?;
     Ok(HttpResponse::Ok().json(json!({ "total": total, "hits": hits, "next": next.map(|c| cursor::encode(&c)) })))

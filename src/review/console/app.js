@@ -10,6 +10,15 @@ let csrf = null;
 /** The corps the signed-in reviewer may read (from /api/corps). */
 let corpIds = [];
 
+/** A JSON.parse reviver that keeps integers beyond 2^53 as their digits (a string) where the
+ * browser gives the source text (Chrome 114+); the raw cards use the server's text anyway. */
+function exact(key, value, context) {
+  if (typeof value === 'number' && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source)) {
+    return context.source;
+  }
+  return value;
+}
+
 /** A call of the API: the JSON answer, or an Error with `.status`. */
 async function api(path, { method = 'GET', body } = {}) {
   const init = { method, headers: {}, credentials: 'same-origin' };
@@ -20,7 +29,7 @@ async function api(path, { method = 'GET', body } = {}) {
   if (method !== 'GET' && csrf) init.headers['X-CSRF-Token'] = csrf;
   const r = await fetch(path, init);
   let data = null;
-  try { data = await r.json(); } catch { /* not JSON */ }
+  try { data = JSON.parse(await r.text(), exact); } catch { /* not JSON */ }
   if (!r.ok) {
     const e = new Error((data && data.error) || r.statusText);
     e.status = r.status;
@@ -85,14 +94,16 @@ async function signedIn(me) {
 // ---- reviewer -------------------------------------------------------------------------------------
 
 const S = {
-  corp: null, person: null, convNext: null, conv: null, self: null,
+  corp: null, person: null, convNext: null, conv: null, convInfo: null, self: null,
   older: null, newer: null, loading: false, search: null,
 };
 
-/** The location: `#corp=…&conv=…&msg=…` (what is open), so that a reload or a link lands there. */
+/** The location: `#corp=…&conv=…&msg=…` (what is open), so that a reload or a link lands there;
+ * `#corp=…&msg=…` alone is a message's permalink, `at=<ms>` a date jumped to. */
 function route() {
   const p = new URLSearchParams(location.hash.slice(1));
-  return { corp: p.get('corp'), conv: p.get('conv'), msg: p.get('msg'), time: p.get('t'), seq: p.get('s') };
+  return { corp: p.get('corp'), conv: p.get('conv'), msg: p.get('msg'), time: p.get('t'), seq: p.get('s'),
+    at: p.get('at') };
 }
 
 function setRoute(r) {
@@ -121,15 +132,33 @@ async function applyRoute() {
   }
   const corp = r.corp ?? S.corp ?? corpIds[0];
   if (!corp) return;
+  let lists = null;
   if (corp !== S.corp) {
     $('corp').value = corp;
-    await pickCorp(corp);
+    // The lists load while the timeline does (pickCorp clears the timeline before it awaits).
+    lists = pickCorp(corp);
   } else if (!r.conv) {
     // The corp alone: back to its conversation list.
     clearTimeline();
     await loadConversations(true);
   }
-  if (r.conv) await openConversation(r.conv, null, r.msg ? { msgid: r.msg, time: r.time, seq: r.seq } : null);
+  let open = null;
+  if (r.conv && r.at) open = openConversation(r.conv, null, null, Number(r.at));
+  else if (r.conv) open = openConversation(r.conv, null, r.msg && r.time ? { msgid: r.msg, time: r.time, seq: r.seq } : null);
+  else if (r.msg) open = openMessage(r.msg);
+  await Promise.all([lists, open]);
+}
+
+/** Opens the timeline of message `msgid` of the current corp at that message (a permalink, a
+ * revoked message that is not on the page). */
+async function openMessage(msgid) {
+  try {
+    const m = await api(`/api/corps/${enc(S.corp)}/messages/${enc(msgid)}`);
+    await openConversation(m.conversation, null, { msgid: m.msgid, time: m.time, seq: m.seq });
+  } catch (e) {
+    $('tl-title').textContent = e.status === 404 ? t('not_found') : t('error');
+    failed(e);
+  }
 }
 
 async function pickCorp(corp) {
@@ -142,6 +171,7 @@ async function pickCorp(corp) {
 
 async function loadPeople() {
   const { people } = await api(`/api/corps/${enc(S.corp)}/people?limit=1000`);
+  $('people-ids').replaceChildren(...people.map((p) => h('option', { value: p.id })));
   const all = h('li', {}, h('button', { type: 'button', class: 'item active', 'data-person': '',
     onclick: (e) => pickPerson(null, e.currentTarget) }, t('everyone')));
   $('people').replaceChildren(all, ...people.map((p) => h('li', {},
@@ -158,7 +188,7 @@ async function pickPerson(id, button) {
 }
 
 function convTitle(c) {
-  if (c.kind === 'group') return `${t('group')} ${c.roomid}`;
+  if (c.kind === 'group') return c.name || `${t('group')} ${c.roomid}`;
   if (c.kind === 'undecryptable') return t('undecryptable');
   return (c.participants ?? []).join(' ↔ ');
 }
@@ -180,7 +210,7 @@ async function loadConversations(fresh) {
         onclick: (e) => { markActive(e.currentTarget); openConversation(c.key, c); } },
         h('div', { class: 'row' },
           h('span', { class: `tag ${c.kind}` }, t(c.kind)),
-          h('span', { class: 'name' }, convTitle(c)),
+          h('span', { class: 'name', title: c.kind === 'group' ? c.roomid : null }, convTitle(c)),
           h('span', { class: 'sub right' }, c.messages != null ? t('count', { n: c.messages }) : '')),
         h('div', { class: 'row' },
           h('span', { class: 'last' }, c.last_message ? `${c.last_message.sender}: ${c.last_message.text}` : ''),
@@ -194,25 +224,89 @@ function markActive(button) {
 
 function clearTimeline() {
   S.conv = null;
+  S.convInfo = null;
   $('tl-msgs').replaceChildren();
   $('tl-older').hidden = true;
   $('tl-newer').hidden = true;
   $('tl-export').hidden = true;
+  $('tl-jump').hidden = true;
+  $('tl-members').textContent = '';
+  $('f-conv').disabled = true;
   $('tl-title').textContent = t('pick_conv');
+}
+
+/** A local date (`YYYY-MM-DD` of a date input) as ms: its local midnight (+ `days`). */
+function dateMs(value, days = 0) {
+  const [y, m, d] = value.split('-').map(Number);
+  return new Date(y, m - 1, d + days).getTime();
+}
+
+function dateValue(ms) {
+  const d = new Date(Number(ms));
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+/** The timeline's header: the conversation's name, and a group's members when known. */
+function showHeader(title, members) {
+  $('tl-title').textContent = title;
+  $('tl-title').title = title;
+  const el = $('tl-members');
+  if (members && members.length) {
+    el.textContent = `${t('members', { n: members.length })}: ${members.join(', ')}`;
+    el.title = members.join(', ');
+  } else {
+    el.textContent = '';
+    el.title = '';
+  }
+}
+
+/** Performance marks of the first page of a timeline: `conv-open` when asked for, `conv-painted`
+ * once its bubbles are in the DOM and a frame has been painted (the measure `conv-paint`). */
+function markOpen() {
+  performance.clearMarks('conv-open');
+  performance.clearMarks('conv-painted');
+  performance.clearMeasures('conv-paint');
+  performance.mark('conv-open');
+}
+
+function markPainted(key) {
+  requestAnimationFrame(() => setTimeout(() => {
+    if (S.conv !== key) return;
+    performance.mark('conv-painted');
+    performance.measure('conv-paint', 'conv-open', 'conv-painted');
+    document.body.dataset.painted = key;
+  }, 0));
+}
+
+/** The full-size image over everything; focus goes to it and back where it was. */
+let lightboxFrom = null;
+function closeLightbox() {
+  $('lightbox').hidden = true;
+  $('lightbox-img').removeAttribute('src');
+  lightboxFrom?.focus();
+  lightboxFrom = null;
 }
 
 const ctx = {
   get self() { return S.self; },
-  openImage(url) { $('lightbox-img').src = url; $('lightbox').hidden = false; },
-  jumpTo(msgid) { highlight(msgid) || toast(t('not_found')); },
+  openImage(url) {
+    lightboxFrom = document.activeElement;
+    $('lightbox-img').src = url;
+    $('lightbox').hidden = false;
+    $('lightbox').focus();
+  },
+  jumpTo(msgid) { if (!highlight(msgid)) openMessage(msgid); },
 };
 
-function highlight(msgid) {
+function highlight(msgid, block = 'center') {
   const el = $('tl-msgs').querySelector(`[data-msgid="${CSS.escape(msgid)}"]`);
   if (!el) return false;
   for (const o of $('tl-msgs').querySelectorAll('.hit')) o.classList.remove('hit');
   el.classList.add('hit');
-  el.scrollIntoView({ block: 'center' });
+  // At the top: with its day separator when it opens a day.
+  const day = el.previousElementSibling?.classList.contains('day') ? el.previousElementSibling : null;
+  (block === 'start' && day ? day : el).scrollIntoView({ block });
   return true;
 }
 
@@ -229,21 +323,29 @@ function nodes(messages, prevTime) {
   return out;
 }
 
-/** Opens conversation `key` (`conv`: its list entry, if known), at the newest messages or at `at`. */
-async function openConversation(key, conv, at) {
+/** Opens conversation `key` (`conv`: its list entry, if known), at the newest messages, at message
+ * `at` ({msgid, time, seq}) or around the time `atMs`. */
+async function openConversation(key, conv, at, atMs) {
+  markOpen();
+  delete document.body.dataset.painted;
+  conv = conv ?? (S.convInfo?.key === key ? S.convInfo : null);
+  if (key !== S.conv) $('f-conv').checked = false;
   clearTimeline();
   S.conv = key;
+  S.convInfo = conv;
+  $('f-conv').disabled = conv?.kind === 'undecryptable';
   const participants = conv?.participants ?? [];
   S.self = S.person && (participants.includes(S.person) || !conv) ? S.person : participants[0] ?? null;
-  $('tl-title').textContent = conv ? convTitle(conv) : '…';
+  showHeader(conv ? convTitle(conv) : '…', null);
   const base = `/api/corps/${enc(S.corp)}/conversations/${enc(key)}`;
   $('export-csv').href = `${base}/export?format=csv`;
   $('export-jsonl').href = `${base}/export?format=jsonl`;
   $('export-csv').setAttribute('download', '');
   $('export-jsonl').setAttribute('download', '');
-  setRoute({ corp: S.corp, conv: key, msg: at?.msgid, t: at?.time, s: at?.seq });
+  setRoute({ corp: S.corp, conv: key, msg: at?.msgid, t: at?.time, s: at?.seq, at: atMs });
   const q = new URLSearchParams({ limit: '50' });
   if (at) q.set('before', cursorAt(at.time, Number(at.seq) + 1));
+  else if (atMs !== undefined && atMs !== null) q.set('at', String(atMs));
   try {
     const page = await api(`${base}/messages?${q}`);
     if (S.conv !== key) return;
@@ -252,9 +354,16 @@ async function openConversation(key, conv, at) {
       // A group opened from a link or a hit: right only for the chosen person (else all left).
       const first = page.kind === 'group' ? null : senders[0] ?? null;
       S.self = S.person && senders.includes(S.person) ? S.person : first;
-      $('tl-title').textContent = page.kind === 'group' ? `${t('group')} ${page.messages[0]?.roomid ?? ''}` : senders.join(' ↔ ');
+      S.convInfo = { key, kind: page.kind, roomid: page.roomid, name: page.name,
+        participants: page.participants ?? senders };
     }
+    const title = page.kind === 'group' ? (page.name || `${t('group')} ${page.roomid ?? ''}`)
+      : conv ? convTitle(conv) : S.convInfo.participants.join(' ↔ ');
+    showHeader(title, page.members);
     $('tl-export').hidden = false;
+    $('tl-jump').hidden = false;
+    if (conv?.first_time) $('tl-date').min = dateValue(conv.first_time);
+    if (conv?.last_time) $('tl-date').max = dateValue(conv.last_time);
     $('tl-msgs').replaceChildren(...nodes(page.messages, null));
     S.older = page.older;
     S.newer = page.newer;
@@ -263,9 +372,13 @@ async function openConversation(key, conv, at) {
     if (at) {
       if (S.newer) await loadNewer();
       highlight(at.msgid);
+    } else if (page.anchor) {
+      $('tl-date').value = dateValue(atMs);
+      highlight(page.anchor, 'start');
     } else {
       $('timeline').scrollTop = $('timeline').scrollHeight;
     }
+    markPainted(key);
     observe();
   } catch (e) {
     $('tl-title').textContent = e.status === 404 ? t('not_found') : t('error');
@@ -325,17 +438,28 @@ function observe() {
   observer.observe($('tl-newer'));
 }
 
+/** The search's parameters: the query and the filters (dates are local days: from its start,
+ * to the end of the second). */
 function searchParams() {
   const q = new URLSearchParams({ q: $('q').value.trim(), corp: S.corp });
-  if ($('f-from').value) q.set('from', $('f-from').value);
-  if ($('f-to').value) q.set('to', $('f-to').value);
+  if ($('f-from').value) q.set('from', String(dateMs($('f-from').value)));
+  if ($('f-to').value) q.set('to', String(dateMs($('f-to').value, 1)));
   if ($('f-type').value) q.set('msgtype', $('f-type').value);
   if ($('f-sender').value.trim()) q.set('sender', $('f-sender').value.trim());
+  if ($('f-conv').checked && S.conv) q.set('conversation', S.conv);
   return q;
 }
 
+function hitPlace(hit) {
+  if (hit.conversation_name) return hit.conversation_name;
+  if (hit.roomid) return `${t('group')} ${hit.roomid}`;
+  return '';
+}
+
 async function runSearch(cursor) {
-  const q = searchParams();
+  // The filters as they were when the search ran: its further pages and its export use them.
+  if (!cursor) S.searchQ = searchParams();
+  const q = new URLSearchParams(S.searchQ);
   q.set('limit', '50');
   if (cursor) q.set('cursor', cursor);
   try {
@@ -343,7 +467,7 @@ async function runSearch(cursor) {
     if (!cursor) $('convs').replaceChildren();
     $('convs-title').textContent = `${t('results')} (${r.total})`;
     $('convs-back').hidden = false;
-    const exp = searchParams();
+    const exp = new URLSearchParams(S.searchQ);
     exp.set('format', 'csv');
     $('search-export').href = `/api/search/export?${exp}`;
     $('search-export').setAttribute('download', '');
@@ -353,11 +477,13 @@ async function runSearch(cursor) {
     $('convs-more').hidden = !r.next;
     if (!r.hits.length && !cursor) $('convs').append(h('li', { class: 'sub' }, t('no_results')));
     $('convs').append(...r.hits.map((hit) => h('li', {},
-      h('button', { type: 'button', class: 'item hit-item', 'data-msgid': hit.msgid,
+      h('button', { type: 'button', class: 'item hit-item', 'data-msgid': hit.msgid, 'data-sender': hit.sender,
+        'data-msgtype': hit.msgtype, 'data-time': hit.time, 'data-conversation': hit.conversation,
         onclick: (e) => { markActive(e.currentTarget);
           openConversation(hit.conversation, null, { msgid: hit.msgid, time: hit.time, seq: hit.seq }); } },
         h('div', { class: 'row' }, h('span', { class: 'name' }, hit.sender), h('span', { class: 'tag' }, hit.msgtype),
           h('time', { class: 'sub right' }, fmtTime(hit.time))),
+        hitPlace(hit) ? h('div', { class: 'sub place' }, hitPlace(hit)) : null,
         h('div', { class: 'snippet' }, snippet(hit.snippet))))));
   } catch (e) { failed(e); }
 }
@@ -434,14 +560,31 @@ function wire() {
   $('convs-more').addEventListener('click', () => (S.search && $('convs-back').hidden === false
     ? runSearch(S.search) : loadConversations(false)));
   $('tl-older').addEventListener('click', loadOlder);
+  $('tl-jump').addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (S.conv && $('tl-date').value) openConversation(S.conv, S.convInfo, null, dateMs($('tl-date').value));
+  });
+  // Arrow keys move between the items of a list (Tab moves between the columns).
+  for (const list of [$('people'), $('convs')]) {
+    list.addEventListener('keydown', (e) => {
+      if (e.key !== 'ArrowDown' && e.key !== 'ArrowUp') return;
+      const items = [...list.querySelectorAll('.item')];
+      const i = items.indexOf(document.activeElement);
+      if (i < 0) return;
+      e.preventDefault();
+      items[Math.max(0, Math.min(items.length - 1, i + (e.key === 'ArrowDown' ? 1 : -1)))].focus();
+    });
+  }
   $('tl-newer').addEventListener('click', loadNewer);
-  $('lightbox').addEventListener('click', () => { $('lightbox').hidden = true; $('lightbox-img').removeAttribute('src'); });
-  document.addEventListener('keydown', (e) => { if (e.key === 'Escape') $('lightbox').hidden = true; });
+  $('lightbox').addEventListener('click', closeLightbox);
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !$('lightbox').hidden) closeLightbox(); });
   $('verify-go').addEventListener('click', () => verify().catch(failed));
   $('log-older').addEventListener('click', () => loadLog().catch(failed));
 }
 
 async function main() {
+  // Every request stays measurable (the browser test counts them against the access log).
+  performance.setResourceTimingBufferSize(100000);
   applyLabels();
   wire();
   try {

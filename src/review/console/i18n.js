@@ -1,5 +1,5 @@
 // Labels: Chinese first, English when chosen (kept in localStorage "lang").
-const DICT = {
+export const DICT = {
   zh: {
     title: '会话存档审阅', signin: '登录', username: '用户名', password: '密码', logout: '退出登录',
     corp: '企业', search: '搜索', search_ph: '搜索消息', filters: '筛选', from: '开始日期', to: '结束日期',
@@ -20,6 +20,8 @@ const DICT = {
     switch: '切换企业', unknown: '未知消息类型', raw: '原始数据', intact: '完整：已校验 {n} 条',
     broken: '已损坏：第 {id} 条 — {reason}', truncated: '（嵌套过深，已截断）', internal: '内部',
     external: '外部', bot: '机器人', count: '{n} 条', none: '无',
+    text: '文本', image: '图片', voice: '语音', video: '视频', revoked_short: '撤回',
+    jump_date: '跳转到日期', go: '跳转', only_conv: '仅当前会话', members: '成员 {n} 人',
   },
   en: {
     title: 'Archive review', signin: 'Sign in', username: 'User name', password: 'Password', logout: 'Sign out',
@@ -42,6 +44,8 @@ const DICT = {
     unknown: 'Unknown message type', raw: 'Raw', intact: 'Intact: {n} entries verified',
     broken: 'Broken at entry {id}: {reason}', truncated: '(nested too deep, cut)', internal: 'internal',
     external: 'external', bot: 'bot', count: '{n}', none: 'none',
+    text: 'Text', image: 'Image', voice: 'Voice', video: 'Video', revoked_short: 'Revoke',
+    jump_date: 'Jump to date', go: 'Go', only_conv: 'Only this conversation', members: '{n} members',
   },
 };
 

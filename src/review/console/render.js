@@ -165,7 +165,8 @@ export function body(kind, c, mediaOf, ctx) {
       return h('div', { class: 'notice bad' }, `${t('undecryptable')}: ${c.reason || ''}`);
     case 'unknown':
       return h('details', { class: 'card raw' }, h('summary', {}, `${t('unknown')}: ${c.msgtype || ''}`),
-        h('pre', {}, JSON.stringify(c.raw, null, 2)));
+        // The server's text: JSON.parse has rounded integers beyond 2^53 in `c.raw`.
+        h('pre', {}, c.raw_text ?? JSON.stringify(c.raw, null, 2)));
     default:
       if (CARD_TITLES[kind]) {
         const card = fieldsCard(`${t(CARD_TITLES[kind])} (${kind})`, c);
