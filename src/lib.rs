@@ -18,6 +18,7 @@
 //! - [`secret`]: a string type that never prints itself, and URL redaction;
 //! - [`corps`]: corp sources (tables, file) → the desired set of corps;
 //! - [`actors`]: the ingestion pipeline (supervisor, one actor per corp, DB writer, SDK pool);
+//! - [`alerts`]: rule hits sent to robots, webhooks and mail through a durable outbox;
 //! - [`observe`]: the per-corp report, `/healthz`, `/metrics`, `/status`, retention alerts;
 //! - [`reload`]: watching the configuration and corps files (hot reload);
 //! - [`review`]: reading the archive: roles and scopes, the review API, the access log;
@@ -35,6 +36,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod actors;
+pub mod alerts;
 pub mod backoff;
 pub mod cli;
 pub mod config;

@@ -19,6 +19,7 @@
 mod common;
 mod crypto_support;
 
+mod alerts;
 mod cli_corp;
 mod cli_demo;
 mod cli_doctor;
