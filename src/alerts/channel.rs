@@ -120,9 +120,10 @@ impl Channel {
             .map_err(|e| AlertsError::Config { channel: cfg.name.clone(), message: e.without_url().to_string() })?;
         let smtp = match cfg.kind {
             AlertChannelKind::Email => {
-                let mut b = AsyncSmtpTransport::<Tokio1Executor>::from_url(&smtp_url(cfg.url.expose())).map_err(|e| {
-                    AlertsError::Config { channel: cfg.name.clone(), message: format!("the SMTP url: {e}") }
-                })?;
+                let mut b =
+                    AsyncSmtpTransport::<Tokio1Executor>::from_url(&smtp_url(cfg.url.expose())).map_err(|e| {
+                        AlertsError::Config { channel: cfg.name.clone(), message: format!("the SMTP url: {e}") }
+                    })?;
                 if !cfg.username.is_empty() {
                     b = b.credentials(lettre::transport::smtp::authentication::Credentials::new(
                         cfg.username.clone(),
@@ -275,7 +276,10 @@ impl Channel {
             message: format!("{what}: {e}"),
         };
         let from = self.cfg.from.parse().map_err(|e| bad("from", &e))?;
-        let mut m = Message::builder().from(from).subject(text.title.clone()).message_id(Some(format!("<{key}@wework-msgaudit>")));
+        let mut m = Message::builder()
+            .from(from)
+            .subject(text.title.clone())
+            .message_id(Some(format!("<{key}@wework-msgaudit>")));
         for to in &self.cfg.to {
             m = m.to(to.parse().map_err(|e| bad("to", &e))?);
         }

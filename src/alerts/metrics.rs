@@ -137,7 +137,10 @@ mod tests {
         ];
         let r = report(&c.snapshot(), &counts, 11_000);
         assert_eq!(r.len(), 2);
-        assert_eq!((r[0].counters.sent, r[0].counters.messages, r[0].counters.failed, r[0].counters.given_up), (3, 1, 1, 2));
+        assert_eq!(
+            (r[0].counters.sent, r[0].counters.messages, r[0].counters.failed, r[0].counters.given_up),
+            (3, 1, 1, 2)
+        );
         assert_eq!((r[0].pending, r[0].sent_rows, r[0].oldest_pending_seconds), (4, 3, 10.0));
         assert_eq!(r[0].last_error.as_deref(), Some("503"));
         assert_eq!((r[1].channel.as_str(), r[1].failed_rows), ("gone", 1));

@@ -57,7 +57,9 @@ pub async fn dispatch_loop(
             last_recover = Instant::now();
             match store.alert_recover(None, stale_ms).await {
                 Ok(0) => {}
-                Ok(n) => tracing::warn!(rows = n, "alerts: claims of a sender that died given back; they are sent again"),
+                Ok(n) => {
+                    tracing::warn!(rows = n, "alerts: claims of a sender that died given back; they are sent again")
+                }
                 Err(e) => tracing::warn!(error = %e, "alerts: recovering stale claims failed"),
             }
         }

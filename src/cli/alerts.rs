@@ -86,7 +86,10 @@ fn status(cfg: &Config, json: bool) -> Result<(), CliError> {
         println!("no alert channel configured and nothing in the outbox");
         return Ok(());
     }
-    println!("{:<24} {:>8} {:>8} {:>10} {:>8} {:>12}  last error", "channel", "pending", "sending", "sent", "failed", "oldest");
+    println!(
+        "{:<24} {:>8} {:>8} {:>10} {:>8} {:>12}  last error",
+        "channel", "pending", "sending", "sent", "failed", "oldest"
+    );
     for r in &report {
         let known = cfg.alerts.channel.iter().any(|c| c.name == r.channel);
         let oldest = if r.pending == 0 {

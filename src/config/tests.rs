@@ -302,7 +302,10 @@ fn alert_channels_are_checked_and_never_print_secrets() {
     let one = "[[alerts.channel]]\nname = \"w\"\nkind = \"wecom\"\nurl = \"https://q/send?key=ROBOTKEY\"\nsecret = \"S3CR3T\"\n";
     let cfg = Config::from_parts(one, None, []).unwrap();
     let c = &cfg.alerts.channel[0];
-    assert_eq!((c.kind, c.rules.as_slice(), c.corps.as_slice()), (AlertChannelKind::Wecom, &["*".to_string()][..], &["*".to_string()][..]));
+    assert_eq!(
+        (c.kind, c.rules.as_slice(), c.corps.as_slice()),
+        (AlertChannelKind::Wecom, &["*".to_string()][..], &["*".to_string()][..])
+    );
     assert_eq!(c.rate_window, Duration::from_secs(60));
     let debug = format!("{cfg:?}");
     assert!(!debug.contains("ROBOTKEY") && !debug.contains("S3CR3T"), "{debug}");
