@@ -27,7 +27,6 @@ use base64::Engine as _;
 use common::cli_db::CliDb;
 use tokio_util::sync::CancellationToken;
 use wework_msgaudit::config::Config;
-use wework_msgaudit::store::Store;
 
 const SECRET: &str = "SECtest-signing-secret-0123456789";
 
@@ -348,14 +347,6 @@ fn config(db: &CliDb, alerts: &str) -> Config {
     Config::from_parts(&text, None, Vec::<(String, String)>::new()).unwrap()
 }
 
-async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn wait_all_sent(db: &CliDb, rows: i64, limit: Duration) {
     let t0 = Instant::now();
     loop {
@@ -593,8 +584,8 @@ async fn rate_limit_holds(db: Db) {
             robot.url("/send?key=K")
         ),
     );
-    insert_hits(&db, "wwcorp", "r", 0..12).await;
     let store = db.store().await;
+    insert_hits(&db, "wwcorp", "r", 0..12).await;
     let token = CancellationToken::new();
     let task = wework_msgaudit::alerts::start(&cfg, store, "rate-test".into(), &token).unwrap();
     wait_all_sent(&db, 12, Duration::from_secs(60)).await;
@@ -793,7 +784,10 @@ async fn cli_status_test_channel_retry(db: Db) {
     assert!(out.contains("test message delivered"), "{out}");
     let reqs = robot.reqs();
     assert_eq!(reqs.len(), 1);
-    assert!(reqs[0].json()["markdown"]["content"].as_str().unwrap().contains("test message of wework-msgaudit"));
+    assert!(reqs[0].json()["markdown"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("message of wework-msgaudit (alerts test-channel)"));
     let out = db.expect(&["alerts", "test-channel", "dead"], 1);
     assert!(out.contains("channel dead") && out.contains("not delivered"), "{out}");
     assert!(!out.contains("URLSECRET") && !out.contains(SECRET), "{out}");
