@@ -19,6 +19,7 @@
 //! - [`corps`]: corp sources (tables, file) → the desired set of corps;
 //! - [`actors`]: the ingestion pipeline (supervisor, one actor per corp, DB writer, SDK pool);
 //! - [`callback`]: WeCom's callback endpoint (`msgaudit_notify` → pull that corp now);
+//! - [`alerts`]: rule hits sent to robots, webhooks and mail through a durable outbox;
 //! - [`observe`]: the per-corp report, `/healthz`, `/metrics`, `/status`, retention alerts;
 //! - [`reload`]: watching the configuration and corps files (hot reload);
 //! - [`review`]: reading the archive: roles and scopes, the review API, the access log;
@@ -36,6 +37,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod actors;
+pub mod alerts;
 pub mod backoff;
 pub mod callback;
 pub mod cli;

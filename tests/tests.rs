@@ -20,6 +20,7 @@ mod common;
 mod crypto_support;
 
 mod callback;
+mod alerts;
 mod cli_corp;
 mod cli_demo;
 mod cli_doctor;

@@ -5,6 +5,7 @@
 //! (exit 2) from runtime failures (exit 1). A `CliError` keeps the error that caused it as its
 //! `source`; `main.rs` prints the whole chain ([`report`]).
 
+pub mod alerts;
 pub mod audit;
 pub mod corp;
 pub mod demo;
@@ -62,6 +63,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Full-text search over the stored messages: `reindex` rebuilds the index, `query` searches.
     Search(search::SearchArgs),
+    /// The alert outbox: `status`, `test-channel NAME` (send a test message), `retry`.
+    Alerts(alerts::AlertsArgs),
     /// The review API's users: add, passwd, disable, enable, grant, revoke, list.
     User(user::UserArgs),
     /// The review API's access log: verify its hash chain, export it.
@@ -195,6 +198,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Search(args) => search::run(&args),
+        Command::Alerts(args) => alerts::run(&args),
         Command::User(args) => user::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::SdkWorker(args) => sdk_worker::run(&args),

@@ -92,6 +92,8 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         let search = crate::search::indexer::start(&cfg, Arc::clone(&store), sources.clone());
         let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_config(&cfg))
             .map_err(|e| CliError::runtime("starting the pipeline", e))?;
+        // alerts: rule hits to the configured channels, by their own background tasks (src/alerts).
+        let alerts = crate::alerts::start(&cfg, Arc::clone(&store), instance_id(&cfg), &pipeline.stop_token());
         let observer = Observer::new(
             observe::Sources {
                 stats: Some(Arc::clone(&pipeline.stats)),
@@ -99,6 +101,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                 corps: Vec::new(),
                 media: pipeline.media_counters.clone(),
                 failing_after: cfg.daemon.failing_after,
+                alerts: alerts.as_ref().map(|a| Arc::clone(&a.counters)),
             },
             observe::snapshot::EVERY,
             cfg.daemon.alert_after,
@@ -188,6 +191,15 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                 Stopped::Overran(_) => std::time::Duration::ZERO,
             };
             let _ = tokio::time::timeout(left, search.stop()).await;
+        }
+        // alerts: a send in flight finishes and is recorded, within what is left of the grace
+        // (one cut off is sent again after a restart, with the same idempotency key).
+        if let Some(alerts) = alerts {
+            let left = match &stopped {
+                Stopped::InTime(elapsed) => grace.saturating_sub(*elapsed),
+                Stopped::Overran(_) => std::time::Duration::ZERO,
+            };
+            let _ = tokio::time::timeout(left, alerts.stop()).await;
         }
         if let Some(server) = server {
             server.stop(true).await;

@@ -167,6 +167,8 @@ fn database_report(cfg: &Config) -> Result<Report, CliError> {
             corps: desired.corps.into_keys().chain(disabled).collect(),
             media: None,
             failing_after: cfg.daemon.failing_after,
+            // The outbox as the database has it (no counters: this process sends nothing).
+            alerts: Some(Default::default()),
         };
         Ok(observe::gather(&src, SystemTime::now()).await)
     })

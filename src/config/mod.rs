@@ -90,6 +90,8 @@ pub struct Config {
     pub review: ReviewConfig,
     /// WeCom callbacks (`msgaudit_notify` → pull now).
     pub callback: CallbackConfig,
+    /// Alerts of rule hits: the outbox and its channels (`crate::alerts`).
+    pub alerts: AlertsConfig,
 }
 
 /// `[callback]`: the endpoint WeCom sends `msgaudit_notify` to (`crate::callback`). Each corp's
@@ -122,6 +124,122 @@ impl Default for CallbackConfig {
             max_age: Duration::from_secs(300),
         }
     }
+}
+
+/// `[alerts]`: rule hits sent to robots, webhooks and mail (`crate::alerts`), through a durable
+/// outbox in the database. Without a `[[alerts.channel]]` nothing is sent (hits are still
+/// recorded, and handed over so that they are not sent later by surprise).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// How often the outbox is fed from new hits and a channel with nothing to send looks again.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// At most this many hits in one message of a channel.
+    pub batch_max: u32,
+    /// A burst is gathered into one message: the first pending hit waits this long for others
+    /// (unless `batch_max` are already waiting).
+    #[serde(with = "humantime_serde")]
+    pub batch_window: Duration,
+    /// The first retry of a failed send comes after this, doubling up to `retry_max` (±25 %).
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    /// The longest wait between two retries.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// A batch is given up after this many failed attempts; 0 = never.
+    pub max_attempts: u32,
+    /// A batch claimed for this long without a result (its process died mid-send) is sent again.
+    #[serde(with = "humantime_serde")]
+    pub claim_ttl: Duration,
+    /// The time limit of one HTTP request or SMTP session.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The channels (`[[alerts.channel]]`).
+    pub channel: Vec<AlertChannelConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            batch_max: 20,
+            batch_window: Duration::from_secs(5),
+            retry_initial: Duration::from_secs(10),
+            retry_max: Duration::from_secs(600),
+            max_attempts: 0,
+            claim_ttl: Duration::from_secs(120),
+            timeout: Duration::from_secs(10),
+            channel: Vec::new(),
+        }
+    }
+}
+
+/// What an alert channel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertChannelKind {
+    /// A WeCom (企业微信) group robot: markdown, 20 messages a minute.
+    Wecom,
+    /// A DingTalk (钉钉) custom robot, signed (加签) with `secret`.
+    Dingtalk,
+    /// A Feishu/Lark (飞书) custom bot, signed with `secret`.
+    Feishu,
+    /// Any HTTP endpoint: JSON, the body signed (HMAC-SHA256) with `secret`, an idempotency key.
+    Webhook,
+    /// Mail over SMTP.
+    Email,
+}
+
+/// One `[[alerts.channel]]`. `url` and `secret` never print.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertChannelConfig {
+    /// Its name (unique; in `alert_outbox`, metrics, `alerts test-channel NAME`).
+    pub name: String,
+    /// What it is.
+    pub kind: AlertChannelKind,
+    /// The robot's or endpoint's URL (a robot's URL holds its key: a secret); for `email`, the
+    /// SMTP server: `smtp://host:587` (STARTTLS required), `smtps://host:465` (TLS), or
+    /// `smtp://host:25?tls=none` (plain, only for a local relay).
+    pub url: Secret,
+    /// The signing secret (DingTalk `SEC…`, Feishu, webhook HMAC key) or the SMTP password.
+    #[serde(default)]
+    pub secret: Secret,
+    /// The rules routed here, by name (`*` = every rule; a trailing `*` matches a prefix).
+    #[serde(default = "all")]
+    pub rules: Vec<String>,
+    /// The corps routed here (`*` = every corp).
+    #[serde(default = "all")]
+    pub corps: Vec<String>,
+    /// At most this many messages per `rate_window`; 0 = the kind's own limit (WeCom and
+    /// DingTalk 20, Feishu 100 a minute; none for webhook and email).
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// The window of `rate_limit`.
+    #[serde(default = "one_minute", with = "humantime_serde")]
+    pub rate_window: Duration,
+    /// A template replacing the built-in one (see docs/alerts.md for its placeholders); "" =
+    /// built-in.
+    #[serde(default)]
+    pub template: String,
+    /// `email`: the SMTP user name ("" = no authentication).
+    #[serde(default)]
+    pub username: String,
+    /// `email`: the sender address.
+    #[serde(default)]
+    pub from: String,
+    /// `email`: the recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
+}
+
+fn all() -> Vec<String> {
+    vec!["*".into()]
+}
+
+fn one_minute() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// `[review]`: the review API (`crate::review`): sessions, login limits, exports.
@@ -243,6 +361,9 @@ pub struct HttpConfig {
     /// A file holding a bearer token (one line); when set, every endpoint requires
     /// `Authorization: Bearer <token>` and `status` sends it. Empty = no token.
     pub token_file: PathBuf,
+    /// The address the review console is reached at by people (e.g. "https://audit.example.com"),
+    /// for links in alerts; "" = no links.
+    pub public_url: String,
 }
 
 /// `[daemon]`.
@@ -575,6 +696,38 @@ impl Config {
         }
         if !(8..=320).contains(&self.media.mp3_bitrate) {
             return Err(("media.mp3_bitrate", "expected 8..=320 kbit/s".into()));
+        }
+        self.check_alerts()
+    }
+
+    /// The `[[alerts.channel]]`s: names unique and set, a URL, what mail needs.
+    fn check_alerts(&self) -> Result<(), (&'static str, String)> {
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in self.alerts.channel.iter().enumerate() {
+            let which = format!("channel #{} ({:?})", i + 1, c.name);
+            if c.name.is_empty() || c.name.len() > 128 || c.name.chars().any(char::is_whitespace) {
+                return Err(("alerts.channel", format!("{which}: name must be 1 to 128 characters, no spaces")));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err(("alerts.channel", format!("{which}: the name is used twice")));
+            }
+            if c.url.is_empty() {
+                return Err(("alerts.channel", format!("{which}: url is required")));
+            }
+            if c.kind == AlertChannelKind::Email && (c.from.is_empty() || c.to.is_empty()) {
+                return Err(("alerts.channel", format!("{which}: email needs from and to")));
+            }
+            if c.rate_window.is_zero() {
+                return Err(("alerts.channel", format!("{which}: rate_window must be more than 0")));
+            }
+        }
+        if self.alerts.batch_max == 0 {
+            return Err(("alerts.batch_max", "must be at least 1".into()));
+        }
+        if !self.http.public_url.is_empty()
+            && !(self.http.public_url.starts_with("http://") || self.http.public_url.starts_with("https://"))
+        {
+            return Err(("http.public_url", "expected an http:// or https:// URL".into()));
         }
         Ok(())
     }

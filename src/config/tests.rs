@@ -46,6 +46,8 @@ fn every_documented_key_changes_the_configuration() {
             ("log.format", _) => "\"json\"".to_string(),
             ("media.backend", _) => "\"s3\"\ns3_endpoint = \"http://s3\"\ns3_bucket = \"b\"".to_string(),
             ("http.listen" | "callback.listen", _) => "\"127.0.0.1:9\"".to_string(),
+            ("http.listen", _) => "\"127.0.0.1:9\"".to_string(),
+            ("http.public_url", _) => "\"https://audit.example.com\"".to_string(),
             ("media.mp3_sample_rate", _) => "8000".to_string(),
             (_, toml::Value::String(s)) if humantime::parse_duration(s).is_ok() => "\"7s 3ms\"".to_string(),
             (_, toml::Value::String(s)) => toml::Value::String(format!("{s}x")).to_string(),
@@ -294,4 +296,33 @@ fn checks_name_the_origin_of_the_key() {
     .to_string();
     assert!(err.contains("environment variable WEWORK_MSGAUDIT__HTTP__LISTEN: http.listen:"), "{err}");
     assert!(!err.contains("nohost"), "{err}");
+}
+
+#[test]
+fn alert_channels_are_checked_and_never_print_secrets() {
+    let one = "[[alerts.channel]]\nname = \"w\"\nkind = \"wecom\"\nurl = \"https://q/send?key=ROBOTKEY\"\nsecret = \"S3CR3T\"\n";
+    let cfg = Config::from_parts(one, None, []).unwrap();
+    let c = &cfg.alerts.channel[0];
+    assert_eq!(
+        (c.kind, c.rules.as_slice(), c.corps.as_slice()),
+        (AlertChannelKind::Wecom, &["*".to_string()][..], &["*".to_string()][..])
+    );
+    assert_eq!(c.rate_window, Duration::from_secs(60));
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("ROBOTKEY") && !debug.contains("S3CR3T"), "{debug}");
+    for (text, says) in [
+        (format!("{one}{one}"), "used twice"),
+        ("[[alerts.channel]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"\"\n".into(), "url is required"),
+        ("[[alerts.channel]]\nname = \"m\"\nkind = \"email\"\nurl = \"smtp://h\"\n".into(), "email needs from and to"),
+        ("[[alerts.channel]]\nname = \"a b\"\nkind = \"webhook\"\nurl = \"http://h\"\n".into(), "no spaces"),
+        ("[http]\npublic_url = \"audit.example.com\"\n".into(), "http.public_url"),
+    ] {
+        let err = Config::from_parts(&text, None, []).unwrap_err().to_string();
+        assert!(err.contains(says), "{text}: {err}");
+        assert!(!err.contains("ROBOTKEY") && !err.contains("S3CR3T"), "{err}");
+    }
+    let err = Config::from_parts("[[alerts.channel]]\nname = \"x\"\nkind = \"pigeon\"\nurl = \"S3CR3T\"\n", None, [])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("alerts.channel") && !err.contains("S3CR3T"), "{err}");
 }

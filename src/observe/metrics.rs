@@ -12,6 +12,10 @@
 //!   holder label is the instance's stable name ([`stable_holder`]), so that a restart does not
 //!   start new series.
 //!
+//! - the alerts (`crate::alerts`): `alerts_sent_total`, `alerts_failed_total`,
+//!   `alerts_given_up_total`, `alerts_rate_limited_total` by channel, and from the database
+//!   `alert_outbox_rows{channel,status}` and `alert_outbox_oldest_pending_seconds{channel}`.
+//!
 //! Every family is written once with its `# HELP` and `# TYPE`, then all its samples. Counters
 //! are per process (they start at 0 when the daemon starts); the gauges `last_seq` and
 //! `media_items` come from the database.
@@ -291,7 +295,44 @@ pub fn render(report: &Report) -> String {
     if let Some(cb) = &report.callback {
         callback(&mut out, cb);
     }
+    alerts(&mut out, report);
     out
+}
+
+/// The alerts' families (`crate::alerts::metrics`), when there are channels.
+fn alerts(out: &mut String, report: &Report) {
+    if report.alerts.is_empty() {
+        return;
+    }
+    let counters: [(&str, &str, fn(&crate::alerts::metrics::ChannelCounters) -> u64); 4] = [
+        ("alerts_sent_total", "Rule hits delivered, by channel (this process).", |c| c.sent),
+        ("alerts_failed_total", "Alert send attempts that failed, by channel (this process).", |c| c.failed),
+        ("alerts_given_up_total", "Rule hits given up after failures, by channel (this process).", |c| c.given_up),
+        ("alerts_rate_limited_total", "Waits for a channel's rate limit (this process).", |c| c.rate_limited),
+    ];
+    for (name, help, get) in counters {
+        let mut fam = Family::start(out, name, "counter", help);
+        for a in &report.alerts {
+            fam.sample(&[("channel", &a.channel)], get(&a.counters) as f64);
+        }
+    }
+    let mut fam = Family::start(out, "alert_outbox_rows", "gauge", "Alert outbox rows by channel and status.");
+    for a in &report.alerts {
+        for (status, n) in
+            [("pending", a.pending), ("sending", a.sending), ("sent", a.sent_rows), ("failed", a.failed_rows)]
+        {
+            fam.sample(&[("channel", &a.channel), ("status", status)], n as f64);
+        }
+    }
+    let mut fam = Family::start(
+        out,
+        "alert_outbox_oldest_pending_seconds",
+        "gauge",
+        "Age of the oldest alert waiting to be sent, by channel (0: none).",
+    );
+    for a in &report.alerts {
+        fam.sample(&[("channel", &a.channel)], a.oldest_pending_seconds);
+    }
 }
 
 /// The callback families (`crate::callback::counters`).

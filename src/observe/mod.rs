@@ -78,6 +78,9 @@ pub struct Report {
     pub callback: Option<crate::callback::counters::CallbackTotals>,
     /// One entry per corp, by corpid.
     pub corps: Vec<CorpReport>,
+    /// One entry per alert channel (configured, or with rows in the outbox).
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::metrics::ChannelReport>,
 }
 
 /// Process-wide media counters.
@@ -227,6 +230,8 @@ pub struct Sources {
     pub media: Option<Arc<crate::actors::media::MediaCounters>>,
     /// `[daemon] failing_after`.
     pub failing_after: u32,
+    /// The alerts' counters (`crate::alerts`); with them the report also reads the outbox.
+    pub alerts: Option<Arc<crate::alerts::metrics::Counters>>,
 }
 
 /// Builds the report at `now`: the live state joined with the database's cursor and media
@@ -276,6 +281,17 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
     }
     let database_ok = database_error.is_none();
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let alerts = match &src.alerts {
+        Some(counters) => {
+            let counts = match database_error {
+                None => tokio::time::timeout(DB_TIMEOUT, src.store.alert_counts()).await.ok().and_then(Result::ok),
+                Some(_) => None,
+            };
+            let now_ms = i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX);
+            crate::alerts::metrics::report(&counters.snapshot(), &counts.unwrap_or_default(), now_ms)
+        }
+        None => Vec::new(),
+    };
     Report {
         generated_at: since_epoch.as_secs(),
         generated_at_ms: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
@@ -301,6 +317,7 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
         }),
         callback: src.stats.as_ref().and_then(|s| s.callback.snapshot()),
         corps,
+        alerts,
     }
 }
 

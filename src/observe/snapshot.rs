@@ -74,8 +74,14 @@ mod tests {
             let stats = Arc::new(Stats::default());
             let id = CorpId::new("wwsnap").unwrap();
             stats.update(&id, |s| s.stored = 1);
-            let sources =
-                Sources { stats: Some(Arc::clone(&stats)), store, corps: Vec::new(), media: None, failing_after: 3 };
+            let sources = Sources {
+                stats: Some(Arc::clone(&stats)),
+                store,
+                corps: Vec::new(),
+                media: None,
+                failing_after: 3,
+                alerts: None,
+            };
             let snaps = Arc::new(Snapshots::new(sources, Duration::from_millis(300)));
             let gets: Vec<_> = (0..50)
                 .map(|_| {

@@ -19,6 +19,8 @@
 //! - `review_user`, `review_grant`, `review_session`, `access_log`, `access_log_head`: the review
 //!   API's users, what they may read, their sessions and the hash-chained access log
 //!   (`crate::review`).
+//! - `alert_outbox`: the alerts waiting to be sent and their delivery results (`crate::alerts`,
+//!   role [`AlertRepo`] in `alert_sql`), fed from `rule_hit`.
 //! - `message_part`: values too large for one row within the database's packet limit (module
 //!   `spill`: a marker in the message row, the value in parts here, same transaction).
 //!
@@ -29,6 +31,8 @@
 //! the cursor only moves forward.
 
 mod access_log_sql;
+mod alert_repo;
+mod alert_sql;
 mod batch;
 mod batch_sql;
 mod callback_repo;
@@ -52,6 +56,10 @@ use std::sync::Arc;
 
 pub use crate::message::{MediaRef, Row};
 pub use crate::secret::redact_url;
+pub use alert_repo::{
+    AlertHit, AlertOutcome, AlertRepo, DispatchOutcome, OutboxCount, OutboxItem, Route, OUTBOX_FAILED, OUTBOX_PENDING,
+    OUTBOX_SENDING, OUTBOX_SENT,
+};
 pub use callback_repo::{CallbackRepo, CorpCallbackRow};
 pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};

@@ -9,7 +9,8 @@
 //! - [`LeaseRepo`]: corp leases and fencing (`lease_sql`);
 //! - the review API's roles, declared in `review_repo.rs`: [`ReviewRepo`] (users, grants,
 //!   sessions), [`AccessLogRepo`] (the hash-chained access log) and [`ReviewReadRepo`] (what
-//!   reviewers read).
+//!   reviewers read);
+//! - [`AlertRepo`]: the alert outbox (`alert_repo.rs`, `alert_sql`).
 //!
 //! The daemon holds an `Arc<dyn Store>`; every role's methods are callable on it without
 //! importing the role trait.
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::alert_repo::AlertRepo;
 use super::review_repo::{AccessLogRepo, ReviewReadRepo, ReviewRepo};
 use super::{CorpId, Limits, MediaRef, Row, StoreError};
 use crate::secret::Secret;
@@ -215,6 +217,7 @@ pub trait Store:
     + AccessLogRepo
     + ReviewReadRepo
     + super::CallbackRepo
+    + AlertRepo
     + Send
     + Sync
     + fmt::Debug
