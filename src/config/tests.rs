@@ -46,7 +46,6 @@ fn every_documented_key_changes_the_configuration() {
             ("log.format", _) => "\"json\"".to_string(),
             ("media.backend", _) => "\"s3\"\ns3_endpoint = \"http://s3\"\ns3_bucket = \"b\"".to_string(),
             ("http.listen" | "callback.listen", _) => "\"127.0.0.1:9\"".to_string(),
-            ("http.listen", _) => "\"127.0.0.1:9\"".to_string(),
             ("http.public_url", _) => "\"https://audit.example.com\"".to_string(),
             ("media.mp3_sample_rate", _) => "8000".to_string(),
             (_, toml::Value::String(s)) if humantime::parse_duration(s).is_ok() => "\"7s 3ms\"".to_string(),
