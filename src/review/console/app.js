@@ -144,6 +144,8 @@ async function applyRoute() {
   }
   let open = null;
   if (r.conv && r.at) open = openConversation(r.conv, null, null, Number(r.at));
+  // A link without the message's seq (an alert's deep link): the message is looked up first.
+  else if (r.msg && !(r.time && r.seq)) open = openMessage(r.msg);
   else if (r.conv) open = openConversation(r.conv, null, r.msg && r.time ? { msgid: r.msg, time: r.time, seq: r.seq } : null);
   else if (r.msg) open = openMessage(r.msg);
   await Promise.all([lists, open]);
