@@ -200,7 +200,7 @@ impl Default for ClusterConfig {
 }
 
 /// `[http]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// `host:port` to serve `/healthz`, `/metrics` and `/status` on; `""` = off. Without
@@ -209,6 +209,21 @@ pub struct HttpConfig {
     /// A file holding a bearer token (one line); when set, every endpoint requires
     /// `Authorization: Bearer <token>` and `status` sends it. Empty = no token.
     pub token_file: PathBuf,
+    /// How often the daemon makes the completeness report (seq gaps, people, consent, failed
+    /// media, undecryptable records) shown in `/status` and `/metrics`; each check reads every
+    /// corp's tables, so not too often. "0s" = never (the `completeness` command still works).
+    #[serde(with = "humantime_serde")]
+    pub completeness_interval: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            token_file: PathBuf::new(),
+            completeness_interval: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// `[daemon]`.

@@ -31,6 +31,7 @@
 mod access_log_sql;
 mod batch;
 mod batch_sql;
+mod completeness_sql;
 mod corp_sql;
 mod inspect;
 mod isolate;
@@ -50,6 +51,9 @@ use std::sync::Arc;
 
 pub use crate::message::{MediaRef, Row};
 pub use crate::secret::redact_url;
+pub use completeness_sql::{
+    CompletenessRepo, ConsentRow, FailedMediaCount, Participation, SeqBounds, SeqGapScan, UndecryptedCount,
+};
 pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;

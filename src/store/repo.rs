@@ -9,7 +9,9 @@
 //! - [`LeaseRepo`]: corp leases and fencing (`lease_sql`);
 //! - the review API's roles, declared in `review_repo.rs`: [`ReviewRepo`] (users, grants,
 //!   sessions), [`AccessLogRepo`] (the hash-chained access log) and [`ReviewReadRepo`] (what
-//!   reviewers read).
+//!   reviewers read);
+//! - [`CompletenessRepo`] (`completeness_sql.rs`): the completeness report's reads (seq gaps,
+//!   people, consent, failed media, undecryptable records).
 //!
 //! The daemon holds an `Arc<dyn Store>`; every role's methods are callable on it without
 //! importing the role trait.
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::completeness_sql::CompletenessRepo;
 use super::review_repo::{AccessLogRepo, ReviewReadRepo, ReviewRepo};
 use super::{CorpId, Limits, MediaRef, Row, StoreError};
 use crate::secret::Secret;
@@ -214,6 +217,7 @@ pub trait Store:
     + ReviewRepo
     + AccessLogRepo
     + ReviewReadRepo
+    + CompletenessRepo
     + Send
     + Sync
     + fmt::Debug
