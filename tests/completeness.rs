@@ -122,8 +122,9 @@ const PLANTED: &str = "wwplanted";
 const CLEAN: &str = "wwclean";
 const NOMETA: &str = "wwnometa";
 
-/// Seqs 1..=100 of PLANTED without 10, 20..=22, 88..=92, 95, 96; cursor 90 (set back: rows above
-/// it exist). Below the cursor: 10, 20-22, 88-90 (7 seqs, 3 ranges); above: 91-92, 95-96.
+/// Seqs 1..=100 of PLANTED without 10, 20..=22, 88..=92, 95, 96; `corp_cursor` 90, but the daemon
+/// resumes after the highest stored seq (`Store::cursor`), so every gap is below the cursor (100):
+/// never served, 11 seqs in 4 ranges.
 const MISSING: [u64; 11] = [10, 20, 21, 22, 88, 89, 90, 91, 92, 95, 96];
 
 async fn plant(db: &Db) -> Arc<dyn Store> {
@@ -192,8 +193,7 @@ async fn planted(db: Db) {
     let p = corp(&r, PLANTED);
     assert_eq!(p.error, None, "{label}");
     let want: BTreeMap<&str, u64> = [
-        ("gap_never_served", 7),
-        ("gap_not_yet_pulled", 4),
+        ("gap_never_served", 11),
         ("member_unseen", 1),
         ("person_not_archived", 1),
         ("consent_missing", 2),
@@ -203,11 +203,11 @@ async fn planted(db: Db) {
     ]
     .into();
     assert_eq!(counts(p), want, "{label}: {p:#?}");
-    assert_eq!((p.cursor, p.records, p.min_seq, p.max_seq), (90, 89, 1, 100), "{label}");
-    assert_eq!((p.never_served.ranges, p.not_yet_pulled.ranges), (3, 2), "{label}");
+    assert_eq!((p.cursor, p.records, p.min_seq, p.max_seq), (100, 89, 1, 100), "{label}");
+    assert_eq!((p.never_served.ranges, p.not_yet_pulled.ranges), (4, 0), "{label}");
     let r_ = |after, before| SeqRange { after, before };
-    assert_eq!(p.never_served.first, [r_(9, 11), r_(19, 23), r_(87, 91)], "{label}: clipped at the cursor");
-    assert_eq!(p.not_yet_pulled.first, [r_(90, 93), r_(94, 97)], "{label}");
+    assert_eq!(p.never_served.first, [r_(9, 11), r_(19, 23), r_(87, 93), r_(94, 97)], "{label}");
+    assert!(p.not_yet_pulled.first.is_empty(), "{label}");
     assert_eq!(p.members_unseen.first, ["ghost"], "{label}: 'gone' (present 0) is not an archived member");
     assert_eq!(p.people_not_archived.first, ["wangwu"], "{label}");
     let gaps: Vec<(String, String, String, Option<String>)> = p
@@ -238,15 +238,15 @@ async fn planted(db: Db) {
     let n = corp(&r, NOMETA);
     assert!(!n.members_fetched && !n.consent_fetched && n.external_conversations == 1, "{label}: not fetched: {n:#?}");
     assert!(r.attention);
-    assert_eq!(r.totals[&Kind::GapNeverServed], 7);
+    assert_eq!(r.totals[&Kind::GapNeverServed], 11);
 
     // --since: from the first record with msgtime >= that of seq 21 (seq 23) on, the gap that
     // ends there included; the undecryptable and failed items before it are out.
     let since = Options { since_ms: Some(BASE_MS + 21 * 1000), ..opts.clone() };
     let s = completeness::check_corp(store.as_ref(), &corps[0], &since, None, SystemTime::now()).await.unwrap();
     assert_eq!(s.from_seq, Some(23), "{label}");
-    assert_eq!((s.never_served.missing, s.never_served.ranges), (6, 2), "{label}");
-    assert_eq!(s.not_yet_pulled.missing, 4, "{label}");
+    assert_eq!((s.never_served.missing, s.never_served.ranges), (10, 3), "{label}");
+    assert_eq!(s.not_yet_pulled.missing, 0, "{label}");
     assert_eq!(s.count(Kind::MediaFailed), 0, "{label}: media of seqs 4-12 are before");
     assert_eq!(s.count(Kind::Undecryptable), 3, "{label}");
     // pull_stale: only with a daemon's since-last-pull beyond the threshold.
@@ -262,11 +262,10 @@ async fn planted(db: Db) {
     assert_eq!(out.status.code(), Some(4), "{label}: {}", String::from_utf8_lossy(&out.stderr));
     let json: CompletenessReport = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(counts(corp(&json, PLANTED)), want, "{label}: the command's JSON");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("gap_never_served 7 seqs"), "{label}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gap_never_served 11 seqs"), "{label}");
     let table = db.0.expect(&["completeness", "--corp", PLANTED, "--limit", "5"], 4);
     for needle in [
-        "never served (below cursor 90): 7 seqs in 3 ranges: 10, 20-22, 88-90",
-        "not yet pulled (above cursor 90): 4 seqs in 2 ranges: 91-92, 95-96",
+        "never served (below cursor 100): 11 seqs in 4 ranges: 10, 20-22, 88-92, 95-96",
         "archived members never seen 1: ghost",
         "lisi↔wmA (Disagree)",
         "room wr1 woB (no consent on record)",
@@ -473,7 +472,7 @@ mod e2e {
         let done_sql = |corp: &str| {
             format!("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM media_{corp} WHERE status IN (3, 4)")
         };
-        let mut status = None;
+        let status;
         loop {
             daemon.alive();
             let cur = |c: &str| format!("SELECT CAST(seq AS SIGNED INTEGER) FROM corp_cursor WHERE corpid = '{c}'");
@@ -484,7 +483,7 @@ mod e2e {
                 if let Some(s) = common::daemon::status_json(port) {
                     let r: Option<CompletenessReport> = serde_json::from_value(s["completeness"].clone()).ok();
                     if let Some(r) = r.filter(|r| r.corps.len() == 2 && counts(corp(r, GAPS)) == want_gaps) {
-                        status = Some(r);
+                        status = r;
                         break;
                     }
                 }
@@ -496,7 +495,6 @@ mod e2e {
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let status = status.unwrap();
         assert_eq!(counts(corp(&status, CLEAN)), BTreeMap::new(), "{label}: /status: the clean corp is complete");
         assert!(status.attention);
         let (code, metrics) = common::daemon::get(port, "/metrics").unwrap();
