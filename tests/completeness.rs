@@ -145,9 +145,13 @@ async fn plant(db: &Db) -> Arc<dyn Store> {
         });
     }
     sql.push(cursor(PLANTED, 90));
-    for (seq, kind, status, code) in
-        [(4, "image", 4, 10010), (8, "image", 4, 10010), (12, "voice", 4, 10009), (16, "image", 3, 0), (24, "file", 1, 0)]
-    {
+    for (seq, kind, status, code) in [
+        (4, "image", 4, 10010),
+        (8, "image", 4, 10010),
+        (12, "voice", 4, 10009),
+        (16, "image", 3, 0),
+        (24, "file", 1, 0),
+    ] {
         sql.push(media(PLANTED, seq, kind, status, code));
     }
     for u in ["zhangsan", "lisi", "ghost"] {
@@ -161,7 +165,11 @@ async fn plant(db: &Db) -> Arc<dyn Store> {
     sql.push(consent(PLANTED, "", "lisi", "wmA", "Disagree"));
     // wr1 / woB: no row; wbRobot is not an external contact.
     for seq in 1..=30u64 {
-        sql.push(if seq % 2 == 0 { msg(CLEAN, seq, "sunqi", "wmC", "") } else { msg(CLEAN, seq, "wmC", "sunqi", "wr9") });
+        sql.push(if seq % 2 == 0 {
+            msg(CLEAN, seq, "sunqi", "wmC", "")
+        } else {
+            msg(CLEAN, seq, "wmC", "sunqi", "wr9")
+        });
         sql.push(msg(NOMETA, seq, "zhouba", "woD", ""));
     }
     sql.push(media(CLEAN, 2, "image", 3, 0));
@@ -439,7 +447,13 @@ mod e2e {
             sql.push(consent(GAPS, "", u, x, "Agree"));
         }
         for (r, x) in &g.rooms {
-            sql.push(consent(GAPS, r, "", x, if (r, x) == (&disagreed.0, &disagreed.1) { "Disagree" } else { "Agree" }));
+            sql.push(consent(
+                GAPS,
+                r,
+                "",
+                x,
+                if (r, x) == (&disagreed.0, &disagreed.1) { "Disagree" } else { "Agree" },
+            ));
         }
         for p in &c.people {
             sql.push(permit(CLEAN, p));
@@ -471,18 +485,19 @@ mod e2e {
         .into();
         let t0 = Instant::now();
         let mut daemon = Daemon::start(dir, &config, 1, &[]);
-        let done_sql = |corp: &str| {
-            format!("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM media_{corp} WHERE status IN (3, 4)")
-        };
+        let done_sql =
+            |corp: &str| format!("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM media_{corp} WHERE status IN (3, 4)");
         let status;
         loop {
             daemon.alive();
             let cur = |c: &str| {
-                format!("SELECT COALESCE((SELECT CAST(seq AS SIGNED INTEGER) FROM corp_cursor WHERE corpid = '{c}'), 0)")
+                format!(
+                    "SELECT COALESCE((SELECT CAST(seq AS SIGNED INTEGER) FROM corp_cursor WHERE corpid = '{c}'), 0)"
+                )
             };
             let pulled = db.0.int(&cur(GAPS)).await == RECORDS as i64 && db.0.int(&cur(CLEAN)).await == RECORDS as i64;
-            let media_done = pulled
-                && (db.0.int(&done_sql(GAPS)).await + db.0.int(&done_sql(CLEAN)).await) as usize == media_total;
+            let media_done =
+                pulled && (db.0.int(&done_sql(GAPS)).await + db.0.int(&done_sql(CLEAN)).await) as usize == media_total;
             if media_done {
                 if let Some(s) = common::daemon::status_json(port) {
                     let r: Option<CompletenessReport> = serde_json::from_value(s["completeness"].clone()).ok();
@@ -550,11 +565,7 @@ mod e2e {
             gc.media_failed.iter().map(|m| ((m.kind.clone(), m.code), m.count)).collect();
         assert_eq!(media, want_media, "{label}");
         assert_eq!(gc.undecryptable.len(), 1, "{label}");
-        assert_eq!(
-            (gc.undecryptable[0].publickey_ver, gc.undecryptable[0].count),
-            (3, lost.len() as u64),
-            "{label}"
-        );
+        assert_eq!((gc.undecryptable[0].publickey_ver, gc.undecryptable[0].count), (3, lost.len() as u64), "{label}");
         assert_eq!(counts(corp(&r, CLEAN)), BTreeMap::new(), "{label}: the clean corp");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_wework-msgaudit"))
             .args(["completeness", "--corp", CLEAN, "--config"])

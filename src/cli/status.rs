@@ -364,9 +364,6 @@ mod tests {
         c.totals.insert(Kind::MediaFailed, 0);
         let r = Report { generated_at: 100, completeness: Some(c), ..Report::default() };
         let t = render_table(&r, "test", None);
-        assert!(
-            t.contains("completeness (10s ago): gap_never_served 3!, member_unseen 1 — NEEDS ATTENTION"),
-            "{t}"
-        );
+        assert!(t.contains("completeness (10s ago): gap_never_served 3!, member_unseen 1 — NEEDS ATTENTION"), "{t}");
     }
 }

@@ -218,11 +218,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self {
-            listen: String::new(),
-            token_file: PathBuf::new(),
-            completeness_interval: Duration::from_secs(15 * 60),
-        }
+        Self { listen: String::new(), token_file: PathBuf::new(), completeness_interval: Duration::from_secs(15 * 60) }
     }
 }
 

@@ -14,7 +14,7 @@
 //! | kind | what | attention |
 //! |---|---|---|
 //! | `gap_never_served` | seqs missing between two stored records at or below the cursor: the API moved past them, it will never serve them | yes |
-//! | `gap_not_yet_pulled` | seqs missing above the cursor (records stored above a cursor that was set back): the next pulls may still fill them | no |
+//! | `gap_not_yet_pulled` | seqs missing above the cursor: the next pulls may still fill them (none while the cursor is the highest stored seq, as [`crate::store::BatchRepo::cursor`] makes it; what the server holds beyond the cursor is the lag: `lag_seconds`, `since_last_pull_seconds`, `pull_stale`) | no |
 //! | `member_unseen` | archived members (`wecom_permit_user`) who appear in no decrypted record | no |
 //! | `person_not_archived` | internal userids (not `wo`/`wm`/`wb…`) in records who are not archived members | no |
 //! | `consent_missing` | conversations with an external contact (`wo…`/`wm…`) without an `Agree`/`Default_Agree` consent: a 1:1 pair (employee, contact) or a (room, contact) | yes |
@@ -429,7 +429,8 @@ pub async fn check_corp(
     since_last_pull: Option<f64>,
     now: SystemTime,
 ) -> Result<CorpCompleteness, CompletenessError> {
-    let mut c = CorpCompleteness { corpid: corpid.to_string(), since_last_pull_seconds: since_last_pull, ..Default::default() };
+    let mut c =
+        CorpCompleteness { corpid: corpid.to_string(), since_last_pull_seconds: since_last_pull, ..Default::default() };
     c.cursor = store.cursor(corpid).await?;
     let bounds = store.seq_bounds(corpid).await?;
     if let Some(b) = bounds {
@@ -523,7 +524,8 @@ pub async fn check(
             Ok(c) => out.push(c),
             Err(e) => {
                 span.in_scope(|| tracing::warn!(error = %e, "completeness check failed"));
-                let mut c = CorpCompleteness { corpid: corpid.to_string(), error: Some(e.to_string()), ..Default::default() };
+                let mut c =
+                    CorpCompleteness { corpid: corpid.to_string(), error: Some(e.to_string()), ..Default::default() };
                 c.tally(false);
                 out.push(c);
             }
@@ -537,10 +539,8 @@ pub async fn check(
         }
     }
     let lag = |c: &CorpCompleteness| c.since_last_pull_seconds.or(c.lag_seconds);
-    let oldest_lag = out
-        .iter()
-        .filter_map(|c| lag(c).map(|l| (c.corpid.clone(), l)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let oldest_lag =
+        out.iter().filter_map(|c| lag(c).map(|l| (c.corpid.clone(), l))).max_by(|a, b| a.1.total_cmp(&b.1));
     let report = CompletenessReport {
         generated_at: now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         since_ms: opts.since_ms,
@@ -575,8 +575,14 @@ fn table(rows: Vec<Vec<String>>, out: &mut String) {
 /// The report as text: one summary line per corp, then the details of each finding.
 pub fn render_text(r: &CompletenessReport) -> String {
     let mut out = String::new();
-    let mut header =
-        vec!["CORPID".to_string(), "CURSOR".into(), "MAX_SEQ".into(), "RECORDS".into(), "LAG".into(), "SINCE_PULL".into()];
+    let mut header = vec![
+        "CORPID".to_string(),
+        "CURSOR".into(),
+        "MAX_SEQ".into(),
+        "RECORDS".into(),
+        "LAG".into(),
+        "SINCE_PULL".into(),
+    ];
     header.extend(Kind::ALL.iter().filter(|k| **k != Kind::PullStale).map(|k| k.name().to_uppercase()));
     let mut rows = vec![header];
     for c in &r.corps {
@@ -621,7 +627,13 @@ pub fn render_text(r: &CompletenessReport) -> String {
             let shown: Vec<String> = g
                 .first
                 .iter()
-                .map(|s| if s.missing() == 1 { format!("{}", s.after + 1) } else { format!("{}-{}", s.after + 1, s.before - 1) })
+                .map(|s| {
+                    if s.missing() == 1 {
+                        format!("{}", s.after + 1)
+                    } else {
+                        format!("{}-{}", s.after + 1, s.before - 1)
+                    }
+                })
                 .collect();
             let more = if (g.first.len() as u64) < g.ranges { ", …" } else { "" };
             format!("{} seqs in {} ranges: {}{more}", g.missing, g.ranges, shown.join(", "))
@@ -647,8 +659,11 @@ pub fn render_text(r: &CompletenessReport) -> String {
                 .consent_gaps
                 .iter()
                 .map(|g| {
-                    let what =
-                        if g.roomid.is_empty() { format!("{}↔{}", g.userid, g.external_id) } else { format!("room {} {}", g.roomid, g.external_id) };
+                    let what = if g.roomid.is_empty() {
+                        format!("{}↔{}", g.userid, g.external_id)
+                    } else {
+                        format!("room {} {}", g.roomid, g.external_id)
+                    };
                     format!("{what} ({})", g.status.as_deref().unwrap_or("no consent on record"))
                 })
                 .collect();
@@ -741,7 +756,8 @@ mod tests {
         c.tally(false);
         assert!(c.needs_attention());
         assert_eq!(Kind::ALL.iter().filter(|k| k.attention()).count(), 5);
-        let r = CompletenessReport { attention: true, corps: vec![c], generated_at: 1_800_000_000, ..Default::default() };
+        let r =
+            CompletenessReport { attention: true, corps: vec![c], generated_at: 1_800_000_000, ..Default::default() };
         let t = render_text(&r);
         assert!(t.contains("publickey_ver 3") && t.contains("NEEDS ATTENTION"), "{t}");
 
