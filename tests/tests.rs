@@ -26,6 +26,7 @@ mod cli_demo;
 mod cli_doctor;
 mod cli_ops;
 mod cli_run;
+mod completeness;
 mod console;
 mod crypto_keys;
 mod crypto_native;

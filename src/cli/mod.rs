@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod completeness;
 pub mod corp;
 pub mod demo;
 pub mod doctor;
@@ -61,6 +62,11 @@ pub enum Command {
     /// `/status`, or from the database when the daemon does not answer; exit 0 healthy, 1
     /// unhealthy, 2 configuration error, 3 no daemon running.
     Status(status::StatusArgs),
+    /// What is missing from the archive, per corp: seq gaps never served, archived members never
+    /// seen, people not archived, external conversations without consent, media failed for good,
+    /// undecryptable records by key version, lag; exit 0 nothing needs attention, 4 something
+    /// does, 2 configuration error, 1 the database could not be read.
+    Completeness(completeness::CompletenessArgs),
     /// Full-text search over the stored messages: `reindex` rebuilds the index, `query` searches.
     Search(search::SearchArgs),
     /// The alert outbox: `status`, `test-channel NAME` (send a test message), `retry`.
@@ -121,17 +127,22 @@ pub enum CliError {
     /// `status`: no daemon answered (exit 3).
     #[error("{0}")]
     NotRunning(String),
+    /// `completeness`: something needs attention (exit 4).
+    #[error("{0}")]
+    Attention(String),
 }
 
 impl CliError {
     /// The process exit code: 2 for configuration errors, 1 for runtime failures, 3 when
-    /// `status` finds no daemon running.
+    /// `status` finds no daemon running, 4 when `completeness` finds something that needs
+    /// attention.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Config(_) | Self::ConfigCaused { .. } | Self::LoadConfig(_) => 2,
             Self::Store { source, .. } if store_is_config(source) => 2,
             Self::Store { .. } | Self::Runtime(_) | Self::RuntimeCaused { .. } => 1,
             Self::NotRunning(_) => 3,
+            Self::Attention(_) => 4,
         }
     }
 
@@ -197,6 +208,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Doctor(args) => doctor::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Completeness(args) => completeness::run(&args),
         Command::Search(args) => search::run(&args),
         Command::Alerts(args) => alerts::run(&args),
         Command::User(args) => user::run(&args),

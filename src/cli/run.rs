@@ -107,6 +107,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             cfg.daemon.alert_after,
             (cfg.daemon.alert_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
         )
+        .with_completeness(if http.is_some() { cfg.http.completeness_interval } else { Duration::ZERO })
         .start();
         let server = match http {
             Some(addr) => {

@@ -298,6 +298,20 @@ pub fn render_table_with_sources(
     if r.corps.is_empty() {
         out.push_str("(no corps)\n");
     }
+    if let Some(c) = &r.completeness {
+        let found: Vec<String> = c
+            .totals
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{} {n}{}", k.name(), if k.attention() { "!" } else { "" }))
+            .collect();
+        let age = r.generated_at.saturating_sub(c.generated_at);
+        out.push_str(&format!(
+            "\ncompleteness ({age}s ago): {}{}\n",
+            if found.is_empty() { "nothing missing".to_string() } else { found.join(", ") },
+            if c.attention { " — NEEDS ATTENTION (details: wework-msgaudit completeness)" } else { "" }
+        ));
+    }
     out
 }
 
@@ -341,5 +355,17 @@ mod tests {
         assert!(bad.contains("YES") && bad.contains("10001"), "{bad}");
         let t = render_table(&r, "database only", Some("nothing at 127.0.0.1:9"));
         assert!(t.contains("daemon: not running (nothing at") && t.contains("health: unknown"), "{t}");
+    }
+
+    #[test]
+    fn the_table_ends_with_the_completeness_summary() {
+        use crate::observe::completeness::{CompletenessReport, Kind};
+        let mut c = CompletenessReport { attention: true, generated_at: 90, ..CompletenessReport::default() };
+        c.totals.insert(Kind::GapNeverServed, 3);
+        c.totals.insert(Kind::MemberUnseen, 1);
+        c.totals.insert(Kind::MediaFailed, 0);
+        let r = Report { generated_at: 100, completeness: Some(c), ..Report::default() };
+        let t = render_table(&r, "test", None);
+        assert!(t.contains("completeness (10s ago): gap_never_served 3!, member_unseen 1 — NEEDS ATTENTION"), "{t}");
     }
 }

@@ -352,7 +352,7 @@ impl Default for ClusterConfig {
 }
 
 /// `[http]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// `host:port` to serve `/healthz`, `/metrics` and `/status` on; `""` = off. Without
@@ -364,6 +364,17 @@ pub struct HttpConfig {
     /// The address the review console is reached at by people (e.g. "https://audit.example.com"),
     /// for links in alerts; "" = no links.
     pub public_url: String,
+    /// How often the daemon makes the completeness report (seq gaps, people, consent, failed
+    /// media, undecryptable records) shown in `/status` and `/metrics`; each check reads every
+    /// corp's tables, so not too often. "0s" = never (the `completeness` command still works).
+    #[serde(with = "humantime_serde")]
+    pub completeness_interval: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: String::new(), token_file: PathBuf::new(), public_url: String::new(), completeness_interval: Duration::from_secs(15 * 60) }
+    }
 }
 
 /// `[daemon]`.

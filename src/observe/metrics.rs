@@ -295,6 +295,9 @@ pub fn render(report: &Report) -> String {
     if let Some(cb) = &report.callback {
         callback(&mut out, cb);
     }
+    if let Some(c) = &report.completeness {
+        completeness(&mut out, c);
+    }
     alerts(&mut out, report);
     out
 }
@@ -356,6 +359,36 @@ fn callback(out: &mut String, cb: &crate::callback::counters::CallbackTotals) {
     for c in &cb.events {
         fam.sample(&[("corpid", &c.corpid), ("event", &c.label)], c.count as f64);
     }
+}
+
+/// The last completeness check: one gauge per finding kind and corp (zeros included, so that a
+/// fixed finding goes back to 0), whether the corp needs attention, and when the check ran.
+fn completeness(out: &mut String, r: &super::completeness::CompletenessReport) {
+    use super::completeness::Kind;
+    let mut fam = Family::start(
+        out,
+        "completeness_findings",
+        "gauge",
+        "Completeness findings of the last check by kind: missing seqs (gap_never_served, gap_not_yet_pulled), \
+         people (member_unseen, person_not_archived), conversations (consent_missing), media items (media_failed), \
+         records (undecryptable, quarantined), 1 when stale (pull_stale).",
+    );
+    for c in r.corps.iter().filter(|c| c.error.is_none()) {
+        for k in Kind::ALL {
+            fam.sample(&[("corpid", &c.corpid), ("kind", k.name())], c.count(k) as f64);
+        }
+    }
+    let mut fam = Family::start(
+        out,
+        "completeness_attention",
+        "gauge",
+        "1 when the last completeness check found something that needs attention (or could not check the corp).",
+    );
+    for c in &r.corps {
+        fam.sample(&[("corpid", &c.corpid)], flag(c.needs_attention()));
+    }
+    Family::start(out, "completeness_timestamp_seconds", "gauge", "When the last completeness check ran.")
+        .sample(&[], r.generated_at as f64);
 }
 
 #[cfg(test)]

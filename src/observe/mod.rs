@@ -8,6 +8,9 @@
 //! - [`snapshot::Snapshots`] builds it at most once a second, however many ask: the endpoints
 //!   serve that shared snapshot;
 //! - [`metrics::render`] turns a report into Prometheus text;
+//! - [`completeness::check`] finds what is missing from the archive (seq gaps, people, consent,
+//!   failed media, undecryptable records, lag); the observer runs it on its own slower timer and
+//!   the snapshot carries the last result as [`Report::completeness`];
 //! - [`alert::Alerts`] decides when a corp's silence approaches WeCom's 5-day retention;
 //! - [`observer::Observer`] is the actor on the pipeline's event loop that owns the snapshots (the
 //!   database pool lives on that loop) and logs alerts; [`http::serve`] is the actix-web endpoint
@@ -16,6 +19,7 @@
 //! Plain functions except the actor and the server: testable without either.
 
 pub mod alert;
+pub mod completeness;
 pub mod histogram;
 pub mod http;
 pub mod metrics;
@@ -81,6 +85,10 @@ pub struct Report {
     /// One entry per alert channel (configured, or with rows in the outbox).
     #[serde(default)]
     pub alerts: Vec<crate::alerts::metrics::ChannelReport>,
+    /// The last completeness check (`[http] completeness_interval`; `None` before the first or
+    /// when off).
+    #[serde(default)]
+    pub completeness: Option<completeness::CompletenessReport>,
 }
 
 /// Process-wide media counters.
@@ -318,6 +326,7 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
         callback: src.stats.as_ref().and_then(|s| s.callback.snapshot()),
         corps,
         alerts,
+        completeness: None,
     }
 }
 

@@ -21,6 +21,12 @@ pub struct Observer {
     snapshots: Arc<Snapshots>,
     alerts: Alerts,
     check_every: Duration,
+    /// `pull_stale` threshold of the completeness report (the retention alert's).
+    alert_after: Duration,
+    /// How often the completeness report is made (`None`: never).
+    completeness_every: Option<Duration>,
+    /// A completeness check is running.
+    completeness_running: bool,
 }
 
 impl Observer {
@@ -31,7 +37,50 @@ impl Observer {
             snapshots: Arc::new(Snapshots::new(sources, every)),
             alerts: Alerts::new(alert_after),
             check_every: check_every.max(Duration::from_millis(100)),
+            alert_after,
+            completeness_every: None,
+            completeness_running: false,
         }
+    }
+
+    /// Also makes the completeness report ([`super::completeness`]) of every corp of the
+    /// reports, first right after start, then every `every` (`0s`: never), one check at a time;
+    /// corps whose last pull is older than the retention alert's threshold are `pull_stale`.
+    pub fn with_completeness(mut self, every: Duration) -> Self {
+        self.completeness_every = (!every.is_zero()).then_some(every);
+        self
+    }
+
+    fn check_completeness(&mut self, ctx: &mut Context<Self>) {
+        if self.completeness_running {
+            return;
+        }
+        self.completeness_running = true;
+        let snapshots = Arc::clone(&self.snapshots);
+        let opts = super::completeness::Options { stale_after: self.alert_after, ..Default::default() };
+        ctx.spawn(
+            async move {
+                let report = snapshots.get().await;
+                let corps: Vec<crate::store::CorpId> =
+                    report.corps.iter().filter_map(|c| crate::store::CorpId::new(&c.corpid).ok()).collect();
+                let pulled: std::collections::HashMap<String, f64> = report
+                    .corps
+                    .iter()
+                    .filter_map(|c| c.since_last_pull_seconds.map(|s| (c.corpid.clone(), s)))
+                    .collect();
+                let store = Arc::clone(&snapshots.sources().store);
+                let c = super::completeness::check(store.as_ref(), &corps, &pulled, &opts, SystemTime::now()).await;
+                if c.attention {
+                    tracing::warn!(
+                        totals = ?c.totals.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (k.name(), *n)).collect::<Vec<_>>(),
+                        "the archive is incomplete: see `wework-msgaudit completeness` or /status"
+                    );
+                }
+                snapshots.set_completeness(c);
+            }
+            .into_actor(self)
+            .map(|(), act, _| act.completeness_running = false),
+        );
     }
 }
 
@@ -39,6 +88,10 @@ impl Actor for Observer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(every) = self.completeness_every {
+            self.check_completeness(ctx);
+            ctx.run_interval(every, |act, ctx| act.check_completeness(ctx));
+        }
         ctx.run_interval(self.check_every, |act, ctx| {
             let snapshots = Arc::clone(&act.snapshots);
             ctx.spawn(async move { snapshots.get().await }.into_actor(act).map(|report, act, _| {

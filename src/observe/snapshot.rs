@@ -24,17 +24,37 @@ pub struct Snapshots {
     every: Duration,
     current: tokio::sync::Mutex<Option<(Instant, Arc<Report>)>>,
     builds: AtomicU64,
+    /// The last completeness check, carried into every report built after it.
+    completeness: std::sync::Mutex<Option<super::completeness::CompletenessReport>>,
 }
 
 impl Snapshots {
     /// Snapshots of `sources`, rebuilt when older than `every`.
     pub fn new(sources: Sources, every: Duration) -> Self {
-        Self { sources, every, current: tokio::sync::Mutex::new(None), builds: AtomicU64::new(0) }
+        Self {
+            sources,
+            every,
+            current: tokio::sync::Mutex::new(None),
+            builds: AtomicU64::new(0),
+            completeness: std::sync::Mutex::new(None),
+        }
     }
 
     /// The longest a snapshot is served.
     pub fn every(&self) -> Duration {
         self.every
+    }
+
+    /// What [`Snapshots::get`] builds reports from.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// Keeps `c` as the completeness of every report built from now on.
+    pub fn set_completeness(&self, c: super::completeness::CompletenessReport) {
+        if let Ok(mut slot) = self.completeness.lock() {
+            *slot = Some(c);
+        }
     }
 
     /// Reports built so far.
@@ -53,6 +73,7 @@ impl Snapshots {
         let started = Instant::now();
         let mut report = gather(&self.sources, SystemTime::now()).await;
         report.builds = self.builds.fetch_add(1, Relaxed) + 1;
+        report.completeness = self.completeness.lock().ok().and_then(|c| c.clone());
         let report = Arc::new(report);
         *current = Some((started, Arc::clone(&report)));
         report

@@ -37,6 +37,7 @@ mod batch;
 mod batch_sql;
 mod callback_repo;
 mod callback_sql;
+mod completeness_sql;
 mod corp_sql;
 mod inspect;
 mod isolate;
@@ -61,6 +62,9 @@ pub use alert_repo::{
     OUTBOX_SENDING, OUTBOX_SENT,
 };
 pub use callback_repo::{CallbackRepo, CorpCallbackRow};
+pub use completeness_sql::{
+    CompletenessRepo, ConsentRow, FailedMediaCount, Participation, SeqBounds, SeqGapScan, UndecryptedCount,
+};
 pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;

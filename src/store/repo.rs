@@ -11,6 +11,8 @@
 //!   sessions), [`AccessLogRepo`] (the hash-chained access log) and [`ReviewReadRepo`] (what
 //!   reviewers read);
 //! - [`AlertRepo`]: the alert outbox (`alert_repo.rs`, `alert_sql`).
+//! - [`CompletenessRepo`] (`completeness_sql.rs`): the completeness report's reads (seq gaps,
+//!   people, consent, failed media, undecryptable records).
 //!
 //! The daemon holds an `Arc<dyn Store>`; every role's methods are callable on it without
 //! importing the role trait.
@@ -21,6 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::alert_repo::AlertRepo;
+use super::completeness_sql::CompletenessRepo;
 use super::review_repo::{AccessLogRepo, ReviewReadRepo, ReviewRepo};
 use super::{CorpId, Limits, MediaRef, Row, StoreError};
 use crate::secret::Secret;
@@ -218,6 +221,7 @@ pub trait Store:
     + ReviewReadRepo
     + super::CallbackRepo
     + AlertRepo
+    + CompletenessRepo
     + Send
     + Sync
     + fmt::Debug

@@ -315,11 +315,15 @@ impl Emulator {
         inner.corps.iter().find(|c| c.cfg.corpid == corpid).map(|c| inner.available(c))
     }
 
-    /// Ground truth of every record of `corpid` available now (seq 1..=available).
+    /// Ground truth of every record of `corpid` available now (seq 1..=available, without the
+    /// `withheld_seqs`, which are never served).
     pub fn truth(&self, corpid: &str) -> Vec<TruthRecord> {
         let Ok(inner) = self.inner.as_ref() else { return Vec::new() };
         let Some(corp) = inner.corps.iter().find(|c| c.cfg.corpid == corpid) else { return Vec::new() };
-        (1..=inner.available(corp)).map(|seq| inner.truth_record(corp, seq)).collect()
+        (1..=inner.available(corp))
+            .filter(|seq| !corp.cfg.withheld_seqs.contains(seq))
+            .map(|seq| inner.truth_record(corp, seq))
+            .collect()
     }
 
     /// The original plaintext bytes of a media item.
@@ -543,8 +547,17 @@ impl Inner {
         let first = seq.saturating_add(1);
         let last = seq.saturating_add(u64::from(limit)).min(avail);
         let mut body = String::from("{\"errcode\":0,\"errmsg\":\"ok\",\"chatdata\":[");
-        for s in first..=last {
-            if s > first {
+        // A withheld seq is never served (a gap): the page holds the next `limit` others.
+        let withheld = &corp.cfg.withheld_seqs;
+        let last = if withheld.is_empty() {
+            last
+        } else {
+            let behind = withheld.iter().filter(|w| **w >= first && **w <= avail).count() as u64;
+            seq.saturating_add(u64::from(limit)).saturating_add(behind).min(avail)
+        };
+        let page = (first..=last).filter(|s| !withheld.contains(s)).take(limit as usize);
+        for (i, s) in page.enumerate() {
+            if i > 0 {
                 body.push(',');
             }
             body.push_str(&self.chatdata_entry(corp, s)?);

@@ -68,6 +68,10 @@ pub struct CorpScenario {
     /// a database packet, for the storage limits. Generated deterministically like the others.
     #[serde(default)]
     pub big_records: Vec<BigRecord>,
+    /// Seqs the archive never serves: GetChatData pages skip them (the gaps of a real archive
+    /// that never returns some records), and the ground truth leaves them out.
+    #[serde(default)]
+    pub withheld_seqs: Vec<u64>,
     #[serde(default)]
     pub key: Vec<KeyScenario>,
     #[serde(default)]
@@ -84,6 +88,7 @@ impl fmt::Debug for CorpScenario {
             .field("big_file_bytes", &self.big_file_bytes)
             .field("hostile", &self.hostile)
             .field("big_records", &self.big_records)
+            .field("withheld_seqs", &self.withheld_seqs)
             .field("key", &self.key)
             .field("faults", &self.faults)
             .finish()
@@ -259,6 +264,7 @@ impl Scenario {
                 big_file_bytes: 3 * 1024 * 1024,
                 hostile: false,
                 big_records: Vec::new(),
+                withheld_seqs: Vec::new(),
                 key: (1..=3)
                     .map(|ver| KeyScenario {
                         ver,
