@@ -26,7 +26,9 @@ use aws_lc_rs::rsa::{KeySize, Pkcs1PublicEncryptingKey, PrivateDecryptingKey};
 use md5::{Digest as _, Md5};
 
 pub use ffi::*;
-pub use scenario::{BigKind, BigRecord, CorpScenario, CrashKind, Faults, KeyScenario, Scenario, ScenarioError};
+pub use scenario::{
+    BigKind, BigRecord, CorpScenario, CrashKind, Faults, KeyScenario, MediaMix, Scenario, ScenarioError,
+};
 pub use truth::{TruthMedia, TruthRecord};
 
 use gen::{GenCtx, Generated, Src};
@@ -100,6 +102,8 @@ struct Corp {
     keys: Vec<(u32, Pkcs1PublicEncryptingKey)>,
     chat_calls: AtomicU64,
     media_calls: AtomicU64,
+    /// The kinds of the records of `[corp.media_mix]` (`None`: the normal cycle).
+    mix: Option<gen::Mix>,
 }
 
 struct Inner {
@@ -148,7 +152,14 @@ impl Emulator {
                 keys.push((k.ver, pk));
             }
             keys.sort_by_key(|(v, _)| *v);
-            corps.push(Corp { cfg: c.clone(), keys, chat_calls: AtomicU64::new(0), media_calls: AtomicU64::new(0) });
+            let mix = c.media_mix.as_ref().map(|m| gen::Mix::new(m, c.records));
+            corps.push(Corp {
+                cfg: c.clone(),
+                keys,
+                chat_calls: AtomicU64::new(0),
+                media_calls: AtomicU64::new(0),
+                mix,
+            });
         }
         let calllog = match std::env::var_os("WWF_EMULATOR_CALLLOG") {
             Some(p) if !p.is_empty() => Some(Mutex::new(
@@ -381,6 +392,7 @@ impl Inner {
             big_file_bytes: corp.cfg.big_file_bytes,
             hostile: corp.cfg.hostile,
             big_records: &corp.cfg.big_records,
+            mix: corp.mix.as_ref(),
             md5: &md5,
         };
         gen::generate(&ctx, seq)
