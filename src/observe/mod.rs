@@ -73,6 +73,10 @@ pub struct Report {
     pub write_seconds: Option<HistogramSnapshot>,
     /// Process-wide media counters (when media is on).
     pub media: Option<MediaTotals>,
+    /// Latency of each media stage by its name (live reports with media on; see
+    /// [`crate::actors::media::MediaStages`]).
+    #[serde(default)]
+    pub media_stage_seconds: Vec<(String, HistogramSnapshot)>,
     /// One entry per corp, by corpid.
     pub corps: Vec<CorpReport>,
 }
@@ -296,6 +300,7 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
                 transcode_failed: m.transcode_failed.load(Relaxed),
             }
         }),
+        media_stage_seconds: src.media.as_ref().map(|m| m.stages.snapshot()).unwrap_or_default(),
         corps,
     }
 }
