@@ -730,7 +730,9 @@ impl Handler<MediaCorps> for MediaScheduler {
                     old.phase = old.phase.wake();
                     old
                 }
-                None => CorpMedia { spec, net, phase: Phase::Unrecovered, inflight: 0, transcoding: 0, adopt_due: true },
+                None => {
+                    CorpMedia { spec, net, phase: Phase::Unrecovered, inflight: 0, transcoding: 0, adopt_due: true }
+                }
             };
             next.insert(c.spec.corpid.clone(), c);
         }

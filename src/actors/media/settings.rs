@@ -116,7 +116,8 @@ mod tests {
         let zero = MediaConfig { workers: 0, per_corp: 0, max_attempts: 0, sweep_interval: Duration::ZERO, ..m };
         let s = MediaSettings::from_config(&zero, "x".into());
         assert_eq!((s.workers, s.per_corp, s.max_attempts), (1, 1, 1));
-        let three = MediaSettings::from_config(&MediaConfig { transcode_workers: 3, ..MediaConfig::default() }, "x".into());
+        let three =
+            MediaSettings::from_config(&MediaConfig { transcode_workers: 3, ..MediaConfig::default() }, "x".into());
         assert_eq!(three.transcode_workers, 3);
         assert_eq!(s.sweep_interval, Duration::from_millis(100));
     }

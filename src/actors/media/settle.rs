@@ -105,7 +105,12 @@ impl Settler {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Settle>, store: Arc<dyn Store>, root: PathBuf, counters: Arc<MediaCounters>) {
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Settle>,
+    store: Arc<dyn Store>,
+    root: PathBuf,
+    counters: Arc<MediaCounters>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -153,7 +158,8 @@ async fn settle_batch(store: &dyn Store, root: &Path, counters: &MediaCounters, 
             Err(e) => {
                 // The blocking task panicked or was cancelled: nothing is known to be durable.
                 for s in batch {
-                    let _ = s.reply.send(Err(SettleError::DirSync { path: root.to_path_buf(), message: e.to_string() }));
+                    let _ =
+                        s.reply.send(Err(SettleError::DirSync { path: root.to_path_buf(), message: e.to_string() }));
                 }
                 return;
             }
@@ -162,7 +168,8 @@ async fn settle_batch(store: &dyn Store, root: &Path, counters: &MediaCounters, 
     // 2. One transaction per corp.
     let mut by_corp: BTreeMap<CorpId, Vec<Settle>> = BTreeMap::new();
     for s in batch {
-        let dir = s.sync.as_ref().map(|rel| root.join(rel).parent().map_or_else(|| root.to_path_buf(), Path::to_path_buf));
+        let dir =
+            s.sync.as_ref().map(|rel| root.join(rel).parent().map_or_else(|| root.to_path_buf(), Path::to_path_buf));
         if let Some(message) = dir.as_ref().and_then(|d| failed_dirs.get(d)) {
             let path = dir.unwrap_or_default();
             tracing::error!(corpid = %s.corpid, id = s.job.id, path = %path.display(), error = %message, "fsync of a media directory failed");
@@ -205,12 +212,23 @@ mod tests {
             attempts: 1,
         };
         let (reply, _) = oneshot::channel();
-        Settle { corpid: CorpId::new("ww1").unwrap(), job, outcome: MediaOutcome::Released, sync: rel.map(Into::into), reply }
+        Settle {
+            corpid: CorpId::new("ww1").unwrap(),
+            job,
+            outcome: MediaOutcome::Released,
+            sync: rel.map(Into::into),
+            reply,
+        }
     }
 
     #[test]
     fn each_directory_is_synced_once() {
-        let batch = [settle(Some("ww1/2026/12/07/a.jpg")), settle(Some("ww1/2026/12/07/b.jpg")), settle(None), settle(Some("ww1/2026/12/08/c.jpg"))];
+        let batch = [
+            settle(Some("ww1/2026/12/07/a.jpg")),
+            settle(Some("ww1/2026/12/07/b.jpg")),
+            settle(None),
+            settle(Some("ww1/2026/12/08/c.jpg")),
+        ];
         let dirs = dirs_of(Path::new("/m"), &batch);
         assert_eq!(dirs, [PathBuf::from("/m/ww1/2026/12/07"), PathBuf::from("/m/ww1/2026/12/08")]);
     }
