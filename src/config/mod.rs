@@ -539,6 +539,8 @@ pub struct MediaConfig {
     pub workers: usize,
     /// Items of one corp in flight at most.
     pub per_corp: usize,
+    /// Transcoder threads (voice to MP3), a pool of their own; 0 = one per core.
+    pub transcode_workers: usize,
     /// Attempts per item.
     pub max_attempts: u32,
     /// In-place retries of a failed chunk.
@@ -585,8 +587,9 @@ impl Default for MediaConfig {
         Self {
             enabled: true,
             root: PathBuf::from("msgfile"),
-            workers: 2,
-            per_corp: 1,
+            workers: 16,
+            per_corp: 8,
+            transcode_workers: 0,
             max_attempts: 5,
             chunk_retries: 3,
             backoff_initial: Duration::from_secs(10),

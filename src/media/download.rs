@@ -8,7 +8,11 @@
 //!    failure with a code of ours, [`codes`]);
 //! 3. the extension comes from [`sniff`](super::sniff) first, then the record's hint;
 //! 4. atomic rename to `<root>/<corpid>/<yyyy>/<mm>/<dd>/<msgid>[-<item>].<ext>` ([`relative_path`],
-//!    date from msgtime in UTC) and `fsync` of the directory.
+//!    date from msgtime in UTC) and `fsync` of the directory. [`download_unsynced`] leaves that
+//!    last fsync to its caller ([`sync_parent`]), which may then make one for many files of the
+//!    same directory, before it records any of them as done (the media scheduler's settler).
+//!
+//! How long each step took is returned in [`StageTimes`] (the media stage histograms).
 //!
 //! A failure removes the temp file (a [`TempFile`]); [`clean_temp`] removes what a killed process left behind, at
 //! start-up. Every path component is built here from sanitised parts, so a hostile record (a
@@ -18,6 +22,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 
@@ -169,6 +174,23 @@ pub struct Downloaded {
     /// With an object store: the transcode already made before the upload (the MP3's key, or
     /// why it failed); `None` when not attempted.
     pub transcoded: Option<Result<String, String>>,
+    /// How long each step took.
+    pub timings: StageTimes,
+}
+
+/// How long the steps of one download took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// The first `GetMediaData` call (request to first bytes).
+    pub first_byte: Duration,
+    /// Every chunk call, written into the temp file (the first included).
+    pub download: Duration,
+    /// Size and MD5 checked, the type sniffed.
+    pub verify: Duration,
+    /// `fsync` of the file.
+    pub fsync: Duration,
+    /// The directory made and the rename (and, with [`download`], the directory's fsync).
+    pub rename: Duration,
 }
 
 /// `create_dir_all` with owner-only (0700) new directories: media are chat content.
@@ -300,7 +322,8 @@ impl StopSignal for tokio_util::sync::CancellationToken {
 }
 
 /// Downloads `job` of `corpid` with `session`; see the module docs. `stop` is checked between
-/// chunks (graceful shutdown: [`DownloadError::Interrupted`]).
+/// chunks (graceful shutdown: [`DownloadError::Interrupted`]). The file is durable when this
+/// returns (its directory fsynced).
 pub fn download(
     session: &mut dyn SdkSession,
     corpid: &CorpId,
@@ -309,6 +332,33 @@ pub fn download(
     settings: &DownloadSettings,
     stop: &(impl StopSignal + ?Sized),
 ) -> Result<Downloaded, DownloadError> {
+    let mut d = download_unsynced(session, corpid, job, net, settings, stop)?;
+    let t = Instant::now();
+    sync_parent(&settings.root, &d.path)?;
+    d.timings.rename += t.elapsed();
+    Ok(d)
+}
+
+/// `fsync` of the directory of `rel` (relative to `root`): makes a rename into it durable.
+pub fn sync_parent(root: &Path, rel: &str) -> Result<(), DownloadError> {
+    let dest = root.join(rel);
+    let dir = dest.parent().unwrap_or(root);
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", dir))
+}
+
+/// [`download`] without the last step: the file is fsynced and renamed into place, but its
+/// directory is NOT fsynced, so the rename may not survive a power loss until the caller has
+/// called [`sync_parent`]. The caller must do so before recording the item as done.
+pub fn download_unsynced(
+    session: &mut dyn SdkSession,
+    corpid: &CorpId,
+    job: &MediaJob,
+    net: &NetOptions,
+    settings: &DownloadSettings,
+    stop: &(impl StopSignal + ?Sized),
+) -> Result<Downloaded, DownloadError> {
+    let mut timings = StageTimes::default();
+    let started = Instant::now();
     let tmp_dir = temp_dir(&settings.root, &settings.owner);
     private_dir(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
     let tmp_path = tmp_dir.join(format!("{}-{}.part", corpid.as_str(), job.id));
@@ -324,7 +374,12 @@ pub fn download(
         let mut retries = 0;
         loop {
             match fetch_next_chunk(session, &job.sdkfileid, net, &mut progress, &mut out) {
-                Ok(()) => break,
+                Ok(()) => {
+                    if progress.chunks == 1 {
+                        timings.first_byte = started.elapsed();
+                    }
+                    break;
+                }
                 // A hung call is not tried again in place: the next attempt of the item comes later.
                 Err(e)
                     if e.is_retryable()
@@ -346,8 +401,12 @@ pub fn download(
         path: tmp.path().to_path_buf(),
         source: e.into_error(),
     })?;
+    timings.download = started.elapsed();
+    let t = Instant::now();
     file.sync_all().map_err(io_err("fsync", tmp.path()))?;
     drop(file);
+    timings.fsync = t.elapsed();
+    let t = Instant::now();
     let got: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
     if let Some(want) = job.size.filter(|s| *s > 0) {
         if want != bytes {
@@ -360,13 +419,24 @@ pub fn download(
         }
     }
     let sniffed = sniff(&head);
+    timings.verify = t.elapsed();
+    let t = Instant::now();
     let rel = relative_path(corpid, job, &choose_ext(sniffed, &job.ext));
     let dest = settings.root.join(&rel);
     let dir = dest.parent().unwrap_or(&settings.root).to_path_buf();
     private_dir(&dir).map_err(io_err("create", &dir))?;
     tmp.persist(&dest).map_err(io_err("rename into", &dest))?;
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", &dir))?;
-    Ok(Downloaded { path: rel, bytes, md5: got, sniffed, chunks: progress.chunks, retried_chunks, transcoded: None })
+    timings.rename = t.elapsed();
+    Ok(Downloaded {
+        path: rel,
+        bytes,
+        md5: got,
+        sniffed,
+        chunks: progress.chunks,
+        retried_chunks,
+        transcoded: None,
+        timings,
+    })
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! [`Histogram`]: a fixed-bucket latency histogram, updated without locks by the pipeline (pull
-//! and batch-write latency) and rendered as a Prometheus histogram from its [`HistogramSnapshot`].
+//! and batch-write latency, the media stages) and rendered as a Prometheus histogram from its [`HistogramSnapshot`].
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Upper bounds (seconds) of the latency buckets: 5 ms to 2 min (a GetChatData call is bounded
-/// by the corp's timeout, 10 s by default, plus the hang grace).
-pub const LATENCY_BUCKETS: [f64; 14] =
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+/// Upper bounds (seconds) of the latency buckets: 100 µs (a media file's rename or verification)
+/// to 2 min (a GetChatData call is bounded by the corp's timeout, 10 s by default, plus the hang
+/// grace).
+pub const LATENCY_BUCKETS: [f64; 19] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0,
+];
 
 /// Observations counted per bucket, with their sum.
 #[derive(Debug)]

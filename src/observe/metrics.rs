@@ -69,12 +69,21 @@ impl Family<'_> {
     }
 
     fn histogram(&mut self, h: &HistogramSnapshot) {
-        for (le, count) in &h.buckets {
-            self.sample_suffixed("_bucket", &[("le", &le.to_string())], *count as f64);
+        self.histogram_with(&[], h);
+    }
+
+    /// A histogram whose samples carry `labels` besides `le`.
+    fn histogram_with(&mut self, labels: &[(&str, &str)], h: &HistogramSnapshot) {
+        fn with_le<'a>(labels: &[(&'a str, &'a str)], le: &'a str) -> Vec<(&'a str, &'a str)> {
+            labels.iter().copied().chain([("le", le)]).collect()
         }
-        self.sample_suffixed("_bucket", &[("le", "+Inf")], h.count as f64);
-        self.sample_suffixed("_sum", &[], h.sum);
-        self.sample_suffixed("_count", &[], h.count as f64);
+        for (le, count) in &h.buckets {
+            let le = le.to_string();
+            self.sample_suffixed("_bucket", &with_le(labels, &le), *count as f64);
+        }
+        self.sample_suffixed("_bucket", &with_le(labels, "+Inf"), h.count as f64);
+        self.sample_suffixed("_sum", labels, h.sum);
+        self.sample_suffixed("_count", labels, h.count as f64);
     }
 }
 
@@ -184,6 +193,20 @@ pub fn render(report: &Report) -> String {
             "From handing a page to the database writer to its commit (or failure).",
         )
         .histogram(h);
+    }
+
+    if !report.media_stage_seconds.is_empty() {
+        let mut fam = Family::start(
+            &mut out,
+            "media_stage_seconds",
+            "histogram",
+            "Time of each stage of a media item: claim (per claim statement), first_byte (first GetMediaData), \
+             download (every chunk), verify (size and MD5), fsync (the file), rename, dir_fsync (per settled \
+             batch), row_update (per settled batch), transcode.",
+        );
+        for (stage, h) in &report.media_stage_seconds {
+            fam.histogram_with(&[("stage", stage)], h);
+        }
     }
 
     type Get = fn(&super::CorpReport) -> Option<f64>;
@@ -408,6 +431,7 @@ mod tests {
             process: super::super::process::ProcessStats::read(),
             pull_seconds: Some(h.snapshot()),
             media: Some(MediaTotals { done: 3, transcoded: 1, ..MediaTotals::default() }),
+            media_stage_seconds: vec![("fsync".into(), h.snapshot())],
             corps: vec![
                 CorpReport {
                     corpid: "ww1".into(),
@@ -442,6 +466,11 @@ mod tests {
         assert!(text.contains("wework_msgaudit_corp_sdk_errors_total{corpid=\"ww2\",code=\"10001\"} 4\n"));
         assert!(text.contains("kind=\"a\\\"b\""), "{text}");
         assert!(text.contains("wework_msgaudit_healthy 0\n"));
+        assert!(
+            text.contains("wework_msgaudit_media_stage_seconds_bucket{stage=\"fsync\",le=\"0.025\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("wework_msgaudit_media_stage_seconds_count{stage=\"fsync\"} 1\n"), "{text}");
         assert!(text.contains("wework_msgaudit_corp_state{corpid=\"ww1\",state=\"caught_up\"} 1\n"), "{text}");
         assert!(text.contains("wework_msgaudit_corp_lease{corpid=\"ww1\",holder=\"host-a\"} 1\n"), "{text}");
         assert!(text.contains("wework_msgaudit_corp_lease{corpid=\"ww2\",holder=\"inst-2\"} 1\n"), "{text}");

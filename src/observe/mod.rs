@@ -80,6 +80,9 @@ pub struct Report {
     /// Callback requests and events (live reports, once a callback arrived).
     #[serde(default)]
     pub callback: Option<crate::callback::counters::CallbackTotals>,
+    /// Latency of each media stage by its name (live reports with media on; see
+    /// [`crate::actors::media::MediaStages`]).
+    pub media_stage_seconds: Vec<(String, HistogramSnapshot)>,
     /// One entry per corp, by corpid.
     pub corps: Vec<CorpReport>,
     /// One entry per alert channel (configured, or with rows in the outbox).
@@ -324,6 +327,7 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
             }
         }),
         callback: src.stats.as_ref().and_then(|s| s.callback.snapshot()),
+        media_stage_seconds: src.media.as_ref().map(|m| m.stages.snapshot()).unwrap_or_default(),
         corps,
         alerts,
         completeness: None,

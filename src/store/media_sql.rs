@@ -212,14 +212,18 @@ macro_rules! media_repo {
                     .fetch_all(&self.pool)
                     .await?;
                 let mut claimed = Vec::with_capacity(ids.len());
-                {
+                if !ids.is_empty() {
+                    // One transaction for the whole claim (one commit, not one per item); each
+                    // item is still claimed by its own `status = 1` check.
                     let _w = self.write_guard().await;
                     let sql = Self::SQL.claim_one(corpid);
+                    let mut tx = self.pool.begin().await?;
                     for id in ids {
-                        if sqlx::query(&sql).bind(owner).bind(id).execute(&self.pool).await?.rows_affected() == 1 {
+                        if sqlx::query(&sql).bind(owner).bind(id).execute(&mut *tx).await?.rows_affected() == 1 {
                             claimed.push(id as u64);
                         }
                     }
+                    tx.commit().await?;
                 }
                 if claimed.is_empty() {
                     return Ok(Vec::new());
@@ -235,31 +239,51 @@ macro_rules! media_repo {
                 outcome: &MediaOutcome,
             ) -> Result<(), StoreError> {
                 self.ensure_corp_tables(corpid).await?;
-                let ((status, code, path, tpath, terr, retry_at, give_back), (mstatus, mcode, mpath)) =
-                    finish_values(outcome);
+                self.finish_media_many(corpid, &[(job.clone(), outcome.clone())]).await
+            }
+
+            async fn finish_media_many(
+                &self,
+                corpid: &CorpId,
+                items: &[(MediaJob, MediaOutcome)],
+            ) -> Result<(), StoreError> {
+                if items.is_empty() {
+                    return Ok(());
+                }
+                self.ensure_corp_tables(corpid).await?;
+                let (finish, first_item, mirror) =
+                    (Self::SQL.finish(corpid), Self::SQL.first_item(corpid), Self::SQL.mirror(corpid));
                 let _w = self.write_guard().await;
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(&Self::SQL.finish(corpid))
-                    .bind(status)
-                    .bind(code)
-                    .bind(path)
-                    .bind(tpath)
-                    .bind(terr)
-                    .bind(retry_at)
-                    .bind(give_back)
-                    .bind(job.id as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                let first: Option<i64> =
-                    sqlx::query_scalar(&Self::SQL.first_item(corpid)).bind(&job.msgid).fetch_one(&mut *tx).await?;
-                if first.is_none_or(|f| f == i64::from(job.item)) {
-                    sqlx::query(&Self::SQL.mirror(corpid))
-                        .bind(mstatus)
-                        .bind(mcode)
-                        .bind(mpath)
-                        .bind(job.seq as i64)
+                for (job, outcome) in items {
+                    let ((status, code, path, tpath, terr, retry_at, give_back), (mstatus, mcode, mpath)) =
+                        finish_values(outcome);
+                    sqlx::query(&finish)
+                        .bind(status)
+                        .bind(code)
+                        .bind(path)
+                        .bind(tpath)
+                        .bind(terr)
+                        .bind(retry_at)
+                        .bind(give_back)
+                        .bind(job.id as i64)
                         .execute(&mut *tx)
                         .await?;
+                    // The first item of the record speaks for the message row; item 0 always is.
+                    let first = if job.item == 0 {
+                        Some(0)
+                    } else {
+                        sqlx::query_scalar::<_, Option<i64>>(&first_item).bind(&job.msgid).fetch_one(&mut *tx).await?
+                    };
+                    if first.is_none_or(|f| f == i64::from(job.item)) {
+                        sqlx::query(&mirror)
+                            .bind(mstatus)
+                            .bind(mcode)
+                            .bind(mpath)
+                            .bind(job.seq as i64)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(())

@@ -360,6 +360,10 @@ pub trait MediaRepo: Send + Sync {
     /// (`media_code` there is 1 on success, as the Java version wrote it).
     async fn finish_media(&self, corpid: &CorpId, job: &MediaJob, outcome: &MediaOutcome) -> Result<(), StoreError>;
 
+    /// [`MediaRepo::finish_media`] for many items of one corp in ONE transaction (the media
+    /// scheduler settles what finished meanwhile together): all of them are recorded, or none.
+    async fn finish_media_many(&self, corpid: &CorpId, items: &[(MediaJob, MediaOutcome)]) -> Result<(), StoreError>;
+
     /// Start-up recovery: items in status 2 claimed by `owner`, or by anyone longer than `stale`
     /// ago, go back to 1; those among them with `attempts >= max_attempts` fail instead
     /// ([`MEDIA_CODE_ATTEMPTS_EXHAUSTED`]).

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::codec::{parse_pb, put_bytes_field, PbValue};
 use crate::rng::{hash_bytes, seed_of, stream_bytes, Rng};
-use crate::scenario::{BigKind, BigRecord};
+use crate::scenario::{BigKind, BigRecord, MediaMix};
 
 pub(crate) const FIX_JPG: &[u8] = include_bytes!("../fixtures/image.jpg");
 pub(crate) const FIX_PNG: &[u8] = include_bytes!("../fixtures/emotion.png");
@@ -82,6 +82,8 @@ pub(crate) struct GenCtx<'a> {
     pub hostile: bool,
     /// Records replaced by big ones (`[[corp.big_records]]`).
     pub big_records: &'a [BigRecord],
+    /// The kinds of `[corp.media_mix]`, when the corp has one.
+    pub mix: Option<&'a Mix>,
     /// md5 (hex) of a source, cached by the caller.
     pub md5: &'a dyn Fn(&Src) -> String,
 }
@@ -132,6 +134,64 @@ pub(crate) const KINDS: &[&str] = &[
 
 fn kind_of(seq: u64) -> &'static str {
     KINDS[((seq.max(1) - 1) % KINDS.len() as u64) as usize]
+}
+
+/// Media-free kinds that the records of a media mix without media cycle through.
+const PLAIN: &[&str] = &["text", "link", "card", "location", "markdown", "weapp", "news"];
+
+/// The record kinds of a corp with `[corp.media_mix]`: `total` records with one media item each,
+/// at evenly spread seqs, their kinds interleaved evenly; the rest media-free.
+#[derive(Debug, Clone)]
+pub(crate) struct Mix {
+    records: u64,
+    /// The kind of the j-th record with media.
+    kinds: Vec<&'static str>,
+    /// The seq of the first `file` record (the big file's), 0 when none.
+    first_file: u64,
+}
+
+impl Mix {
+    pub(crate) fn new(mix: &MediaMix, records: u64) -> Mix {
+        let groups: [(u64, &[&'static str]); 5] = [
+            (mix.image, &["image"]),
+            (mix.voice, &["voice_amr", "voice_silk", "voice_silk_plain"]),
+            (mix.emotion, &["emotion_gif", "emotion_png"]),
+            (mix.file, &["file"]),
+            (mix.video, &["video"]),
+        ];
+        // Each kind's k-th item sits at (k + 1/2) / count of the way: sorted, that interleaves them.
+        let mut slots: Vec<(u128, usize, &'static str)> = Vec::new();
+        for (g, (count, names)) in groups.iter().enumerate() {
+            for k in 0..*count {
+                let at = (u128::from(2 * k + 1) << 64) / u128::from(2 * count);
+                slots.push((at, g, names[(k % names.len() as u64) as usize]));
+            }
+        }
+        slots.sort_unstable();
+        let kinds: Vec<&'static str> = slots.into_iter().map(|s| s.2).collect();
+        let mut m = Mix { records, kinds, first_file: 0 };
+        m.first_file = (1..=records).find(|&seq| m.kind(seq) == "file").unwrap_or(0);
+        m
+    }
+
+    fn kind(&self, seq: u64) -> &'static str {
+        let (m, n) = (self.kinds.len() as u64, self.records);
+        let plain = PLAIN[(seq % PLAIN.len() as u64) as usize];
+        if m == 0 || seq == 0 || seq > n {
+            return plain;
+        }
+        let (a, b) = ((seq - 1) * m / n, seq * m / n);
+        if a == b {
+            plain
+        } else {
+            self.kinds[a as usize]
+        }
+    }
+}
+
+/// The kind of record `seq` of this corp: its media mix's, else the cycle of every msgtype.
+fn kind_in(ctx: &GenCtx<'_>, seq: u64) -> &'static str {
+    ctx.mix.map_or_else(|| kind_of(seq), |m| m.kind(seq))
 }
 
 /// The record (seq) that carries the big file: the first `file` record.
@@ -356,11 +416,11 @@ pub(crate) fn generate(ctx: &GenCtx<'_>, seq: u64) -> Generated {
     }
     let corp_h = hash_bytes(ctx.corpid.as_bytes());
     let mut b = Builder { ctx, seq, rng: Rng::new(seed_of(&[ctx.seed, corp_h, seq])), media: Vec::new(), next_item: 0 };
-    if matches!(kind_of(seq), "chatrecord" | "mixed") {
+    let kind = kind_in(ctx, seq);
+    if matches!(kind, "chatrecord" | "mixed") {
         // Only nested media: items 1.. in document order (item 0 = a top-level attachment).
         b.next_item = 1;
     }
-    let kind = kind_of(seq);
     let msgid = msgid_of(ctx.seed, ctx.corpid, seq);
     let msgtime = ctx.base_msgtime_ms.saturating_add(seq.saturating_sub(1).saturating_mul(ctx.step_ms));
     let secs = msgtime / 1000;
@@ -427,7 +487,8 @@ pub(crate) fn generate(ctx: &GenCtx<'_>, seq: u64) -> Generated {
         "emotion_gif" => ("emotion", "emotion", b.emotion(true)),
         "emotion_png" => ("emotion", "emotion", b.emotion(false)),
         "file" => {
-            let big = if seq == big_file_seq() { ctx.big_file_bytes } else { 0 };
+            let big_seq = ctx.mix.map_or_else(big_file_seq, |m| m.first_file);
+            let big = if seq == big_seq { ctx.big_file_bytes } else { 0 };
             ("file", "file", b.file(big))
         }
         "link" => (
@@ -613,6 +674,7 @@ mod tests {
             big_file_bytes: 0,
             hostile: false,
             big_records: &big,
+            mix: None,
             md5: &no_md5,
         };
         let chat = generate(&ctx, 3);
@@ -626,5 +688,36 @@ mod tests {
         assert!(v["text"]["content"].as_str().unwrap().len() >= 200_000);
         assert_eq!(generate(&ctx, 5).plaintext, text.plaintext, "deterministic");
         assert_ne!(generate(&ctx, 4).msgtype, "", "the others are the normal cycle");
+    }
+
+    #[test]
+    fn a_media_mix_has_exactly_its_counts() {
+        let mix = MediaMix { image: 216, voice: 90, emotion: 81, file: 72, video: 46 };
+        let m = Mix::new(&mix, 2000);
+        let ctx = GenCtx {
+            seed: 1,
+            corpid: "wwmix",
+            base_msgtime_ms: 1,
+            step_ms: 1,
+            big_file_bytes: 3_300_000,
+            hostile: false,
+            big_records: &[],
+            mix: Some(&m),
+            md5: &no_md5,
+        };
+        let mut by_kind = std::collections::BTreeMap::new();
+        let mut big = 0;
+        for seq in 1..=2000 {
+            for media in generate(&ctx, seq).media {
+                *by_kind.entry(media.kind).or_insert(0u64) += 1;
+                big += u64::from(media.src.size() == 3_300_000);
+            }
+        }
+        let want = [("emotion", 81), ("file", 72), ("image", 216), ("video", 46), ("voice", 90)];
+        assert_eq!(by_kind.into_iter().collect::<Vec<_>>(), want);
+        assert_eq!(big, 1, "one big file");
+        assert!(m.first_file > 0 && m.kind(m.first_file) == "file");
+        // Evenly spread: no 200-record window is without media.
+        assert!((1..=1800).all(|s| (s..s + 200).any(|q| m.kind(q) != "text" && !PLAIN.contains(&m.kind(q)))));
     }
 }

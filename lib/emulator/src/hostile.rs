@@ -172,6 +172,7 @@ mod tests {
             big_file_bytes: 0,
             hostile: true,
             big_records: &[],
+            mix: None,
             md5: &ctx_md5,
         };
         generate(&ctx, seq)

@@ -27,7 +27,9 @@ use aws_lc_rs::rsa::{KeySize, Pkcs1PublicEncryptingKey, PrivateDecryptingKey};
 use md5::{Digest as _, Md5};
 
 pub use ffi::*;
-pub use scenario::{BigKind, BigRecord, CorpScenario, CrashKind, Faults, KeyScenario, Scenario, ScenarioError};
+pub use scenario::{
+    BigKind, BigRecord, CorpScenario, CrashKind, Faults, KeyScenario, MediaMix, Scenario, ScenarioError,
+};
 pub use truth::{TruthMedia, TruthRecord};
 
 use gen::{GenCtx, Generated, Src};
@@ -103,6 +105,8 @@ struct Corp {
     media_calls: AtomicU64,
     /// Records added by [`Emulator::grow`] (beyond the backlog and `growth_per_sec`).
     grown: AtomicU64,
+    /// The kinds of the records of `[corp.media_mix]` (`None`: the normal cycle).
+    mix: Option<gen::Mix>,
 }
 
 struct Inner {
@@ -151,12 +155,14 @@ impl Emulator {
                 keys.push((k.ver, pk));
             }
             keys.sort_by_key(|(v, _)| *v);
+            let mix = c.media_mix.as_ref().map(|m| gen::Mix::new(m, c.records));
             corps.push(Corp {
                 cfg: c.clone(),
                 keys,
                 chat_calls: AtomicU64::new(0),
                 media_calls: AtomicU64::new(0),
                 grown: AtomicU64::new(0),
+                mix,
             });
         }
         let calllog = match std::env::var_os("WWF_EMULATOR_CALLLOG") {
@@ -418,6 +424,7 @@ impl Inner {
             big_file_bytes: corp.cfg.big_file_bytes,
             hostile: corp.cfg.hostile,
             big_records: &corp.cfg.big_records,
+            mix: corp.mix.as_ref(),
             md5: &md5,
         };
         gen::generate(&ctx, seq)

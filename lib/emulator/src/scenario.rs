@@ -72,6 +72,11 @@ pub struct CorpScenario {
     /// that never returns some records), and the ground truth leaves them out.
     #[serde(default)]
     pub withheld_seqs: Vec<u64>,
+    /// With `[corp.media_mix]`: exactly these many records carry one top-level media item of each
+    /// kind, spread evenly over seq 1..=records; every other record is a media-free kind (the
+    /// normal cycle of every msgtype is not used). `big_file_bytes` then applies to the first
+    /// `file` record of the mix. For media benchmarks with a given mix.
+    pub media_mix: Option<MediaMix>,
     #[serde(default)]
     pub key: Vec<KeyScenario>,
     #[serde(default)]
@@ -89,9 +94,29 @@ impl fmt::Debug for CorpScenario {
             .field("hostile", &self.hostile)
             .field("big_records", &self.big_records)
             .field("withheld_seqs", &self.withheld_seqs)
+            .field("media_mix", &self.media_mix)
             .field("key", &self.key)
             .field("faults", &self.faults)
             .finish()
+    }
+}
+
+/// How many records of a corp carry one media item of each kind (`[corp.media_mix]`). Voice
+/// alternates AMR-NB, SILK (Tencent header) and plain SILK; emotions GIF and PNG.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaMix {
+    pub image: u64,
+    pub voice: u64,
+    pub emotion: u64,
+    pub file: u64,
+    pub video: u64,
+}
+
+impl MediaMix {
+    /// Records with media.
+    pub fn total(&self) -> u64 {
+        self.image + self.voice + self.emotion + self.file + self.video
     }
 }
 
@@ -265,6 +290,7 @@ impl Scenario {
                 hostile: false,
                 big_records: Vec::new(),
                 withheld_seqs: Vec::new(),
+                media_mix: None,
                 key: (1..=3)
                     .map(|ver| KeyScenario {
                         ver,
@@ -293,6 +319,11 @@ impl Scenario {
             for b in &c.big_records {
                 if b.seq == 0 || b.bytes > 1 << 30 || (b.kind == BigKind::Chatrecord && b.depth == 0) {
                     return bad(format!("corp {}: big_records need seq >= 1, bytes <= 1 GiB, depth >= 1", c.corpid));
+                }
+            }
+            if let Some(mix) = &c.media_mix {
+                if mix.total() > c.records {
+                    return bad(format!("corp {}: media_mix has more items than records", c.corpid));
                 }
             }
             if !(c.growth_per_sec.is_finite() && c.growth_per_sec >= 0.0) {

@@ -1,11 +1,16 @@
 //! Media actors: [`MediaScheduler`] (one, async) hands claimed `media_<corpid>` rows to the
-//! [`MediaWorker`] pool (actix `SyncArbiter`, `media.workers` OS threads).
+//! [`MediaWorker`] download pool (actix `SyncArbiter`, `media.workers` OS threads), voice files
+//! to a second pool of the same workers that only transcode (`media.transcode_workers`), and
+//! every outcome to the [`Settler`], which records them in batches.
 //!
 //! The parts, one job each:
 //! - [`settings`]: [`MediaSettings`], made from `[media]` (whose defaults are the only ones);
 //! - [`scheduler`]: the scheduler, its messages ([`MediaCorps`], [`Nudge`]), its
 //!   [`MediaCounters`], each corp's phase and the job loop (claim → run → settle);
-//! - [`worker`]: a worker thread and its messages (download, transcode, adopt), the upload glue.
+//! - [`worker`]: a worker thread and its messages (download, transcode, adopt), the upload glue;
+//! - [`settle`]: the [`Settler`]: directory fsyncs and row updates of whatever finished
+//!   meanwhile, one transaction per corp (group commit);
+//! - [`stages`]: [`MediaStages`], the time of each stage (`/metrics`).
 //!
 //! How they behave:
 //! - Jobs come only from the database (status 1), never only from memory: a crash or restart
@@ -21,9 +26,10 @@
 //!   message pulling.
 //! - Each worker keeps its own SDK handle per corp (opened lazily, reused, replaced when the
 //!   secret changes or the SDK asks for it) and runs `media::download` inside `unwind::catch`.
-//! - After a good download the item is stored as done (status 3) FIRST; voice is then
-//!   transcoded as a separate step, its result recorded in `transcoded_path` / `transcode_error`
-//!   (decision 8). A marker error is written before transcoding, so a transcoder that kills the
+//! - After a good download the item is stored as done (status 3) FIRST — only once the file and
+//!   its directory are fsynced (the directory by the settler, once per batch); voice is then
+//!   transcoded as a separate step on the transcoder pool (the download's slot is free by
+//!   then), its result recorded in `transcoded_path` / `transcode_error` (decision 8). A marker error is written before transcoding, so a transcoder that kills the
 //!   process leaves "interrupted" behind instead of a retry loop (decision 2). A kill after the
 //!   MP3's rename but before the row update leaves a complete MP3 that the row does not name: at
 //!   the corp's first recovery it is checked and recorded (a damaged one is removed and made
@@ -42,10 +48,14 @@
 
 pub mod scheduler;
 pub mod settings;
+pub mod settle;
+pub mod stages;
 pub mod worker;
 
 pub use scheduler::{MediaCorps, MediaCounters, MediaScheduler, Nudge};
 pub use settings::MediaSettings;
+pub use settle::{SettleError, Settler};
+pub use stages::MediaStages;
 pub use worker::MediaWorker;
 
 /// `transcode_error` written before a voice file is transcoded; replaced by the result. If the

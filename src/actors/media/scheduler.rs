@@ -3,10 +3,13 @@
 //! Each corp is in one [`Phase`]. [`MediaScheduler::schedule`] walks the corps round-robin and,
 //! while there is room (`workers` overall, `per_corp` per corp), starts a recovery (a corp that
 //! needs one, once none of its items is in flight) or a claim. Each claimed item then runs one
-//! straight-line future, [`run_job`]: run it on a worker → settle its outcome in the database →
-//! for voice, transcode it on a worker → settle that. When the future ends the scheduler frees
-//! the slot ([`MediaScheduler::finished`]) and schedules again: claim → run → settle, with
-//! nothing kept only in memory.
+//! straight-line future, [`run_job`]: run it on a download worker → settle its outcome through
+//! the [`Settler`] (batched with whatever else finished meanwhile). When the future ends the
+//! scheduler frees the slot ([`MediaScheduler::finished`]) and schedules again: claim → run →
+//! settle, with nothing kept only in memory. A voice item then goes to the transcoder pool
+//! (`transcode_workers` threads of its own, so that no download waits for an encoder) and its
+//! result is settled the same way ([`run_transcode`]); the row says "interrupted" meanwhile
+//! (decision 2).
 //!
 //! Shutdown is the pipeline's one [`Shutdown`]: once it is signalled nothing new is claimed,
 //! the workers stop downloads between two chunks (their attempt is given back), a claim that
@@ -17,11 +20,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use tokio_util::sync::CancellationToken;
 
+use super::settle::Settler;
+use super::stages::MediaStages;
 use super::worker::{Adopt, Fetch, MediaWorker, Transcode};
 use super::{MediaSettings, TRANSCODE_INTERRUPTED};
 use crate::actors::shutdown::Shutdown;
@@ -31,6 +36,11 @@ use crate::media::download::{self, DownloadError, Downloaded};
 use crate::media::Adoption;
 use crate::sdk::{FinanceSdk, NetOptions};
 use crate::store::{CorpId, MediaJob, MediaOutcome, Store};
+
+/// Most voice items waiting for the transcoder pool (all corps) before no more items are claimed.
+/// Transcodes that are still queued at a graceful stop are made before the stop completes (within
+/// `[daemon] shutdown_grace`); a kill leaves them "interrupted" (decision 2), never more than this.
+const TRANSCODE_BACKLOG: usize = 64;
 
 /// The desired corps (sent by the supervisor after every reconcile).
 #[derive(Debug, Message)]
@@ -57,6 +67,8 @@ pub struct MediaCounters {
     pub transcode_failed: AtomicU64,
     /// Complete MP3s of transcodes cut off by a kill, found and recorded at start-up.
     pub adopted: AtomicU64,
+    /// How long each stage takes.
+    pub stages: MediaStages,
 }
 
 /// Where one corp's media work stands.
@@ -109,11 +121,14 @@ struct CorpMedia {
     spec: CorpSpec,
     net: NetOptions,
     phase: Phase,
-    /// Items of this corp between their claim and their last settle.
+    /// Items of this corp between their claim and the settle of their download.
     inflight: usize,
-    /// The look for MP3s of cut-off transcodes was made (or is under way): once at start-up, and
-    /// again after a transcode result could not be recorded.
-    adopting: bool,
+    /// Voice items of this corp between their download's settle and their transcode's.
+    transcoding: usize,
+    /// The look for MP3s of cut-off transcodes is due: at start-up, and again after a transcode
+    /// result could not be recorded. It starts once the corp is recovered and none of its
+    /// transcodes is in flight (so that it never redoes one under the transcoder).
+    adopt_due: bool,
 }
 
 /// The span of one corp's media work: every line logged inside (ours and the database
@@ -127,6 +142,9 @@ fn corp_span(corpid: &CorpId) -> tracing::Span {
 struct JobEnv {
     store: Arc<dyn Store>,
     workers: Addr<MediaWorker>,
+    /// The transcoder pool (`transcode_workers` threads; they never open an SDK handle).
+    transcoders: Addr<MediaWorker>,
+    settler: Settler,
     settings: Arc<MediaSettings>,
     counters: Arc<MediaCounters>,
     /// The wait after a local I/O failure (read-only or full media root): grows with every one
@@ -135,15 +153,15 @@ struct JobEnv {
 }
 
 /// How a job ended, for the scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum JobEnd {
-    /// Every result is in the database.
+    /// Its result is in the database.
     Settled,
+    /// Its result is in the database and the voice file must be transcoded (the job and the
+    /// original's relative path): the row says "interrupted" until then.
+    Transcode(Box<(MediaJob, String)>),
     /// The download's result could not be written: the claim stays in status 2.
     Unrecorded,
-    /// The transcode's result could not be written: the MP3 is beside the original but the row
-    /// still says "interrupted" (adopted by the next look).
-    TranscodeUnrecorded,
 }
 
 /// The media scheduler.
@@ -186,15 +204,20 @@ impl MediaScheduler {
         }
         let settings = Arc::new(settings);
         let stop = shutdown.token().clone();
-        let workers = {
-            let (settings, stop) = (Arc::clone(&settings), stop.clone());
-            SyncArbiter::start(settings.workers.max(1), move || {
-                MediaWorker::new(Arc::clone(&sdk), Arc::clone(&settings), stop.clone())
+        let counters = Arc::new(MediaCounters::default());
+        let pool = |threads: usize| {
+            let (sdk, settings, stop, counters) =
+                (Arc::clone(&sdk), Arc::clone(&settings), stop.clone(), Arc::clone(&counters));
+            SyncArbiter::start(threads.max(1), move || {
+                MediaWorker::new(Arc::clone(&sdk), Arc::clone(&settings), stop.clone(), Arc::clone(&counters))
             })
         };
-        let counters = Arc::new(MediaCounters::default());
+        let workers = pool(settings.workers);
+        let transcoders = pool(settings.transcode_workers);
+        let settler = Settler::start(Arc::clone(&store), settings.root.clone(), Arc::clone(&counters));
         let local_backoff = Arc::new(Mutex::new(Backoff::new(settings.backoff_initial, settings.backoff_max)));
-        let env = JobEnv { store, workers, settings, counters: Arc::clone(&counters), local_backoff };
+        let env =
+            JobEnv { store, workers, transcoders, settler, settings, counters: Arc::clone(&counters), local_backoff };
         let addr =
             MediaScheduler { env, corps: BTreeMap::new(), inflight: 0, reserved: 0, stop, hold: Some(shutdown), rr: 0 }
                 .start();
@@ -205,14 +228,44 @@ impl MediaScheduler {
         self.env.settings.workers.max(1)
     }
 
+    /// Voice items waiting for or in the transcoder pool, all corps.
+    fn transcoding(&self) -> usize {
+        self.corps.values().map(|c| c.transcoding).sum()
+    }
+
     /// The stop was signalled: nothing new starts.
     fn stop_signalled(&self) -> bool {
         self.stop.is_cancelled()
     }
 
-    /// Starts a recovery or a claim for as many corps as there is room, round-robin.
+    /// Starts a recovery or a claim for as many corps as there is room, round-robin; and the
+    /// look for cut-off transcodes of the corps where it is due and may start.
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         if self.stop_signalled() || self.corps.is_empty() {
+            return;
+        }
+        let files = self.env.settings.object_store.is_none();
+        let adopt: Vec<CorpId> = self
+            .corps
+            .iter_mut()
+            .filter(|(_, c)| {
+                c.adopt_due
+                    && c.transcoding == 0
+                    && !matches!(c.phase, Phase::Unrecovered | Phase::Recovering | Phase::Idle { recovered: false })
+            })
+            .map(|(id, c)| {
+                c.adopt_due = false;
+                id.clone()
+            })
+            .collect();
+        for corpid in adopt {
+            if files {
+                self.adopt(corpid, ctx);
+            }
+        }
+        if self.transcoding() >= TRANSCODE_BACKLOG {
+            // The encoders are far behind: downloads wait, so that a stop or a kill never leaves
+            // more than this many voice files untranscoded.
             return;
         }
         let ids: Vec<CorpId> = self.corps.keys().cloned().collect();
@@ -272,10 +325,6 @@ impl MediaScheduler {
                         tracing::info!(corpid = %corpid, items = released, "media items stored while media was off are queued");
                     }
                     c.phase = Phase::Ready;
-                    if !c.adopting && act.env.settings.object_store.is_none() {
-                        c.adopting = true;
-                        act.adopt(corpid.clone(), ctx);
-                    }
                 }
                 Err(e) => {
                     tracing::warn!(corpid = %corpid, error = %e, "recovering media claims failed; will retry");
@@ -286,8 +335,8 @@ impl MediaScheduler {
         }));
     }
 
-    /// At start-up (and after a transcode result could not be recorded), once nothing of the corp
-    /// is in flight: every done voice item whose transcode was cut off (the row still has
+    /// At start-up (and after a transcode result could not be recorded), once the corp is
+    /// recovered and none of its transcodes is in flight: every done voice item whose transcode was cut off (the row still has
     /// [`TRANSCODE_INTERRUPTED`]) gets the MP3 a kill left beside it recorded, after a check;
     /// a damaged one is made again (see [`crate::media::adopt_beside`]). Runs beside the corp's
     /// downloads.
@@ -303,6 +352,7 @@ impl MediaScheduler {
 
     fn claim(&mut self, corpid: CorpId, want: usize, ctx: &mut Context<Self>) {
         let store = Arc::clone(&self.env.store);
+        let counters = Arc::clone(&self.env.counters);
         let owner = self.env.settings.owner.clone();
         let id = corpid.clone();
         let now = unix_now();
@@ -311,7 +361,12 @@ impl MediaScheduler {
         // The hold goes on to the giving back of what the claim returns after a stop.
         let hold = self.hold.clone();
         let fut = tracing::Instrument::instrument(
-            async move { (store.claim_media(&id, &owner, want as u32, now).await, hold) },
+            async move {
+                let t = Instant::now();
+                let r = store.claim_media(&id, &owner, want as u32, now).await;
+                counters.stages.claim.observe(t.elapsed());
+                (r, hold)
+            },
             span,
         );
         ctx.spawn(fut.into_actor(self).map(move |(r, hold), act, ctx| {
@@ -386,27 +441,50 @@ impl MediaScheduler {
         ctx.spawn(fut.into_actor(self).map(move |end, act, ctx| act.finished(&corpid, end, ctx)));
     }
 
-    /// A job's slot is free again.
+    /// A job's slot is free again; a voice file goes on to the transcoder pool.
     fn finished(&mut self, corpid: &CorpId, end: JobEnd, ctx: &mut Context<Self>) {
         self.inflight = self.inflight.saturating_sub(1);
         if let Some(c) = self.corps.get_mut(corpid) {
             c.inflight = c.inflight.saturating_sub(1);
-            if end != JobEnd::Settled {
+            if end == JobEnd::Unrecorded {
                 c.phase = c.phase.must_recover();
-            }
-            if end == JobEnd::TranscodeUnrecorded {
-                c.adopting = false;
             }
             c.phase = c.phase.wake();
         }
+        if let JobEnd::Transcode(job) = end {
+            self.transcode(corpid.clone(), *job, ctx);
+        }
         self.schedule(ctx);
+    }
+
+    /// Transcodes one settled voice item ([`run_transcode`]) beside the downloads.
+    fn transcode(&mut self, corpid: CorpId, job: (MediaJob, String), ctx: &mut Context<Self>) {
+        if let Some(c) = self.corps.get_mut(&corpid) {
+            c.transcoding += 1;
+        }
+        let (env, hold, id) = (self.env.clone(), self.hold.clone(), corpid.clone());
+        let span = corp_span(&corpid);
+        let fut = async move {
+            let _hold = hold;
+            run_transcode(env, id, job).await
+        };
+        let fut = tracing::Instrument::instrument(fut, span);
+        ctx.spawn(fut.into_actor(self).map(move |recorded, act, ctx| {
+            if let Some(c) = act.corps.get_mut(&corpid) {
+                c.transcoding = c.transcoding.saturating_sub(1);
+                // The MP3 is beside the original but the row still says "interrupted": the next
+                // look records it like one left by a kill.
+                c.adopt_due |= !recorded;
+            }
+            act.schedule(ctx);
+        }));
     }
 }
 
 /// One claimed item, start to end: download it on a worker (with an object store also
-/// transcoded and uploaded there), record the outcome, and for voice downloaded to files
-/// transcode it on a worker and record that. A marker ([`TRANSCODE_INTERRUPTED`]) is recorded
-/// with the download, so a transcoder that kills the process is not retried (decision 2).
+/// transcoded and uploaded there) and settle the outcome. For voice downloaded to files the
+/// outcome carries the marker ([`TRANSCODE_INTERRUPTED`]), so a transcoder that kills the
+/// process is not retried (decision 2), and the job ends with [`JobEnd::Transcode`].
 async fn run_job(env: JobEnv, fetch: Fetch) -> JobEnd {
     let (corpid, job) = (fetch.corpid.clone(), fetch.job.clone());
     let result = env.workers.send(fetch).await.unwrap_or_else(|e| {
@@ -414,24 +492,42 @@ async fn run_job(env: JobEnv, fetch: Fetch) -> JobEnd {
     });
     let outcome = outcome_of(&env, &job, &result);
     count_and_log(&env.counters, &corpid, &job, &result, &outcome);
+    let files = env.settings.object_store.is_none();
+    // A file under the media root: its directory is fsynced by the settler before the row says done.
+    let sync = match (&result, files) {
+        (Ok(d), true) => Some(d.path.clone()),
+        _ => None,
+    };
+    if let Ok(d) = &result {
+        env.counters.stages.downloaded(&d.timings);
+    }
     let transcode = match (&result, &outcome) {
         (Ok(d), MediaOutcome::Done { transcode_error: Some(m), .. }) if m == TRANSCODE_INTERRUPTED => {
             Some(d.path.clone())
         }
         _ => None,
     };
-    if let Err(e) = env.store.finish_media(&corpid, &job, &outcome).await {
+    if let Err(e) = env.settler.settle(&corpid, &job, &outcome, sync).await {
         // The claim stays in status 2: it is taken back (recovery) once nothing of this corp is
         // in flight and the database answers again, and downloaded again.
         tracing::error!(corpid = %corpid, id = job.id, error = %e, "recording a media result failed");
         return JobEnd::Unrecorded;
     }
-    let Some(path) = transcode else { return JobEnd::Settled };
+    match transcode {
+        Some(path) => JobEnd::Transcode(Box::new((job, path))),
+        None => JobEnd::Settled,
+    }
+}
+
+/// Transcodes a settled voice item on the transcoder pool and records the result; false when
+/// that record could not be written (the MP3 is complete beside the original but the row still
+/// says "interrupted": the next look adopts it).
+async fn run_transcode(env: JobEnv, corpid: CorpId, (job, path): (MediaJob, String)) -> bool {
     let transcoded = env
-        .workers
+        .transcoders
         .send(Transcode { path: path.clone() })
         .await
-        .unwrap_or_else(|e| Err(format!("the media worker is gone: {e}")));
+        .unwrap_or_else(|e| Err(format!("the media transcoder is gone: {e}")));
     let (tpath, terr) = match transcoded {
         Ok(p) => {
             env.counters.transcoded.fetch_add(1, Ordering::Relaxed);
@@ -444,14 +540,11 @@ async fn run_job(env: JobEnv, fetch: Fetch) -> JobEnd {
         }
     };
     let outcome = MediaOutcome::Done { path, transcoded_path: tpath, transcode_error: terr };
-    if let Err(e) = env.store.finish_media(&corpid, &job, &outcome).await {
-        // The MP3 is complete beside the original but the row still says "interrupted" (the
-        // database went away): the next recovery, once nothing of this corp is in flight,
-        // checks and records it like one left by a kill.
+    if let Err(e) = env.settler.settle(&corpid, &job, &outcome, None).await {
         tracing::error!(corpid = %corpid, error = %e, "recording a transcode result failed");
-        return JobEnd::TranscodeUnrecorded;
+        return false;
     }
-    JobEnd::Settled
+    true
 }
 
 /// The row's new state after an attempt.
@@ -537,7 +630,7 @@ async fn adopt_interrupted(env: JobEnv, corpid: CorpId, stop: CancellationToken)
         if stop.is_cancelled() {
             break;
         }
-        let adoption = match env.workers.send(Adopt { path: path.clone() }).await {
+        let adoption = match env.transcoders.send(Adopt { path: path.clone() }).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "the media workers are gone");
@@ -637,7 +730,9 @@ impl Handler<MediaCorps> for MediaScheduler {
                     old.phase = old.phase.wake();
                     old
                 }
-                None => CorpMedia { spec, net, phase: Phase::Unrecovered, inflight: 0, adopting: false },
+                None => {
+                    CorpMedia { spec, net, phase: Phase::Unrecovered, inflight: 0, transcoding: 0, adopt_due: true }
+                }
             };
             next.insert(c.spec.corpid.clone(), c);
         }

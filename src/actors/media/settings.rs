@@ -16,8 +16,10 @@ pub struct MediaSettings {
     pub root: PathBuf,
     /// This instance's name in `claimed_by` (stable across restarts).
     pub owner: String,
-    /// Worker threads.
+    /// Download worker threads.
     pub workers: usize,
+    /// Transcoder threads (their own pool: a download never waits for an encoder).
+    pub transcode_workers: usize,
     /// Items of one corp in flight at most.
     pub per_corp: usize,
     /// Attempts per item before it fails for good.
@@ -52,6 +54,10 @@ impl MediaSettings {
             root: m.root.clone(),
             owner,
             workers: m.workers.max(1),
+            transcode_workers: match m.transcode_workers {
+                0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+                n => n,
+            },
             per_corp: m.per_corp.max(1),
             max_attempts: m.max_attempts.max(1),
             chunk_retries: m.chunk_retries,
@@ -105,9 +111,14 @@ mod tests {
         );
         assert_eq!((s.transcode, s.mp3_bitrate_kbps, s.mp3_sample_rate), (m.transcode, m.mp3_bitrate, None));
         assert!(s.object_store.is_none());
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(s.transcode_workers, cores, "0: one transcoder per core");
         let zero = MediaConfig { workers: 0, per_corp: 0, max_attempts: 0, sweep_interval: Duration::ZERO, ..m };
         let s = MediaSettings::from_config(&zero, "x".into());
         assert_eq!((s.workers, s.per_corp, s.max_attempts), (1, 1, 1));
+        let three =
+            MediaSettings::from_config(&MediaConfig { transcode_workers: 3, ..MediaConfig::default() }, "x".into());
+        assert_eq!(three.transcode_workers, 3);
         assert_eq!(s.sweep_interval, Duration::from_millis(100));
     }
 }

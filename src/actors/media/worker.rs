@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio_util::sync::CancellationToken;
 
-use super::MediaSettings;
+use super::{MediaCounters, MediaSettings};
 use crate::media::download::{self, DownloadError, DownloadSettings, Downloaded};
 use crate::media::object_store::ObjectStore;
 use crate::media::tmp_file::TempFile;
@@ -66,6 +66,8 @@ pub struct MediaWorker {
     stop: CancellationToken,
     /// The object store, once first needed (`[media] backend = "s3"`).
     objects: Option<ObjectStore>,
+    /// Where the transcode times go.
+    counters: Arc<MediaCounters>,
 }
 
 impl std::fmt::Debug for MediaWorker {
@@ -79,9 +81,15 @@ impl Actor for MediaWorker {
 }
 
 impl MediaWorker {
-    /// A worker; `stop` interrupts its downloads between chunks.
-    pub fn new(sdk: Arc<dyn FinanceSdk>, settings: Arc<MediaSettings>, stop: CancellationToken) -> Self {
-        Self { sdk, settings, sessions: HashMap::new(), stop, objects: None }
+    /// A worker; `stop` interrupts its downloads between chunks. The same type serves as a
+    /// download worker and as a transcoder (which never opens an SDK handle).
+    pub fn new(
+        sdk: Arc<dyn FinanceSdk>,
+        settings: Arc<MediaSettings>,
+        stop: CancellationToken,
+        counters: Arc<MediaCounters>,
+    ) -> Self {
+        Self { sdk, settings, sessions: HashMap::new(), stop, objects: None, counters }
     }
 
     /// The corp's SDK handle: the one kept, unless the secret changed; else a new one.
@@ -110,12 +118,16 @@ impl MediaWorker {
             chunk_retries: self.settings.chunk_retries,
         };
         let stop = self.stop.clone();
+        let Some(s) = self.settings.object_store.clone() else {
+            // The directory's fsync is the settler's, once for the batch the item is recorded in.
+            let session = self.session(&msg.corpid, &msg.secret)?;
+            return download::download_unsynced(session, &msg.corpid, &msg.job, &msg.net, &settings, &stop);
+        };
         let session = self.session(&msg.corpid, &msg.secret)?;
         let downloaded = download::download(session, &msg.corpid, &msg.job, &msg.net, &settings, &stop)?;
-        let Some(s) = &self.settings.object_store else { return Ok(downloaded) };
         let objects = match self.objects.take() {
             Some(o) => o,
-            None => ObjectStore::new(s)?,
+            None => ObjectStore::new(&s)?,
         };
         let uploaded = upload(&objects, &self.settings, downloaded);
         self.objects = Some(objects);
@@ -183,7 +195,10 @@ impl Handler<Transcode> for MediaWorker {
     type Result = Result<String, String>;
 
     fn handle(&mut self, msg: Transcode, _ctx: &mut Self::Context) -> Self::Result {
-        MediaWorker::transcode(&self.settings, &msg.path)
+        let t = std::time::Instant::now();
+        let r = MediaWorker::transcode(&self.settings, &msg.path);
+        self.counters.stages.transcode.observe(t.elapsed());
+        r
     }
 }
 
