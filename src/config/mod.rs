@@ -88,6 +88,47 @@ pub struct Config {
     pub search: SearchConfig,
     /// The review API (reading the archive), its users' sessions and exports.
     pub review: ReviewConfig,
+    /// Content and behaviour rules evaluated at ingest.
+    pub rules: RulesConfig,
+}
+
+/// `[rules]`: content and behaviour rules evaluated on every stored record (`crate::rules`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// The rules file (see config/rules.example.toml); `""` = `rules.toml` in the directory of
+    /// the configuration file. A file that does not exist means no file rules.
+    pub file: PathBuf,
+    /// Also read the rules of the `rule_def` table (`rule add`).
+    pub table: bool,
+    /// Compiled-size limit of one regular expression in bytes (a larger one is refused).
+    pub regex_size_limit: usize,
+    /// How often the file and the table are re-read (an edit of the file applies at once).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::new(),
+            table: true,
+            regex_size_limit: crate::rules::DEFAULT_REGEX_SIZE_LIMIT,
+            reload_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RulesConfig {
+    /// The rules file for a configuration read from `config_file`: `file`, else `rules.toml`
+    /// beside the configuration file; `None` when neither is given.
+    pub fn path(&self, config_file: Option<&std::path::Path>) -> Option<PathBuf> {
+        if !self.file.as_os_str().is_empty() {
+            return Some(self.file.clone());
+        }
+        let dir = config_file?.parent()?;
+        Some(dir.join("rules.toml"))
+    }
 }
 
 /// `[review]`: the review API (`crate::review`): sessions, login limits, exports.

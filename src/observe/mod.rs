@@ -75,6 +75,9 @@ pub struct Report {
     pub media: Option<MediaTotals>,
     /// One entry per corp, by corpid.
     pub corps: Vec<CorpReport>,
+    /// Rule hits of committed batches by rule, this process (live reports only).
+    #[serde(default)]
+    pub rule_hits: std::collections::BTreeMap<String, u64>,
 }
 
 /// Process-wide media counters.
@@ -297,6 +300,7 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
             }
         }),
         corps,
+        rule_hits: src.stats.as_ref().map(|s| s.rule_hits.snapshot()).unwrap_or_default(),
     }
 }
 
