@@ -46,9 +46,9 @@ impl Builtin {
     /// The matches in `text` (for [`Builtin::Url`]: every URL, its host as the value).
     pub fn find(self, text: &str) -> Vec<(Range<usize>, String)> {
         match self {
-            Builtin::Phone => numbers(text).filter_map(|(r, n)| phone(&n).map(|p| (r, p))).collect(),
-            Builtin::IdCard => numbers(text).filter(|(_, n)| id_card(n)).collect(),
-            Builtin::BankCard => numbers(text).filter(|(_, n)| bank_card(n)).collect(),
+            Builtin::Phone => number_matches(text, phone),
+            Builtin::IdCard => number_matches(text, |n| id_card(n).then(|| n.to_string())),
+            Builtin::BankCard => number_matches(text, |n| bank_card(n).then(|| n.to_string())),
             Builtin::Email => EMAIL.find_iter(text).map(|m| (m.range(), m.as_str().to_string())).collect(),
             Builtin::Url => URL
                 .captures_iter(text)
@@ -83,9 +83,27 @@ pub fn host_in(host: &str, domain: &str) -> bool {
             && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain))
 }
 
+/// The numbers of `text` that `check` accepts (its value): a run of digit groups whole, else
+/// each group alone (`电话 13812345678 12345`: the groups together are no phone number, the first
+/// alone is).
+fn number_matches(text: &str, check: impl Fn(&str) -> Option<String>) -> Vec<(Range<usize>, String)> {
+    let mut out = Vec::new();
+    for (range, digits, groups) in numbers(text) {
+        if let Some(v) = check(&digits) {
+            out.push((range, v));
+        } else if groups.len() > 1 {
+            out.extend(groups.into_iter().filter_map(|(r, g)| check(&g).map(|v| (r, v))));
+        }
+    }
+    out
+}
+
+/// One group of a number: its byte range and digits.
+type Group = (Range<usize>, String);
+
 /// Runs of digits (with a trailing `X` for ID numbers), split at most by single spaces or
-/// hyphens, not touching other ASCII letters or digits: `(byte range, the digits)`.
-fn numbers(text: &str) -> impl Iterator<Item = (Range<usize>, String)> + '_ {
+/// hyphens, not touching other ASCII letters or digits: `(byte range, the digits, the groups)`.
+fn numbers(text: &str) -> impl Iterator<Item = (Range<usize>, String, Vec<Group>)> + '_ {
     let b = text.as_bytes();
     let mut i = 0;
     std::iter::from_fn(move || {
@@ -97,19 +115,29 @@ fn numbers(text: &str) -> impl Iterator<Item = (Range<usize>, String)> + '_ {
             let start = i;
             let mut digits = String::new();
             let mut end = i;
+            let mut groups: Vec<Group> = vec![(i..i, String::new())];
             while i < b.len() {
                 if b[i].is_ascii_digit() {
                     digits.push(b[i] as char);
+                    if let Some(g) = groups.last_mut() {
+                        g.1.push(b[i] as char);
+                        g.0.end = i + 1;
+                    }
                     i += 1;
                     end = i;
                 } else if (b[i] == b' ' || b[i] == b'-') && i + 1 < b.len() && b[i + 1].is_ascii_digit() {
                     i += 1;
+                    groups.push((i..i, String::new()));
                 } else {
                     break;
                 }
             }
             if i < b.len() && (b[i] == b'X' || b[i] == b'x') && digits.len() == 17 {
                 digits.push('X');
+                if let Some(g) = groups.last_mut() {
+                    g.1.push('X');
+                    g.0.end = i + 1;
+                }
                 i += 1;
                 end = i;
             }
@@ -120,7 +148,7 @@ fn numbers(text: &str) -> impl Iterator<Item = (Range<usize>, String)> + '_ {
                 }
                 continue;
             }
-            return Some((start..end, digits));
+            return Some((start..end, digits, groups));
         }
         None
     })
@@ -192,7 +220,9 @@ mod tests {
         assert_eq!(values(Builtin::Phone, "电话13812345678请回"), ["13812345678"]);
         assert_eq!(values(Builtin::Phone, "手机:138-1234-5678 或 +86 139 0000 1111"), ["13812345678", "13900001111"]);
         // Too long, wrong prefix, glued to letters.
-        assert!(values(Builtin::Phone, "2013812345678 12812345678 abc13812345678 13812345678x").is_empty());
+        assert!(values(Builtin::Phone, "2013812345678, 12812345678, abc13812345678, 13812345678x").is_empty());
+        // A number next to another one: the groups together are none, one alone is.
+        assert_eq!(values(Builtin::Phone, "电话 13812345678 12345"), ["13812345678"]);
     }
 
     #[test]

@@ -235,7 +235,8 @@ impl RuleSet {
         if self.rules.is_empty() || row.msgtype.is_empty() {
             return;
         }
-        let facts = Facts::of(corpid, row);
+        // The scope facts only once a matcher found something.
+        let facts = std::cell::OnceCell::new();
         // Rules already decided for this row (hit or out of scope): few, a Vec is enough.
         let mut decided: Vec<u32> = Vec::new();
         let conversation = || crate::search::index::conversation_key(&row.roomid, &row.msgfrom, &row.tolist);
@@ -257,9 +258,9 @@ impl RuleSet {
                 return false;
             }
             decided.push(rule);
-            self.rules[rule as usize].applies(&facts)
+            self.rules[rule as usize].applies(facts.get_or_init(|| Facts::of(corpid, row)))
         };
-        if self.needs_text {
+        if self.needs_text && crate::search::extract::may_have_text(&row.msgtype) {
             let owned;
             let text: &str = if matches!(row.msgtype.as_str(), "text" | "markdown") && !row.text.is_empty() {
                 &row.text
