@@ -8,6 +8,9 @@
 //! has none, the ciphertext kept when the record could not be decrypted or its plaintext was not
 //! clean (decision 6).
 //!
+//! [`decode_on_with`] also evaluates the rules in force on every row as soon as it is parsed
+//! ([`crate::rules`]), on the same pool thread.
+//!
 //! [`decode_on`] cuts a page into one slice per pool thread, each slice its own job decoded
 //! sequentially, and catches a panic of decryption or parsing ([`crate::unwind::catch`],
 //! decision 1) as [`DecodeError::Panicked`].
@@ -18,8 +21,9 @@ use tokio::sync::oneshot;
 
 use crate::crypto::{self, Keyring};
 use crate::message::{self, MediaRef};
+use crate::rules::RuleSet;
 use crate::sdk::EncryptedRecord;
-use crate::store::{MediaItem, Row};
+use crate::store::{BatchHits, CorpId, MediaItem, Row};
 
 /// Why a page could not be decoded (a record that does not decrypt is no error: it is a row).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,11 +67,13 @@ pub struct Decoded {
     pub media: Vec<MediaItem>,
     /// What each record says about the key of its `publickey_ver`, in seq order.
     pub keys: Vec<(u32, KeyOutcome)>,
+    /// The rule hits of the rows ([`decode_on_with`]; empty without rules).
+    pub hits: BatchHits,
 }
 
 impl Decoded {
     fn with_capacity(n: usize) -> Self {
-        Self { rows: Vec::with_capacity(n), media: Vec::new(), keys: Vec::with_capacity(n) }
+        Self { rows: Vec::with_capacity(n), media: Vec::new(), keys: Vec::with_capacity(n), hits: BatchHits::default() }
     }
 
     fn push(&mut self, record: Record) {
@@ -81,6 +87,7 @@ impl Decoded {
         self.rows.extend(other.rows);
         self.media.extend(other.media);
         self.keys.extend(other.keys);
+        self.hits.extend(other.hits);
     }
 }
 
@@ -134,11 +141,18 @@ pub fn key_outcome(e: &crypto::CryptoError) -> KeyOutcome {
     }
 }
 
-/// Decodes records one after the other on the calling thread.
-fn decode_slice(keyring: &Keyring, records: &[EncryptedRecord]) -> Decoded {
+/// The rules a page is evaluated with: the rule set in force and the page's corp.
+pub type PageRules = (Arc<RuleSet>, CorpId);
+
+/// Decodes records one after the other on the calling thread, evaluating `rules` on each row.
+fn decode_slice(keyring: &Keyring, records: &[EncryptedRecord], rules: Option<&PageRules>) -> Decoded {
     let mut out = Decoded::with_capacity(records.len());
     for r in records {
-        out.push(decode_record(keyring, r));
+        let record = decode_record(keyring, r);
+        if let Some((set, corpid)) = rules {
+            set.evaluate(corpid.as_str(), &record.row, &mut out.hits);
+        }
+        out.push(record);
     }
     out
 }
@@ -152,15 +166,27 @@ pub async fn decode_on(
     keyring: Arc<Keyring>,
     records: Vec<EncryptedRecord>,
 ) -> Result<Decoded, DecodeError> {
+    decode_on_with(pool, keyring, records, None).await
+}
+
+/// [`decode_on`], and each row evaluated against `rules` right after it is parsed, on the same
+/// pool thread ([`crate::rules`]): the hits are in [`Decoded::hits`].
+pub async fn decode_on_with(
+    pool: &rayon::ThreadPool,
+    keyring: Arc<Keyring>,
+    records: Vec<EncryptedRecord>,
+    rules: Option<PageRules>,
+) -> Result<Decoded, DecodeError> {
+    let rules = rules.map(Arc::new);
     let records = Arc::new(records);
     let slice = records.len().div_ceil(pool.current_num_threads().max(1)).max(1);
     let jobs: Vec<_> = (0..records.len())
         .step_by(slice)
         .map(|start| {
-            let (keyring, records) = (Arc::clone(&keyring), Arc::clone(&records));
+            let (keyring, records, rules) = (Arc::clone(&keyring), Arc::clone(&records), rules.clone());
             spawn_on(pool, move || {
                 let end = (start + slice).min(records.len());
-                decode_slice(&keyring, &records[start..end])
+                decode_slice(&keyring, &records[start..end], rules.as_deref())
             })
         })
         .collect();

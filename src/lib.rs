@@ -23,6 +23,8 @@
 //! - [`observe`]: the per-corp report, `/healthz`, `/metrics`, `/status`, retention alerts;
 //! - [`reload`]: watching the configuration and corps files (hot reload);
 //! - [`review`]: reading the archive: roles and scopes, the review API, the access log;
+//! - [`rules`]: content and behaviour rules evaluated at ingest, their hits stored with the
+//!   records;
 //! - [`logging`]: the tracing subscriber with a reloadable filter;
 //! - [`cli`]: the subcommands;
 //! - [`backoff`], [`unwind`]: exponential backoff with jitter, and the one place where panics at
@@ -51,6 +53,7 @@ pub mod message;
 pub mod observe;
 pub mod reload;
 pub mod review;
+pub mod rules;
 #[allow(unsafe_code)]
 pub mod sdk;
 pub mod search;

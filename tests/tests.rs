@@ -53,6 +53,7 @@ mod pipeline_progress;
 mod pipeline_reload;
 mod review_api;
 mod review_auth;
+mod rules;
 mod run_operator;
 mod sdk_contract;
 mod sdk_isolation;

@@ -3,8 +3,8 @@
 //! The loop (a future owned by the actor, traced in a span with the `corpid` field):
 //! 1. read the cursor from the store;
 //! 2. fetch `(cursor, limit)` on the [`SdkPool`](super::sdk_pool::SdkPool);
-//! 3. decrypt and parse the page on the rayon decrypt pool ([`decode::decode_on`], which builds
-//!    the complete rows; a panic there becomes [`CorpError::Panicked`] for this corp only,
+//! 3. decrypt and parse the page on the rayon decrypt pool ([`decode::decode_on_with`], which
+//!    builds the complete rows and evaluates the rules in force on them, [`crate::rules`]; a panic there becomes [`CorpError::Panicked`] for this corp only,
 //!    decision 1);
 //! 4. wait for the previous write (at most one write in flight), send
 //!    [`WriteBatch`](super::db_writer::WriteBatch) and go back to 2 from the page's max seq while
@@ -199,6 +199,8 @@ struct InFlight {
     msgtypes: Vec<String>,
     newest_msgtime_ms: Option<u64>,
     keys: Vec<(u32, KeyOutcome)>,
+    /// The page's rule hits (counted once committed).
+    rule_hits: Vec<crate::store::RuleHit>,
 }
 
 impl Puller {
@@ -390,8 +392,11 @@ impl Puller {
             let count = page.records.len();
             let max_seq = page.max_seq().unwrap_or(next_seq).max(next_seq);
             // 3. Decrypt + parse on the decrypt pool.
+            let rules = Some(self.shared.rules.current()).filter(|r| !r.is_empty()).map(|r| (r, corpid.clone()));
             let decoded =
-                match decode::decode_on(&self.shared.decrypt, Arc::clone(&self.spec.keyring), page.records).await {
+                match decode::decode_on_with(&self.shared.decrypt, Arc::clone(&self.spec.keyring), page.records, rules)
+                    .await
+                {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = self.settle(&mut inflight, &mut committed).await;
@@ -422,10 +427,23 @@ impl Puller {
                 msgtypes.dedup();
                 let (writer, stats) = (self.shared.writer.clone(), Arc::clone(&self.shared.stats));
                 let keys = decoded.keys;
+                let mut hits = decoded.hits;
+                // Revoke rules need the revoked message's time: in this page or committed.
+                if let Err(e) = crate::rules::resolve_revokes(&*self.shared.store, &corpid, &decoded.rows, &mut hits).await
+                {
+                    tracing::warn!(error = %e, "deciding revoke rules failed; fetching the page again");
+                    self.failed("backoff", e.to_string(), None);
+                    if self.sleep(backoff.next_delay()).await {
+                        break Ok(());
+                    }
+                    continue;
+                }
+                let rule_hits = hits.hits.clone();
                 let msg = WriteBatch {
                     corpid: corpid.clone(),
                     rows: decoded.rows,
                     media: decoded.media,
+                    hits,
                     new_cursor: max_seq,
                     fence: self.spec.fence.clone(),
                 };
@@ -435,7 +453,7 @@ impl Puller {
                     stats.write_seconds.observe(started.elapsed());
                     written
                 });
-                inflight = Some(InFlight { handle, undecryptable, msgtypes, newest_msgtime_ms, keys });
+                inflight = Some(InFlight { handle, undecryptable, msgtypes, newest_msgtime_ms, keys, rule_hits });
                 next_seq = max_seq;
             }
             if count < self.spec.limit as usize {
@@ -503,6 +521,7 @@ impl Puller {
                 self.write_failures.store(0, std::sync::atomic::Ordering::Relaxed);
                 *committed = (*committed).max(c.seq);
                 self.progress.stored(c.outcome.inserted_rows, *committed, w.newest_msgtime_ms);
+                self.shared.stats.rule_hits.add(&w.rule_hits);
                 self.shared.stats.update(&self.spec.corpid, |s| {
                     s.cursor = *committed;
                     s.stored += c.outcome.inserted_rows;

@@ -1,6 +1,6 @@
 //! [`DbWriter`]: the one actor that writes record batches (ARCHITECTURE.md decision 10).
 //!
-//! [`WriteBatch`] → [`Store::write_batch`]: rows, media rows and the new cursor in ONE
+//! [`WriteBatch`] → [`Store::write_batch`]: rows, media rows, rule hits and the new cursor in ONE
 //! transaction. The actor never waits for a batch before taking the next message: each batch
 //! runs as its own future on the arbiter, so batches of different corps commit concurrently (the
 //! store's connection pool bounds the parallelism), and a failing batch fails only the corp
@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::store::{self, BatchOutcome, CorpId, Fence, MediaItem, Row, Store, StoreError};
+use crate::store::{self, BatchHits, BatchOutcome, CorpId, Fence, MediaItem, Row, Store, StoreError};
 
 /// Store one page of a corp and move its cursor, in one transaction.
 #[derive(Debug, Message)]
@@ -32,6 +32,8 @@ pub struct WriteBatch {
     pub rows: Vec<Row>,
     /// Media rows.
     pub media: Vec<MediaItem>,
+    /// The rule hits of the rows (`crate::rules`), written in the same transaction.
+    pub hits: BatchHits,
     /// The cursor after this batch (the page's max seq).
     pub new_cursor: u64,
     /// The corp's lease, when leases are on: checked inside the batch transaction.
@@ -75,7 +77,14 @@ impl Handler<WriteBatch> for DbWriter {
         Box::pin(tracing::Instrument::instrument(
             async move {
                 let outcome = match store
-                    .write_batch_fenced(&msg.corpid, &msg.rows, &msg.media, msg.new_cursor, msg.fence.as_ref())
+                    .write_batch_with_hits(
+                        &msg.corpid,
+                        &msg.rows,
+                        &msg.media,
+                        &msg.hits,
+                        msg.new_cursor,
+                        msg.fence.as_ref(),
+                    )
                     .await
                 {
                     Ok(o) => o,
@@ -87,6 +96,7 @@ impl Handler<WriteBatch> for DbWriter {
                             &msg.corpid,
                             &msg.rows,
                             &msg.media,
+                            &msg.hits,
                             msg.new_cursor,
                             msg.fence.as_ref(),
                         )

@@ -94,6 +94,9 @@ pub struct PipelineConfig {
     pub lease: Option<lease::LeaseSettings>,
     /// How long [`Pipeline::shutdown`] waits for the work in flight (`[daemon] shutdown_grace`).
     pub shutdown_grace: Duration,
+    /// The content rules in force ([`crate::rules`]), evaluated on every record; kept up to date
+    /// by the caller (an empty set: no rule).
+    pub rules: crate::rules::Live,
 }
 
 impl Default for PipelineConfig {
@@ -108,6 +111,7 @@ impl Default for PipelineConfig {
             media: None,
             lease: None,
             shutdown_grace: crate::config::DaemonConfig::default().shutdown_grace,
+            rules: crate::rules::Live::default(),
         }
     }
 }
@@ -130,6 +134,8 @@ pub struct Shared {
     pub fatal: tokio::sync::watch::Sender<Option<String>>,
     /// The media scheduler, when media is on.
     pub media: Option<Addr<media::MediaScheduler>>,
+    /// The content rules in force.
+    pub rules: crate::rules::Live,
 }
 
 impl std::fmt::Debug for Shared {
@@ -306,6 +312,8 @@ pub struct Stats {
     pub write_seconds: crate::observe::histogram::Histogram,
     /// Callback requests and events (`crate::callback`; empty without `[callback] listen`).
     pub callback: Arc<crate::callback::Counters>,
+    /// Rule hits of the committed batches, by rule.
+    pub rule_hits: crate::rules::HitCounter,
 }
 
 impl Stats {
@@ -428,6 +436,7 @@ impl Pipeline {
             pull: config.pull.clone(),
             stats: Arc::clone(&stats),
             media: media.clone(),
+            rules: config.rules.clone(),
         });
         let supervisor = supervisor::Supervisor::new(shared, sources, config.reload_interval, stopper.listener())
             .with_leases(config.lease.clone())

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod doctor;
 pub mod media;
 pub mod redecrypt;
+pub mod rule;
 pub mod run;
 pub mod sdk_worker;
 pub mod search;
@@ -75,6 +76,9 @@ pub enum Command {
     User(user::UserArgs),
     /// The review API's access log: verify its hash chain, export it.
     Audit(audit::AuditArgs),
+    /// Content rules: add, list, remove the rules of the `rule_def` table; test a rule over the
+    /// stored records (count, samples, `--write` the hits).
+    Rule(rule::RuleArgs),
     /// One child process of the daemon that runs the vendor SDK (started by `run`, not by hand).
     #[command(hide = true)]
     SdkWorker(sdk_worker::SdkWorkerArgs),
@@ -213,6 +217,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Alerts(args) => alerts::run(&args),
         Command::User(args) => user::run(&args),
         Command::Audit(args) => audit::run(&args),
+        Command::Rule(args) => rule::run(&args),
         Command::SdkWorker(args) => sdk_worker::run(&args),
     }
 }

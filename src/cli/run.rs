@@ -10,7 +10,8 @@
 //! logged with the target (password redacted) and the driver's own error, the delay doubles from
 //! 1 s to 30 s, and SIGTERM meanwhile exits 0. Only a malformed URL is a configuration error.
 //!
-//! While running: the [`Reloader`] applies edits of the configuration and corps files
+//! While running: the rules file and `rule_def` are reloaded by [`crate::rules::spawn_reloader`]
+//! (SIGHUP too); the [`Reloader`] applies edits of the configuration and corps files
 //! ([`crate::reload`]), and SIGHUP does the same whether or not the watcher saw an edit; the [`Observer`] logs retention alerts and, with `[http] listen`, answers
 //! `/healthz`, `/metrics` and `/status` ([`crate::observe`]); a supervisor that died (panic)
 //! ends the process with exit 1 so that supervisord/systemd restarts it.
@@ -90,10 +91,28 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         }
         // search: the full-text index is kept by its own background task (src/search/indexer.rs).
         let search = crate::search::indexer::start(&cfg, Arc::clone(&store), sources.clone());
-        let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_config(&cfg))
+        // rules: evaluated on every record (src/rules); an invalid rules file at start-up is a
+        // configuration error, later edits keep the rules in force.
+        let rules_src = rules_sources(&cfg, args.config.as_deref(), &store);
+        let rules = match crate::rules::load(&rules_src).await {
+            Ok(loaded) => {
+                for problem in &loaded.skipped {
+                    tracing::error!(%problem, "a rule was left out");
+                }
+                tracing::info!(rules = loaded.set.len(), "rules loaded");
+                crate::rules::Live::new(loaded.set)
+            }
+            Err(e) if e.is_retryable() => return Err(CliError::runtime("reading the rules", e)),
+            Err(e) => return Err(CliError::config("the rules", e)),
+        };
+        let pipeline_cfg = PipelineConfig { rules: rules.clone(), ..pipeline_config(&cfg) };
+        let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_cfg)
             .map_err(|e| CliError::runtime("starting the pipeline", e))?;
         // alerts: rule hits to the configured channels, by their own background tasks (src/alerts).
         let alerts = crate::alerts::start(&cfg, Arc::clone(&store), instance_id(&cfg), &pipeline.stop_token());
+        let (rules_kick, kicks) = mpsc::unbounded_channel();
+        let _rules_reloader =
+            crate::rules::spawn_reloader(rules_src, rules, cfg.rules.reload_interval, kicks, pipeline.stop_token());
         let observer = Observer::new(
             observe::Sources {
                 stats: Some(Arc::clone(&pipeline.stats)),
@@ -167,7 +186,10 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                 tokio::select! {
                     signal = signals.next() => match signal {
                         Signal::Stop => break None,
-                        Signal::Reload => reloader.reload_all(),
+                        Signal::Reload => {
+                            reloader.reload_all();
+                            let _ = rules_kick.send(());
+                        }
                     },
                     reason = &mut fatal => break Some(reason),
                     Some(changed) = reloader.changes.recv() => reloader.apply(changed),
@@ -383,6 +405,20 @@ pub fn sources_from_config(cfg: &Config, store: Option<Arc<dyn store::Store>>) -
     }
 }
 
+/// Where the rules come from: `[rules] file` (else rules.toml beside the configuration file)
+/// and, with `[rules] table`, `rule_def`.
+pub fn rules_sources(
+    cfg: &Config,
+    config_file: Option<&Path>,
+    store: &Arc<dyn store::Store>,
+) -> crate::rules::Sources {
+    crate::rules::Sources {
+        file: cfg.rules.path(config_file),
+        store: cfg.rules.table.then(|| Arc::clone(store)),
+        regex_size_limit: cfg.rules.regex_size_limit,
+    }
+}
+
 /// The pipeline settings of the configuration.
 pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
     let holder = instance_id(cfg);
@@ -408,6 +444,7 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
         media,
         lease: cfg.cluster.leases.then_some(LeaseSettings { holder, ttl: cfg.cluster.lease_ttl }),
         shutdown_grace: cfg.daemon.shutdown_grace,
+        rules: crate::rules::Live::default(),
     }
 }
 

@@ -5,11 +5,13 @@
 //! the configuration as `run` loads it; the master key (`[security]`); the database, looked at
 //! only ([`crate::store::inspect`]: a SQLite file that does not exist is not created, no
 //! migration runs) and, when its schema is current, its `corplist`/`corp_keys` read through a
-//! read-only connection; the corps file; every corp's keys; whether the media root exists.
+//! read-only connection; the corps file; every corp's keys; the rules file; whether the media
+//! root exists.
 //! Unlike `doctor` it loads no SDK, calls nothing online and writes no probe file.
 //!
 //! Exit status: 0 when nothing failed (warnings allowed), 2 when the configuration, the master
-//! key, the corps file or a corp's entry is invalid, 1 when only the database could not be read.
+//! key, the corps file, a corp's entry or the rules file is invalid, 1 when only the database
+//! could not be read.
 
 use std::path::PathBuf;
 
@@ -63,6 +65,9 @@ pub fn run(args: &ValidateArgs) -> Result<(), CliError> {
     let database_failed = r.failed() - invalid;
     rt.block_on(doctor::check_corps(&mut r, &cfg, store.as_ref()));
     invalid = r.failed() - database_failed;
+    if !check_rules_file(&mut r, &cfg, args.config.as_deref()) {
+        invalid += 1;
+    }
     check_media_root(&mut r, &cfg);
     r.summary();
     drop(store);
@@ -71,6 +76,31 @@ pub fn run(args: &ValidateArgs) -> Result<(), CliError> {
         (0, 0) => Ok(()),
         (0, n) => Err(CliError::Runtime(format!("{n} check(s) failed"))),
         (n, _) => Err(CliError::Config(format!("{n} invalid setting(s) or corp(s)"))),
+    }
+}
+
+/// Checks the rules file (`[rules] file`, else rules.toml beside the configuration): it parses
+/// and its rules compile. False when it is invalid.
+fn check_rules_file(r: &mut Report, cfg: &Config, config_file: Option<&std::path::Path>) -> bool {
+    let Some(path) = cfg.rules.path(config_file).filter(|p| p.exists()) else {
+        r.ok("rules", "no rules file");
+        return true;
+    };
+    let limit = if cfg.rules.regex_size_limit == 0 {
+        crate::rules::DEFAULT_REGEX_SIZE_LIMIT
+    } else {
+        cfg.rules.regex_size_limit
+    };
+    let compiled = crate::rules::read_file(&path).and_then(|f| crate::rules::RuleSet::compile(&f.rules, limit));
+    match compiled {
+        Ok(set) => {
+            r.ok("rules", format!("{}: {} rules", path.display(), set.len()));
+            true
+        }
+        Err(e) => {
+            r.fail("rules", e);
+            false
+        }
     }
 }
 

@@ -92,6 +92,8 @@ pub struct Config {
     pub callback: CallbackConfig,
     /// Alerts of rule hits: the outbox and its channels (`crate::alerts`).
     pub alerts: AlertsConfig,
+    /// Content and behaviour rules evaluated at ingest.
+    pub rules: RulesConfig,
 }
 
 /// `[callback]`: the endpoint WeCom sends `msgaudit_notify` to (`crate::callback`). Each corp's
@@ -122,6 +124,34 @@ impl Default for CallbackConfig {
             poll_interval: Duration::from_secs(300),
             max_body: 64 * 1024,
             max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+
+/// `[rules]`: content and behaviour rules evaluated on every stored record (`crate::rules`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// The rules file (see config/rules.example.toml); `""` = `rules.toml` in the directory of
+    /// the configuration file. A file that does not exist means no file rules.
+    pub file: PathBuf,
+    /// Also read the rules of the `rule_def` table (`rule add`).
+    pub table: bool,
+    /// Compiled-size limit of one regular expression in bytes (a larger one is refused).
+    pub regex_size_limit: usize,
+    /// How often the file and the table are re-read (an edit of the file applies at once).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::new(),
+            table: true,
+            regex_size_limit: crate::rules::DEFAULT_REGEX_SIZE_LIMIT,
+            reload_interval: Duration::from_secs(30),
         }
     }
 }
@@ -240,6 +270,18 @@ fn all() -> Vec<String> {
 
 fn one_minute() -> Duration {
     Duration::from_secs(60)
+}
+
+impl RulesConfig {
+    /// The rules file for a configuration read from `config_file`: `file`, else `rules.toml`
+    /// beside the configuration file; `None` when neither is given.
+    pub fn path(&self, config_file: Option<&std::path::Path>) -> Option<PathBuf> {
+        if !self.file.as_os_str().is_empty() {
+            return Some(self.file.clone());
+        }
+        let dir = config_file?.parent()?;
+        Some(dir.join("rules.toml"))
+    }
 }
 
 /// `[review]`: the review API (`crate::review`): sessions, login limits, exports.

@@ -305,6 +305,11 @@ pub fn render(report: &Report) -> String {
             fam.sample(&[("corpid", &c.corpid), ("kind", &m.kind), ("status", &m.status)], m.count as f64);
         }
     }
+    let mut fam =
+        Family::start(&mut out, "rule_hits_total", "counter", "Rule hits stored with the records, by rule (this process).");
+    for (rule, n) in &report.rule_hits {
+        fam.sample(&[("rule", rule)], *n as f64);
+    }
     if let Some(m) = &report.media {
         let mut fam = Family::start(&mut out, "media_downloads_total", "counter", "Media download outcomes.");
         for (result, n) in [("done", m.done), ("retried", m.retried), ("failed", m.failed)] {
@@ -458,9 +463,11 @@ mod tests {
                     ..CorpReport::default()
                 },
             ],
+            rule_hits: [("私下转账 \"x\"".to_string(), 3)].into(),
             ..Report::default()
         };
         let text = render(&report);
+        assert!(text.contains("wework_msgaudit_rule_hits_total{rule=\"私下转账_\\\"x\\\"\"} 3\n"), "{text}");
         assert!(text.contains("wework_msgaudit_corp_last_seq{corpid=\"ww1\"} 7\n"), "{text}");
         assert!(text.contains("wework_msgaudit_corp_failing{corpid=\"ww2\"} 1\n"), "{text}");
         assert!(text.contains("wework_msgaudit_corp_sdk_errors_total{corpid=\"ww2\",code=\"10001\"} 4\n"));

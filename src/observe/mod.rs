@@ -92,6 +92,9 @@ pub struct Report {
     /// when off).
     #[serde(default)]
     pub completeness: Option<completeness::CompletenessReport>,
+    /// Rule hits of committed batches by rule, this process (live reports only).
+    #[serde(default)]
+    pub rule_hits: std::collections::BTreeMap<String, u64>,
 }
 
 /// Process-wide media counters.
@@ -331,6 +334,7 @@ pub async fn gather(src: &Sources, now: SystemTime) -> Report {
         corps,
         alerts,
         completeness: None,
+        rule_hits: src.stats.as_ref().map(|s| s.rule_hits.snapshot()).unwrap_or_default(),
     }
 }
 

@@ -42,6 +42,12 @@ fn text_fields(msgtype: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether a record of `msgtype` may have text at all (`image`, `voice`, `revoke`… never do):
+/// lets a caller skip [`record_text`]'s parse.
+pub fn may_have_text(msgtype: &str) -> bool {
+    !text_fields(msgtype).is_empty() || matches!(msgtype, "mixed" | "news")
+}
+
 /// The payload key of a top-level msgtype (message-format.md).
 fn payload_key(msgtype: &str) -> &str {
     match msgtype {
@@ -251,6 +257,8 @@ mod tests {
         ];
         for (v, want) in cases {
             assert_eq!(text(v.clone()), want, "{v}");
+            let msgtype = v.get("msgtype").and_then(Value::as_str).unwrap_or("switch");
+            assert_eq!(may_have_text(msgtype), !want.is_empty(), "{v}");
         }
         assert_eq!(record_text("text", "not json"), "");
     }

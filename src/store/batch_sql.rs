@@ -1,5 +1,5 @@
 //! [`BatchRepo`](super::BatchRepo) once for both dialects: the batch write (rows, parts of
-//! oversized values, media rows, the cursor and the fencing check in ONE transaction), the
+//! oversized values, media rows, rule hits, the cursor and the fencing check in ONE transaction), the
 //! cursor, and reading or rewriting stored records. Statements are built from the
 //! [`Dialect`]; the bodies are one `macro_rules!` instantiated for each database (see `sql.rs`).
 
@@ -271,11 +271,12 @@ macro_rules! batch_repo {
 
         #[async_trait]
         impl BatchRepo for SqlStore<$db> {
-            async fn write_batch_fenced(
+            async fn write_batch_with_hits(
                 &self,
                 corpid: &CorpId,
                 rows: &[Row],
                 media: &[MediaItem],
+                hits: &BatchHits,
                 new_cursor: u64,
                 fence: Option<&Fence>,
             ) -> Result<BatchOutcome, StoreError> {
@@ -312,6 +313,11 @@ macro_rules! batch_repo {
                     .map(|m| MediaInsert::pending(&m.msgid, m.seq, &m.media).held_if(self.holds_media()))
                     .collect();
                 out.inserted_media = Self::insert_media(&mut tx, &corpid.media_table(), &items, budget).await?;
+                // The rule hits of these records (rules_sql.rs): after the rows, so that a revoke
+                // of a message of this very batch finds it.
+                if !hits.is_empty() {
+                    Self::write_hits(&mut tx, corpid, hits, budget).await?;
+                }
                 sqlx::query(Self::SQL.cursor_upsert)
                     .bind(corpid.as_str())
                     .bind(Self::to_db(new_cursor))
@@ -495,7 +501,8 @@ mod instances {
     use crate::store::spill::{self, Part};
     use crate::store::sql::{Flavor, SqlStore};
     use crate::store::{
-        BatchOutcome, BatchRepo, CorpId, Fence, MediaItem, MediaRef, Row, SchemaRepo, StoreError, Undecrypted,
+        BatchHits, BatchOutcome, BatchRepo, CorpId, Fence, MediaItem, MediaRef, Row, SchemaRepo, StoreError,
+        Undecrypted,
     };
 
     batch_repo!(sqlx::MySql);

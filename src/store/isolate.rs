@@ -4,7 +4,7 @@
 //! with a committed batch.
 //!
 //! [`write_isolating`] stores the batch again one record at a time, in seq order (each record
-//! with its media rows and the cursor at its seq: one transaction each, so invariant 1 holds at
+//! with its media rows, its rule hits and the cursor at its seq: one transaction each, so invariant 1 holds at
 //! every step). A record the database still refuses is stored as a [`quarantined`] row: a safe
 //! msgid, no media rows, the complete record kept in `msgdata` and the refusal in
 //! `decrypt_error`, so nothing is lost and the corp moves on. Only if that minimal row is refused
@@ -12,18 +12,19 @@
 //! re-fetches from the committed cursor).
 
 use super::batch::MAX_MSGID_CHARS;
-use super::{BatchOutcome, CorpId, Fence, MediaItem, Row, Store, StoreError};
+use super::{BatchHits, BatchOutcome, CorpId, Fence, MediaItem, Row, Store, StoreError};
 
 /// Prefix of `decrypt_error` for a record stored as a [`quarantined`] row.
 pub const QUARANTINE_PREFIX: &str = "not stored as parsed: ";
 
-/// Writes `rows` (sorted by seq) and `media` record by record; see the module docs. Returns the
+/// Writes `rows` (sorted by seq), `media` and `hits` record by record; see the module docs. Returns the
 /// summed outcome; the cursor ends at `new_cursor`.
 pub async fn write_isolating(
     store: &dyn Store,
     corpid: &CorpId,
     rows: &[Row],
     media: &[MediaItem],
+    hits: &BatchHits,
     new_cursor: u64,
     fence: Option<&Fence>,
 ) -> Result<BatchOutcome, StoreError> {
@@ -31,13 +32,18 @@ pub async fn write_isolating(
     let mut quarantined_rows = 0u64;
     for row in rows {
         let own: Vec<MediaItem> = media.iter().filter(|m| m.seq == row.seq && m.msgid == row.msgid).cloned().collect();
-        let outcome = match store.write_batch_fenced(corpid, std::slice::from_ref(row), &own, row.seq, fence).await {
+        let own_hits = hits.of_record(&row.msgid, &row.msgid);
+        let one = std::slice::from_ref(row);
+        let outcome = match store.write_batch_with_hits(corpid, one, &own, &own_hits, row.seq, fence).await {
             Ok(o) => o,
             Err(e) if e.is_retryable() || matches!(e, StoreError::Fenced { .. }) => return Err(e),
             Err(e) => {
                 tracing::error!(seq = row.seq, error = %e, "the database refused a record; storing it quarantined");
                 quarantined_rows += 1;
-                store.write_batch_fenced(corpid, &[quarantined(row, &e)], &[], row.seq, fence).await?
+                // Its rule hits stay, under the msgid it is stored with.
+                let q = quarantined(row, &e);
+                let q_hits = hits.of_record(&row.msgid, &q.msgid);
+                store.write_batch_with_hits(corpid, &[q], &[], &q_hits, row.seq, fence).await?
             }
         };
         total.inserted_rows += outcome.inserted_rows;

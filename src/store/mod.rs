@@ -28,7 +28,9 @@
 //! rows, parts of oversized values and the cursor go in ONE transaction, statements cut by rows
 //! and by bytes under the packet limit read at connect ([`Limits`]), inserts are idempotent
 //! (`INSERT IGNORE` / `INSERT OR IGNORE` against unique `msgid`, `seq` and `(msgid, item)`), and
-//! the cursor only moves forward.
+//! the cursor only moves forward. The rule hits of the batch's records ([`BatchHits`], module
+//! `rules_repo`) go into `rule_hit` in the same transaction
+//! ([`BatchRepo::write_batch_with_hits`]).
 
 mod access_log_sql;
 mod alert_repo;
@@ -48,6 +50,8 @@ mod repo;
 mod review_read_sql;
 mod review_repo;
 mod review_sql;
+mod rules_repo;
+mod rules_sql;
 mod spill;
 mod sql;
 mod sqlite;
@@ -77,6 +81,7 @@ pub use review_repo::{
     Participants, ReviewGrant, ReviewReadRepo, ReviewRepo, ReviewSession, ReviewUser, ReviewUserChange, Seal,
     TimelinePos, UserChangeOutcome,
 };
+pub use rules_repo::{BatchHits, RevokeCheck, RuleDefRow, RuleHit, RuleRepo, StoredHit};
 pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use super::alert_repo::AlertRepo;
 use super::completeness_sql::CompletenessRepo;
 use super::review_repo::{AccessLogRepo, ReviewReadRepo, ReviewRepo};
+use super::rules_repo::{BatchHits, RuleRepo};
 use super::{CorpId, Limits, MediaRef, Row, StoreError};
 use crate::secret::Secret;
 
@@ -222,6 +223,7 @@ pub trait Store:
     + super::CallbackRepo
     + AlertRepo
     + CompletenessRepo
+    + RuleRepo
     + Send
     + Sync
     + fmt::Debug
@@ -275,6 +277,22 @@ pub trait BatchRepo: Send + Sync {
         corpid: &CorpId,
         rows: &[Row],
         media: &[MediaItem],
+        new_cursor: u64,
+        fence: Option<&Fence>,
+    ) -> Result<BatchOutcome, StoreError> {
+        self.write_batch_with_hits(corpid, rows, media, &BatchHits::default(), new_cursor, fence).await
+    }
+
+    /// [`BatchRepo::write_batch_fenced`], and the rule hits of the batch's records in the same
+    /// transaction (`rule_hit`, INSERT-or-ignore on `(corpid, msgid, rule)`; revoke checks
+    /// resolved against the message table once the batch's rows are in): a batch that fails
+    /// leaves no hit, a batch written again adds none.
+    async fn write_batch_with_hits(
+        &self,
+        corpid: &CorpId,
+        rows: &[Row],
+        media: &[MediaItem],
+        hits: &BatchHits,
         new_cursor: u64,
         fence: Option<&Fence>,
     ) -> Result<BatchOutcome, StoreError>;
