@@ -21,6 +21,7 @@
 //! - [`observe`]: the per-corp report, `/healthz`, `/metrics`, `/status`, retention alerts;
 //! - [`reload`]: watching the configuration and corps files (hot reload);
 //! - [`review`]: reading the archive: roles and scopes, the review API, the access log;
+//! - [`quality`]: 质检, reply-time checks over the stored messages (hits, daily statistics);
 //! - [`logging`]: the tracing subscriber with a reloadable filter;
 //! - [`cli`]: the subcommands;
 //! - [`backoff`], [`unwind`]: exponential backoff with jitter, and the one place where panics at
@@ -49,6 +50,7 @@ pub mod reload;
 pub mod review;
 #[allow(unsafe_code)]
 pub mod sdk;
+pub mod quality;
 pub mod search;
 pub mod secret;
 pub mod security;

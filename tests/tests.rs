@@ -49,6 +49,7 @@ mod pipeline_poison;
 mod pipeline_progress;
 mod pipeline_reload;
 mod review_api;
+mod reply_time;
 mod review_auth;
 mod run_operator;
 mod sdk_contract;

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod doctor;
 pub mod media;
 pub mod redecrypt;
+pub mod reply_time;
 pub mod run;
 pub mod sdk_worker;
 pub mod search;
@@ -64,6 +65,9 @@ pub enum Command {
     Search(search::SearchArgs),
     /// The review API's users: add, passwd, disable, enable, grant, revoke, list.
     User(user::UserArgs),
+    /// Reply-time checks (质检): `run` evaluates the `[[reply_time]]` rules over a corp's stored
+    /// messages (`--since` backfills), `stats` prints the daily statistics per employee.
+    ReplyTime(reply_time::ReplyTimeArgs),
     /// The review API's access log: verify its hash chain, export it.
     Audit(audit::AuditArgs),
     /// One child process of the daemon that runs the vendor SDK (started by `run`, not by hand).
@@ -196,6 +200,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status(args) => status::run(&args),
         Command::Search(args) => search::run(&args),
         Command::User(args) => user::run(&args),
+        Command::ReplyTime(args) => reply_time::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::SdkWorker(args) => sdk_worker::run(&args),
     }

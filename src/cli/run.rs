@@ -90,6 +90,9 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         }
         // search: the full-text index is kept by its own background task (src/search/indexer.rs).
         let search = crate::search::indexer::start(&cfg, Arc::clone(&store), sources.clone());
+        // reply-time checks: their own background task over the stored rows (src/quality).
+        let reply_time =
+            crate::quality::task::start(&cfg, args.config.as_deref(), Arc::clone(&store), sources.clone());
         let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_config(&cfg))
             .map_err(|e| CliError::runtime("starting the pipeline", e))?;
         let observer = Observer::new(
@@ -182,6 +185,10 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                 Stopped::Overran(_) => std::time::Duration::ZERO,
             };
             let _ = tokio::time::timeout(left, search.stop()).await;
+        }
+        // reply-time: stops after its current batch (each batch is one transaction).
+        if let Some(task) = reply_time {
+            task.stop().await;
         }
         if let Some(server) = server {
             server.stop(true).await;

@@ -19,6 +19,8 @@
 //! - `review_user`, `review_grant`, `review_session`, `access_log`, `access_log_head`: the review
 //!   API's users, what they may read, their sessions and the hash-chained access log
 //!   (`crate::review`).
+//! - `reply_cursor`, `reply_open`, `reply_activity`, `reply_sample`, `reply_daily`: the reply-time
+//!   checks' state and daily statistics (`crate::quality`, role [`ReplyTimeRepo`], `reply_sql`).
 //! - `message_part`: values too large for one row within the database's packet limit (module
 //!   `spill`: a marker in the message row, the value in parts here, same transaction).
 //!
@@ -37,6 +39,8 @@ mod isolate;
 mod lease_sql;
 mod media_sql;
 mod mysql;
+mod reply_repo;
+mod reply_sql;
 mod repo;
 mod review_read_sql;
 mod review_repo;
@@ -57,6 +61,10 @@ pub use repo::{
     BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow, MediaCount, MediaItem, MediaJob,
     MediaOutcome, MediaRecovery, MediaRepo, SchemaRepo, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED, MEDIA_HELD,
 };
+pub use reply_repo::{
+    OpenRun, ReplyActivity, ReplyCursor, ReplyDaily, ReplyDelta, ReplyHit, ReplySample, ReplyTimeRepo,
+};
+pub use reply_sql::KIND as REPLY_TIME_KIND;
 pub use review_repo::{
     AccessEntry, AccessLogHead, AccessLogRepo, ConversationSel, Direction, MediaRow, MessageGroup, NewAccessEntry,
     Participants, ReviewGrant, ReviewReadRepo, ReviewRepo, ReviewSession, ReviewUser, ReviewUserChange, Seal,

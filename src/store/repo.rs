@@ -9,7 +9,9 @@
 //! - [`LeaseRepo`]: corp leases and fencing (`lease_sql`);
 //! - the review API's roles, declared in `review_repo.rs`: [`ReviewRepo`] (users, grants,
 //!   sessions), [`AccessLogRepo`] (the hash-chained access log) and [`ReviewReadRepo`] (what
-//!   reviewers read).
+//!   reviewers read);
+//! - [`ReplyTimeRepo`] (`reply_repo.rs`, `reply_sql.rs`): the reply-time checks' state, hits and
+//!   daily statistics (`crate::quality`).
 //!
 //! The daemon holds an `Arc<dyn Store>`; every role's methods are callable on it without
 //! importing the role trait.
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::reply_repo::ReplyTimeRepo;
 use super::review_repo::{AccessLogRepo, ReviewReadRepo, ReviewRepo};
 use super::{CorpId, Limits, MediaRef, Row, StoreError};
 use crate::secret::Secret;
@@ -214,6 +217,7 @@ pub trait Store:
     + ReviewRepo
     + AccessLogRepo
     + ReviewReadRepo
+    + ReplyTimeRepo
     + Send
     + Sync
     + fmt::Debug
