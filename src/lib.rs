@@ -46,11 +46,11 @@ pub mod logging;
 pub mod media;
 pub mod message;
 pub mod observe;
+pub mod quality;
 pub mod reload;
 pub mod review;
 #[allow(unsafe_code)]
 pub mod sdk;
-pub mod quality;
 pub mod search;
 pub mod secret;
 pub mod security;

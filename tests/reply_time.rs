@@ -131,7 +131,8 @@ async fn checks(db: Db) {
 
     // (a), (b)
     let ten = hits(&db, a.as_str(), "ten").await;
-    let want = |v: &[(&str, &str)]| v.iter().map(|(m, w)| (format!("wwReplyA-{m}"), (*w).to_string())).collect::<Vec<_>>();
+    let want =
+        |v: &[(&str, &str)]| v.iter().map(|(m, w)| (format!("wwReplyA-{m}"), (*w).to_string())).collect::<Vec<_>>();
     assert_eq!(
         ten,
         want(&[("10", "no reply within 10 min"), ("2", "replied after 25 min"), ("9", "no reply within 10 min")]),

@@ -113,7 +113,13 @@ pub fn run(args: &ReplyTimeArgs) -> Result<(), CliError> {
     }
 }
 
-fn evaluate(cfg: &Config, corp: CorpId, rules: Vec<ReplyRule>, since: Option<&str>, alert: bool) -> Result<(), CliError> {
+fn evaluate(
+    cfg: &Config,
+    corp: CorpId,
+    rules: Vec<ReplyRule>,
+    since: Option<&str>,
+    alert: bool,
+) -> Result<(), CliError> {
     let starts: Vec<i64> = match since {
         Some(s) => rules.iter().map(|r| since_ms(s, r)).collect::<Result<_, _>>()?,
         None => Vec::new(),

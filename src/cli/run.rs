@@ -91,8 +91,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         // search: the full-text index is kept by its own background task (src/search/indexer.rs).
         let search = crate::search::indexer::start(&cfg, Arc::clone(&store), sources.clone());
         // reply-time checks: their own background task over the stored rows (src/quality).
-        let reply_time =
-            crate::quality::task::start(&cfg, args.config.as_deref(), Arc::clone(&store), sources.clone());
+        let reply_time = crate::quality::task::start(&cfg, args.config.as_deref(), Arc::clone(&store), sources.clone());
         let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_config(&cfg))
             .map_err(|e| CliError::runtime("starting the pipeline", e))?;
         let observer = Observer::new(

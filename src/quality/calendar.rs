@@ -201,8 +201,14 @@ mod tests {
     const MON_FRI: [bool; 7] = [true, true, true, true, true, false, false];
 
     fn shanghai() -> Calendar {
-        Calendar::new("Asia/Shanghai", MON_FRI, vec![Span::parse("09:00-18:00").unwrap()], BTreeSet::new(), BTreeSet::new())
-            .unwrap()
+        Calendar::new(
+            "Asia/Shanghai",
+            MON_FRI,
+            vec![Span::parse("09:00-18:00").unwrap()],
+            BTreeSet::new(),
+            BTreeSet::new(),
+        )
+        .unwrap()
     }
 
     /// ms of a Shanghai local time.
@@ -223,8 +229,14 @@ mod tests {
         assert_eq!(weekday_index("Mon"), Some(0));
         assert_eq!(weekday_index("sunday"), Some(6));
         assert_eq!(weekday_index("sundae"), None);
-        assert!(Calendar::new("Mars/Olympus", MON_FRI, vec![Span { start: 0, end: 60 }], BTreeSet::new(), BTreeSet::new())
-            .is_err());
+        assert!(Calendar::new(
+            "Mars/Olympus",
+            MON_FRI,
+            vec![Span { start: 0, end: 60 }],
+            BTreeSet::new(),
+            BTreeSet::new()
+        )
+        .is_err());
     }
 
     #[test]
@@ -254,8 +266,14 @@ mod tests {
         // Saturday the 12th is a working day.
         assert_eq!(c.deadline(at("2026-12-11T17:58"), 5 * MIN), Some(at("2026-12-12T09:03")));
         // New York: 09:00 there is 14:00 UTC in winter, 13:00 UTC in summer.
-        let ny = Calendar::new("America/New_York", MON_FRI, vec![Span::parse("09:00-17:00").unwrap()], BTreeSet::new(), BTreeSet::new())
-            .unwrap();
+        let ny = Calendar::new(
+            "America/New_York",
+            MON_FRI,
+            vec![Span::parse("09:00-17:00").unwrap()],
+            BTreeSet::new(),
+            BTreeSet::new(),
+        )
+        .unwrap();
         let utc = |s: &str| s.parse::<Timestamp>().unwrap().as_millisecond();
         assert_eq!(ny.deadline(utc("2026-12-07T12:00:00Z"), 10 * MIN), Some(utc("2026-12-07T14:10:00Z")));
         assert_eq!(ny.deadline(utc("2026-07-06T12:00:00Z"), 10 * MIN), Some(utc("2026-07-06T13:10:00Z")));

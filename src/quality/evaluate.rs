@@ -413,7 +413,7 @@ mod tests {
                 0 => row(i, i * 4, "zhang", "wmC", ""),
                 1 => row(i, i * 4, "wmC", "zhang", ""),
                 2 => row(i, i * 4, "wmD", "li", ""),
-                _ => row(i, i * 4, "li", "wmD", "") ,
+                _ => row(i, i * 4, "li", "wmD", ""),
             })
             .collect();
         let whole = run(&r, &rows);

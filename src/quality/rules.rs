@@ -105,7 +105,8 @@ fn yes() -> bool {
 fn parse_one(t: &toml::Table) -> Result<Option<ReplyRule>, QualityError> {
     let name_hint = t.get("name").and_then(toml::Value::as_str).unwrap_or("?").to_string();
     let err = |m: String| QualityError::Config(format!("[[reply_time]] {name_hint:?}: {m}"));
-    let raw: Raw = toml::Value::Table(t.clone()).try_into().map_err(|e: toml::de::Error| err(e.message().to_string()))?;
+    let raw: Raw =
+        toml::Value::Table(t.clone()).try_into().map_err(|e: toml::de::Error| err(e.message().to_string()))?;
     if raw.name.trim().is_empty() || raw.name.chars().count() > MAX_NAME {
         return Err(err(format!("name must have 1 to {MAX_NAME} characters")));
     }
@@ -133,7 +134,9 @@ fn parse_one(t: &toml::Table) -> Result<Option<ReplyRule>, QualityError> {
     }
     let spans = match raw.hours {
         None => vec![Span { start: 9 * 60, end: 18 * 60 }],
-        Some(h) => h.items().iter().map(|s| Span::parse(s)).collect::<Result<_, _>>().map_err(|e| err(e.to_string()))?,
+        Some(h) => {
+            h.items().iter().map(|s| Span::parse(s)).collect::<Result<_, _>>().map_err(|e| err(e.to_string()))?
+        }
     };
     let mut weekdays = [true, true, true, true, true, false, false];
     if let Some(w) = raw.weekdays {
@@ -189,12 +192,17 @@ pub fn parse_tables(tables: &[toml::Table]) -> Result<Vec<ReplyRule>, QualityErr
 /// The `[[reply_time]]` tables of a rules file's text (other keys and tables are ignored: they
 /// belong to the content rules).
 pub fn parse_text(text: &str) -> Result<Vec<ReplyRule>, QualityError> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| QualityError::Config(e.message().to_string()))?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| QualityError::Config(e.message().to_string()))?;
     let tables: Vec<toml::Table> = match table.get("reply_time") {
         None => Vec::new(),
         Some(toml::Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_table().cloned().ok_or_else(|| QualityError::Config("reply_time must be [[reply_time]] tables".into())))
+            .map(|v| {
+                v.as_table()
+                    .cloned()
+                    .ok_or_else(|| QualityError::Config("reply_time must be [[reply_time]] tables".into()))
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(QualityError::Config("reply_time must be [[reply_time]] tables".into())),
     };

@@ -165,14 +165,14 @@ impl Evaluator {
             progress.rows += n as u64;
             for row in &rows {
                 for (rule, run, _) in states.iter_mut() {
-                    run.feed(*rule, row);
+                    run.feed(rule, row);
                 }
             }
             for (rule, run, stored) in states.iter_mut() {
                 if !run.moved_from(Some(stored)) {
                     continue;
                 }
-                let delta = run.take_delta(*rule, Some(*stored), self.alert_state);
+                let delta = run.take_delta(rule, Some(*stored), self.alert_state);
                 let hits = delta.hits.len() as u64;
                 if self.store.reply_apply(corp, &delta).await? {
                     progress.hits += hits;
@@ -184,7 +184,7 @@ impl Evaluator {
                     progress.conflicts += 1;
                     tracing::info!(rule = %rule.name, "reply-time batch written by another process; state reloaded");
                     self.cache.remove(&(corp.to_string(), rule.name.clone()));
-                    let (fresh, cursor) = self.load(corp, *rule).await?;
+                    let (fresh, cursor) = self.load(corp, rule).await?;
                     *run = fresh;
                     *stored = cursor;
                 }

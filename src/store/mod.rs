@@ -57,14 +57,14 @@ pub use crate::secret::redact_url;
 pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;
-pub use repo::{
-    BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow, MediaCount, MediaItem, MediaJob,
-    MediaOutcome, MediaRecovery, MediaRepo, SchemaRepo, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED, MEDIA_HELD,
-};
 pub use reply_repo::{
     OpenRun, ReplyActivity, ReplyCursor, ReplyDaily, ReplyDelta, ReplyHit, ReplySample, ReplyTimeRepo,
 };
 pub use reply_sql::KIND as REPLY_TIME_KIND;
+pub use repo::{
+    BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow, MediaCount, MediaItem, MediaJob,
+    MediaOutcome, MediaRecovery, MediaRepo, SchemaRepo, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED, MEDIA_HELD,
+};
 pub use review_repo::{
     AccessEntry, AccessLogHead, AccessLogRepo, ConversationSel, Direction, MediaRow, MessageGroup, NewAccessEntry,
     Participants, ReviewGrant, ReviewReadRepo, ReviewRepo, ReviewSession, ReviewUser, ReviewUserChange, Seal,

@@ -150,8 +150,7 @@ pub trait ReplyTimeRepo: Send + Sync {
     /// Backfill from `since_ms`: deletes the rule's open runs, and its activity, samples and
     /// daily rows from day `from_day` (`YYYY-MM-DD`) on, and sets its cursor to seq 0 with
     /// `since_ms` (hits stay: the unique key keeps them from doubling).
-    async fn reply_reset(&self, corpid: &CorpId, rule: &str, since_ms: i64, from_day: &str)
-        -> Result<(), StoreError>;
+    async fn reply_reset(&self, corpid: &CorpId, rule: &str, since_ms: i64, from_day: &str) -> Result<(), StoreError>;
 
     /// Daily rows of `corpid` with `from_day <= day <= to_day` (`None`: unbounded), of `rule`
     /// when given, of the employees `who` when given; by rule, day, userid; at most `limit`.

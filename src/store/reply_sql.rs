@@ -24,7 +24,9 @@ impl Dialect {
                                    messages = reply_activity.messages + excluded.messages"
                 .to_string(),
         };
-        format!("INSERT INTO reply_activity (corpid, rule, day, userid, conv, messages) VALUES (?, ?, ?, ?, ?, ?) {end}")
+        format!(
+            "INSERT INTO reply_activity (corpid, rule, day, userid, conv, messages) VALUES (?, ?, ?, ?, ?, ?) {end}"
+        )
     }
 
     /// Writes an open run (binds: corpid, rule, conv, conversation, msgid, msgtime, sender,
