@@ -25,6 +25,7 @@
 //! - [`review`]: reading the archive: roles and scopes, the review API, the access log;
 //! - [`rules`]: content and behaviour rules evaluated at ingest, their hits stored with the
 //!   records;
+//! - [`quality`]: 质检, reply-time checks over the stored messages (hits, daily statistics);
 //! - [`logging`]: the tracing subscriber with a reloadable filter;
 //! - [`cli`]: the subcommands;
 //! - [`backoff`], [`unwind`]: exponential backoff with jitter, and the one place where panics at
@@ -51,6 +52,7 @@ pub mod logging;
 pub mod media;
 pub mod message;
 pub mod observe;
+pub mod quality;
 pub mod reload;
 pub mod review;
 pub mod rules;

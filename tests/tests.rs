@@ -51,6 +51,7 @@ mod pipeline_ingest;
 mod pipeline_poison;
 mod pipeline_progress;
 mod pipeline_reload;
+mod reply_time;
 mod review_api;
 mod review_auth;
 mod rules;

@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod media;
 pub mod redecrypt;
 pub mod rule;
+pub mod reply_time;
 pub mod run;
 pub mod sdk_worker;
 pub mod search;
@@ -74,6 +75,9 @@ pub enum Command {
     Alerts(alerts::AlertsArgs),
     /// The review API's users: add, passwd, disable, enable, grant, revoke, list.
     User(user::UserArgs),
+    /// Reply-time checks (质检): `run` evaluates the `[[reply_time]]` rules over a corp's stored
+    /// messages (`--since` backfills), `stats` prints the daily statistics per employee.
+    ReplyTime(reply_time::ReplyTimeArgs),
     /// The review API's access log: verify its hash chain, export it.
     Audit(audit::AuditArgs),
     /// Content rules: add, list, remove the rules of the `rule_def` table; test a rule over the
@@ -216,6 +220,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Search(args) => search::run(&args),
         Command::Alerts(args) => alerts::run(&args),
         Command::User(args) => user::run(&args),
+        Command::ReplyTime(args) => reply_time::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::Rule(args) => rule::run(&args),
         Command::SdkWorker(args) => sdk_worker::run(&args),

@@ -91,6 +91,8 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         }
         // search: the full-text index is kept by its own background task (src/search/indexer.rs).
         let search = crate::search::indexer::start(&cfg, Arc::clone(&store), sources.clone());
+        // reply-time checks: their own background task over the stored rows (src/quality).
+        let reply_time = crate::quality::task::start(&cfg, args.config.as_deref(), Arc::clone(&store), sources.clone());
         // rules: evaluated on every record (src/rules); an invalid rules file at start-up is a
         // configuration error, later edits keep the rules in force.
         let rules_src = rules_sources(&cfg, args.config.as_deref(), &store);
@@ -214,6 +216,10 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                 Stopped::Overran(_) => std::time::Duration::ZERO,
             };
             let _ = tokio::time::timeout(left, search.stop()).await;
+        }
+        // reply-time: stops after its current batch (each batch is one transaction).
+        if let Some(task) = reply_time {
+            task.stop().await;
         }
         // alerts: a send in flight finishes and is recorded, within what is left of the grace
         // (one cut off is sent again after a restart, with the same idempotency key).

@@ -94,6 +94,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Content and behaviour rules evaluated at ingest.
     pub rules: RulesConfig,
+    /// Reply-time checks (质检, `crate::quality`).
+    pub reply_time: ReplyTimeConfig,
 }
 
 /// `[callback]`: the endpoint WeCom sends `msgaudit_notify` to (`crate::callback`). Each corp's
@@ -281,6 +283,28 @@ impl RulesConfig {
         }
         let dir = config_file?.parent()?;
         Some(dir.join("rules.toml"))
+    }
+}
+
+
+/// `[reply_time]`: the daemon evaluates the `[[reply_time]]` rules of the rules file over the
+/// stored messages (`crate::quality`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplyTimeConfig {
+    /// Run the reply-time checks in the background.
+    pub enabled: bool,
+    /// The rules file holding the `[[reply_time]]` entries; `""` = `rules.toml` beside the
+    /// configuration file.
+    pub rules_file: PathBuf,
+    /// How often the rules file is re-read and new rows are evaluated.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for ReplyTimeConfig {
+    fn default() -> Self {
+        Self { enabled: false, rules_file: PathBuf::new(), poll_interval: Duration::from_secs(10) }
     }
 }
 

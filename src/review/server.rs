@@ -16,7 +16,7 @@ use actix_web::http::header;
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
-use super::api::{browse, files, find, ReviewState};
+use super::api::{browse, files, find, stats, ReviewState};
 use super::auth;
 
 /// Every route: (method, path pattern). All are GET.
@@ -29,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/corps/{corpid}/conversations/{key}/export"),
     ("get", "/api/corps/{corpid}/messages/{msgid}"),
     ("get", "/api/corps/{corpid}/media/{msgid}/{item}"),
+    ("get", "/api/corps/{corpid}/reply-stats"),
     ("get", "/api/search"),
     ("get", "/api/search/export"),
 ];
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ReviewState>) {
             "/api/corps/{corpid}/conversations/{key}/export" => web::get().to(files::export_conversation),
             "/api/corps/{corpid}/messages/{msgid}" => web::get().to(browse::message),
             "/api/corps/{corpid}/media/{msgid}/{item}" => web::get().to(files::media),
+            "/api/corps/{corpid}/reply-stats" => web::get().to(stats::reply_stats),
             "/api/search" => web::get().to(find::search_messages),
             "/api/search/export" => web::get().to(files::export_search),
             // A route listed without a handler: the route test finds it answering this.

@@ -21,6 +21,8 @@
 //!   (`crate::review`).
 //! - `alert_outbox`: the alerts waiting to be sent and their delivery results (`crate::alerts`,
 //!   role [`AlertRepo`] in `alert_sql`), fed from `rule_hit`.
+//! - `reply_cursor`, `reply_open`, `reply_activity`, `reply_sample`, `reply_daily`: the reply-time
+//!   checks' state and daily statistics (`crate::quality`, role [`ReplyTimeRepo`], `reply_sql`).
 //! - `message_part`: values too large for one row within the database's packet limit (module
 //!   `spill`: a marker in the message row, the value in parts here, same transaction).
 //!
@@ -46,6 +48,8 @@ mod isolate;
 mod lease_sql;
 mod media_sql;
 mod mysql;
+mod reply_repo;
+mod reply_sql;
 mod repo;
 mod review_read_sql;
 mod review_repo;
@@ -72,6 +76,10 @@ pub use completeness_sql::{
 pub use inspect::{connect_read_only, inspect, Inspection};
 pub use isolate::{quarantined, write_isolating, QUARANTINE_PREFIX};
 pub use mysql::MysqlStore;
+pub use reply_repo::{
+    OpenRun, ReplyActivity, ReplyCursor, ReplyDaily, ReplyDelta, ReplyHit, ReplySample, ReplyTimeRepo,
+};
+pub use reply_sql::KIND as REPLY_TIME_KIND;
 pub use repo::{
     BatchOutcome, BatchRepo, CorpRepo, CorpRow, Fence, LeaseRepo, LeaseRow, MediaCount, MediaItem, MediaJob,
     MediaOutcome, MediaRecovery, MediaRepo, SchemaRepo, Store, Undecrypted, MEDIA_CODE_ATTEMPTS_EXHAUSTED, MEDIA_HELD,

@@ -13,6 +13,8 @@
 //! - [`AlertRepo`]: the alert outbox (`alert_repo.rs`, `alert_sql`).
 //! - [`CompletenessRepo`] (`completeness_sql.rs`): the completeness report's reads (seq gaps,
 //!   people, consent, failed media, undecryptable records).
+//! - [`ReplyTimeRepo`] (`reply_repo.rs`, `reply_sql.rs`): the reply-time checks' state, hits and
+//!   daily statistics (`crate::quality`).
 //!
 //! The daemon holds an `Arc<dyn Store>`; every role's methods are callable on it without
 //! importing the role trait.
@@ -24,6 +26,7 @@ use async_trait::async_trait;
 
 use super::alert_repo::AlertRepo;
 use super::completeness_sql::CompletenessRepo;
+use super::reply_repo::ReplyTimeRepo;
 use super::review_repo::{AccessLogRepo, ReviewReadRepo, ReviewRepo};
 use super::rules_repo::{BatchHits, RuleRepo};
 use super::{CorpId, Limits, MediaRef, Row, StoreError};
@@ -224,6 +227,7 @@ pub trait Store:
     + AlertRepo
     + CompletenessRepo
     + RuleRepo
+    + ReplyTimeRepo
     + Send
     + Sync
     + fmt::Debug

@@ -10,11 +10,13 @@
 //!
 //! - [`browse`]: corps, people, conversations, timelines, one message;
 //! - [`find`]: full-text search over the index;
-//! - [`files`]: media bytes (Range) and the exports.
+//! - [`files`]: media bytes (Range) and the exports;
+//! - [`stats`]: the reply-time statistics per employee and day (`crate::quality`).
 
 pub mod browse;
 pub mod files;
 pub mod find;
+pub mod stats;
 
 use std::sync::Arc;
 
