@@ -17,6 +17,7 @@ pub mod search;
 pub mod status;
 pub mod user;
 pub mod validate;
+pub mod wecom;
 
 use std::path::PathBuf;
 
@@ -66,6 +67,8 @@ pub enum Command {
     User(user::UserArgs),
     /// The review API's access log: verify its hash chain, export it.
     Audit(audit::AuditArgs),
+    /// WeCom's archive APIs (group names, archived members, consent): `refresh` runs one pass now.
+    Wecom(wecom::WecomArgs),
     /// One child process of the daemon that runs the vendor SDK (started by `run`, not by hand).
     #[command(hide = true)]
     SdkWorker(sdk_worker::SdkWorkerArgs),
@@ -197,6 +200,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Search(args) => search::run(&args),
         Command::User(args) => user::run(&args),
         Command::Audit(args) => audit::run(&args),
+        Command::Wecom(args) => wecom::run(&args),
         Command::SdkWorker(args) => sdk_worker::run(&args),
     }
 }

@@ -90,8 +90,20 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         }
         // search: the full-text index is kept by its own background task (src/search/indexer.rs).
         let search = crate::search::indexer::start(&cfg, Arc::clone(&store), sources.clone());
-        let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_config(&cfg))
+        let pipeline_cfg = pipeline_config(&cfg);
+        // wecom: names and scope from WeCom's archive APIs, for the corps this instance holds
+        // (src/wecom/refresh.rs).
+        let holder = pipeline_cfg.lease.as_ref().map(|l| l.holder.clone());
+        let wecom_sources = sources.clone();
+        let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_cfg)
             .map_err(|e| CliError::runtime("starting the pipeline", e))?;
+        let wecom = crate::wecom::refresh::start(
+            &cfg,
+            Arc::clone(&store),
+            wecom_sources,
+            Some(Arc::clone(&pipeline.stats)),
+            holder,
+        );
         let observer = Observer::new(
             observe::Sources {
                 stats: Some(Arc::clone(&pipeline.stats)),
@@ -182,6 +194,9 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                 Stopped::Overran(_) => std::time::Duration::ZERO,
             };
             let _ = tokio::time::timeout(left, search.stop()).await;
+        }
+        if let Some(wecom) = wecom {
+            wecom.stop().await;
         }
         if let Some(server) = server {
             server.stop(true).await;

@@ -42,6 +42,8 @@ mod review_read_sql;
 mod review_repo;
 mod review_sql;
 mod spill;
+mod wecom_repo;
+mod wecom_sql;
 mod sql;
 mod sqlite;
 
@@ -62,6 +64,7 @@ pub use review_repo::{
     Participants, ReviewGrant, ReviewReadRepo, ReviewRepo, ReviewSession, ReviewUser, ReviewUserChange, Seal,
     TimelinePos, UserChangeOutcome,
 };
+pub use wecom_repo::{Consent, ConsentCheck, PermitUser, RoomInfo, WecomRepo, WecomRoom, WecomRoomMember};
 pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;

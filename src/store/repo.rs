@@ -214,6 +214,7 @@ pub trait Store:
     + ReviewRepo
     + AccessLogRepo
     + ReviewReadRepo
+    + super::WecomRepo
     + Send
     + Sync
     + fmt::Debug
