@@ -25,8 +25,11 @@ const RECORDS: u64 = 200;
 
 fn fake(corps: usize) -> FakeApi {
     let emu = emulator::Emulator::new(pipeline::scenario(corps, &[], RECORDS)).unwrap();
-    FakeApi::start(emu, ApiOptions { proxy_auth: Some(PROXY_CREDENTIALS.into()), ca_signed: true, ..ApiOptions::default() })
-        .unwrap()
+    FakeApi::start(
+        emu,
+        ApiOptions { proxy_auth: Some(PROXY_CREDENTIALS.into()), ca_signed: true, ..ApiOptions::default() },
+    )
+    .unwrap()
 }
 
 fn client_settings() -> ClientSettings {
@@ -170,7 +173,9 @@ async fn errors_name_no_secret_token_or_proxy_password() {
     let unreachable = Client::new(s.corpid.clone(), s.secret.clone(), &closed, client_settings()).unwrap();
     let transport = unreachable.permit_users(None).await.unwrap_err();
     for text in [format!("{err} {err:?}"), format!("{transport} {transport:?}"), format!("{wrong:?} {unreachable:?}")] {
-        for secret in ["DEMO-ONLY-wrong-secret-value", s.secret.expose(), "DEMO-ONLY-proxy-pass", "FAKE_TOKEN_", "corpsecret"] {
+        for secret in
+            ["DEMO-ONLY-wrong-secret-value", s.secret.expose(), "DEMO-ONLY-proxy-pass", "FAKE_TOKEN_", "corpsecret"]
+        {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }

@@ -41,8 +41,9 @@ pub fn run(args: &WecomArgs) -> Result<(), CliError> {
     let settings = Settings::from_config(&cfg.wecom_api).map_err(|e| CliError::config("[wecom_api]", e))?;
     let WecomCommand::Refresh { corp } = &args.command;
     let only = corp.as_deref().map(CorpId::new).transpose().map_err(|e| CliError::config("--corp", e))?;
+    let sources_cfg = cfg.clone();
     with_store_of(&cfg, |store| async move {
-        let sources = super::run::sources_from_config(&cfg, Some(Arc::clone(&store)));
+        let sources = super::run::sources_from_config(&sources_cfg, Some(Arc::clone(&store)));
         let mut corps = held_corps(&store, &sources, None).await;
         if let Some(only) = &only {
             corps.retain(|c| &c.corpid == only);

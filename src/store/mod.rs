@@ -42,10 +42,10 @@ mod review_read_sql;
 mod review_repo;
 mod review_sql;
 mod spill;
-mod wecom_repo;
-mod wecom_sql;
 mod sql;
 mod sqlite;
+mod wecom_repo;
+mod wecom_sql;
 
 use std::fmt;
 use std::sync::Arc;
@@ -64,10 +64,10 @@ pub use review_repo::{
     Participants, ReviewGrant, ReviewReadRepo, ReviewRepo, ReviewSession, ReviewUser, ReviewUserChange, Seal,
     TimelinePos, UserChangeOutcome,
 };
-pub use wecom_repo::{Consent, ConsentCheck, PermitUser, RoomInfo, WecomRepo, WecomRoom, WecomRoomMember};
 pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
+pub use wecom_repo::{Consent, ConsentCheck, PermitUser, RoomInfo, WecomRepo, WecomRoom, WecomRoomMember};
 
 /// Longest corpid accepted: MySQL table names have at most 64 characters and the longest prefix
 /// is `message_` (8). Real corpids have 18 characters.

@@ -504,7 +504,7 @@ mod instances {
     use sqlx::Row as _;
 
     use crate::store::sql::SqlStore;
-    use crate::store::wecom_repo::{ConsentCheck, Consent, PermitUser, RoomInfo, WecomRoom, WecomRoomMember};
+    use crate::store::wecom_repo::{Consent, ConsentCheck, PermitUser, RoomInfo, WecomRoom, WecomRoomMember};
     use crate::store::{CorpId, StoreError, WecomRepo};
 
     wecom_repo!(sqlx::MySql);

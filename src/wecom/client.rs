@@ -49,7 +49,12 @@ pub struct ClientSettings {
 
 impl Default for ClientSettings {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(10), retries: 3, retry_delay: Duration::from_millis(500), extra_ca_pem: None }
+        Self {
+            timeout: Duration::from_secs(10),
+            retries: 3,
+            retry_delay: Duration::from_millis(500),
+            extra_ca_pem: None,
+        }
     }
 }
 
@@ -165,7 +170,10 @@ impl Client {
         // Renew before WeCom's end: 5 minutes early, or halfway for short lifetimes.
         let margin = (expires_in / 2).min(300);
         let value = Secret::new(token.to_string());
-        *slot = Some(Token { value: value.clone(), valid_until: Instant::now() + Duration::from_secs(expires_in - margin) });
+        *slot = Some(Token {
+            value: value.clone(),
+            valid_until: Instant::now() + Duration::from_secs(expires_in - margin),
+        });
         tracing::debug!(corpid = %self.corpid, expires_in, "access token obtained");
         Ok(value)
     }
@@ -289,8 +297,7 @@ impl Client {
     pub async fn check_single_agree(&self, pairs: &[(String, String)]) -> Result<Vec<ConsentCheck>, WecomError> {
         let mut out = Vec::with_capacity(pairs.len());
         for chunk in pairs.chunks(SINGLE_AGREE_BATCH) {
-            let info: Vec<Value> =
-                chunk.iter().map(|(u, e)| json!({ "userid": u, "exteranalopenid": e })).collect();
+            let info: Vec<Value> = chunk.iter().map(|(u, e)| json!({ "userid": u, "exteranalopenid": e })).collect();
             let v = self.call(Api::SingleAgree, &json!({ "info": info })).await?;
             out.extend(agreeinfo(&v, ""));
         }
@@ -359,7 +366,8 @@ mod tests {
 
     #[test]
     fn a_bad_extra_ca_is_a_configuration_error() {
-        let settings = ClientSettings { extra_ca_pem: Some(b"not a certificate".to_vec()), ..ClientSettings::default() };
+        let settings =
+            ClientSettings { extra_ca_pem: Some(b"not a certificate".to_vec()), ..ClientSettings::default() };
         assert!(matches!(http_client(&Proxy::default(), &settings), Err(WecomError::Config(_))));
     }
 }

@@ -56,16 +56,21 @@ impl Settings {
         let extra_ca_pem = if c.extra_ca_file.as_os_str().is_empty() {
             None
         } else {
-            Some(std::fs::read(&c.extra_ca_file).map_err(|e| {
-                WecomError::Config(format!("extra_ca_file {}: {e}", c.extra_ca_file.display()))
-            })?)
+            Some(
+                std::fs::read(&c.extra_ca_file)
+                    .map_err(|e| WecomError::Config(format!("extra_ca_file {}: {e}", c.extra_ca_file.display())))?,
+            )
         };
         Ok(Self {
             interval: c.interval.max(Duration::from_secs(1)),
             refresh: c.refresh.max(Duration::from_secs(60)),
             scan_batch: c.scan_batch.clamp(1, 5_000),
             corp_timeout: c.corp_timeout.max(Duration::from_secs(1)),
-            client: ClientSettings { timeout: c.timeout.max(Duration::from_secs(1)), extra_ca_pem, ..ClientSettings::default() },
+            client: ClientSettings {
+                timeout: c.timeout.max(Duration::from_secs(1)),
+                extra_ca_pem,
+                ..ClientSettings::default()
+            },
             ..Self::default()
         })
     }
@@ -170,12 +175,8 @@ impl Service {
                 return Ok(Arc::clone(c));
             }
         }
-        let c = Arc::new(Client::new(
-            spec.corpid.clone(),
-            spec.secret.clone(),
-            &spec.proxy,
-            self.settings.client.clone(),
-        )?);
+        let c =
+            Arc::new(Client::new(spec.corpid.clone(), spec.secret.clone(), &spec.proxy, self.settings.client.clone())?);
         corps.insert(spec.corpid.clone(), (fp, Arc::clone(&c)));
         Ok(c)
     }
@@ -365,7 +366,8 @@ impl Service {
     /// 1:1 consents older than `refresh`.
     async fn consents_due(&self, client: &Client, p: &mut CorpProgress) -> Result<(), WecomError> {
         let corpid = client.corpid();
-        let due = self.store.wecom_consent_due(corpid, ms(self.settings.refresh), self.settings.consents_per_pass).await?;
+        let due =
+            self.store.wecom_consent_due(corpid, ms(self.settings.refresh), self.settings.consents_per_pass).await?;
         if due.is_empty() {
             return Ok(());
         }
@@ -398,6 +400,10 @@ impl Service {
                             tracing::debug!(corpid = %corpid, progress = ?p, "WeCom metadata refreshed");
                         }
                         Ok(_) => {}
+                        // Logged when the corp starts failing (`mark`), not at every pass.
+                        Err(e @ WecomError::ArchiveExpired) => {
+                            tracing::debug!(corpid = %corpid, error = %e, "WeCom metadata refresh failed");
+                        }
                         Err(e) => tracing::warn!(corpid = %corpid, error = %e, "WeCom metadata refresh failed"),
                     }
                     out.push((corpid, r));

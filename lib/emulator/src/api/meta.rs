@@ -73,9 +73,11 @@ impl MetaState {
 
     /// The consent the fake answers for (roomid, userid, external).
     pub(super) fn consent_of(&self, roomid: &str, userid: &str, external: &str) -> (String, i64) {
-        if let Some(c) =
-            self.consent.lock().unwrap_or_else(PoisonError::into_inner).get(&(roomid.into(), userid.into(), external.into()))
-        {
+        if let Some(c) = self.consent.lock().unwrap_or_else(PoisonError::into_inner).get(&(
+            roomid.into(),
+            userid.into(),
+            external.into(),
+        )) {
             return c.clone();
         }
         let h = hash_bytes(format!("{roomid}\0{userid}\0{external}").as_bytes());
@@ -152,7 +154,11 @@ impl State {
             "check_single_agree" => {
                 let info = body.get("info").and_then(Value::as_array).cloned().unwrap_or_default();
                 if info.len() > 100 {
-                    return Answer::Http { status: 200, body: errbody(40058, "info: at most 100"), content_range: None };
+                    return Answer::Http {
+                        status: 200,
+                        body: errbody(40058, "info: at most 100"),
+                        content_range: None,
+                    };
                 }
                 let agree: Vec<Value> = info
                     .iter()
