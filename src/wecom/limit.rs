@@ -42,7 +42,8 @@ impl RateLimiter {
             Ok(())
         } else {
             *s = (tokens, now);
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_sec))
+            // At least 1 µs: a wait rounded down to 0 would never refill the missing fraction.
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_sec).max(Duration::from_micros(1)))
         }
     }
 
