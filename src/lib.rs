@@ -64,3 +64,4 @@ pub mod security;
 pub mod store;
 pub(crate) mod toml_errors;
 pub mod unwind;
+pub mod wecom;

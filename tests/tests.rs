@@ -62,3 +62,4 @@ mod sdk_media;
 mod sdk_process;
 mod search;
 mod store_db;
+mod wecom_meta;

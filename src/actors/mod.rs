@@ -178,6 +178,9 @@ pub struct CorpStatus {
     /// The corp settings the `keys` outcomes were measured with ([`crate::corps::CorpSpec::fingerprint`]):
     /// new keys start with a clean slate.
     pub keys_of: String,
+    /// Why WeCom's archive APIs (`crate::wecom`) refuse the corp for good (errcode 301052: the
+    /// archive service expired), `None` once a metadata pass works again: the corp is failing.
+    pub wecom_api_error: Option<String>,
 }
 
 /// How many recent records of one key version [`KeyHealth`] remembers.
@@ -258,7 +261,10 @@ impl CorpStatus {
     /// Failing: a permanent error (bad secret, IP not allowed…), or `failing_after` failures in
     /// a row without a successful pull.
     pub fn is_failing(&self, failing_after: u32) -> bool {
-        self.state == "failing" || self.consecutive_failures >= failing_after.max(1) || self.keys_failing()
+        self.state == "failing"
+            || self.consecutive_failures >= failing_after.max(1)
+            || self.keys_failing()
+            || self.wecom_api_error.is_some()
     }
 
     /// Some key version has more than half of its recent records undecryptable.

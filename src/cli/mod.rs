@@ -21,6 +21,7 @@ pub mod search;
 pub mod status;
 pub mod user;
 pub mod validate;
+pub mod wecom;
 
 use std::path::PathBuf;
 
@@ -83,6 +84,8 @@ pub enum Command {
     /// Content rules: add, list, remove the rules of the `rule_def` table; test a rule over the
     /// stored records (count, samples, `--write` the hits).
     Rule(rule::RuleArgs),
+    /// WeCom's archive APIs (group names, archived members, consent): `refresh` runs one pass now.
+    Wecom(wecom::WecomArgs),
     /// One child process of the daemon that runs the vendor SDK (started by `run`, not by hand).
     #[command(hide = true)]
     SdkWorker(sdk_worker::SdkWorkerArgs),
@@ -223,6 +226,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::ReplyTime(args) => reply_time::run(&args),
         Command::Audit(args) => audit::run(&args),
         Command::Rule(args) => rule::run(&args),
+        Command::Wecom(args) => wecom::run(&args),
         Command::SdkWorker(args) => sdk_worker::run(&args),
     }
 }

@@ -108,6 +108,10 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             Err(e) => return Err(CliError::config("the rules", e)),
         };
         let pipeline_cfg = PipelineConfig { rules: rules.clone(), ..pipeline_config(&cfg) };
+        // wecom: names and scope from WeCom's archive APIs, for the corps this instance holds
+        // (src/wecom/refresh.rs).
+        let holder = pipeline_cfg.lease.as_ref().map(|l| l.holder.clone());
+        let wecom_sources = sources.clone();
         let pipeline = Pipeline::start(Arc::clone(&store), sdk, sources, &pipeline_cfg)
             .map_err(|e| CliError::runtime("starting the pipeline", e))?;
         // alerts: rule hits to the configured channels, by their own background tasks (src/alerts).
@@ -115,6 +119,13 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
         let (rules_kick, kicks) = mpsc::unbounded_channel();
         let _rules_reloader =
             crate::rules::spawn_reloader(rules_src, rules, cfg.rules.reload_interval, kicks, pipeline.stop_token());
+        let wecom = crate::wecom::refresh::start(
+            &cfg,
+            Arc::clone(&store),
+            wecom_sources,
+            Some(Arc::clone(&pipeline.stats)),
+            holder,
+        );
         let observer = Observer::new(
             observe::Sources {
                 stats: Some(Arc::clone(&pipeline.stats)),
@@ -216,6 +227,9 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                 Stopped::Overran(_) => std::time::Duration::ZERO,
             };
             let _ = tokio::time::timeout(left, search.stop()).await;
+        }
+        if let Some(wecom) = wecom {
+            wecom.stop().await;
         }
         // reply-time: stops after its current batch (each batch is one transaction).
         if let Some(task) = reply_time {

@@ -96,6 +96,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Reply-time checks (质检, `crate::quality`).
     pub reply_time: ReplyTimeConfig,
+    /// WeCom's archive APIs: group names, archived members, consent (`crate::wecom`).
+    pub wecom_api: WecomApiConfig,
 }
 
 /// `[callback]`: the endpoint WeCom sends `msgaudit_notify` to (`crate::callback`). Each corp's
@@ -305,6 +307,47 @@ pub struct ReplyTimeConfig {
 impl Default for ReplyTimeConfig {
     fn default() -> Self {
         Self { enabled: false, rules_file: PathBuf::new(), poll_interval: Duration::from_secs(10) }
+    }
+}
+
+
+/// `[wecom_api]`: the metadata of `crate::wecom` (group chat names and members, archived
+/// members, consent of external contacts), fetched with the archive secret through `[sdk] proxy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WecomApiConfig {
+    /// Run the background refresh in the daemon.
+    pub enabled: bool,
+    /// Wait between passes (each pass scans the new messages of every corp handled here).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Rooms, consents and the archived-member list are asked again when older than this.
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+    /// Per-request timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// A corp's pass is abandoned after this long (the next one continues).
+    #[serde(with = "humantime_serde")]
+    pub corp_timeout: Duration,
+    /// Messages read per scan query.
+    pub scan_batch: u32,
+    /// A PEM file of certificates trusted besides the system's roots: for tests (the emulator's
+    /// fake API) and private CAs of a TLS-inspecting proxy. Verification is never turned off.
+    pub extra_ca_file: PathBuf,
+}
+
+impl Default for WecomApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: Duration::from_secs(60),
+            refresh: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(10),
+            corp_timeout: Duration::from_secs(300),
+            scan_batch: 500,
+            extra_ca_file: PathBuf::new(),
+        }
     }
 }
 

@@ -155,6 +155,9 @@ pub struct CorpReport {
     /// Recent decryption per `publickey_ver` (live reports only).
     #[serde(default)]
     pub keys: Vec<KeyReport>,
+    /// Why WeCom's archive APIs refuse the corp (errcode 301052), live reports only.
+    #[serde(default)]
+    pub wecom_api_error: Option<String>,
 }
 
 /// The recent records of one key version of a corp.
@@ -223,7 +226,9 @@ impl CorpReport {
                 )
             })
             .collect();
-        if keys.is_empty() {
+        if let Some(why) = &self.wecom_api_error {
+            why.clone()
+        } else if keys.is_empty() {
             self.last_error.clone().unwrap_or_else(|| self.state.clone())
         } else {
             keys.join("; ")
@@ -387,6 +392,7 @@ pub fn corp_report(corpid: &CorpId, s: &CorpStatus, failing_after: u32, now: Sys
         generation: s.generation,
         last_error: s.last_error.clone(),
         lease_holder: None,
+        wecom_api_error: s.wecom_api_error.clone(),
         media: Vec::new(),
         keys: s
             .keys
@@ -457,5 +463,17 @@ mod tests {
         assert_eq!(r.failing_keys().map(|k| k.publickey_ver).collect::<Vec<_>>(), [1]);
         let why = r.failing_reason();
         assert!(why.contains("publickey_ver 1: 3 of the last 3") && why.contains("wrong key"), "{why}");
+    }
+
+    #[test]
+    fn an_expired_archive_service_fails_the_corp_with_its_reason() {
+        let id = CorpId::new("ww1").unwrap();
+        let why = crate::wecom::WecomError::ArchiveExpired.to_string();
+        let s = CorpStatus { wecom_api_error: Some(why.clone()), ..status() };
+        let r = corp_report(&id, &s, 3, SystemTime::now());
+        assert!(r.failing);
+        assert_eq!(r.failing_reason(), why);
+        assert!(why.contains("301052"), "{why}");
+        assert!(!corp_report(&id, &status(), 3, SystemTime::now()).failing);
     }
 }

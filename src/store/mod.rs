@@ -59,6 +59,8 @@ mod rules_sql;
 mod spill;
 mod sql;
 mod sqlite;
+mod wecom_repo;
+mod wecom_sql;
 
 use std::fmt;
 use std::sync::Arc;
@@ -93,6 +95,7 @@ pub use rules_repo::{BatchHits, RevokeCheck, RuleDefRow, RuleHit, RuleRepo, Stor
 pub use spill::{marker, parse_marker, Limits, MARKER_PREFIX, PART_TABLE};
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
+pub use wecom_repo::{Consent, ConsentCheck, PermitUser, RoomInfo, WecomRepo, WecomRoom, WecomRoomMember};
 
 /// Longest corpid accepted: MySQL table names have at most 64 characters and the longest prefix
 /// is `message_` (8). Real corpids have 18 characters.

@@ -228,6 +228,7 @@ pub trait Store:
     + CompletenessRepo
     + RuleRepo
     + ReplyTimeRepo
+    + super::WecomRepo
     + Send
     + Sync
     + fmt::Debug

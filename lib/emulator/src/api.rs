@@ -21,6 +21,9 @@
 //! memory and optionally as JSON lines in a file, so tests can check what the SDK sent
 //! (`Proxy-Authorization`, `encrypt_sign`) and which faults really happened.
 //!
+//! The archive metadata APIs (`msgaudit/groupchat/get`, `get_permit_user_list`,
+//! `check_single_agree`, `check_room_agree`) are in [`meta`].
+//!
 //! Plain threads, one per connection; the server binds where it is told (tests: 127.0.0.1 only).
 
 use std::collections::HashMap;
@@ -44,9 +47,18 @@ use serde_json::{json, Value};
 use crate::rng::{seed_of, Rng};
 use crate::Emulator;
 
+pub mod meta;
+
 /// The DEMO-ONLY certificate for `qyapi.weixin.qq.com` (self-signed, valid until 2126).
 pub const DEMO_CERT_PEM: &str = include_str!("../tls/DEMO-ONLY-qyapi.cert.pem");
 const DEMO_KEY_PEM: &str = include_str!("../tls/DEMO-ONLY-qyapi.key.pem");
+/// A DEMO-ONLY test CA, for clients that verify the chain (rustls: `[wecom_api] extra_ca_file`);
+/// the server presents [`DEMO_CA_SIGNED_CERT_PEM`] with [`ApiOptions::ca_signed`].
+pub const DEMO_TEST_CA_PEM: &str = include_str!("../tls/DEMO-ONLY-test-ca.cert.pem");
+/// A DEMO-ONLY certificate for `qyapi.weixin.qq.com` issued by [`DEMO_TEST_CA_PEM`] (not a CA
+/// itself, which a verifying client requires of a server certificate).
+pub const DEMO_CA_SIGNED_CERT_PEM: &str = include_str!("../tls/DEMO-ONLY-qyapi-ca-signed.cert.pem");
+const DEMO_CA_SIGNED_KEY_PEM: &str = include_str!("../tls/DEMO-ONLY-qyapi-ca-signed.key.pem");
 
 /// The host the SDK talks to.
 pub const HOST: &str = "qyapi.weixin.qq.com";
@@ -128,6 +140,8 @@ pub struct ApiOptions {
     pub faults: ApiFaults,
     /// Append every [`Recorded`] as a JSON line here.
     pub log_file: Option<PathBuf>,
+    /// Present [`DEMO_CA_SIGNED_CERT_PEM`] (with the CA) instead of the self-signed certificate.
+    pub ca_signed: bool,
 }
 
 impl Default for ApiOptions {
@@ -137,6 +151,7 @@ impl Default for ApiOptions {
             proxy_auth: None,
             faults: ApiFaults::default(),
             log_file: None,
+            ca_signed: false,
         }
     }
 }
@@ -158,6 +173,7 @@ struct State {
     drops: AtomicU64,
     tls: Arc<rustls::ServerConfig>,
     stop: AtomicBool,
+    meta: meta::MetaState,
 }
 
 /// A running fake API; stops when dropped.
@@ -193,8 +209,9 @@ impl FakeApi {
             counter: AtomicU64::new(0),
             chat_calls: AtomicU64::new(0),
             drops: AtomicU64::new(0),
-            tls: Arc::new(tls_config()?),
+            tls: Arc::new(tls_config(opts.ca_signed)?),
             stop: AtomicBool::new(false),
+            meta: meta::MetaState::default(),
         });
         let st = Arc::clone(&state);
         let accept = std::thread::Builder::new()
@@ -246,6 +263,26 @@ impl FakeApi {
             .ok_or_else(|| std::io::Error::other(format!("corp {} is not in the scenario", target.corpid)))?;
         Ok((seq, target.notify(seed)?))
     }
+
+    /// Faults for the next metadata calls, one each, in order ([`meta`]).
+    pub fn push_meta_faults(&self, faults: &[&str]) {
+        self.state.meta.push_faults(faults);
+    }
+
+    /// What the consent APIs answer for (roomid or "", userid or "", external) from now on.
+    pub fn set_consent(&self, roomid: &str, userid: &str, external: &str, status: &str, time: i64) {
+        self.state.meta.set_consent(roomid, userid, external, status, time);
+    }
+
+    /// What the consent APIs answer for (roomid or "", userid or "", external) now.
+    pub fn consent_of(&self, roomid: &str, userid: &str, external: &str) -> (String, i64) {
+        self.state.meta.consent_of(roomid, userid, external)
+    }
+
+    /// Leaves `userid` out of the archived-member lists from now on.
+    pub fn remove_permit_user(&self, userid: &str) {
+        self.state.meta.remove_permit_user(userid);
+    }
 }
 
 impl Drop for FakeApi {
@@ -259,9 +296,11 @@ impl Drop for FakeApi {
     }
 }
 
-fn tls_config() -> Result<rustls::ServerConfig, ApiError> {
-    let cert = CertificateDer::from_pem_slice(DEMO_CERT_PEM.as_bytes()).map_err(|e| ApiError::Tls(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(DEMO_KEY_PEM.as_bytes()).map_err(|e| ApiError::Tls(e.to_string()))?;
+fn tls_config(ca_signed: bool) -> Result<rustls::ServerConfig, ApiError> {
+    let (cert, key) =
+        if ca_signed { (DEMO_CA_SIGNED_CERT_PEM, DEMO_CA_SIGNED_KEY_PEM) } else { (DEMO_CERT_PEM, DEMO_KEY_PEM) };
+    let cert = CertificateDer::from_pem_slice(cert.as_bytes()).map_err(|e| ApiError::Tls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| ApiError::Tls(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -509,6 +548,11 @@ impl State {
         let answer = match (req.method.as_str(), call.as_str()) {
             ("GET", "gettoken") => self.gettoken(req, &mut rec),
             ("POST", "getchatdata" | "getchatmediadata") => self.data_call(req, &call, &mut rec),
+            ("POST", _) if meta::call_of(req.path()).is_some() => {
+                let m = meta::call_of(req.path()).unwrap_or_default();
+                rec.call = m.to_string();
+                self.meta_call(req, m, &mut rec)
+            }
             _ => {
                 rec.status = 404;
                 Answer::Http { status: 404, body: errbody(404, "not found"), content_range: None }

@@ -264,7 +264,8 @@ const CHINESE: &[&str] = &[
     "客户说下周一来公司参观 🏢",
     "好的👌，谢谢！",
 ];
-const USERS: &[&str] = &["zhangsan", "lisi", "wangwu", "zhaoliu", "sunqi", "zhouba"];
+/// The employees of the generated records.
+pub(crate) const USERS: &[&str] = &["zhangsan", "lisi", "wangwu", "zhaoliu", "sunqi", "zhouba"];
 
 struct Builder<'a> {
     ctx: &'a GenCtx<'a>,
