@@ -13,8 +13,8 @@
 //!                                           │ event: the XML inside
 //!                                           ▼
 //!                                   EventSink::pull_now ──► Supervisor ─PullNow─► CorpActor
-//!                                   EventSink::consent_approved (logged + counted; the metadata
-//!                                   part refreshes consent there)
+//!                                   EventSink::consent_approved (logged, counted, and with [wecom_api]
+//!                                   the consent re-checked: wecom::refresh)
 //! ```
 //!
 //! - [`protocol`]: the cryptography as pure functions (sign, verify, decrypt, encrypt; the key);

@@ -50,16 +50,18 @@ pub trait EventSink: Send + Sync {
 }
 
 /// The daemon's [`Directory`] and [`EventSink`]: the supervisor (keys of every corp the sources
-/// give, `PullNow` to the running actor).
+/// give, `PullNow` to the running actor) and, with `[wecom_api] enabled`, the metadata service
+/// that re-checks a consent (`crate::wecom::refresh::Service::refresh_consent`).
 #[derive(Debug, Clone)]
 pub struct PipelineSink {
     supervisor: Addr<Supervisor>,
+    consent: Option<Arc<crate::wecom::refresh::Service>>,
 }
 
 impl PipelineSink {
-    /// Over the pipeline's supervisor.
-    pub fn new(supervisor: Addr<Supervisor>) -> Self {
-        Self { supervisor }
+    /// Over the pipeline's supervisor and, when the metadata APIs are on, their service.
+    pub fn new(supervisor: Addr<Supervisor>, consent: Option<Arc<crate::wecom::refresh::Service>>) -> Self {
+        Self { supervisor, consent }
     }
 }
 
@@ -76,9 +78,16 @@ impl EventSink for PipelineSink {
     }
 
     fn consent_approved(&self, corpid: &CorpId, userid: &str, external_userid: &str) {
-        // The consent refresh (check_single_agree) belongs to the metadata part; until it is wired
-        // here the event is logged and counted.
         tracing::info!(corpid = %corpid, %userid, %external_userid, "an external contact approved archiving (msg_audit_approved)");
+        // The consent is re-checked (check_single_agree) on a task of its own: the listener
+        // answers at once. Without the metadata APIs, the next pass that sees the pair does it.
+        let Some(service) = self.consent.clone() else { return };
+        let (corpid, userid, external) = (corpid.clone(), userid.to_string(), external_userid.to_string());
+        actix_rt::spawn(async move {
+            if let Err(e) = service.refresh_consent(&corpid, &userid, &external).await {
+                tracing::warn!(corpid = %corpid, error = %e, "re-checking a consent after msg_audit_approved failed; the next refresh pass retries it");
+            }
+        });
     }
 }
 
@@ -293,13 +302,17 @@ pub fn serve_on(listener: std::net::TcpListener, state: CallbackState) -> std::i
 /// Starts the listener of `[callback]` for `pipeline` on the current actix system, stopped with
 /// the pipeline (requests in flight get the server's shutdown timeout). `Ok(None)`: `listen` is
 /// empty, callbacks are off.
-pub fn start(cfg: &CallbackConfig, pipeline: &crate::actors::Pipeline) -> std::io::Result<Option<SocketAddr>> {
+pub fn start(
+    cfg: &CallbackConfig,
+    pipeline: &crate::actors::Pipeline,
+    consent: Option<Arc<crate::wecom::refresh::Service>>,
+) -> std::io::Result<Option<SocketAddr>> {
     if cfg.listen.is_empty() {
         return Ok(None);
     }
     let addr: SocketAddr =
         cfg.listen.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
-    let sink = Arc::new(PipelineSink::new(pipeline.supervisor.clone()));
+    let sink = Arc::new(PipelineSink::new(pipeline.supervisor.clone(), consent));
     let settings = Settings { max_body: cfg.max_body, window: cfg.max_age, ..Settings::default() };
     let state = CallbackState::new(sink.clone(), sink, Arc::clone(&pipeline.stats.callback), &settings);
     let listener = std::net::TcpListener::bind(addr)?;

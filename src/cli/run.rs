@@ -184,7 +184,7 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             });
         }
         // callback: WeCom's msgaudit_notify → pull now (src/callback).
-        if let Some(addr) = crate::callback::server::start(&cfg.callback, &pipeline)
+        if let Some(addr) = crate::callback::server::start(&cfg.callback, &pipeline, wecom.as_ref().map(|t| t.service()))
             .map_err(|e| CliError::config("callback.listen: cannot listen", e))?
         {
             tracing::info!(%addr, "serving WeCom callbacks on /callback/<corpid>");
