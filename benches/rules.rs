@@ -151,9 +151,10 @@ fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("rules bench: {records} records per round, {} cores, load average {}", num_cpus(), load.trim());
     let set = Arc::new(rule_set());
-    let with = || {
+    let set_for_rounds = Arc::clone(&set);
+    let with = move || {
         let live = Live::default();
-        live.set(rule_set_clone(&set));
+        live.set(rule_set_clone(&set_for_rounds));
         live
     };
     actix_rt::System::new().block_on(async move {

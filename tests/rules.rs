@@ -21,7 +21,7 @@ use wework_msgaudit::actors::{Pipeline, PipelineConfig};
 use wework_msgaudit::corps::Sources;
 use wework_msgaudit::rules::{self, parse_file, Live, RuleSet};
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
-use wework_msgaudit::store::{BatchHits, CorpId, Row, Store, StoreError};
+use wework_msgaudit::store::{BatchHits, CorpId, Row, StoreError};
 
 fn corp(s: &str) -> CorpId {
     CorpId::new(s).unwrap()
@@ -190,8 +190,8 @@ async fn pipeline_hits_equal_the_backfill(db: Db) {
     let live = Live::new(set(PIPELINE_RULES));
     let cfg = PipelineConfig { rules: live.clone(), ..config() };
     // Small pages: revokes whose message is in an earlier page are common.
-    let pipeline = Pipeline::start(Arc::clone(&store), sdk, Sources { fixed: specs(2, 37), ..Sources::default() }, &cfg)
-        .unwrap();
+    let pipeline =
+        Pipeline::start(Arc::clone(&store), sdk, Sources { fixed: specs(2, 37), ..Sources::default() }, &cfg).unwrap();
     let targets: Vec<(String, u64)> = (0..2).map(|i| (corpid(i), RECORDS)).collect();
     wait_for(&pipeline, &targets, Duration::from_secs(300)).await;
     let counted = pipeline.stats.rule_hits.snapshot();
@@ -206,7 +206,8 @@ async fn pipeline_hits_equal_the_backfill(db: Db) {
         let again = rules::backfill(store.as_ref(), &live.current(), &c, None, true, 0).await.unwrap();
         assert_eq!(again.written, 0, "{c}: nothing missing, nothing twice");
         for rule in ["price", "contract", "cards", "quick_revoke"] {
-            let sql = format!("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM rule_hit WHERE corpid = ? AND rule = '{rule}'");
+            let sql =
+                format!("SELECT CAST(COUNT(*) AS SIGNED INTEGER) FROM rule_hit WHERE corpid = ? AND rule = '{rule}'");
             let n = db.int(&sql, Some(c.as_str())).await;
             assert!(n > 0, "{c}: no hit of {rule}");
         }
@@ -247,8 +248,11 @@ async fn the_reloader_swaps_rules_live(db: Db) {
     wait(vec!["one"]).await;
     // An edit of the file (written elsewhere and renamed over it, as editors do).
     let tmp = dir.path().join(".rules.toml.tmp");
-    std::fs::write(&tmp, "[[rule]]\nname = \"one\"\nkeywords = [\"a\"]\n[[rule]]\nname = \"two\"\nbuiltin = [\"phone\"]\n")
-        .unwrap();
+    std::fs::write(
+        &tmp,
+        "[[rule]]\nname = \"one\"\nkeywords = [\"a\"]\n[[rule]]\nname = \"two\"\nbuiltin = [\"phone\"]\n",
+    )
+    .unwrap();
     std::fs::rename(&tmp, &file).unwrap();
     wait(vec!["one", "two"]).await;
     // An invalid edit: the rules in force stay.

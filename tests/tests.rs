@@ -19,8 +19,8 @@
 mod common;
 mod crypto_support;
 
-mod callback;
 mod alerts;
+mod callback;
 mod cli_corp;
 mod cli_demo;
 mod cli_doctor;

@@ -14,7 +14,7 @@ use serde_json::json;
 use wework_msgaudit::actors::Stats;
 use wework_msgaudit::corps::{CorpSpec, Proxy};
 use wework_msgaudit::secret::Secret;
-use wework_msgaudit::store::{CorpId, Store};
+use wework_msgaudit::store::CorpId;
 use wework_msgaudit::wecom::refresh::{seen_in, Service, Settings};
 use wework_msgaudit::wecom::{Api, Client, ClientSettings, WecomError};
 

@@ -429,7 +429,8 @@ impl Puller {
                 let keys = decoded.keys;
                 let mut hits = decoded.hits;
                 // Revoke rules need the revoked message's time: in this page or committed.
-                if let Err(e) = crate::rules::resolve_revokes(&*self.shared.store, &corpid, &decoded.rows, &mut hits).await
+                if let Err(e) =
+                    crate::rules::resolve_revokes(&*self.shared.store, &corpid, &decoded.rows, &mut hits).await
                 {
                     tracing::warn!(error = %e, "deciding revoke rules failed; fetching the page again");
                     self.failed("backoff", e.to_string(), None);

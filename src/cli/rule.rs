@@ -95,7 +95,11 @@ pub fn run(args: &RuleArgs) -> Result<(), CliError> {
             with_store_of(&cfg, |store| async move {
                 let added =
                     store.rule_def_put(name, &body, !disabled).await.map_err(CliError::store("writing rule_def"))?;
-                println!("{} rule {name}{}", if added { "added" } else { "replaced" }, if *disabled { " (disabled)" } else { "" });
+                println!(
+                    "{} rule {name}{}",
+                    if added { "added" } else { "replaced" },
+                    if *disabled { " (disabled)" } else { "" }
+                );
                 Ok(())
             })
         }
@@ -155,7 +159,15 @@ pub fn run(args: &RuleArgs) -> Result<(), CliError> {
                         .map_err(CliError::store(format!("reading the records of {c}")))?;
                     println!("{c}: {} hits in {} records", b.hits, b.scanned);
                     for h in &b.samples {
-                        println!("  {}\t{}\t{}\t{}\t{}\t{}", h.msgid, h.rule, h.kind, h.sender, h.matched, h.context.replace('\n', " "));
+                        println!(
+                            "  {}\t{}\t{}\t{}\t{}\t{}",
+                            h.msgid,
+                            h.rule,
+                            h.kind,
+                            h.sender,
+                            h.matched,
+                            h.context.replace('\n', " ")
+                        );
                     }
                     (scanned, hits, written) = (scanned + b.scanned, hits + b.hits, written + b.written);
                 }
@@ -191,7 +203,8 @@ async fn find(store: &Arc<dyn Store>, file: Option<&Path>, name: &str) -> Result
         return Ok(d);
     }
     let rows = store.rule_defs().await.map_err(CliError::store("reading rule_def"))?;
-    let row = rows.into_iter().find(|r| r.name == name).ok_or_else(|| CliError::Config(format!("no rule named {name}")))?;
+    let row =
+        rows.into_iter().find(|r| r.name == name).ok_or_else(|| CliError::Config(format!("no rule named {name}")))?;
     rules::parse_body(&row.name, &row.body).map_err(|e| CliError::config("the rule", e))
 }
 

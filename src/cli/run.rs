@@ -184,8 +184,9 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             });
         }
         // callback: WeCom's msgaudit_notify → pull now (src/callback).
-        if let Some(addr) = crate::callback::server::start(&cfg.callback, &pipeline, wecom.as_ref().map(|t| t.service()))
-            .map_err(|e| CliError::config("callback.listen: cannot listen", e))?
+        if let Some(addr) =
+            crate::callback::server::start(&cfg.callback, &pipeline, wecom.as_ref().map(|t| t.service()))
+                .map_err(|e| CliError::config("callback.listen: cannot listen", e))?
         {
             tracing::info!(%addr, "serving WeCom callbacks on /callback/<corpid>");
         }
@@ -427,11 +428,7 @@ pub fn sources_from_config(cfg: &Config, store: Option<Arc<dyn store::Store>>) -
 
 /// Where the rules come from: `[rules] file` (else rules.toml beside the configuration file)
 /// and, with `[rules] table`, `rule_def`.
-pub fn rules_sources(
-    cfg: &Config,
-    config_file: Option<&Path>,
-    store: &Arc<dyn store::Store>,
-) -> crate::rules::Sources {
+pub fn rules_sources(cfg: &Config, config_file: Option<&Path>, store: &Arc<dyn store::Store>) -> crate::rules::Sources {
     crate::rules::Sources {
         file: cfg.rules.path(config_file),
         store: cfg.rules.table.then(|| Arc::clone(store)),

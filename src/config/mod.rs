@@ -132,7 +132,6 @@ impl Default for CallbackConfig {
     }
 }
 
-
 /// `[rules]`: content and behaviour rules evaluated on every stored record (`crate::rules`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -288,7 +287,6 @@ impl RulesConfig {
     }
 }
 
-
 /// `[reply_time]`: the daemon evaluates the `[[reply_time]]` rules of the rules file over the
 /// stored messages (`crate::quality`).
 #[derive(Debug, Clone, Deserialize)]
@@ -309,7 +307,6 @@ impl Default for ReplyTimeConfig {
         Self { enabled: false, rules_file: PathBuf::new(), poll_interval: Duration::from_secs(10) }
     }
 }
-
 
 /// `[wecom_api]`: the metadata of `crate::wecom` (group chat names and members, archived
 /// members, consent of external contacts), fetched with the archive secret through `[sdk] proxy`.
@@ -482,7 +479,12 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: String::new(), token_file: PathBuf::new(), public_url: String::new(), completeness_interval: Duration::from_secs(15 * 60) }
+        Self {
+            listen: String::new(),
+            token_file: PathBuf::new(),
+            public_url: String::new(),
+            completeness_interval: Duration::from_secs(15 * 60),
+        }
     }
 }
 

@@ -305,8 +305,12 @@ pub fn render(report: &Report) -> String {
             fam.sample(&[("corpid", &c.corpid), ("kind", &m.kind), ("status", &m.status)], m.count as f64);
         }
     }
-    let mut fam =
-        Family::start(&mut out, "rule_hits_total", "counter", "Rule hits stored with the records, by rule (this process).");
+    let mut fam = Family::start(
+        &mut out,
+        "rule_hits_total",
+        "counter",
+        "Rule hits stored with the records, by rule (this process).",
+    );
     for (rule, n) in &report.rule_hits {
         fam.sample(&[("rule", rule)], *n as f64);
     }

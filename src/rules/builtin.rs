@@ -70,8 +70,10 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Invariant: a constant pattern that compiles (the tests compile it).
 static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:https?://)?((?:[a-z0-9](?:[a-z0-9-]{0,62})?\.)+[a-z]{2,24})(?::\d{1,5})?(?:[/?#][^\s<>\x22]*)?")
-        .expect("constant regex")
+    Regex::new(
+        r"(?i)\b(?:https?://)?((?:[a-z0-9](?:[a-z0-9-]{0,62})?\.)+[a-z]{2,24})(?::\d{1,5})?(?:[/?#][^\s<>\x22]*)?",
+    )
+    .expect("constant regex")
 });
 
 /// Whether `host` is `domain` or under it (`pan.baidu.com` is under `baidu.com`).

@@ -192,8 +192,11 @@ pub struct FileRules {
 
 /// Reads and checks a rules file. Every error is `<file>:<line>: rule[<n>].<key>: …`.
 pub fn read_file(path: &Path) -> Result<FileRules, RulesError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| RulesError::File { path: path.to_path_buf(), line: 0, message: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| RulesError::File {
+        path: path.to_path_buf(),
+        line: 0,
+        message: e.to_string(),
+    })?;
     parse_file(path, &text)
 }
 
@@ -260,8 +263,8 @@ pub fn parse_body(name: &str, body: &str) -> Result<RuleDef, RulesError> {
         Some(n) if n == name => {}
         Some(_) => return Err(err("name: differs from the rule's name".into())),
     }
-    let def =
-        parse_value(&toml::Value::Table(table)).map_err(|(key, m)| err(if key.is_empty() { m } else { format!("{key}: {m}") }))?;
+    let def = parse_value(&toml::Value::Table(table))
+        .map_err(|(key, m)| err(if key.is_empty() { m } else { format!("{key}: {m}") }))?;
     if def.keywords_file.is_some() {
         return Err(err("keywords_file: only in rules.toml (list the keywords in the rule)".into()));
     }
@@ -324,7 +327,8 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_key_never_the_value() {
         let path = Path::new("/etc/wma/rules.toml");
-        let text = "[[rule]]\nname = \"ok\"\nkeywords = [\"a\"]\n\n[[rule]]\nname = \"bad\"\nkeywords = \"secretword\"\n";
+        let text =
+            "[[rule]]\nname = \"ok\"\nkeywords = [\"a\"]\n\n[[rule]]\nname = \"bad\"\nkeywords = \"secretword\"\n";
         let e = parse_file(path, text).unwrap_err().to_string();
         assert!(e.starts_with("rules file /etc/wma/rules.toml:7: rule[2].keywords: wrong type"), "{e}");
         assert!(!e.contains("secretword"), "{e}");

@@ -273,7 +273,8 @@ pub async fn resolve_revokes(
     }
     let checks = std::mem::take(&mut hits.revokes);
     let in_page: HashMap<&str, &Row> = rows.iter().map(|r| (r.msgid.as_str(), r)).collect();
-    let (here, elsewhere): (Vec<_>, Vec<_>) = checks.into_iter().partition(|c| in_page.contains_key(c.pre_msgid.as_str()));
+    let (here, elsewhere): (Vec<_>, Vec<_>) =
+        checks.into_iter().partition(|c| in_page.contains_key(c.pre_msgid.as_str()));
     for c in &here {
         let Some(sent) = in_page.get(c.pre_msgid.as_str()) else { continue };
         for (rule, within) in &c.rules {

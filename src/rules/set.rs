@@ -484,15 +484,23 @@ mod tests {
         let h = &out.hits[0];
         assert_eq!((h.kind.as_str(), h.matched.as_str()), ("keyword", "x1"));
         assert_eq!(h.context, "前面的文字 x1 and x2 后面");
-        assert_eq!((h.sender.as_str(), h.conversation.as_str(), h.msgtime), ("zhangsan", "pair:lisi|zhangsan", 1_000_000));
+        assert_eq!(
+            (h.sender.as_str(), h.conversation.as_str(), h.msgtime),
+            ("zhangsan", "pair:lisi|zhangsan", 1_000_000)
+        );
     }
 
     #[test]
     fn regexes_and_the_size_limit() {
         let s = set("[[rule]]\nname = \"r\"\nregex = [\"加(微|V)信?\\\\s*[a-zA-Z0-9_-]{5,}\"]\n");
-        assert_eq!(hits(&s, &text_row("u", "v", "", "加V wxid_abc123")), [("r".into(), "regex".into(), "加V wxid_abc123".into())]);
+        assert_eq!(
+            hits(&s, &text_row("u", "v", "", "加V wxid_abc123")),
+            [("r".into(), "regex".into(), "加V wxid_abc123".into())]
+        );
         assert!(hits(&s, &text_row("u", "v", "", "加油")).is_empty());
-        let f = parse_file(std::path::Path::new("r.toml"), "[[rule]]\nname = \"big\"\nregex = [\"a\", \"\\\\w{1000}\"]\n").unwrap();
+        let f =
+            parse_file(std::path::Path::new("r.toml"), "[[rule]]\nname = \"big\"\nregex = [\"a\", \"\\\\w{1000}\"]\n")
+                .unwrap();
         let e = RuleSet::compile(&f.rules, 10_000).unwrap_err().to_string();
         assert!(e.contains("rule 'big'") && e.contains("regex[2]") && e.contains("size limit of 10000 bytes"), "{e}");
         let f = parse_file(std::path::Path::new("r.toml"), "[[rule]]\nname = \"bad\"\nregex = [\"(\"]\n").unwrap();
@@ -531,8 +539,14 @@ mod tests {
         let r = |v: Value| row("m", "zhangsan", "lisi", "", v);
         assert_eq!(names(&s, &r(json!({"msgtype":"card","card":{"corpname":"x","userid":"y"}}))), ["card"]);
         assert_eq!(names(&s, &r(json!({"msgtype":"weapp","weapp":{"title":"t"}}))), ["weapp"]);
-        assert_eq!(names(&s, &r(json!({"msgtype":"file","file":{"filename":"a.ZIP","fileext":"zip"}}))), ["anyfile", "zip"]);
-        assert_eq!(names(&s, &r(json!({"msgtype":"file","file":{"filename":"客户.rar","fileext":""}}))), ["anyfile", "zip"]);
+        assert_eq!(
+            names(&s, &r(json!({"msgtype":"file","file":{"filename":"a.ZIP","fileext":"zip"}}))),
+            ["anyfile", "zip"]
+        );
+        assert_eq!(
+            names(&s, &r(json!({"msgtype":"file","file":{"filename":"客户.rar","fileext":""}}))),
+            ["anyfile", "zip"]
+        );
         assert_eq!(names(&s, &r(json!({"msgtype":"file","file":{"filename":"a.pdf","fileext":"pdf"}}))), ["anyfile"]);
         assert_eq!(names(&s, &r(json!({"msgtype":"redpacket","redpacket":{"wish":"w"}}))), ["red"]);
         assert_eq!(names(&s, &r(json!({"msgtype":"external_redpacket","redpacket":{"wish":"w"}}))), ["red"]);
@@ -586,14 +600,20 @@ mod tests {
         // Other msgtypes' text: a link's title, a file's name.
         let s = set("[[rule]]\nname = \"t\"\nkeywords = [\"报价单\"]\n");
         assert_eq!(names(&s, &row("m", "a", "b", "", json!({"msgtype":"link","link":{"title":"最新报价单"}}))), ["t"]);
-        assert_eq!(names(&s, &row("m", "a", "b", "", json!({"msgtype":"file","file":{"filename":"报价单.xlsx"}}))), ["t"]);
+        assert_eq!(
+            names(&s, &row("m", "a", "b", "", json!({"msgtype":"file","file":{"filename":"报价单.xlsx"}}))),
+            ["t"]
+        );
     }
 
     #[test]
     fn the_example_rules_file_compiles_and_hits() {
         let s = set(include_str!("../../config/rules.example.toml"));
         assert_eq!(s.len(), 8);
-        assert_eq!(names(&s, &text_row("sales1", "wmCustomer", "", "加微信 wxid_abc123 或 13812345678")), ["contact-details-to-customers"]);
+        assert_eq!(
+            names(&s, &text_row("sales1", "wmCustomer", "", "加微信 wxid_abc123 或 13812345678")),
+            ["contact-details-to-customers"]
+        );
         assert_eq!(names(&s, &text_row("sales1", "wmCustomer", "", "请私下转账")), ["private-transfer"]);
     }
 

@@ -216,13 +216,11 @@ macro_rules! rule_repo {
             async fn rule_def_put(&self, name: &str, body: &str, enabled: bool) -> Result<bool, StoreError> {
                 let _w = self.write_guard().await;
                 let mut tx = self.pool.begin().await?;
-                let existed: Option<i64> = sqlx::query_scalar(&format!(
-                    "SELECT CAST(id AS {}) FROM rule_def WHERE name = ?",
-                    Self::SQL.int
-                ))
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let existed: Option<i64> =
+                    sqlx::query_scalar(&format!("SELECT CAST(id AS {}) FROM rule_def WHERE name = ?", Self::SQL.int))
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 let now = now_ms();
                 sqlx::query(&Self::SQL.rule_def_upsert())
                     .bind(name)
