@@ -16,11 +16,11 @@ use crate::store::CorpId;
 /// Arguments of `reply-time`.
 #[derive(Debug, Args)]
 pub struct ReplyTimeArgs {
-    /// The configuration file (database URL, `[reply_time] rules_file`; environment overrides
+    /// The configuration file (database URL, `[rules] file`; environment overrides
     /// apply).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// The rules file (default: `[reply_time] rules_file`, else `rules.toml` beside the
+    /// The rules file (default: `[rules] file`, else `rules.toml` beside the
     /// configuration file).
     #[arg(long, global = true)]
     pub rules: Option<PathBuf>,

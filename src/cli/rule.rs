@@ -81,7 +81,7 @@ pub enum RuleCommand {
 /// Runs `rule`.
 pub fn run(args: &RuleArgs) -> Result<(), CliError> {
     let cfg = Config::load(args.config.as_deref())?;
-    let file = cfg.rules.path(args.config.as_deref());
+    let file = crate::rules::file_of(&cfg.rules, args.config.as_deref());
     match &args.command {
         RuleCommand::Add { name, file: body_file, body, disabled } => {
             let body = match (body_file, body) {

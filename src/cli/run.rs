@@ -430,7 +430,7 @@ pub fn sources_from_config(cfg: &Config, store: Option<Arc<dyn store::Store>>) -
 /// and, with `[rules] table`, `rule_def`.
 pub fn rules_sources(cfg: &Config, config_file: Option<&Path>, store: &Arc<dyn store::Store>) -> crate::rules::Sources {
     crate::rules::Sources {
-        file: cfg.rules.path(config_file),
+        file: crate::rules::file_of(&cfg.rules, config_file),
         store: cfg.rules.table.then(|| Arc::clone(store)),
         regex_size_limit: cfg.rules.regex_size_limit,
     }

@@ -82,7 +82,7 @@ pub fn run(args: &ValidateArgs) -> Result<(), CliError> {
 /// Checks the rules file (`[rules] file`, else rules.toml beside the configuration): it parses
 /// and its rules compile. False when it is invalid.
 fn check_rules_file(r: &mut Report, cfg: &Config, config_file: Option<&std::path::Path>) -> bool {
-    let Some(path) = cfg.rules.path(config_file).filter(|p| p.exists()) else {
+    let Some(path) = crate::rules::file_of(&cfg.rules, config_file).filter(|p| p.exists()) else {
         r.ok("rules", "no rules file");
         return true;
     };

@@ -275,18 +275,6 @@ fn one_minute() -> Duration {
     Duration::from_secs(60)
 }
 
-impl RulesConfig {
-    /// The rules file for a configuration read from `config_file`: `file`, else `rules.toml`
-    /// beside the configuration file; `None` when neither is given.
-    pub fn path(&self, config_file: Option<&std::path::Path>) -> Option<PathBuf> {
-        if !self.file.as_os_str().is_empty() {
-            return Some(self.file.clone());
-        }
-        let dir = config_file?.parent()?;
-        Some(dir.join("rules.toml"))
-    }
-}
-
 /// `[reply_time]`: the daemon evaluates the `[[reply_time]]` rules of the rules file over the
 /// stored messages (`crate::quality`).
 #[derive(Debug, Clone, Deserialize)]
@@ -294,9 +282,6 @@ impl RulesConfig {
 pub struct ReplyTimeConfig {
     /// Run the reply-time checks in the background.
     pub enabled: bool,
-    /// The rules file holding the `[[reply_time]]` entries; `""` = `rules.toml` beside the
-    /// configuration file.
-    pub rules_file: PathBuf,
     /// How often the rules file is re-read and new rows are evaluated.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -304,7 +289,7 @@ pub struct ReplyTimeConfig {
 
 impl Default for ReplyTimeConfig {
     fn default() -> Self {
-        Self { enabled: false, rules_file: PathBuf::new(), poll_interval: Duration::from_secs(10) }
+        Self { enabled: false, poll_interval: Duration::from_secs(10) }
     }
 }
 

@@ -196,13 +196,10 @@ impl Evaluator {
     }
 }
 
-/// The rules file of `cfg`: `[reply_time] rules_file`, else `rules.toml` beside the
-/// configuration file (or in the working directory without one).
+/// The rules file of `cfg` (`crate::rules::file_of`: `[rules] file`, else `rules.toml` beside
+/// the configuration file), or `rules.toml` in the working directory without either.
 pub fn rules_path(cfg: &crate::config::Config, config_file: Option<&Path>) -> PathBuf {
-    if !cfg.reply_time.rules_file.as_os_str().is_empty() {
-        return cfg.reply_time.rules_file.clone();
-    }
-    config_file.and_then(Path::parent).unwrap_or(Path::new("")).join("rules.toml")
+    crate::rules::file_of(&cfg.rules, config_file).unwrap_or_else(|| PathBuf::from("rules.toml"))
 }
 
 /// The daemon's running evaluator ([`start`]).

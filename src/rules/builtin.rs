@@ -232,8 +232,10 @@ mod tests {
         // 11010519491231002X: a valid published example; the same with a wrong check is not.
         assert_eq!(values(Builtin::IdCard, "身份证11010519491231002X。"), ["11010519491231002X"]);
         assert_eq!(values(Builtin::IdCard, "id 110105194912310021"), Vec::<String>::new());
-        assert!(id_card("440524188001010014"));
-        assert!(!id_card("440524188001010015"));
+        assert!(id_card("440524198001010013"));
+        assert!(!id_card("440524198001010014"));
+        // A birth year before 1900 is refused even with a right check character.
+        assert!(!id_card("440524188001010014"));
         // A date that cannot be.
         assert!(!id_card("110105194913310028"));
     }

@@ -203,6 +203,16 @@ fn fingerprint(file: Option<&Path>, rows: &[crate::store::RuleDefRow]) -> String
     s
 }
 
+/// The rules file of a configuration read from `config_file` (`[[rule]]` and `[[reply_time]]`
+/// entries): `[rules] file`, else `rules.toml` beside the configuration file; `None` when neither
+/// is given.
+pub fn file_of(rules: &crate::config::RulesConfig, config_file: Option<&Path>) -> Option<PathBuf> {
+    if !rules.file.as_os_str().is_empty() {
+        return Some(rules.file.clone());
+    }
+    Some(config_file?.parent()?.join("rules.toml"))
+}
+
 /// Keeps `live` up to date until `stop` is cancelled: the rules file is watched
 /// ([`crate::reload::FileWatch`], as the corps file) and the file and table are re-read every
 /// `interval` and on `kick` (SIGHUP); a change recompiles the whole set. An invalid edit is

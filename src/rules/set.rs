@@ -577,8 +577,9 @@ mod tests {
             ["external", "not_boss", "sales", "single", "to_customer"]
         );
         assert_eq!(
+            // `senders` is about who sends: a customer writing to sales2 is not sales2's message.
             names(&s, &text_row("woCustomer", "sales2", "", "k")),
-            ["external", "from_customer", "not_boss", "sales", "single"]
+            ["external", "from_customer", "not_boss", "single"]
         );
         assert_eq!(
             names(&s, &text_row("wmC", "zhangsan,wmD", "room2", "k")),
