@@ -37,7 +37,6 @@
 //! same baseline, `BENCH_DIR` for where the files go (default the temp directory).
 
 #[path = "../tests/common/daemon.rs"]
-#[allow(dead_code)]
 mod daemon;
 
 use std::collections::HashMap;

@@ -529,7 +529,7 @@ async fn every_channel_format_and_signature(db: Db) {
     let j = other.reqs()[0].json();
     let got: Vec<&str> = j["hits"].as_array().unwrap().iter().map(|h| h["msgid"].as_str().unwrap()).collect();
     assert_eq!(got, ["m3"]);
-    assert!(other.reqs()[0].headers.get("x-msgaudit-signature").is_none(), "no secret, no signature");
+    assert!(!other.reqs()[0].headers.contains_key("x-msgaudit-signature"), "no secret, no signature");
 
     // E-mail: one mail, Message-ID from the batch key, the text.
     let mails = smtp.mails.lock().unwrap().clone();
@@ -653,7 +653,7 @@ async fn receiver_down_loses_nothing(db: Db) {
     assert_eq!(repeats, 0, "a delivered batch was sent again");
     let c = task.counters.snapshot()["hook"];
     assert_eq!(c.sent, 12);
-    assert!(c.failed >= failed_refused + 1);
+    assert!(c.failed > failed_refused);
     assert_eq!(db.int("SELECT COUNT(*) FROM alert_outbox WHERE sent_at IS NULL").await, 0);
     task.stop().await;
     db.finish().await;

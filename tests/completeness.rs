@@ -547,7 +547,7 @@ mod e2e {
             "{label}: the withheld seqs exactly"
         );
         assert_eq!(gc.members_unseen.first, ["ghost.member"], "{label}");
-        assert_eq!(gc.people_not_archived.first, [not_archived.clone()], "{label}");
+        assert_eq!(gc.people_not_archived.first, std::slice::from_ref(&not_archived), "{label}");
         let consent_gaps: BTreeSet<(String, String, String, Option<String>)> = gc
             .consent_gaps
             .iter()

@@ -1085,6 +1085,25 @@ async fn big_conversation(br: &Browser, seed: &Seed, db: &str) {
     );
     // Generous: the figure itself is the report; this only catches a page that never settles.
     assert!(click_ms < 10_000.0 && nav_ms < 15_000.0, "click {click_ms} ms, navigation {nav_ms} ms");
+
+    // An alert's deep link (src/alerts/template.rs: corp, conv, msg and its msgtime, no seq): the
+    // message is looked up and opened in its timeline, highlighted and in view.
+    let (pick, pick_time) = (BIG / 3, BIG_START_MS + BIG / 3 * BIG_STEP_MS);
+    br.c.goto(&format!("{}?alert#corp={C}&conv={}&msg=big-{pick}&t={pick_time}", br.base, seed.big_key)).await.unwrap();
+    br.until(
+        &format!("(document.querySelector('#tl-msgs .msg.hit') || {{}}).dataset?.msgid === 'big-{pick}'"),
+        "the alert's message",
+        30,
+    )
+    .await;
+    let seen = br
+        .js("const hit = document.querySelector('#tl-msgs .msg.hit');
+             const r = hit.getBoundingClientRect(), t = document.getElementById('timeline').getBoundingClientRect();
+             return {visible: r.bottom > t.top && r.top < t.bottom, text: hit.textContent}")
+        .await;
+    assert_eq!(seen["visible"], true, "{seen}");
+    assert!(seen["text"].as_str().unwrap().contains(&format!("({pick})")), "{seen}");
+    br.shot("13-alert-deep-link").await;
     br.click("#logout").await;
     br.until("!document.getElementById('login-view').hidden", "bob signed out", 20).await;
 }

@@ -834,9 +834,8 @@ impl Config {
         if self.alerts.batch_max == 0 {
             return Err(("alerts.batch_max", "must be at least 1".into()));
         }
-        if !self.http.public_url.is_empty()
-            && !(self.http.public_url.starts_with("http://") || self.http.public_url.starts_with("https://"))
-        {
+        let url = &self.http.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(("http.public_url", "expected an http:// or https:// URL".into()));
         }
         Ok(())

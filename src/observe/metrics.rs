@@ -339,7 +339,8 @@ fn alerts(out: &mut String, report: &Report) {
     if report.alerts.is_empty() {
         return;
     }
-    let counters: [(&str, &str, fn(&crate::alerts::metrics::ChannelCounters) -> u64); 4] = [
+    type Counter = fn(&crate::alerts::metrics::ChannelCounters) -> u64;
+    let counters: [(&str, &str, Counter); 4] = [
         ("alerts_sent_total", "Rule hits delivered, by channel (this process).", |c| c.sent),
         ("alerts_failed_total", "Alert send attempts that failed, by channel (this process).", |c| c.failed),
         ("alerts_given_up_total", "Rule hits given up after failures, by channel (this process).", |c| c.given_up),

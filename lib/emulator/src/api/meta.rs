@@ -47,11 +47,14 @@ pub fn call_of(path: &str) -> Option<&'static str> {
     }
 }
 
+/// (roomid, userid, external userid): who a consent is for; "" where a part does not apply.
+type ConsentKey = (String, String, String);
+
 /// The metadata state of a fake API.
 #[derive(Default)]
 pub(super) struct MetaState {
     script: Mutex<VecDeque<String>>,
-    consent: Mutex<HashMap<(String, String, String), (String, i64)>>,
+    consent: Mutex<HashMap<ConsentKey, (String, i64)>>,
     removed: Mutex<HashSet<String>>,
 }
 
