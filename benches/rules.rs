@@ -68,14 +68,10 @@ fn rules_toml() -> String {
     ];
     let mut t = String::new();
     let keyword_rules = RULES - 10;
-    let per_rule = KEYWORDS / keyword_rules + 1;
-    let mut k = 0;
     for r in 0..keyword_rules {
-        let mut words: Vec<String> = Vec::new();
-        while words.len() < per_rule && k < KEYWORDS {
-            words.push(word(k));
-            k += 1;
-        }
+        // Exactly KEYWORDS words over the keyword rules, 10 or 11 each.
+        let mut words: Vec<String> =
+            (r * KEYWORDS / keyword_rules..(r + 1) * KEYWORDS / keyword_rules).map(word).collect();
         if r == 7 {
             words.push("报价".into());
         }

@@ -15,20 +15,18 @@
 
 use crate::common;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use actix_web::body::BoxBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Next};
-use actix_web::{test as atest, web, App, HttpMessage};
+use actix_web::middleware::from_fn;
+use actix_web::{test as atest, web, App};
 use common::pipeline::{open, Db};
+use common::review::test_sessions;
 use serde_json::Value;
 use wework_msgaudit::quality::{parse_tables, Evaluator, NewRules, ReplyRule};
 use wework_msgaudit::review::api::ReviewState;
 use wework_msgaudit::review::media::MediaSource;
 use wework_msgaudit::review::server::configure;
-use wework_msgaudit::review::{MemoryRecorder, Principal, Role, Scope};
+use wework_msgaudit::review::MemoryRecorder;
 use wework_msgaudit::store::{CorpId, ReplyDaily, Row, Store};
 
 const RULES: &str = r#"
@@ -214,23 +212,6 @@ async fn checks(db: Db) {
     // (e)
     api(&store, &a, &b).await;
     db.finish().await;
-}
-
-/// `X-Test-Principal: <role>;<corp>=*;<corp>=<id>,<id>` becomes the request's `Principal`.
-async fn test_sessions(req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let header = req.headers().get("X-Test-Principal").and_then(|v| v.to_str().ok()).map(str::to_string);
-    if let Some(h) = header {
-        let mut parts = h.split(';');
-        let role: Role = parts.next().unwrap().parse().unwrap();
-        let mut scope = Scope::none();
-        for grant in parts {
-            let (corp, ids) = grant.split_once('=').unwrap();
-            let ids = (ids != "*").then(|| ids.split(',').map(str::to_string).collect::<BTreeSet<_>>());
-            scope.corps.insert(corp.to_string(), ids);
-        }
-        req.extensions_mut().insert(Principal { user_id: 1, username: format!("u-{h}"), role, scope });
-    }
-    next.call(req).await
 }
 
 async fn api(store: &Arc<dyn Store>, a: &CorpId, b: &CorpId) {

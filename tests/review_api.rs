@@ -25,11 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::BoxBody;
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Next};
-use actix_web::{test as atest, web, App, HttpMessage};
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{test as atest, web, App};
 use aws_lc_rs::digest;
 use common::pipeline::{corpid, open, Db};
+use common::review::test_sessions;
 use serde_json::Value;
 use wework_msgaudit::message::Row;
 use wework_msgaudit::review::api::ReviewState;
@@ -38,7 +39,7 @@ use wework_msgaudit::review::export::{unzip_stored, BOM};
 use wework_msgaudit::review::media::MediaSource;
 use wework_msgaudit::review::render::{self, KNOWN};
 use wework_msgaudit::review::server::configure;
-use wework_msgaudit::review::{MemoryRecorder, Principal, Role, Scope};
+use wework_msgaudit::review::MemoryRecorder;
 use wework_msgaudit::search::index::conversation_key;
 use wework_msgaudit::search::indexer::{Indexer, IndexerSettings};
 use wework_msgaudit::search::{SearchIndex, WriterSettings};
@@ -46,24 +47,6 @@ use wework_msgaudit::store::{CorpId, MediaOutcome};
 
 const RECORDS: u64 = 300;
 const EXPORT_MAX: u64 = 40;
-
-/// The test session layer: `X-Test-Principal: <role>;<corp>=*;<corp>=<id>,<id>` becomes the
-/// request's `Principal`.
-async fn test_sessions(req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let header = req.headers().get("X-Test-Principal").and_then(|v| v.to_str().ok()).map(str::to_string);
-    if let Some(h) = header {
-        let mut parts = h.split(';');
-        let role: Role = parts.next().unwrap().parse().unwrap();
-        let mut scope = Scope::none();
-        for grant in parts {
-            let (corp, ids) = grant.split_once('=').unwrap();
-            let ids = (ids != "*").then(|| ids.split(',').map(str::to_string).collect::<BTreeSet<_>>());
-            scope.corps.insert(corp.to_string(), ids);
-        }
-        req.extensions_mut().insert(Principal { user_id: 1, username: format!("u-{h}"), role, scope });
-    }
-    next.call(req).await
-}
 
 /// A media item made "downloaded" by the test: msgid, item, the record's filename, the bytes.
 type Downloaded = (String, u32, String, Vec<u8>);

@@ -25,6 +25,7 @@ use clap::Args;
 use super::CliError;
 use crate::config::Config;
 use crate::corps::CorpSource;
+use crate::observe::completeness::secs;
 use crate::observe::{self, Report};
 use crate::secret::Secret;
 
@@ -212,16 +213,6 @@ fn mark_disabled(report: &mut Report, configured: &[(String, CorpSource, bool)])
         }
     }
     report.corps.sort_by(|a, b| a.corpid.cmp(&b.corpid));
-}
-
-fn secs(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(s) if s < 120.0 => format!("{s:.0}s"),
-        Some(s) if s < 7200.0 => format!("{:.0}m", s / 60.0),
-        Some(s) if s < 172_800.0 => format!("{:.1}h", s / 3600.0),
-        Some(s) => format!("{:.1}d", s / 86_400.0),
-    }
 }
 
 /// The report as a text table (one line per corp) with a header saying where it came from;

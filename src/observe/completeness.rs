@@ -552,7 +552,8 @@ pub async fn check(
     CompletenessReport { attention: report.needs_attention(), ..report }
 }
 
-fn secs(v: Option<f64>) -> String {
+/// A duration in seconds for a human: `45s`, `12m`, `3.5h`, `2.1d`; `-` when unknown.
+pub(crate) fn secs(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(s) if s < 120.0 => format!("{s:.0}s"),

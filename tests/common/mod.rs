@@ -70,6 +70,7 @@ pub mod cli_db;
 pub mod daemon;
 pub mod freshness;
 pub mod pipeline;
+pub mod review;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
