@@ -1103,7 +1103,7 @@ async fn big_conversation(br: &Browser, seed: &Seed, db: &str) {
         .await;
     assert_eq!(seen["visible"], true, "{seen}");
     assert!(seen["text"].as_str().unwrap().contains(&format!("({pick})")), "{seen}");
-    br.shot("13-alert-deep-link").await;
+    br.shot("15-alert-deep-link").await;
     br.click("#logout").await;
     br.until("!document.getElementById('login-view').hidden", "bob signed out", 20).await;
 }

@@ -36,7 +36,9 @@ fn faults(expired: &str, forbidden: &str) -> ApiFaults {
         slow_rate: 0.04,
         slow_ms: 1500,
         drop_rate: 0.08,
-        token_ttl_ms: 4000,
+        // Well under the run's length (~5 s since the media workers went to 16): every
+        // session's token expires at least once mid-run, so the expiry path is always taken.
+        token_ttl_ms: 2000,
         bad_secret_calls: 2,
         media_errcodes: HashMap::from([(expired.to_string(), 301_048), (forbidden.to_string(), 301_042)]),
     }
