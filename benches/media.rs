@@ -210,9 +210,11 @@ fn cpu_secs(path: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{path}/stat")) else { return 0.0 };
     // The fields after the command name (which may hold spaces) in parentheses.
     let rest = stat.rsplit_once(')').map_or("", |r| r.1);
-    let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the state (a letter).
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+    // The state (a letter) first, then the numbers: utime and stime are fields 14 and 15 of stat,
+    // so 12 and 13 of `rest` counted from 1 with the state, 11 and 12 from 0.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (field(11) + field(12)) as f64 / 100.0
 }
 
 /// CPU seconds of this process's threads: (the main thread, every other thread).
