@@ -7,7 +7,9 @@
 //! - an instance paused past its lease (SIGSTOP … SIGCONT) loses its corps to the others and
 //!   drops its leases as soon as it runs again;
 //! - after `kill -9` of an instance its corps are claimed by the others within the lease TTL (the
-//!   takeover times are printed), and the corps end up split evenly between the live instances.
+//!   takeover times are printed), and the corps end up split evenly between the live instances;
+//! - a keeper that cannot renew in time (its database statements blocked) pauses its corps' pulls
+//!   before the lease runs out by its own clock.
 
 mod common;
 
@@ -35,28 +37,30 @@ fn signal(d: &Daemon, sig: &str) {
     assert!(Command::new("kill").args([sig, &d.child.id().to_string()]).status().unwrap().success());
 }
 
+/// `<dir>/config-<n>.toml` of instance `inst-<n>`: the corps of `<dir>/corps.toml`, leases of
+/// `ttl`.
+fn config(dir: &Path, db_url: &str, n: usize, ttl: &str) -> std::path::PathBuf {
+    let config = format!(
+        "[database]\nurl = \"{db_url}\"\nmax_connections = 8\n\
+         [sdk]\nlibrary = \"emulator\"\nthreads = 2\ntimeout = \"5s\"\n\
+         [pull]\npoll_interval = \"300ms\"\nbackoff_initial = \"50ms\"\nbackoff_max = \"500ms\"\ndecrypt_threads = 1\n\
+         [corps]\ntable = false\nfile = \"{corps}\"\nreload_interval = \"1h\"\n\
+         [media]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+         [cluster]\nleases = true\ninstance_id = \"inst-{n}\"\nlease_ttl = \"{ttl}\"\n\
+         [log]\nlevel = \"info\"\nformat = \"json\"\n",
+        corps = dir.join("corps.toml").display(),
+        port = free_port(),
+    );
+    let path = dir.join(format!("config-{n}.toml"));
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
 fn setup(dir: &Path, db_url: &str) -> Vec<std::path::PathBuf> {
     let corpids: Vec<String> = (0..CORPS).map(corpid).collect();
     // Every call takes 60 ms: ingest lasts long enough to pause and kill instances mid-way.
     write_corps(dir, &corpids, 5, RECORDS, "slow_rate = 1.0\nslow_ms = 60\n", Some(50));
-    (1..=3)
-        .map(|n| {
-            let config = format!(
-                "[database]\nurl = \"{db_url}\"\nmax_connections = 8\n\
-                 [sdk]\nlibrary = \"emulator\"\nthreads = 2\ntimeout = \"5s\"\n\
-                 [pull]\npoll_interval = \"300ms\"\nbackoff_initial = \"50ms\"\nbackoff_max = \"500ms\"\ndecrypt_threads = 1\n\
-                 [corps]\ntable = false\nfile = \"{corps}\"\nreload_interval = \"1h\"\n\
-                 [media]\nenabled = false\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-                 [cluster]\nleases = true\ninstance_id = \"inst-{n}\"\nlease_ttl = \"{TTL_S}s\"\n\
-                 [log]\nlevel = \"info\"\nformat = \"json\"\n",
-                corps = dir.join("corps.toml").display(),
-                port = free_port(),
-            );
-            let path = dir.join(format!("config-{n}.toml"));
-            std::fs::write(&path, config).unwrap();
-            path
-        })
-        .collect()
+    (1..=3).map(|n| config(dir, db_url, n, &format!("{TTL_S}s"))).collect()
 }
 
 async fn stored(db: &Db) -> i64 {
@@ -248,6 +252,83 @@ fn three_instances_split_the_corps_take_over_and_fence() {
     actix_rt::System::new().block_on(async {
         if let Some(db) = Db::mysql().await {
             three_instances(db).await;
+        }
+    });
+}
+
+/// A keeper that cannot renew (its statements wait on a row lock another session holds) pauses
+/// its corps' pulls before the lease runs out by its own clock, instead of pulling on until its
+/// round finishes: while the lock is held, no `GetChatData` call ends later than two thirds of
+/// the TTL after the lock was taken (plus one call and some slack). Once the lock goes, the
+/// lease is claimed again and the corp ends with exactly the emulator's records.
+async fn keeper_behind(db: Db) {
+    const TTL_MS: i64 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let corp = "wwleasebehind0001".to_string();
+    // 3,000 records, 10 per page, 40 ms a call: about 15 s of pulling.
+    write_corps(dir.path(), std::slice::from_ref(&corp), 9, 3000, "slow_rate = 1.0\nslow_ms = 40\n", Some(10));
+    let config = config(dir.path(), &db.url, 1, &format!("{TTL_MS}ms"));
+    let calllog = dir.path().join("calls.jsonl");
+    let mut daemons =
+        vec![Some(Daemon::start(dir.path(), &config, 1, &[("WWF_EMULATOR_CALLLOG", calllog.to_str().unwrap())]))];
+    wait("200 records stored", 60, &mut daemons, async || stored(&db).await >= 200).await;
+
+    // Another session locks the instance's heartbeat row: the keeper's next round waits on it.
+    let mut locker = {
+        use sqlx::Connection;
+        sqlx::MySqlConnection::connect(&db.url).await.unwrap()
+    };
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    let locked: Option<String> =
+        sqlx::query_scalar("SELECT holder FROM lease_instance WHERE holder = 'inst-1' FOR UPDATE")
+            .fetch_optional(&mut locker)
+            .await
+            .unwrap();
+    assert_eq!(locked.as_deref(), Some("inst-1"));
+    let t_lock = now_ms();
+    let at_lock = stored(&db).await;
+    tokio::time::sleep(Duration::from_millis(2 * TTL_MS as u64)).await;
+    let t_unlock = now_ms();
+    let during = stored(&db).await;
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    assert!(during < 3000, "the ingest ended before the lock was released ({during} stored)");
+    wait("every record stored", 120, &mut daemons, async || stored(&db).await >= 3000).await;
+
+    let calls: Vec<i64> = std::fs::read_to_string(&calllog)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["call"] == "chat")
+        .map(|v| v["t_ms"].as_i64().unwrap())
+        .collect();
+    let before = calls.iter().filter(|&&t| t < t_lock && t >= t_lock - 1000).count();
+    let quiet_from = t_lock + TTL_MS * 2 / 3 + 500;
+    let late: Vec<i64> = calls.iter().filter(|&&t| t >= quiet_from && t < t_unlock).map(|t| t - t_lock).collect();
+    let last_locked = calls.iter().filter(|&&t| t >= t_lock && t < t_unlock).max().map(|t| t - t_lock);
+    eprintln!(
+        "keeper behind: {before} calls in the second before the lock; the last call while locked ended \
+         {last_locked:?} ms after it (TTL {TTL_MS} ms); {} records stored at the lock, {during} when released",
+        at_lock
+    );
+    assert!(before > 0, "the corp was pulling when the lock was taken");
+    assert!(late.is_empty(), "GetChatData calls ended {late:?} ms after the lock, while the lease was unconfirmed");
+    let log = daemons[0].as_ref().unwrap().log();
+    assert!(log.contains("lease not confirmed in time; pulls paused"), "{log}");
+    let emu = emulator::Emulator::new(
+        toml::from_str(&std::fs::read_to_string(dir.path().join("scenario.toml")).unwrap()).unwrap(),
+    )
+    .unwrap();
+    check_corp(&db, &emu, &corp).await;
+    let (status, _) = daemons[0].as_mut().unwrap().terminate(Duration::from_secs(60));
+    assert!(status.success(), "{log}");
+    db.finish().await;
+}
+
+#[test]
+fn a_keeper_that_cannot_renew_pauses_its_pulls_in_time() {
+    actix_rt::System::new().block_on(async {
+        if let Some(db) = Db::mysql().await {
+            keeper_behind(db).await;
         }
     });
 }

@@ -239,6 +239,29 @@ impl Puller {
         }
     }
 
+    /// Under leases: waits until the keeper has confirmed this corp's lease for long enough to
+    /// start a call ([`super::lease::LeaseTerms::may_call`]); true when stopped meanwhile. A keeper
+    /// that cannot renew in time thus pauses the pulls before another instance can claim the corp.
+    async fn wait_for_lease(&mut self) -> bool {
+        let Some(token) = self.spec.fence.as_ref().map(|f| f.token) else { return false };
+        let mut paused: Option<std::time::Instant> = None;
+        while !self.shared.lease_terms.may_call(&self.spec.corpid, token) {
+            if paused.is_none() {
+                tracing::warn!(token, "lease not confirmed in time; pulls paused until it is renewed");
+                self.set_state("lease unconfirmed", None);
+                paused = Some(std::time::Instant::now());
+            }
+            if self.sleep(Duration::from_millis(50)).await {
+                return true;
+            }
+        }
+        if let Some(since) = paused {
+            tracing::info!(token, paused = ?since.elapsed(), "lease renewed; pulling again");
+            self.set_state("running", None);
+        }
+        false
+    }
+
     /// The "caught up" wait: `d`, or until [`PullNow`]; true when stopped.
     async fn wait_for_records(&mut self, d: Duration) -> bool {
         if self.stopped() {
@@ -323,6 +346,10 @@ impl Puller {
         let mut inflight: Option<InFlight> = None;
         let result = loop {
             if self.stopped() {
+                break Ok(());
+            }
+            // Under leases, a call starts only while the lease is known to be ours long enough.
+            if self.wait_for_lease().await {
                 break Ok(());
             }
             // 2. Fetch (overlapping the previous page's write).

@@ -8,9 +8,16 @@
 //! the database did not answer or the process was paused) is dropped at once: the supervisor
 //! stops its corp, and the batch commit's fencing check refuses any write still in flight.
 //! [`LeaseLeave`] (graceful shutdown) releases everything so that others take over immediately.
+//!
+//! Reads are kept apart too, not only writes: the keeper publishes each lease's term by this
+//! process's clock in [`LeaseTerms`] (the time the renewing statement was *sent*, plus the TTL:
+//! never later than the database's own expiry), and a corp actor starts a `GetChatData` only
+//! while at least `renew_every` of its term is left. A keeper that falls behind (a slow or
+//! unreachable database, a starved process) pauses its corps' pulls before any other instance
+//! may claim them, instead of pulling on until its next round notices.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -35,6 +42,40 @@ impl LeaseSettings {
     /// How often leases are renewed and claimed.
     pub fn renew_every(&self) -> Duration {
         (self.ttl / 3).max(Duration::from_millis(100))
+    }
+}
+
+/// Each held lease's term by this process's clock, written by the keeper after every round and
+/// read by the corp actors before each call (see the module docs). Without leases it stays empty
+/// and is never asked.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseTerms {
+    terms: Arc<Mutex<HashMap<CorpId, (u64, Instant)>>>,
+    /// The part of a term that must be left to start a call.
+    margin: Duration,
+}
+
+impl LeaseTerms {
+    /// Terms for `settings` (a call starts only while `renew_every` is left).
+    pub fn new(settings: &LeaseSettings) -> Self {
+        Self { terms: Arc::default(), margin: settings.renew_every() }
+    }
+
+    /// Replaces every term: `leases` maps a corp to (token, renewal sent at); valid for `ttl`.
+    fn publish<'a>(&self, leases: impl Iterator<Item = (&'a CorpId, &'a (Fence, Instant))>, ttl: Duration) {
+        let fresh: HashMap<CorpId, (u64, Instant)> =
+            leases.map(|(c, (f, at))| (c.clone(), (f.token, *at + ttl))).collect();
+        if let Ok(mut terms) = self.terms.lock() {
+            *terms = fresh;
+        }
+    }
+
+    /// True when the lease `token` of `corpid` is ours for at least the margin still.
+    pub fn may_call(&self, corpid: &CorpId, token: u64) -> bool {
+        let Ok(terms) = self.terms.lock() else { return false };
+        terms.get(corpid).is_some_and(|(t, until)| {
+            *t == token && until.checked_duration_since(Instant::now()).is_some_and(|left| left >= self.margin)
+        })
     }
 }
 
@@ -64,6 +105,7 @@ pub struct LeaseKeeper {
     store: Arc<dyn Store>,
     settings: LeaseSettings,
     supervisor: Recipient<Leases>,
+    terms: LeaseTerms,
     wanted: BTreeSet<CorpId>,
     /// Held leases and when each was last renewed (by our clock).
     held: BTreeMap<CorpId, (Fence, Instant)>,
@@ -84,12 +126,18 @@ impl std::fmt::Debug for LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    /// A keeper for `settings`, reporting to `supervisor`.
-    pub fn new(store: Arc<dyn Store>, settings: LeaseSettings, supervisor: Recipient<Leases>) -> Self {
+    /// A keeper for `settings`, reporting to `supervisor` and publishing to `terms`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: LeaseSettings,
+        supervisor: Recipient<Leases>,
+        terms: LeaseTerms,
+    ) -> Self {
         Self {
             store,
             settings,
             supervisor,
+            terms,
             wanted: BTreeSet::new(),
             held: BTreeMap::new(),
             releasing: BTreeMap::new(),
@@ -121,6 +169,9 @@ impl LeaseKeeper {
                     act.busy = false;
                     act.held = held;
                     act.releasing.extend(releasing);
+                    // Those being given back keep their term: their actors may still be
+                    // finishing the call in flight.
+                    act.terms.publish(act.held.iter().chain(act.releasing.iter()), act.settings.ttl);
                     if !act.leaving {
                         act.report();
                     }
@@ -144,10 +195,13 @@ async fn renew(store: &dyn Store, s: &LeaseSettings, leases: Held) -> Held {
         tracing::warn!(corpid = %corpid, "lease expired before it could be renewed; stopping the corp");
     }
     let wanted: Vec<(CorpId, u64)> = fresh.iter().map(|(c, (f, _))| (c.clone(), f.token)).collect();
+    // The term runs from the moment the statement is sent: the database's expiry (its clock when
+    // the statement runs, plus the TTL) is never earlier than that.
+    let sent = Instant::now();
     match store.lease_renew_all(&s.holder, &wanted, s.ttl_ms()).await {
         Ok(held) => {
-            let held: std::collections::HashMap<String, u64> = held.into_iter().collect();
-            let now = Instant::now();
+            let held: HashMap<String, u64> = held.into_iter().collect();
+            let now = sent;
             fresh
                 .into_iter()
                 .filter_map(|(corpid, (fence, _))| {
@@ -233,10 +287,11 @@ async fn round(
             if kept.len() >= share {
                 break;
             }
+            let sent = Instant::now();
             match store.lease_claim(corpid, &s.holder, ttl).await {
                 Ok(Some(token)) => {
                     tracing::info!(corpid = %corpid, token, share, live, "lease claimed");
-                    kept.insert(corpid.clone(), (Fence { holder: s.holder.clone(), token }, Instant::now()));
+                    kept.insert(corpid.clone(), (Fence { holder: s.holder.clone(), token }, sent));
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(corpid = %corpid, error = %e, "claiming a lease failed"),
@@ -289,6 +344,7 @@ impl Handler<LeaseLeave> for LeaseKeeper {
 
     fn handle(&mut self, _: LeaseLeave, _ctx: &mut Self::Context) -> Self::Result {
         self.leaving = true;
+        self.terms.publish(std::iter::empty(), self.settings.ttl);
         let mut all = std::mem::take(&mut self.held);
         all.extend(std::mem::take(&mut self.releasing));
         let held: Vec<(CorpId, Fence)> = all.into_iter().map(|(c, (f, _))| (c, f)).collect();
@@ -302,5 +358,40 @@ impl Handler<LeaseLeave> for LeaseKeeper {
                 tracing::warn!(error = %e, "leaving the instance table failed; the entry will expire");
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(ttl_ms: u64) -> LeaseSettings {
+        LeaseSettings { holder: "me".into(), ttl: Duration::from_millis(ttl_ms) }
+    }
+
+    #[test]
+    fn a_call_may_start_only_with_a_third_of_the_term_left_and_the_same_token() {
+        let s = settings(3000);
+        let terms = LeaseTerms::new(&s);
+        let corp = CorpId::new("wwterms").unwrap();
+        let other = CorpId::new("wwother").unwrap();
+        let fence = Fence { holder: "me".into(), token: 7 };
+        assert!(!terms.may_call(&corp, 7), "no term published yet");
+        let now = Instant::now();
+        let held: Held = [(corp.clone(), (fence.clone(), now))].into_iter().collect();
+        terms.publish(held.iter(), s.ttl);
+        assert!(terms.may_call(&corp, 7));
+        assert!(!terms.may_call(&corp, 8), "another claim's token");
+        assert!(!terms.may_call(&other, 7), "another corp");
+        // Renewed (sent) 2.1 s ago: 0.9 s left of 3 s, under the 1 s margin.
+        let old: Held = [(corp.clone(), (fence.clone(), now - Duration::from_millis(2100)))].into_iter().collect();
+        terms.publish(old.iter(), s.ttl);
+        assert!(!terms.may_call(&corp, 7));
+        // 1.9 s ago: 1.1 s left.
+        let recent: Held = [(corp.clone(), (fence, now - Duration::from_millis(1900)))].into_iter().collect();
+        terms.publish(recent.iter(), s.ttl);
+        assert!(terms.may_call(&corp, 7));
+        terms.publish(std::iter::empty(), s.ttl);
+        assert!(!terms.may_call(&corp, 7), "dropped");
     }
 }

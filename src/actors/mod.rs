@@ -136,6 +136,8 @@ pub struct Shared {
     pub media: Option<Addr<media::MediaScheduler>>,
     /// The content rules in force.
     pub rules: crate::rules::Live,
+    /// The leases' terms by this process's clock (`[cluster] leases`; empty without).
+    pub lease_terms: lease::LeaseTerms,
 }
 
 impl std::fmt::Debug for Shared {
@@ -155,7 +157,8 @@ pub struct CorpStatus {
     pub undecryptable: u64,
     /// Distinct msgtypes seen by this process.
     pub msgtypes: BTreeSet<String>,
-    /// `running`, `caught up`, `backoff`, `failing`, `stopped`, `restarting`.
+    /// `running`, `caught up`, `backoff`, `failing`, `stopped`, `restarting`, `lease lost`,
+    /// `lease unconfirmed`.
     pub state: String,
     /// The last error (with errmsg for errcodes), cleared by a successful page.
     pub last_error: Option<String>,
@@ -443,6 +446,7 @@ impl Pipeline {
             stats: Arc::clone(&stats),
             media: media.clone(),
             rules: config.rules.clone(),
+            lease_terms: config.lease.as_ref().map(lease::LeaseTerms::new).unwrap_or_default(),
         });
         let supervisor = supervisor::Supervisor::new(shared, sources, config.reload_interval, stopper.listener())
             .with_leases(config.lease.clone())

@@ -325,7 +325,12 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(settings) = self.lease_settings.clone() {
-            let keeper = LeaseKeeper::new(Arc::clone(&self.shared.store), settings, ctx.address().recipient());
+            let keeper = LeaseKeeper::new(
+                Arc::clone(&self.shared.store),
+                settings,
+                ctx.address().recipient(),
+                self.shared.lease_terms.clone(),
+            );
             self.keeper = Some(keeper.start());
         }
         ctx.notify(Reload);
