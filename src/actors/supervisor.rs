@@ -352,25 +352,38 @@ impl Handler<Reload> for Supervisor {
             return;
         }
         let sources = self.sources.clone();
+        let store = Arc::clone(&self.shared.store);
         self.loads_started += 1;
         let load = self.loads_started;
-        ctx.spawn(async move { corps::load(&sources).await }.into_actor(self).map(
-            move |loaded, act, ctx| match loaded {
-                Ok(desired) => {
-                    let report = act.reconcile(desired, load, ctx);
-                    if !(report.started.is_empty() && report.restarted.is_empty() && report.stopped.is_empty()) {
-                        tracing::info!(
-                            started = report.started.len(),
-                            restarted = report.restarted.len(),
-                            stopped = report.stopped.len(),
-                            running = act.running.len(),
-                            "corps reconciled"
-                        );
-                    }
+        let load_and_prepare = async move {
+            let loaded = corps::load(&sources).await;
+            if let Ok(desired) = &loaded {
+                // The new corps' tables in a few transactions, not one each (SQLite).
+                let ids: Vec<CorpId> = desired.corps.keys().cloned().collect();
+                let started = std::time::Instant::now();
+                if let Err(e) = store.prepare_corp_tables(&ids).await {
+                    tracing::warn!(error = %e, corps = ids.len(), "creating the corps' tables together failed; each corp makes its own");
+                } else if started.elapsed() > std::time::Duration::from_secs(1) {
+                    tracing::info!(corps = ids.len(), took = ?started.elapsed(), "corp tables ready");
                 }
-                Err(e) => tracing::error!(error = %e, "reading the corp sources failed; keeping the current corps"),
-            },
-        ));
+            }
+            loaded
+        };
+        ctx.spawn(load_and_prepare.into_actor(self).map(move |loaded, act, ctx| match loaded {
+            Ok(desired) => {
+                let report = act.reconcile(desired, load, ctx);
+                if !(report.started.is_empty() && report.restarted.is_empty() && report.stopped.is_empty()) {
+                    tracing::info!(
+                        started = report.started.len(),
+                        restarted = report.restarted.len(),
+                        stopped = report.stopped.len(),
+                        running = act.running.len(),
+                        "corps reconciled"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reading the corp sources failed; keeping the current corps"),
+        }));
     }
 }
 

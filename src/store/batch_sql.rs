@@ -337,7 +337,9 @@ macro_rules! batch_repo {
             async fn cursor(&self, corpid: &CorpId) -> Result<u64, StoreError> {
                 let stored: Option<<$db as Flavor>::U64> =
                     sqlx::query_scalar(&Self::SQL.cursor()).bind(corpid.as_str()).fetch_optional(&self.pool).await?;
-                let max: Option<<$db as Flavor>::U64> = if self.table_exists(&corpid.message_table()).await? {
+                // Known tables skip the lookup (on SQLite a scan of a schema of thousands of tables).
+                let exists = self.is_ensured(corpid) || self.table_exists(&corpid.message_table()).await?;
+                let max: Option<<$db as Flavor>::U64> = if exists {
                     sqlx::query_scalar(&(Self::SQL.max_seq)(&Self::SQL.message(corpid)))
                         .fetch_one(&self.pool)
                         .await?

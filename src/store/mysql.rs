@@ -517,6 +517,11 @@ impl SchemaRepo for MysqlStore {
         Ok(())
     }
 
+    async fn prepare_corp_tables(&self, _corpids: &[CorpId]) -> Result<(), StoreError> {
+        // MySQL re-reads no schema per connection: each corp's first write makes its tables.
+        Ok(())
+    }
+
     async fn migrate_java_corp_table(&self, corpid: &CorpId) -> Result<(), StoreError> {
         let _ddl = self.ddl_lock.lock().await;
         self.upgrade_java_locked(corpid).await

@@ -255,6 +255,14 @@ pub trait SchemaRepo: Send + Sync {
     /// message table in place, MySQL only). Cached per corp: cheap to call before every batch.
     async fn ensure_corp_tables(&self, corpid: &CorpId) -> Result<(), StoreError>;
 
+    /// Creates the missing per-corp tables of many corps at once, where one corp at a time is
+    /// costly: on SQLite every schema change makes every pooled connection re-read the whole
+    /// schema, so 5,000 corps created one by one cost 5,000 × connections × (a schema of up to
+    /// 5,000 corps) parses; batched, a few. Called by the supervisor with each load of the corps,
+    /// before their actors start. On MySQL nothing is done here: each corp's tables are made (or
+    /// a Java table upgraded) at its first write by [`SchemaRepo::ensure_corp_tables`].
+    async fn prepare_corp_tables(&self, corpids: &[CorpId]) -> Result<(), StoreError>;
+
     /// Upgrades a Java-created `message_<corpid>` (ARCHITECTURE.md decision 9). Called by
     /// [`SchemaRepo::ensure_corp_tables`]; a no-op on an already upgraded or new table.
     async fn migrate_java_corp_table(&self, corpid: &CorpId) -> Result<(), StoreError>;

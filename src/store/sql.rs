@@ -169,7 +169,7 @@ impl<DB: Flavor> SqlStore<DB> {
         &self.pool
     }
 
-    fn is_ensured(&self, corpid: &CorpId) -> bool {
+    pub(super) fn is_ensured(&self, corpid: &CorpId) -> bool {
         self.ensured.lock().unwrap_or_else(|e| e.into_inner()).contains(corpid)
     }
 

@@ -64,6 +64,9 @@ impl Flavor for Sqlite {
     }
 }
 
+/// Corps whose tables [`SchemaRepo::prepare_corp_tables`] creates in one transaction.
+const PREPARE_CHUNK: usize = 1000;
+
 fn corp_ddl(c: &CorpId) -> Vec<String> {
     let t = c.message_table();
     let m = c.media_table();
@@ -197,6 +200,30 @@ impl SchemaRepo for SqliteStore {
             tx.commit().await?;
         }
         self.mark_ensured(corpid);
+        Ok(())
+    }
+
+    async fn prepare_corp_tables(&self, corpids: &[CorpId]) -> Result<(), StoreError> {
+        let missing: Vec<&CorpId> = corpids.iter().filter(|c| !self.is_ensured(c)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let _ddl = self.ddl_lock.lock().await;
+        // One transaction per chunk: one schema change for many corps, and the writer lock is
+        // not held for longer than a chunk (about 0.1 s per 100 corps).
+        for chunk in missing.chunks(PREPARE_CHUNK) {
+            let _w = self.write_guard().await;
+            let mut tx = self.pool.begin().await?;
+            for corpid in chunk.iter().filter(|c| !self.is_ensured(c)) {
+                for stmt in corp_ddl(corpid) {
+                    sqlx::query(&stmt).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            for corpid in chunk {
+                self.mark_ensured(corpid);
+            }
+        }
         Ok(())
     }
 
