@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Sqlite;
+use tracing::Instrument as _;
 
 use super::sql::{Dialect, Flavor, SqlStore, Upsert};
 use super::{CorpId, Limits, SchemaRepo, StoreError};
@@ -215,8 +216,10 @@ impl SchemaRepo for SqliteStore {
             let _w = self.write_guard().await;
             let mut tx = self.pool.begin().await?;
             for corpid in chunk.iter().filter(|c| !self.is_ensured(c)) {
+                // What the statements log names the corp, as at its first write.
+                let span = tracing::info_span!("corp_tables", corpid = %corpid);
                 for stmt in corp_ddl(corpid) {
-                    sqlx::query(&stmt).execute(&mut *tx).await?;
+                    sqlx::query(&stmt).execute(&mut *tx).instrument(span.clone()).await?;
                 }
             }
             tx.commit().await?;
