@@ -63,6 +63,12 @@ fn setup(dir: &Path, db_url: &str) -> Vec<std::path::PathBuf> {
     (1..=3).map(|n| config(dir, db_url, n, &format!("{TTL_S}s"))).collect()
 }
 
+/// The emulator of `<dir>/scenario.toml`: the truth the stored records are checked against.
+fn truth(dir: &Path) -> emulator::Emulator {
+    emulator::Emulator::new(toml::from_str(&std::fs::read_to_string(dir.join("scenario.toml")).unwrap()).unwrap())
+        .unwrap()
+}
+
 async fn stored(db: &Db) -> i64 {
     db.int("SELECT CAST(COALESCE(SUM(seq), 0) AS SIGNED INTEGER) FROM corp_cursor", None).await
 }
@@ -197,10 +203,7 @@ async fn three_instances(db: Db) {
     );
 
     // Exactly the truth.
-    let emu = emulator::Emulator::new(
-        toml::from_str(&std::fs::read_to_string(dir.path().join("scenario.toml")).unwrap()).unwrap(),
-    )
-    .unwrap();
+    let emu = truth(dir.path());
     for i in 0..CORPS {
         check_corp(&db, &emu, &corpid(i)).await;
     }
@@ -314,10 +317,7 @@ async fn keeper_behind(db: Db) {
     assert!(late.is_empty(), "GetChatData calls ended {late:?} ms after the lock, while the lease was unconfirmed");
     let log = daemons[0].as_ref().unwrap().log();
     assert!(log.contains("lease not confirmed in time; pulls paused"), "{log}");
-    let emu = emulator::Emulator::new(
-        toml::from_str(&std::fs::read_to_string(dir.path().join("scenario.toml")).unwrap()).unwrap(),
-    )
-    .unwrap();
+    let emu = truth(dir.path());
     check_corp(&db, &emu, &corp).await;
     let (status, _) = daemons[0].as_mut().unwrap().terminate(Duration::from_secs(60));
     assert!(status.success(), "{log}");

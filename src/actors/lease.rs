@@ -51,6 +51,8 @@ impl LeaseSettings {
 #[derive(Debug, Clone, Default)]
 pub struct LeaseTerms {
     terms: Arc<Mutex<HashMap<CorpId, (u64, Instant)>>>,
+    /// How long a lease lasts from its renewal.
+    ttl: Duration,
     /// The part of a term that must be left to start a call.
     margin: Duration,
 }
@@ -58,13 +60,13 @@ pub struct LeaseTerms {
 impl LeaseTerms {
     /// Terms for `settings` (a call starts only while `renew_every` is left).
     pub fn new(settings: &LeaseSettings) -> Self {
-        Self { terms: Arc::default(), margin: settings.renew_every() }
+        Self { terms: Arc::default(), ttl: settings.ttl, margin: settings.renew_every() }
     }
 
-    /// Replaces every term: `leases` maps a corp to (token, renewal sent at); valid for `ttl`.
-    fn publish<'a>(&self, leases: impl Iterator<Item = (&'a CorpId, &'a (Fence, Instant))>, ttl: Duration) {
+    /// Replaces every term: `leases` maps a corp to (token, renewal sent at).
+    fn publish<'a>(&self, leases: impl Iterator<Item = (&'a CorpId, &'a (Fence, Instant))>) {
         let fresh: HashMap<CorpId, (u64, Instant)> =
-            leases.map(|(c, (f, at))| (c.clone(), (f.token, *at + ttl))).collect();
+            leases.map(|(c, (f, at))| (c.clone(), (f.token, *at + self.ttl))).collect();
         if let Ok(mut terms) = self.terms.lock() {
             *terms = fresh;
         }
@@ -171,7 +173,7 @@ impl LeaseKeeper {
                     act.releasing.extend(releasing);
                     // Those being given back keep their term: their actors may still be
                     // finishing the call in flight.
-                    act.terms.publish(act.held.iter().chain(act.releasing.iter()), act.settings.ttl);
+                    act.terms.publish(act.held.iter().chain(act.releasing.iter()));
                     if !act.leaving {
                         act.report();
                     }
@@ -201,12 +203,11 @@ async fn renew(store: &dyn Store, s: &LeaseSettings, leases: Held) -> Held {
     match store.lease_renew_all(&s.holder, &wanted, s.ttl_ms()).await {
         Ok(held) => {
             let held: HashMap<String, u64> = held.into_iter().collect();
-            let now = sent;
             fresh
                 .into_iter()
                 .filter_map(|(corpid, (fence, _))| {
                     if held.get(corpid.as_str()) == Some(&fence.token) {
-                        Some((corpid, (fence, now)))
+                        Some((corpid, (fence, sent)))
                     } else {
                         tracing::warn!(corpid = %corpid, token = fence.token, "lease taken over; stopping the corp");
                         None
@@ -344,7 +345,7 @@ impl Handler<LeaseLeave> for LeaseKeeper {
 
     fn handle(&mut self, _: LeaseLeave, _ctx: &mut Self::Context) -> Self::Result {
         self.leaving = true;
-        self.terms.publish(std::iter::empty(), self.settings.ttl);
+        self.terms.publish(std::iter::empty());
         let mut all = std::mem::take(&mut self.held);
         all.extend(std::mem::take(&mut self.releasing));
         let held: Vec<(CorpId, Fence)> = all.into_iter().map(|(c, (f, _))| (c, f)).collect();
@@ -379,19 +380,19 @@ mod tests {
         assert!(!terms.may_call(&corp, 7), "no term published yet");
         let now = Instant::now();
         let held: Held = [(corp.clone(), (fence.clone(), now))].into_iter().collect();
-        terms.publish(held.iter(), s.ttl);
+        terms.publish(held.iter());
         assert!(terms.may_call(&corp, 7));
         assert!(!terms.may_call(&corp, 8), "another claim's token");
         assert!(!terms.may_call(&other, 7), "another corp");
         // Renewed (sent) 2.1 s ago: 0.9 s left of 3 s, under the 1 s margin.
         let old: Held = [(corp.clone(), (fence.clone(), now - Duration::from_millis(2100)))].into_iter().collect();
-        terms.publish(old.iter(), s.ttl);
+        terms.publish(old.iter());
         assert!(!terms.may_call(&corp, 7));
         // 1.9 s ago: 1.1 s left.
         let recent: Held = [(corp.clone(), (fence, now - Duration::from_millis(1900)))].into_iter().collect();
-        terms.publish(recent.iter(), s.ttl);
+        terms.publish(recent.iter());
         assert!(terms.may_call(&corp, 7));
-        terms.publish(std::iter::empty(), s.ttl);
+        terms.publish(std::iter::empty());
         assert!(!terms.may_call(&corp, 7), "dropped");
     }
 }

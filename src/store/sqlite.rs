@@ -191,17 +191,10 @@ impl SchemaRepo for SqliteStore {
     }
 
     async fn ensure_corp_tables(&self, corpid: &CorpId) -> Result<(), StoreError> {
-        let Some(_ddl) = self.ddl_unless_ensured(corpid).await else { return Ok(()) };
-        {
-            let _w = self.write_guard().await;
-            let mut tx = self.pool.begin().await?;
-            for stmt in corp_ddl(corpid) {
-                sqlx::query(&stmt).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
+        if self.is_ensured(corpid) {
+            return Ok(());
         }
-        self.mark_ensured(corpid);
-        Ok(())
+        self.prepare_corp_tables(std::slice::from_ref(corpid)).await
     }
 
     async fn prepare_corp_tables(&self, corpids: &[CorpId]) -> Result<(), StoreError> {
@@ -211,12 +204,12 @@ impl SchemaRepo for SqliteStore {
         }
         let _ddl = self.ddl_lock.lock().await;
         // One transaction per chunk: one schema change for many corps, and the writer lock is
-        // not held for longer than a chunk (about 0.1 s per 100 corps).
+        // given up between chunks. Corps made meanwhile (by another caller) are skipped.
         for chunk in missing.chunks(PREPARE_CHUNK) {
             let _w = self.write_guard().await;
             let mut tx = self.pool.begin().await?;
             for corpid in chunk.iter().filter(|c| !self.is_ensured(c)) {
-                // What the statements log names the corp, as at its first write.
+                // What the statements log names the corp.
                 let span = tracing::info_span!("corp_tables", corpid = %corpid);
                 for stmt in corp_ddl(corpid) {
                     sqlx::query(&stmt).execute(&mut *tx).instrument(span.clone()).await?;
