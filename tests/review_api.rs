@@ -521,24 +521,57 @@ async fn review_api(db: Db) {
 
 per_db!(review_api_reads_within_scope => review_api);
 
-/// The review indexes reach message tables created before them: dropped, then put back by the
-/// next process's `ensure_corp_tables`.
+/// The review indexes reach message tables created before them, and new tables have them.
+/// SQLite: a new table carries them as `UNIQUE (…, seq)` constraints (one CREATE per table);
+/// an older one, made with `CREATE INDEX` statements and without the review indexes, gets them
+/// from the next process's `ensure_corp_tables`. MySQL: dropped, then put back.
 async fn indexes_added_to_older_tables(db: Db) {
     let store = open(&db).await;
     let corp = CorpId::new("wwolder0000000001").unwrap();
     store.ensure_corp_tables(&corp).await.unwrap();
     let t = corp.message_table();
-    let (drops, count) = if db.name() == "sqlite" {
-        (
-            [format!("DROP INDEX \"idx_{t}_room_time\""), format!("DROP INDEX \"idx_{t}_room_from\"")],
+    let m = corp.media_table();
+    let (older, count) = if db.name() == "sqlite" {
+        // An index whose leading columns are the review's, whatever made it (constraint or
+        // CREATE INDEX); a trailing seq is allowed.
+        let count = format!(
+            "SELECT COUNT(*) FROM pragma_index_list('{t}') il WHERE \
+             (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno)) \
+             IN ('roomid,msgtime,seq', 'roomid,msgfrom,msgtime', 'roomid,msgfrom,msgtime,seq')"
+        );
+        // The tables as an earlier version made them.
+        let older = vec![
+            format!("DROP TABLE \"{t}\""),
+            format!("DROP TABLE \"{m}\""),
             format!(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = '{t}' \
-                 AND (name LIKE '%room_time' OR name LIKE '%room_from')"
+                "CREATE TABLE \"{t}\" (id INTEGER PRIMARY KEY AUTOINCREMENT, msgid TEXT NOT NULL UNIQUE, \
+                 publickey_ver INTEGER NOT NULL DEFAULT 1, seq INTEGER NOT NULL UNIQUE, action TEXT NOT NULL DEFAULT '', \
+                 msgfrom TEXT NOT NULL DEFAULT '', tolist TEXT NULL, msgtype TEXT NOT NULL DEFAULT '', \
+                 msgtime INTEGER NOT NULL DEFAULT 0, text TEXT NULL, sdkfield TEXT NULL, msgdata TEXT NULL, \
+                 status INTEGER NOT NULL DEFAULT 0, media_code INTEGER NOT NULL DEFAULT 0, media_path TEXT NOT NULL DEFAULT '', \
+                 roomid TEXT NOT NULL DEFAULT '', created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, decrypt_error TEXT NULL, \
+                 encrypt_random_key TEXT NULL, encrypt_chat_msg TEXT NULL)"
             ),
-        )
+            format!("CREATE INDEX \"idx_{t}_msgtime\" ON \"{t}\" (msgtime)"),
+            format!("CREATE INDEX \"idx_{t}_roomid\" ON \"{t}\" (roomid)"),
+            format!("CREATE INDEX \"idx_{t}_msgfrom\" ON \"{t}\" (msgfrom)"),
+            format!(
+                "CREATE TABLE \"{m}\" (id INTEGER PRIMARY KEY AUTOINCREMENT, msgid TEXT NOT NULL, item INTEGER NOT NULL DEFAULT 0, \
+                 seq INTEGER NOT NULL, kind TEXT NOT NULL, sdkfileid TEXT NOT NULL, md5 TEXT NULL, size INTEGER NULL, \
+                 ext TEXT NOT NULL DEFAULT '', filename TEXT NULL, play_length INTEGER NULL, status INTEGER NOT NULL DEFAULT 1, \
+                 media_code INTEGER NOT NULL DEFAULT 0, path TEXT NULL, transcoded_path TEXT NULL, transcode_error TEXT NULL, \
+                 attempts INTEGER NOT NULL DEFAULT 0, claimed_by TEXT NULL, claimed_at TEXT NULL, retry_at INTEGER NOT NULL DEFAULT 0, \
+                 created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, updated TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, UNIQUE (msgid, item))"
+            ),
+            format!("CREATE INDEX \"idx_{m}_status\" ON \"{m}\" (status)"),
+        ];
+        (older, count)
     } else {
         (
-            [format!("ALTER TABLE `{t}` DROP KEY idx_room_time"), format!("ALTER TABLE `{t}` DROP KEY idx_room_from")],
+            vec![
+                format!("ALTER TABLE `{t}` DROP KEY idx_room_time"),
+                format!("ALTER TABLE `{t}` DROP KEY idx_room_from"),
+            ],
             format!(
                 "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() \
                  AND TABLE_NAME = '{t}' AND INDEX_NAME IN ('idx_room_time', 'idx_room_from')"
@@ -546,13 +579,22 @@ async fn indexes_added_to_older_tables(db: Db) {
         )
     };
     assert_eq!(db.int(&count, None).await, 2, "new tables have them");
-    for d in &drops {
+    for d in &older {
         db.int(d, None).await;
     }
     assert_eq!(db.int(&count, None).await, 0);
     let next = open(&db).await;
     next.ensure_corp_tables(&corp).await.unwrap();
     assert_eq!(db.int(&count, None).await, 2, "added to the older table");
+    if db.name() == "sqlite" {
+        // The older table keeps its CREATE INDEX indexes and gets no constraint copies: three
+        // old, two review, the status index, and the UNIQUE (msgid, item) of the media table.
+        let made = format!(
+            "SELECT (SELECT COUNT(*) FROM pragma_index_list('{t}') WHERE origin = 'c') * 10 \
+             + (SELECT COUNT(*) FROM pragma_index_list('{m}') WHERE origin = 'c')"
+        );
+        assert_eq!(db.int(&made, None).await, 51);
+    }
     db.finish().await;
 }
 

@@ -106,7 +106,7 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
     let media_dir = media_root.join(corpid.as_str());
     let system = actix_rt::System::new();
     let available = system.block_on(async move {
-        let store = store::connect(&url, crate::config::DatabaseConfig::default().max_connections)
+        let store = store::connect(&url, crate::config::DatabaseConfig::default().pool_size())
             .await
             .map_err(CliError::store(format!("opening the demo database {url}")))?;
         store.migrate().await.map_err(CliError::store("migrating the demo database"))?;

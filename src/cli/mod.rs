@@ -254,7 +254,7 @@ where
         .build()
         .map_err(|e| CliError::runtime("cannot start the async runtime", e))?;
     rt.block_on(async move {
-        let store = crate::store::connect(cfg.database.url.expose(), cfg.database.max_connections)
+        let store = crate::store::connect(cfg.database.url.expose(), cfg.database.pool_size())
             .await
             .map_err(CliError::store(format!("opening the database {}", cfg.database.redacted_url())))?;
         store.migrate().await.map_err(CliError::store("migrating the database"))?;

@@ -196,6 +196,8 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
             let fatal = pipeline.fatal();
             tokio::pin!(fatal);
             let mut check = tokio::time::interval(Duration::from_secs(1));
+            // Memory freed after a burst goes back to the system (sdk::os::release_free_memory).
+            let mut trim = tokio::time::interval_at(tokio::time::Instant::now() + TRIM_EVERY, TRIM_EVERY);
             loop {
                 tokio::select! {
                     signal = signals.next() => match signal {
@@ -207,6 +209,9 @@ pub fn run(args: &RunArgs, log_overridden: bool) -> Result<(), CliError> {
                     },
                     reason = &mut fatal => break Some(reason),
                     Some(changed) = reloader.changes.recv() => reloader.apply(changed),
+                    _ = trim.tick() => {
+                        drop(tokio::task::spawn_blocking(crate::sdk::os::release_free_memory));
+                    }
                     _ = check.tick() => {
                         // A panic in state shared by all corps ends the process (decision 1).
                         if let Some(why) = pipeline.broken() {
@@ -575,6 +580,10 @@ impl DbAttempt {
     }
 }
 
+/// How often the memory the allocator holds free goes back to the system: a call costs
+/// milliseconds, and a catch-up burst leaves hundreds of MB behind otherwise.
+const TRIM_EVERY: Duration = Duration::from_secs(20);
+
 /// One connection attempt's time limit (a host that drops packets would otherwise hang it).
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First and longest wait between attempts to reach the database at start-up.
@@ -610,7 +619,7 @@ async fn connect_store(cfg: &Config, signals: &mut Signals) -> Result<Option<Arc
     loop {
         attempt += 1;
         let result = tokio::select! {
-            r = try_store(cfg.database.url.expose(), cfg.database.max_connections) => r,
+            r = try_store(cfg.database.url.expose(), cfg.database.pool_size()) => r,
             () = signals.stop() => return Ok(None),
         };
         let error = match result {

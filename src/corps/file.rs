@@ -173,7 +173,8 @@ fn file_corp(c: FileCorp, base: &Path, defaults: Defaults) -> Result<CorpSpec, B
             }
             _ => return Err(Bad::new(at(""), format!("key ver {}: give exactly one of `pem` and `file`", k.ver))),
         };
-        let key = crypto::parse_private_key(&bytes).map_err(|e| Bad::new(from, format!("key ver {}: {e}", k.ver)))?;
+        let key = crypto::keys::parse_private_key_shared(&bytes)
+            .map_err(|e| Bad::new(from, format!("key ver {}: {e}", k.ver)))?;
         keyring.insert(k.ver, key);
     }
     if keyring.is_empty() {

@@ -329,7 +329,12 @@ pub async fn read(sources: &Sources) -> Result<Vec<Vec<Candidate>>, SourceError>
         parts.push(from_table(store.as_ref(), defaults, &sources.at_rest).await?);
     }
     if let Some(path) = &sources.file {
-        parts.push(from_file(path, defaults)?);
+        // Off the async thread: a new key costs milliseconds to check, thousands of them seconds.
+        let p = path.clone();
+        let read = tokio::task::spawn_blocking(move || from_file(&p, defaults)).await.map_err(|e| {
+            SourceError::File { path: path.clone(), line: None, message: format!("reading the file stopped: {e}") }
+        })?;
+        parts.push(read?);
     }
     parts.push(
         sources

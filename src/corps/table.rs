@@ -88,12 +88,13 @@ pub fn table_keyring(row: &CorpRow, keys: &[(u32, Secret)], at_rest: &AtRest) ->
     let mut keyring = Keyring::new();
     if !row.prikey.is_empty() {
         let text = at_rest.reveal(&security::prikey_place(&row.corpid), &row.prikey).map_err(|e| e.to_string())?;
-        let key = crypto::parse_private_key(text.expose().as_bytes()).map_err(|e| format!("corplist.prikey: {e}"))?;
+        let key = crypto::keys::parse_private_key_shared(text.expose().as_bytes())
+            .map_err(|e| format!("corplist.prikey: {e}"))?;
         keyring.set_fallback(key);
     }
     for (ver, pem) in keys {
         let text = at_rest.reveal(&security::key_place(&row.corpid, *ver), pem).map_err(|e| e.to_string())?;
-        let key = crypto::parse_private_key(text.expose().as_bytes())
+        let key = crypto::keys::parse_private_key_shared(text.expose().as_bytes())
             .map_err(|e| format!("corp_keys publickey_ver {ver}: {e}"))?;
         keyring.insert(*ver, key);
     }

@@ -20,8 +20,8 @@
 //!   library (the daemon's default for a vendor library): a crash or a hang inside the SDK ends
 //!   a child, never the daemon ([`wire`] is their protocol). [`watchdog`] bounds the calls of an
 //!   in-process session instead.
-//! - [`os`] holds the other unsafe helpers: capturing what the SDK prints on stdout (`doctor`) and
-//!   the free space of a file system.
+//! - [`os`] holds the other unsafe helpers: capturing what the SDK prints on stdout (`doctor`),
+//!   the free space of a file system, and giving freed memory back to the system.
 
 pub mod chatdata;
 pub mod dynlib;

@@ -38,7 +38,8 @@ const SQLITE: Dialect = Dialect {
     stale: "claimed_at < datetime('now', '-' || ? || ' seconds')",
     for_update: "",
     lock_nowait: "",
-    table_exists: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+    // A lookup by name in the parsed schema, not a scan of `sqlite_master` (thousands of corps).
+    table_exists: "SELECT COUNT(*) FROM pragma_table_info(?)",
     // Unsigned max: a negative INTEGER is a u64 above 2^63-1.
     cursor_upsert: "INSERT INTO corp_cursor (corpid, seq, updated) VALUES (?, ?, CURRENT_TIMESTAMP) \
                     ON CONFLICT (corpid) DO UPDATE SET seq = CASE \
@@ -68,10 +69,20 @@ impl Flavor for Sqlite {
 /// Corps whose tables [`SchemaRepo::prepare_corp_tables`] creates in one transaction.
 const PREPARE_CHUNK: usize = 1000;
 
-fn corp_ddl(c: &CorpId) -> Vec<String> {
+/// The page cache (KiB) of the connection that creates many corps' tables: every CREATE
+/// re-reads `sqlite_master` (SQLite looks its new entry up by a scan), which at thousands of
+/// corps no longer fits the default 2 MiB. A cap, not an allocation; put back afterwards.
+const DDL_CACHE_KIB: u32 = 256 * 1024;
+
+/// A new corp's two tables. Each CREATE costs SQLite a scan of the whole schema (and every
+/// other connection a re-parse of it), so the secondary indexes are not statements of their
+/// own but `UNIQUE` constraints in the table: `seq` is unique, so `(…, seq)` is, and SQLite
+/// builds the same b-tree a `CREATE INDEX` on those columns would, used the same way by the
+/// planner. Two statements per corp instead of eight.
+fn new_corp_ddl(c: &CorpId) -> [String; 2] {
     let t = c.message_table();
     let m = c.media_table();
-    vec![
+    [
         format!(
             "CREATE TABLE IF NOT EXISTS \"{t}\" (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -93,16 +104,13 @@ fn corp_ddl(c: &CorpId) -> Vec<String> {
   created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
   decrypt_error TEXT NULL,
   encrypt_random_key TEXT NULL,
-  encrypt_chat_msg TEXT NULL
+  encrypt_chat_msg TEXT NULL,
+  UNIQUE (msgtime, seq),
+  UNIQUE (msgfrom, seq),
+  UNIQUE (roomid, msgtime, seq),
+  UNIQUE (roomid, msgfrom, msgtime, seq)
 )"
         ),
-        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_msgtime\" ON \"{t}\" (msgtime)"),
-        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_roomid\" ON \"{t}\" (roomid)"),
-        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_msgfrom\" ON \"{t}\" (msgfrom)"),
-        // The review API's timelines and groupings (review_read_sql.rs); IF NOT EXISTS adds them
-        // to tables created before.
-        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_room_time\" ON \"{t}\" (roomid, msgtime, seq)"),
-        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_room_from\" ON \"{t}\" (roomid, msgfrom, msgtime)"),
         format!(
             "CREATE TABLE IF NOT EXISTS \"{m}\" (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -127,11 +135,47 @@ fn corp_ddl(c: &CorpId) -> Vec<String> {
   retry_at INTEGER NOT NULL DEFAULT 0,
   created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
   updated TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
-  UNIQUE (msgid, item)
+  UNIQUE (msgid, item),
+  UNIQUE (status, id)
 )"
         ),
+    ]
+}
+
+/// The indexes of tables made before [`new_corp_ddl`] (by `CREATE INDEX`; the review indexes
+/// were added later): present ones are left alone, missing ones added.
+fn older_table_indexes(c: &CorpId) -> [String; 6] {
+    let t = c.message_table();
+    let m = c.media_table();
+    [
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_msgtime\" ON \"{t}\" (msgtime)"),
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_roomid\" ON \"{t}\" (roomid)"),
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_msgfrom\" ON \"{t}\" (msgfrom)"),
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_room_time\" ON \"{t}\" (roomid, msgtime, seq)"),
+        format!("CREATE INDEX IF NOT EXISTS \"idx_{t}_room_from\" ON \"{t}\" (roomid, msgfrom, msgtime)"),
         format!("CREATE INDEX IF NOT EXISTS \"idx_{m}_status\" ON \"{m}\" (status)"),
     ]
+}
+
+/// What a corp's tables need: both created, an older pair's indexes completed, or nothing.
+/// Two lookups by name (`pragma_table_info`, `pragma_index_list`), not scans of `sqlite_master`.
+async fn corp_ddl(conn: &mut sqlx::SqliteConnection, c: &CorpId) -> Result<Vec<String>, StoreError> {
+    let t = c.message_table();
+    let columns: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info(?)").bind(&t).fetch_one(&mut *conn).await?;
+    if columns == 0 {
+        return Ok(new_corp_ddl(c).into());
+    }
+    // An older table's indexes were made by CREATE INDEX (origin 'c'); a new one has none.
+    let created: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_index_list(?) WHERE origin = 'c'")
+        .bind(&t)
+        .fetch_one(&mut *conn)
+        .await?;
+    if created > 0 {
+        return Ok(older_table_indexes(c).into());
+    }
+    // The message table is new; its media table is made with it (IF NOT EXISTS: nothing if there).
+    Ok(vec![new_corp_ddl(c)[1].clone()])
 }
 
 impl SqliteStore {
@@ -182,6 +226,21 @@ fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
     }
 }
 
+/// The tables of `corps` in one transaction on `conn`.
+async fn create_chunk(conn: &mut sqlx::SqliteConnection, corps: &[&CorpId]) -> Result<(), StoreError> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin().await?;
+    for corpid in corps {
+        // What the statements log names the corp.
+        let span = tracing::info_span!("corp_tables", corpid = %corpid);
+        for stmt in corp_ddl(&mut tx, corpid).instrument(span.clone()).await? {
+            sqlx::query(&stmt).execute(&mut *tx).instrument(span.clone()).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 #[async_trait]
 impl SchemaRepo for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -207,15 +266,14 @@ impl SchemaRepo for SqliteStore {
         // given up between chunks. Corps made meanwhile (by another caller) are skipped.
         for chunk in missing.chunks(PREPARE_CHUNK) {
             let _w = self.write_guard().await;
-            let mut tx = self.pool.begin().await?;
-            for corpid in chunk.iter().filter(|c| !self.is_ensured(c)) {
-                // What the statements log names the corp.
-                let span = tracing::info_span!("corp_tables", corpid = %corpid);
-                for stmt in corp_ddl(corpid) {
-                    sqlx::query(&stmt).execute(&mut *tx).instrument(span.clone()).await?;
-                }
-            }
-            tx.commit().await?;
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query(&format!("PRAGMA cache_size = -{DDL_CACHE_KIB}")).execute(&mut *conn).await?;
+            let todo: Vec<&CorpId> = chunk.iter().copied().filter(|c| !self.is_ensured(c)).collect();
+            let made = create_chunk(&mut conn, &todo).await;
+            // The connection goes back to the pool with the default cache whatever happened.
+            let reset = sqlx::query("PRAGMA cache_size = -2000").execute(&mut *conn).await;
+            made?;
+            reset?;
             for corpid in chunk {
                 self.mark_ensured(corpid);
             }
@@ -226,5 +284,56 @@ impl SchemaRepo for SqliteStore {
     async fn migrate_java_corp_table(&self, _corpid: &CorpId) -> Result<(), StoreError> {
         // The Java version only ever wrote MySQL: nothing to upgrade here.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `.cargo/config.toml`'s flag reached the bundled SQLite: its schema hashes grow with the
+    /// number of corps instead of stopping at 64 buckets.
+    #[tokio::test]
+    async fn bundled_sqlite_hash_tables_are_not_capped() {
+        let store = SqliteStore::connect("sqlite::memory:", 1).await.unwrap();
+        let opts: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool()).await.unwrap();
+        assert!(opts.iter().any(|o| o == "MALLOC_SOFT_LIMIT=0"), "{opts:?}");
+    }
+
+    /// New corps: two tables each, their indexes inside them; a second process finds them and
+    /// changes nothing (the schema version stays).
+    #[tokio::test]
+    async fn prepared_corps_get_two_tables_and_a_restart_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let corps: Vec<CorpId> = (0..3).map(|i| CorpId::new(&format!("wwprep{i:011}")).unwrap()).collect();
+        let store = SqliteStore::connect(&url, 2).await.unwrap();
+        store.prepare_corp_tables(&corps).await.unwrap();
+        let count = |sql: &'static str| {
+            let pool = store.pool().clone();
+            async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'me%'").await, 6);
+        // message: msgid, seq and the four (…, seq); media: (msgid, item) and (status, id).
+        assert_eq!(
+            count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'sqlite_autoindex_me%'").await,
+            3 * 8
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").await,
+            0,
+            "no CREATE INDEX"
+        );
+        let version = |store: &SqliteStore| {
+            let pool = store.pool().clone();
+            async move { sqlx::query_scalar::<_, i64>("PRAGMA schema_version").fetch_one(&pool).await.unwrap() }
+        };
+        let before = version(&store).await;
+        drop(store);
+        let next = SqliteStore::connect(&url, 2).await.unwrap();
+        next.prepare_corp_tables(&corps).await.unwrap();
+        assert_eq!(version(&next).await, before);
+        assert!(next.table_exists(&corps[2].message_table()).await.unwrap());
+        assert!(!next.table_exists("message_wwnotthere").await.unwrap());
     }
 }

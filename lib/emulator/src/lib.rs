@@ -114,6 +114,9 @@ struct Inner {
     base_msgtime_ms: u64,
     step_ms: u64,
     corps: Vec<Corp>,
+    /// Index of `corps` by corpid (the first of a corpid wins, as a scan would): every call looks
+    /// its corp up, and a scenario may have thousands.
+    by_id: HashMap<String, usize>,
     created: Instant,
     md5_cache: Mutex<HashMap<(u8, u64, u64), String>>,
     calllog: Option<Mutex<File>>,
@@ -175,12 +178,17 @@ impl Emulator {
             )),
             _ => None,
         };
+        let mut by_id = HashMap::with_capacity(corps.len());
+        for (i, c) in corps.iter().enumerate() {
+            by_id.entry(c.cfg.corpid.clone()).or_insert(i);
+        }
         let emu = Emulator {
             inner: Ok(Inner {
                 seed: s.seed,
                 base_msgtime_ms: s.base_msgtime_ms,
                 step_ms: s.step_ms,
                 corps,
+                by_id,
                 created: Instant::now(),
                 md5_cache: Mutex::new(HashMap::new()),
                 calllog,
@@ -303,7 +311,7 @@ impl Emulator {
     /// in another process has its own counters.
     pub fn grow(&self, corpid: &str, n: u64) -> Option<u64> {
         let inner = self.inner.as_ref().ok()?;
-        let corp = inner.corps.iter().find(|c| c.cfg.corpid == corpid)?;
+        let corp = inner.corp(corpid)?;
         corp.grown.fetch_add(n, Ordering::SeqCst);
         Some(inner.available(corp))
     }
@@ -312,20 +320,20 @@ impl Emulator {
     /// fake HTTPS API serves pages without counting here).
     pub fn chat_calls(&self, corpid: &str) -> u64 {
         let Ok(inner) = self.inner.as_ref() else { return 0 };
-        inner.corps.iter().find(|c| c.cfg.corpid == corpid).map_or(0, |c| c.chat_calls.load(Ordering::Relaxed))
+        inner.corp(corpid).map_or(0, |c| c.chat_calls.load(Ordering::Relaxed))
     }
 
     /// The highest seq of `corpid` available now (`None` for a corp not in the scenario).
     pub fn available(&self, corpid: &str) -> Option<u64> {
         let inner = self.inner.as_ref().ok()?;
-        inner.corps.iter().find(|c| c.cfg.corpid == corpid).map(|c| inner.available(c))
+        inner.corp(corpid).map(|c| inner.available(c))
     }
 
     /// Ground truth of every record of `corpid` available now (seq 1..=available, without the
     /// `withheld_seqs`, which are never served).
     pub fn truth(&self, corpid: &str) -> Vec<TruthRecord> {
         let Ok(inner) = self.inner.as_ref() else { return Vec::new() };
-        let Some(corp) = inner.corps.iter().find(|c| c.cfg.corpid == corpid) else { return Vec::new() };
+        let Some(corp) = inner.corp(corpid) else { return Vec::new() };
         (1..=inner.available(corp))
             .filter(|seq| !corp.cfg.withheld_seqs.contains(seq))
             .map(|seq| inner.truth_record(corp, seq))
@@ -342,7 +350,7 @@ impl Emulator {
     /// Whether `secret` is the scenario's secret of `corpid` (what the fake `gettoken` checks).
     pub fn secret_ok(&self, corpid: &str, secret: &[u8]) -> bool {
         let Ok(inner) = self.inner.as_ref() else { return false };
-        inner.corps.iter().any(|c| c.cfg.corpid == corpid && c.cfg.secret.as_bytes() == secret)
+        inner.corp(corpid).is_some_and(|c| c.cfg.secret.as_bytes() == secret)
     }
 
     /// The GetChatData response body of `corpid` for `seq`/`limit`, with none of the SDK-level
@@ -353,7 +361,7 @@ impl Emulator {
             return Err(RC_BAD_ARG);
         }
         let inner = self.inner.as_ref().map_err(|_| RC_SYSTEM)?;
-        let corp = inner.corps.iter().find(|c| c.cfg.corpid == corpid).ok_or(RC_NETWORK)?;
+        let corp = inner.corp(corpid).ok_or(RC_NETWORK)?;
         inner.page(corp, seq, limit)
     }
 
@@ -389,8 +397,11 @@ struct Record {
 
 impl Inner {
     fn corp_of(&self, s: &Session) -> Option<&Corp> {
-        let id = s.corpid.as_deref()?;
-        self.corps.iter().find(|c| c.cfg.corpid == id)
+        self.corp(s.corpid.as_deref()?)
+    }
+
+    fn corp(&self, corpid: &str) -> Option<&Corp> {
+        self.by_id.get(corpid).and_then(|&i| self.corps.get(i))
     }
 
     fn available(&self, corp: &Corp) -> u64 {
@@ -575,7 +586,7 @@ impl Inner {
 
     fn find_media(&self, sdkfileid: &[u8]) -> Option<(Src, String, u64)> {
         let (corpid, seq, item) = gen::parse_sdkfileid(sdkfileid)?;
-        let corp = self.corps.iter().find(|c| c.cfg.corpid == corpid)?;
+        let corp = self.corp(&corpid)?;
         if seq == 0 || seq > self.available(corp) {
             return None;
         }
@@ -595,7 +606,7 @@ impl Inner {
         let item: u32 = it.next()?.parse().ok()?;
         let seq: u64 = it.next()?.parse().ok()?;
         let corpid = it.next()?;
-        let corp = self.corps.iter().find(|c| c.cfg.corpid == corpid)?;
+        let corp = self.corp(corpid)?;
         if seq == 0 || seq > self.available(corp) {
             return None;
         }

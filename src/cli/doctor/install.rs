@@ -159,7 +159,7 @@ pub(in crate::cli) async fn check_database(r: &mut Report, cfg: &Config, fix: bo
         r.ok(SUBJECT, format!("{shown}: connected, schema up to date"));
         return Some(store);
     }
-    let store = connect(r, &shown, store::connect(url, cfg.database.max_connections)).await?;
+    let store = connect(r, &shown, store::connect(url, cfg.database.pool_size())).await?;
     match tokio::time::timeout(DB_MIGRATE_TIMEOUT, store.migrate()).await {
         Ok(Ok(())) => {
             r.ok(SUBJECT, format!("{shown}: connected, migrations applied"));
