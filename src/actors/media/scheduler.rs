@@ -253,8 +253,10 @@ impl MediaScheduler {
     /// start (recovered, none of its transcodes in flight), and the corp is queued for
     /// [`MediaScheduler::schedule`].
     fn touch(&mut self, corpid: &CorpId, ctx: &mut Context<Self>) {
+        let stopping = self.stop_signalled();
         let Some(c) = self.corps.get_mut(corpid) else { return };
         if c.adopt_due
+            && !stopping
             && c.transcoding == 0
             && !matches!(c.phase, Phase::Unrecovered | Phase::Recovering | Phase::Idle { recovered: false })
         {
