@@ -36,6 +36,8 @@
 //! `BENCH_DAEMON=path` to time another build of the daemon (e.g. an older commit's) against the
 //! same baseline, `BENCH_DIR` for where the files go (default the temp directory).
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "../tests/common/daemon.rs"]
 mod daemon;
 
@@ -44,6 +46,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cpu::cpu_secs;
 use md5::{Digest, Md5};
 use wework_msgaudit::crypto::{parse_private_key, Keyring};
 use wework_msgaudit::sdk::dynlib::VendorSdk;
@@ -203,18 +206,6 @@ fn children(pid: u32) -> Vec<String> {
         .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
         .flat_map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .collect()
-}
-
-/// CPU seconds (user + system) of `/proc/<path>/stat` (a process or a task).
-fn cpu_secs(path: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{path}/stat")) else { return 0.0 };
-    // The fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
-    // The state (a letter) first, then the numbers: utime and stime are fields 14 and 15 of stat,
-    // so 12 and 13 of `rest` counted from 1 with the state, 11 and 12 from 0.
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (field(11) + field(12)) as f64 / 100.0
 }
 
 /// CPU seconds of this process's threads: (the main thread, every other thread).

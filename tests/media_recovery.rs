@@ -98,7 +98,7 @@ async fn adoption(db: Db) {
     assert!(voice.len() >= 4, "the scenario has at least 4 voice items: {voice:?}");
     // The state a kill leaves: [0] a complete MP3 beside the original; [1] an MP3 cut short; [2]
     // an MP3 with one audio byte changed; [3..] no MP3 (killed before the rename).
-    let opts = Mp3Options { bitrate_kbps: 32, sample_rate: None };
+    let opts = Mp3Options { bitrate_kbps: 32, sample_rate: None, ..Default::default() };
     let tmp = dir.path().join("tmp");
     let mp3: Vec<String> = voice[..3].iter().map(|v| transcode_beside(&root, v, &tmp, &opts).unwrap()).collect();
     let complete_md5 = md5_file(&root.join(&mp3[0]));

@@ -291,7 +291,7 @@ fn resampled_output_rate_is_honoured() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("voice.mp3");
-    let opts = Mp3Options { bitrate_kbps: 48, sample_rate: Some(16000) };
+    let opts = Mp3Options { bitrate_kbps: 48, sample_rate: Some(16000), ..Default::default() };
     transcode_file(&fixture("voice.amr"), &out, &opts).unwrap();
     #[rustfmt::skip]
     let rate = run_ok("ffprobe", &["-v", "error", "-show_entries", "stream=sample_rate", "-of", "csv=p=0",

@@ -671,6 +671,8 @@ pub struct MediaConfig {
     pub mp3_bitrate: u32,
     /// MP3 sample rate in Hz; 0 = the source's.
     pub mp3_sample_rate: u32,
+    /// LAME's algorithm quality, 0 (slowest, best) to 9 (fastest); the size stays the same.
+    pub mp3_quality: u8,
     /// `fs` (files under `root`) or `s3` (an S3-compatible object store; `root` then only holds
     /// files in flight).
     pub backend: MediaBackend,
@@ -706,6 +708,7 @@ impl Default for MediaConfig {
             transcode: true,
             mp3_bitrate: 32,
             mp3_sample_rate: 0,
+            mp3_quality: 7, // media::transcode::DEFAULT_MP3_QUALITY (a test in actors::media::settings checks)
             backend: MediaBackend::Fs,
             s3_endpoint: String::new(),
             s3_bucket: String::new(),
@@ -816,6 +819,9 @@ impl Config {
         }
         if !(8..=320).contains(&self.media.mp3_bitrate) {
             return Err(("media.mp3_bitrate", "expected 8..=320 kbit/s".into()));
+        }
+        if self.media.mp3_quality > 9 {
+            return Err(("media.mp3_quality", "expected 0 (slowest, best) to 9 (fastest)".into()));
         }
         self.check_alerts()
     }

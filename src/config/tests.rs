@@ -7,6 +7,8 @@ fn mp3_settings_are_checked() {
     assert!(!err.to_string().contains("44000"), "{err}");
     let err = Config::from_parts("[media]\nmp3_bitrate = 0\n", None, []).unwrap_err();
     assert!(err.to_string().contains("media.mp3_bitrate: expected 8..=320"), "{err}");
+    let err = Config::from_parts("[media]\nmp3_quality = 10\n", None, []).unwrap_err();
+    assert!(err.to_string().contains("media.mp3_quality: expected 0"), "{err}");
     let ok = Config::from_parts("[media]\nmp3_sample_rate = 16000\nmp3_bitrate = 48\n", None, []).unwrap();
     assert_eq!((ok.media.mp3_sample_rate, ok.media.mp3_bitrate), (16000, 48));
 }

@@ -40,6 +40,8 @@ pub struct MediaSettings {
     pub mp3_bitrate_kbps: u32,
     /// MP3 sample rate; `None` keeps the source's (8000 for AMR-NB, 24000 for SILK).
     pub mp3_sample_rate: Option<u32>,
+    /// LAME's algorithm quality, 0..=9.
+    pub mp3_quality: u8,
     /// Upload to this object store instead of keeping files under `root` (which then only
     /// holds files in flight).
     pub object_store: Option<ObjectStoreSettings>,
@@ -68,6 +70,7 @@ impl MediaSettings {
             transcode: m.transcode,
             mp3_bitrate_kbps: m.mp3_bitrate,
             mp3_sample_rate: (m.mp3_sample_rate > 0).then_some(m.mp3_sample_rate),
+            mp3_quality: m.mp3_quality,
             object_store: (m.backend == MediaBackend::S3).then(|| ObjectStoreSettings {
                 endpoint: m.s3_endpoint.clone(),
                 bucket: m.s3_bucket.clone(),
@@ -81,7 +84,7 @@ impl MediaSettings {
 
     /// The MP3 encoder's options.
     pub fn mp3(&self) -> Mp3Options {
-        Mp3Options { bitrate_kbps: self.mp3_bitrate_kbps, sample_rate: self.mp3_sample_rate }
+        Mp3Options { bitrate_kbps: self.mp3_bitrate_kbps, sample_rate: self.mp3_sample_rate, quality: self.mp3_quality }
     }
 }
 
@@ -110,6 +113,7 @@ mod tests {
             (m.backoff_initial, m.backoff_max, m.claim_stale)
         );
         assert_eq!((s.transcode, s.mp3_bitrate_kbps, s.mp3_sample_rate), (m.transcode, m.mp3_bitrate, None));
+        assert_eq!((m.mp3_quality, s.mp3().quality), (crate::media::transcode::DEFAULT_MP3_QUALITY, m.mp3_quality));
         assert!(s.object_store.is_none());
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(s.transcode_workers, cores, "0: one transcoder per core");

@@ -129,12 +129,21 @@ pub struct Mp3Options {
     /// Output sample rate; `None` keeps the decoded rate (8000 for AMR-NB, 24000 for SILK).
     /// Must be one of 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000.
     pub sample_rate: Option<u32>,
+    /// LAME's algorithm quality, 0 (slowest, best) to 9 (fastest): the bitrate, and so the
+    /// size, stays the same. [`DEFAULT_MP3_QUALITY`] unless set.
+    pub quality: u8,
 }
 
+/// LAME's `-q 7` ("fast, ok quality": psychoacoustics for pre-echo, no noise shaping). For speech
+/// at 32 kbit/s it encodes in about half the CPU time of the library's own default (3), measured
+/// with `cargo bench --bench transcode`: SILK 225 → 125 ms and AMR-NB 93 → 62 ms per minute of
+/// audio. The MP3 is the listening copy; the original voice file is always kept.
+pub const DEFAULT_MP3_QUALITY: u8 = 7;
+
 impl Default for Mp3Options {
-    /// 32 kbit/s, source rate kept.
+    /// 32 kbit/s, source rate kept, [`DEFAULT_MP3_QUALITY`].
     fn default() -> Self {
-        Mp3Options { bitrate_kbps: 32, sample_rate: None }
+        Mp3Options { bitrate_kbps: 32, sample_rate: None, quality: DEFAULT_MP3_QUALITY }
     }
 }
 

@@ -209,6 +209,35 @@ fn crc16_matches_the_arc_check_value() {
 }
 
 #[test]
+fn mp3_quality_reaches_lame_and_keeps_the_size() {
+    // Two tones and a little pseudo-random noise: something for the psychoacoustics to weigh.
+    let mut x: u32 = 0x1234_5678;
+    let samples: Vec<i16> = (0..16_000)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let t = f64::from(i) / 8000.0;
+            let tones = (t * 440.0 * std::f64::consts::TAU).sin() * 6000.0
+                + (t * 1250.0 * std::f64::consts::TAU).sin() * 3000.0;
+            (tones + f64::from((x % 2001) as i32 - 1000)) as i16
+        })
+        .collect();
+    let pcm = Pcm { sample_rate: 8000, samples };
+    let encode = |quality: u8| {
+        let mut out = Vec::new();
+        let info = encode_mp3(&pcm, &Mp3Options { quality, ..Default::default() }, &mut out).unwrap();
+        check_mp3(&out).unwrap();
+        (info, out)
+    };
+    let (best, slow) = encode(0);
+    let (fast, quick) = encode(9);
+    assert_eq!((best.bytes, best.frames, best.samples), (fast.bytes, fast.frames, fast.samples), "CBR: the same size");
+    assert_ne!(slow, quick, "the quality changes what LAME writes");
+    assert_eq!(Mp3Options::default().quality, DEFAULT_MP3_QUALITY);
+}
+
+#[test]
 fn mp3_of_a_tone_has_an_info_header_and_exact_sample_count() {
     let rate = 8000;
     let samples: Vec<i16> =
@@ -229,11 +258,20 @@ fn mp3_of_a_tone_has_an_info_header_and_exact_sample_count() {
     assert_eq!(walk.frames, info.frames + 1);
     // Resampled to 16 kHz.
     let mut out16 = Vec::new();
-    let info16 = encode_mp3(&pcm, &Mp3Options { bitrate_kbps: 32, sample_rate: Some(16000) }, &mut out16).unwrap();
+    let info16 =
+        encode_mp3(&pcm, &Mp3Options { bitrate_kbps: 32, sample_rate: Some(16000), ..Default::default() }, &mut out16)
+            .unwrap();
     assert_eq!(info16.sample_rate, 16000);
     assert!(info16.samples.abs_diff(16000) <= 32, "{info16:?}");
-    assert!(encode_mp3(&pcm, &Mp3Options { bitrate_kbps: 32, sample_rate: Some(12345) }, &mut Vec::new()).is_err());
+    assert!(encode_mp3(
+        &pcm,
+        &Mp3Options { bitrate_kbps: 32, sample_rate: Some(12345), ..Default::default() },
+        &mut Vec::new()
+    )
+    .is_err());
     // 8 kHz MP3 (MPEG-2.5) tops out at 64 kbit/s: LAME takes the nearest valid bitrate.
-    let info = encode_mp3(&pcm, &Mp3Options { bitrate_kbps: 128, sample_rate: None }, &mut Vec::new()).unwrap();
+    let info =
+        encode_mp3(&pcm, &Mp3Options { bitrate_kbps: 128, sample_rate: None, ..Default::default() }, &mut Vec::new())
+            .unwrap();
     assert_eq!(info.bit_rate, 64_000);
 }
