@@ -14,7 +14,8 @@
 //! that no round inherits the emulator's caches from an earlier one): the best rate of each and
 //! their ratio (goal: the process boundary costs under 5 % of ingest throughput).
 //!
-//! `cargo bench --bench pipeline`; `BENCH_RECORDS=N` for a shorter backlog. The emulator runs in
+//! `cargo bench --bench pipeline`; `BENCH_RECORDS=N` for a shorter backlog, `BENCH_ROUNDS=N` for
+//! more rounds of the isolation cost (default 2). The emulator runs in
 //! this process, so its work (record generation, sealing, RSA encryption) shares the cores.
 
 #[path = "support/ceiling.rs"]
@@ -156,7 +157,7 @@ async fn isolation_round(mode: &str, records: u64) {
 }
 
 /// `[sdk] isolate`: the same ingest through the emulator `.so` loaded in-process and run in
-/// `sdk-worker` children (the daemon's binary), alternately, `ROUNDS` times each; the best rate of
+/// `sdk-worker` children (the daemon's binary), alternately, `BENCH_ROUNDS` (default 2) times each; the best rate of
 /// each (the box is shared: the best run is the least disturbed one). Returns (in-process,
 /// isolated) records/s.
 ///
@@ -167,10 +168,10 @@ async fn isolation_round(mode: &str, records: u64) {
 /// (44 → 22 ms per 1,000-record page), while every isolated round starts new children with an
 /// empty cache. That difference, not the process boundary, was the "cost" measured before.
 fn isolation_cost(records: u64) -> (f64, f64) {
-    const ROUNDS: usize = 2;
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
     let exe = std::env::current_exe().expect("current_exe");
     let (mut inproc, mut isolated) = (0f64, 0f64);
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds {
         for (mode, label, best) in [
             ("in-process", "in-process (.so loaded here)     ", &mut inproc),
             ("isolated", "isolated (.so in sdk-worker children)", &mut isolated),
