@@ -44,7 +44,7 @@ pub fn encode_mp3(pcm: &Pcm, opts: &Mp3Options, out: &mut dyn Write) -> Result<M
             resampled = resample(pcm, rate)?;
             &resampled
         };
-        lame_encode(samples, rate, opts.bitrate_kbps, opts.quality)
+        lame_encode(samples, rate, opts)
     })?;
     let header = info_frame(&frames, &info)?;
     info.bytes = (header.len() + frames.len()) as u64;
@@ -87,14 +87,10 @@ pub(super) fn resample(pcm: &Pcm, rate: u32) -> Result<Vec<i16>, TranscodeError>
     Ok(out)
 }
 
-/// Runs libmp3lame over the samples; returns the concatenated MP3 frames and what the header
-/// needs (frame count, delay, padding).
-pub(super) fn lame_encode(
-    samples: &[i16],
-    rate: u32,
-    bitrate_kbps: u32,
-    quality: u8,
-) -> Result<(Vec<u8>, Mp3Info), TranscodeError> {
+/// Runs libmp3lame over the samples at `rate` (already resampled to it), with the bitrate and
+/// quality of `opts`; returns the concatenated MP3 frames and what the header needs (frame count,
+/// delay, padding).
+pub(super) fn lame_encode(samples: &[i16], rate: u32, opts: &Mp3Options) -> Result<(Vec<u8>, Mp3Info), TranscodeError> {
     let codec = codec::encoder::find(Id::MP3).ok_or(TranscodeError::CodecUnavailable("libmp3lame (MP3 encoder)"))?;
     let planar = Sample::I16(SampleType::Planar);
     let packed = Sample::I16(SampleType::Packed);
@@ -107,9 +103,9 @@ pub(super) fn lame_encode(
     enc.set_format(format);
     enc.set_channel_layout(ChannelLayout::MONO);
     enc.set_channels(1);
-    enc.set_bit_rate(bitrate_kbps as usize * 1000);
+    enc.set_bit_rate(opts.bitrate_kbps as usize * 1000);
     // libmp3lame reads the compression level as LAME's algorithm quality (lame_set_quality).
-    enc.set_compression(Some(usize::from(quality.min(9))));
+    enc.set_compression(Some(usize::from(opts.quality.min(9))));
     enc.set_time_base((1, rate as i32));
     let mut enc = enc.open_as(codec).map_err(codec_err("open the MP3 encoder"))?;
     let frame_size = match enc.frame_size() {
