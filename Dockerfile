@@ -32,9 +32,10 @@ COPY . .
 # symbol names only: a panic's backtrace still names the functions).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin wework-msgaudit \
+    cargo build --release --locked --bin wework-msgaudit --bin wework-msgaudit-sdk-worker \
  && install -D -m 0755 target/release/wework-msgaudit /out/wework-msgaudit \
- && strip --strip-debug /out/wework-msgaudit
+ && install -D -m 0755 target/release/wework-msgaudit-sdk-worker /out/wework-msgaudit-sdk-worker \
+ && strip --strip-debug /out/wework-msgaudit /out/wework-msgaudit-sdk-worker
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM debian:bookworm-slim@sha256:7b140f374b289a7c2befc338f42ebe6441b7ea838a042bbd5acbfca6ec875818
@@ -56,7 +57,9 @@ RUN groupadd --system --gid 10001 wework \
  && useradd --system --uid 10001 --gid wework --home-dir /opt/wework-msgaudit --no-create-home \
       --shell /usr/sbin/nologin wework
 WORKDIR /opt/wework-msgaudit
-COPY --from=builder /out/wework-msgaudit /opt/wework-msgaudit/bin/wework-msgaudit
+# The daemon and, beside it, the lean program of its sdk-worker children (the vendor SDK runs in
+# them; without it the daemon would exec its own, much larger, binary for each).
+COPY --from=builder /out/wework-msgaudit /out/wework-msgaudit-sdk-worker /opt/wework-msgaudit/bin/
 COPY config/example.toml /opt/wework-msgaudit/config.example.toml
 # The vendor SDK is NOT in the image (Tencent's binary: never committed, never baked in). Mount it
 # read-only at /opt/wework-msgaudit/lib/libWeWorkFinanceSdk_C.so (the default [sdk] library path,

@@ -17,8 +17,12 @@
 //!    after the other, `GetChatData` pages of 1,000, each record's random key RSA-decrypted
 //!    (aws-lc-rs) and its message by the SDK's `DecryptData`, then every media file with the
 //!    `GetMediaData` chunk loop into a file: no verification, no transcoding, no fsync, no database
-//!    (what the Python script of the issue does).
-//! 2. The daemon: the binary's `run`, SQLite, only the settings that say where things are (database,
+//!    (what the Python script of the issue does, in Rust: a stricter baseline than the issue's).
+//! 2. The issue's own baseline, when python3 can import `pyweworkfinance` and `pycryptodome`
+//!    (`scripts/bench-media.sh` installs them into `.cache/py`; else a SKIPPED line says so):
+//!    `benches/support/baseline.py`, the simplest script following pyweworkfinance's README, in a
+//!    child process, on the same SDK, proxy and workload; its files checked the same way.
+//! 3. The daemon: the binary's `run`, SQLite, only the settings that say where things are (database,
 //!    corps file, media root, the SDK library and proxy): every other setting is the default
 //!    (transcoding on, `[sdk] isolate`). Timed from the start of the process until every record is
 //!    stored and every media item is done (status 3, size and MD5 verified, fsynced, renamed) and
@@ -165,6 +169,77 @@ fn baseline(sdk: &VendorSdk, target: &Target, out: &Path) -> Baseline {
     Baseline { secs: started.elapsed().as_secs_f64(), media_secs, files, bytes }
 }
 
+/// The issue's own baseline, when Python has what it needs: `benches/support/baseline.py` (the
+/// simplest pyweworkfinance script, see its docs) in a child process, on the same SDK and
+/// workload. `None` (with a loud line saying why) when `pyweworkfinance` or `pycryptodome` cannot
+/// be imported: `scripts/bench-media.sh` installs both into `.cache/py`.
+fn python_baseline(dir: &Path, target: &Target, out: &Path) -> Option<(Baseline, f64)> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut path = vec![repo.join(".cache/py")];
+    path.extend(
+        std::env::var_os("PYTHONPATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default(),
+    );
+    let pythonpath = std::env::join_paths(path).unwrap();
+    let python = || {
+        let mut c = std::process::Command::new("python3");
+        c.env("PYTHONPATH", &pythonpath);
+        c
+    };
+    let probe = python().args(["-c", "import Crypto, pyweworkfinance"]).output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        println!(
+            "SKIPPED the Python baseline (the issue's script): python3 cannot import pyweworkfinance and pycryptodome \
+             ({}); scripts/bench-media.sh installs them into .cache/py",
+            probe
+                .map(|o| String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").to_string())
+                .unwrap_or_else(|e| e.to_string())
+        );
+        return None;
+    }
+    let job = serde_json::json!({
+        "library": target.library,
+        "proxy": target.proxy.clone().unwrap_or_default(),
+        "out": out,
+        "corps": CORPS.iter().enumerate().map(|(i, c)| serde_json::json!({"corpid": c, "secret": format!("s-{i}")})).collect::<Vec<_>>(),
+        "keys": (1..=3).map(|v| (v.to_string(), dir.join(format!("keys/v{v}.pem")))).collect::<HashMap<_, _>>(),
+    });
+    let job_file = dir.join("python-job.json");
+    std::fs::write(&job_file, job.to_string()).unwrap();
+    let run = python()
+        .arg(repo.join("benches/support/baseline.py"))
+        .arg(&job_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = run.id().to_string();
+    // Its CPU, read while it runs (a reaped process has no /proc entry): the last reading.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watcher = std::thread::spawn(move || {
+        let mut last = 0.0;
+        while rx.recv_timeout(Duration::from_millis(20)).is_err() {
+            last = f64::max(last, cpu_secs(&pid));
+        }
+        last
+    });
+    let output = run.wait_with_output().unwrap();
+    let _ = tx.send(());
+    let cpu = watcher.join().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the Python baseline failed: {}\n{stderr}", output.status);
+    let line = stderr.lines().find_map(|l| l.strip_prefix("BASELINE ")).expect("the Python baseline's result line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let files: Vec<(String, PathBuf)> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f[0].as_str().unwrap().to_string(), PathBuf::from(f[1].as_str().unwrap())))
+        .collect();
+    let bytes = files.iter().map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
+    let b = Baseline { secs: v["secs"].as_f64().unwrap(), media_secs: v["media_secs"].as_f64().unwrap(), files, bytes };
+    Some((b, cpu))
+}
+
 /// The daemon's configuration: where things are, nothing else.
 fn daemon_config(dir: &Path, target: &Target, run: usize) -> (PathBuf, PathBuf, PathBuf) {
     let db = dir.join(format!("daemon-{run}.db"));
@@ -196,16 +271,6 @@ thread_local! {
 fn vm_hwm_kb(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
-}
-
-/// The pids of `pid`'s children (forked by any of its threads).
-fn children(pid: u32) -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .collect()
 }
 
 /// CPU seconds of this process's threads: (the main thread, every other thread).
@@ -293,7 +358,7 @@ async fn daemon_run(
     loop {
         d.alive();
         peak_kb = peak_kb.max(vm_hwm_kb(&pid.to_string()).unwrap_or(0));
-        for c in children(pid) {
+        for c in daemon::children(pid) {
             let kb = vm_hwm_kb(&c).unwrap_or(0);
             children_cpu.insert(c.clone(), cpu_secs(&c));
             let e = children_peak.entry(c).or_default();
@@ -310,7 +375,7 @@ async fn daemon_run(
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_secs(&pid.to_string());
-    for c in children(pid) {
+    for c in daemon::children(pid) {
         children_cpu.insert(c.clone(), cpu_secs(&c));
     }
     let metrics = daemon::get(METRICS_PORT.with(|p| *p), "/metrics").map(|(_, b)| b).unwrap_or_default();
@@ -449,6 +514,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
     let (mut best_base, mut best_daemon): (Option<Baseline>, Option<DaemonRun>) = (None, None);
+    let mut best_py: Option<Baseline> = None;
     for round in 0..rounds {
         // 1. The baseline.
         let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -479,7 +545,29 @@ fn main() {
             cpu1.1 - cpu0.1
         );
         std::fs::remove_dir_all(&out).ok();
-        // 2. The daemon: with the old defaults first when asked, then with the defaults.
+        // 2. The issue's Python script, when Python has its packages.
+        let out = dir.path().join(format!("python-{round}"));
+        let cpu0 = own_cpu();
+        let py = python_baseline(dir.path(), &target, &out);
+        let cpu1 = own_cpu();
+        if let Some((p, cpu)) = &py {
+            assert_eq!(p.files.len() as u64, media, "the Python baseline downloaded every item");
+            for (sdkfileid, f) in &p.files {
+                assert_eq!(&md5_file(f), &truth[sdkfileid], "Python baseline file {} is byte-exact", f.display());
+            }
+            println!(
+                "[round {round}] Python baseline (pyweworkfinance + pycryptodome, sequential): {:.2} s (records {:.2} s, \
+                 media {:.2} s = {:.0} files/s); CPU {cpu:.2} s + the {} {:.2} s",
+                p.secs,
+                p.secs - p.media_secs,
+                p.media_secs,
+                media as f64 / p.media_secs,
+                if target.real { "fake API" } else { "emulator (in the script's SDK calls)" },
+                cpu1.1 - cpu0.1
+            );
+        }
+        std::fs::remove_dir_all(&out).ok();
+        // 3. The daemon: with the old defaults first when asked, then with the defaults.
         let old = [
             ("WEWORK_MSGAUDIT__MEDIA__WORKERS", "2"),
             ("WEWORK_MSGAUDIT__MEDIA__PER_CORP", "1"),
@@ -519,9 +607,17 @@ fn main() {
                 println!("    stage {s}");
             }
             println!("[round {round}] ratio baseline ÷ daemon ({name}): {:.2}× (goal ≥ 3)", b.secs / d.secs);
+            if let Some((p, _)) = &py {
+                println!("[round {round}] ratio Python script ÷ daemon ({name}): {:.2}×", p.secs / d.secs);
+            }
             last = Some(d);
         }
         let d = last.unwrap();
+        if let Some((p, _)) = py {
+            if best_py.as_ref().is_none_or(|x: &Baseline| p.secs < x.secs) {
+                best_py = Some(p);
+            }
+        }
         if best_base.as_ref().is_none_or(|x| b.secs < x.secs) {
             best_base = Some(b);
         }
@@ -537,5 +633,8 @@ fn main() {
         b.secs / d.secs,
         load()
     );
+    if let Some(p) = best_py {
+        println!("RESULT Python script {:.2} s, daemon {:.2} s, ratio {:.2}×", p.secs, d.secs, p.secs / d.secs);
+    }
     drop(api);
 }

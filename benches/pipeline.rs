@@ -36,7 +36,7 @@ use wework_msgaudit::actors::Pipeline;
 use wework_msgaudit::corps::Sources;
 use wework_msgaudit::sdk::dynlib::VendorSdk;
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
-use wework_msgaudit::sdk::process::{ProcessOptions, ProcessSdk};
+use wework_msgaudit::sdk::process::{HeldProgram, ProcessOptions, ProcessSdk};
 use wework_msgaudit::sdk::FinanceSdk;
 
 const DEFAULT_RECORDS: u64 = 100_000;
@@ -146,10 +146,10 @@ async fn isolation_round(mode: &str, records: u64) {
     let sdk: Arc<dyn FinanceSdk> = match mode {
         "in-process" => Arc::new(VendorSdk::load(&so).expect("load the emulator .so")),
         "isolated" => {
-            let program = env!("CARGO_BIN_EXE_wework-msgaudit").into();
-            Arc::new(
-                ProcessSdk::start(&so, ProcessOptions { program, ..ProcessOptions::default() }).expect("sdk-worker"),
-            )
+            // The lean worker, as the daemon runs it (`ProcessOptions::for_daemon`).
+            let held = HeldProgram::open(env!("CARGO_BIN_EXE_wework-msgaudit-sdk-worker")).expect("the lean worker");
+            let opts = ProcessOptions { held: Some(Arc::new(held)), ..ProcessOptions::default() };
+            Arc::new(ProcessSdk::start(&so, opts).expect("sdk-worker"))
         }
         other => panic!("{ROUND_ENV}={other}: expected in-process or isolated"),
     };
@@ -158,8 +158,8 @@ async fn isolation_round(mode: &str, records: u64) {
 }
 
 /// `[sdk] isolate`: the same ingest through the emulator `.so` loaded in-process and run in
-/// `sdk-worker` children (the daemon's binary), alternately, `BENCH_ROUNDS` (default 2) times each; the best rate of
-/// each (the box is shared: the best run is the least disturbed one). Returns (in-process,
+/// `sdk-worker` children (the lean worker binary, as the daemon runs them), alternately,
+/// `BENCH_ROUNDS` (default 2) times each; the best rate of each (the box is shared: the best run is the least disturbed one). Returns (in-process,
 /// isolated) records/s.
 ///
 /// Every round runs in a fresh process of this bench ([`isolation_round`]), so both modes start

@@ -11,6 +11,13 @@ cd "$(dirname "$0")/.."
 echo "bench-media: load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 real="$PWD/.cache/sdk/libWeWorkFinanceSdk_C_x86.so"
 cargo bench "$@" --bench media --no-run
+# The Python baseline (benches/support/baseline.py): pyweworkfinance (the wheel fetched by
+# scripts/setup.sh) and pycryptodome, installed into .cache/py, not into the system's Python.
+if ! PYTHONPATH="$PWD/.cache/py" python3 -c 'import Crypto, pyweworkfinance' 2>/dev/null; then
+    wheel=$(ls .cache/sdk/pip/pyweworkfinance-*.whl 2>/dev/null | head -1 || true)
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target .cache/py pycryptodome ${wheel:-pyweworkfinance} \
+        || echo "bench-media: could not install the Python baseline's packages; the bench skips it"
+fi
 if [ "${BENCH_SDK:-real}" = real ] && [ -f "$real" ]; then
     netns=(unshare -n)
     [ "$(id -u)" = 0 ] || netns=(unshare -r -n)

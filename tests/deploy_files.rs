@@ -292,9 +292,20 @@ fn dockerfile_invariants() {
     }
     let build = args_of(builder, "RUN").into_iter().find(|r| r.contains("cargo build --release --locked"));
     let build = build.expect("a locked release build");
-    // The image's binary carries no debug info.
+    // The image's binaries carry no debug info; the lean sdk-worker is built, stripped and
+    // copied beside the daemon's binary (where `ProcessOptions::for_daemon` looks for it).
     let (_, after) = build.split_once("/out/wework-msgaudit").expect("the binary is installed to /out");
-    assert!(after.contains("strip --strip-debug /out/wework-msgaudit"), "the binary is stripped: {build}");
+    let strip = after.split("&&").find(|c| c.contains("strip --strip-debug")).expect("the binaries are stripped");
+    for bin in ["wework-msgaudit", "wework-msgaudit-sdk-worker"] {
+        assert!(build.contains(&format!("--bin {bin} ")) || build.ends_with(&format!("--bin {bin}")), "{bin}: {build}");
+        assert!(strip.split_whitespace().any(|w| w == format!("/out/{bin}")), "{bin} is stripped: {build}");
+    }
+    let copies = args_of(runtime, "COPY");
+    let copy = copies.iter().find(|c| c.starts_with("--from=builder")).expect("the binaries come from the builder");
+    assert!(
+        copy.contains("/out/wework-msgaudit-sdk-worker") && copy.trim_end().ends_with(&format!("{PREFIX}/bin/")),
+        "the worker goes beside the daemon in {PREFIX}/bin/: {copy}"
+    );
 
     // Runtime: runtime packages only, non-root, tini as PID 1, the SDK never copied.
     let run_pkgs = apt_installs(runtime);
@@ -376,7 +387,10 @@ fn dockerfile_invariants() {
     }
     // Present in debian:*-slim already (its essential packages depend on them).
     let base = ["libc6", "libgcc-s1", "libstdc++6", "zlib1g"];
-    let mut binaries = vec![env!("CARGO_BIN_EXE_wework-msgaudit").to_string()];
+    let mut binaries = vec![
+        env!("CARGO_BIN_EXE_wework-msgaudit").to_string(),
+        env!("CARGO_BIN_EXE_wework-msgaudit-sdk-worker").to_string(),
+    ];
     // The vendor SDK's needs too, when the test copy is here (scripts/setup.sh fetches it).
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/sdk/libWeWorkFinanceSdk_C_x86.so");
     if sdk.exists() {

@@ -17,7 +17,7 @@ use crate::common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon::{free_port, get, Daemon};
+use common::daemon::{children, free_port, get, Daemon};
 use common::pipeline::{check_corp, Db};
 use common::{emulator_so, md5_file};
 
@@ -156,6 +156,17 @@ async fn drill() {
     };
     daemon.alive();
     assert_eq!(daemon.child.id(), pid, "the daemon is the same process");
+    // Its SDK children run the lean worker installed beside its binary (as cargo builds both).
+    // (A child that just crashed and is not yet reaped has no exe: left out.)
+    let workers: Vec<_> = children(pid)
+        .into_iter()
+        .filter_map(|c| Some((std::fs::read_link(format!("/proc/{c}/exe")).ok()?, c)))
+        .collect();
+    assert!(!workers.is_empty(), "the daemon has sdk-worker children");
+    for (exe, c) in &workers {
+        assert!(exe.ends_with(wework_msgaudit::sdk::process::WORKER_BINARY), "child {c} runs {}", exe.display());
+        assert_eq!(std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap().trim(), "sdk-worker");
+    }
     // /healthz names the poisoned corp, why, and no other corp.
     let (_, body) = &healthz;
     assert!(body.contains("crashed 3 times"), "{body}");

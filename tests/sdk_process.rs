@@ -1,7 +1,10 @@
 //! [`ProcessSdk`] against the emulator's drop-in `.so` run in `sdk-worker` children (the daemon's
 //! own binary): the same answers as the library in-process, a crash that ends only the child
 //! (restarted, handles reopened, counted per call site, quarantined at the limit), a hung call
-//! cut off at its deadline, a file that is not the SDK refused at start.
+//! cut off at its deadline, a file that is not the SDK refused at start. The lean worker binary
+//! (`wework-msgaudit-sdk-worker`): run from a descriptor held open, so that a child started after
+//! its file was replaced still runs the binary the daemon started with; named `sdk-worker`;
+//! without FFmpeg's libraries; found beside the daemon's binary, or not used when unusable.
 //!
 //! The children are started through a wrapper script that names the scenario in their
 //! environment (`WWF_EMULATOR_SCENARIO`), not in this process's: the tests of every file share the
@@ -233,4 +236,109 @@ fn a_file_that_is_not_the_sdk_is_refused_at_start() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(ProcessSdk::start(dir.path().join("missing.so"), opts), Err(SdkError::Load { .. })));
+}
+
+/// The shared libraries mapped by process `pid` (distinct paths).
+fn libraries(pid: u32) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut libs: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains(".so"))
+        .map(str::to_string)
+        .collect();
+    libs.sort();
+    libs.dedup();
+    libs
+}
+
+/// The first page of the demo corp through `sdk` (the children have no scenario in their
+/// environment, so the emulator `.so` serves its built-in demo), the pid of the child, and the
+/// session, which keeps the child alive (it ends with the thread's last session).
+fn demo_page(sdk: &ProcessSdk) -> (usize, u32, Box<dyn wework_msgaudit::sdk::SdkSession>) {
+    let secret = Secret::new(emulator::DEMO_SECRET.to_string());
+    let mut s = sdk.open(emulator::DEMO_CORPID, &secret).unwrap();
+    let n = s.get_chat_data(0, 20, &net(5)).unwrap().records.len();
+    (n, sdk.child_pid().unwrap(), s)
+}
+
+#[test]
+fn the_lean_worker_runs_from_its_held_descriptor_and_outlives_an_upgrade_of_its_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use wework_msgaudit::sdk::process::{HeldProgram, WORKER_BINARY};
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join(WORKER_BINARY);
+    std::fs::copy(env!("CARGO_BIN_EXE_wework-msgaudit-sdk-worker"), &bin).unwrap();
+    let held = std::sync::Arc::new(HeldProgram::open(&bin).unwrap());
+    assert_eq!(held.path(), bin);
+    let sdk =
+        ProcessSdk::start(common::emulator_so(), ProcessOptions { held: Some(held), ..ProcessOptions::default() })
+            .unwrap();
+    let (n, pid, _session) = demo_page(&sdk);
+    assert_eq!(n, 20, "a page of the demo corp");
+    // The child is the lean binary, named for what it is, without the daemon's libraries.
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(), bin);
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sdk-worker");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(cmdline.starts_with(format!("{}\0sdk-worker\0--library\0", bin.display()).as_bytes()), "{cmdline:?}");
+    let lean = libraries(pid);
+    assert!(!lean.iter().any(|l| l.contains("libav") || l.contains("libswresample")), "{lean:#?}");
+    // The same child from the daemon's binary, for comparison.
+    let daemon_bin =
+        ProcessOptions { program: env!("CARGO_BIN_EXE_wework-msgaudit").into(), ..ProcessOptions::default() };
+    let fat_sdk = ProcessSdk::start(common::emulator_so(), daemon_bin).unwrap();
+    let (_, fat_pid, _fat_session) = demo_page(&fat_sdk);
+    let fat = libraries(fat_pid);
+    assert!(fat.iter().any(|l| l.contains("libavcodec")), "{fat:#?}");
+    assert!(lean.len() * 3 < fat.len(), "lean {} libraries, the daemon's binary {}", lean.len(), fat.len());
+
+    // An upgrade replaces the file (a new inode renamed over it), here by one that would fail.
+    let new = dir.path().join("new");
+    std::fs::write(&new, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&new, &bin).unwrap();
+    // A new thread gets a new child: exec'd from the held descriptor, the binary it started with.
+    let (n2, pid2, exe2) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let (n, pid, _session) = demo_page(&sdk);
+            (n, pid, std::fs::read_link(format!("/proc/{pid}/exe")).unwrap())
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(n2, 20);
+    assert_ne!(pid2, pid, "a second child");
+    assert_eq!(exe2.to_string_lossy(), format!("{} (deleted)", bin.display()), "the replaced inode");
+    common::report(&format!(
+        "lean sdk-worker: {} shared libraries mapped against {} for the daemon's binary; a child started after \
+         its file was replaced runs the held binary",
+        lean.len(),
+        fat.len()
+    ));
+}
+
+#[test]
+fn the_daemon_finds_the_lean_worker_beside_its_binary_or_runs_itself() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use wework_msgaudit::sdk::process::WORKER_BINARY;
+    // Beside the daemon's binary as cargo builds it (target/<profile>/).
+    let daemon = std::path::Path::new(env!("CARGO_BIN_EXE_wework-msgaudit"));
+    let found = ProcessOptions::beside(daemon);
+    assert_eq!(found.held.as_ref().map(|h| h.path().to_path_buf()), Some(daemon.with_file_name(WORKER_BINARY)));
+    // Not installed: the daemon's own binary.
+    let dir = tempfile::tempdir().unwrap();
+    let alone = ProcessOptions::beside(&dir.path().join("wework-msgaudit"));
+    assert!(alone.held.is_none());
+    assert_eq!(alone.program, std::path::Path::new("/proc/self/exe"));
+    // Installed but unusable (a script, or not executable): the daemon's own binary too.
+    let worker = dir.path().join(WORKER_BINARY);
+    std::fs::write(&worker, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(ProcessOptions::beside(&dir.path().join("wework-msgaudit")).held.is_none(), "a script");
+    std::fs::copy(env!("CARGO_BIN_EXE_wework-msgaudit-sdk-worker"), &worker).unwrap();
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(ProcessOptions::beside(&dir.path().join("wework-msgaudit")).held.is_none(), "not executable");
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(ProcessOptions::beside(&dir.path().join("wework-msgaudit")).held.is_some(), "a copy of the real one");
 }

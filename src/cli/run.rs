@@ -406,7 +406,7 @@ pub fn load_daemon_sdk(library: &Path, isolate: bool) -> Result<Arc<dyn FinanceS
     if !isolate || library.as_os_str() == "emulator" {
         return load_sdk(library);
     }
-    let sdk = ProcessSdk::start(library, ProcessOptions::default()).map_err(|e| match e {
+    let sdk = ProcessSdk::start(library, ProcessOptions::for_daemon()).map_err(|e| match e {
         e @ crate::sdk::SdkError::Load { .. } => CliError::config("sdk.library", e),
         e => CliError::runtime("starting the sdk-worker processes", e),
     })?;

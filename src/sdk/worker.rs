@@ -39,9 +39,13 @@ pub fn serve(library: &Path, fd: RawFd) -> Result<(), WorkerError> {
     }
     // SAFETY: the daemon passed this socket for this process alone; nothing else owns it.
     let mut sock = unsafe { UnixStream::from_raw_fd(fd) };
-    // SAFETY: dup2 of two open descriptors; SIG_IGN dispositions for three signals. What the
-    // SDK prints goes to stderr, never onto the channel; the daemon decides when this ends.
+    // SAFETY: dup2 of two open descriptors; SIG_IGN dispositions for three signals; PR_SET_NAME
+    // reads a NUL-terminated string of at most 16 bytes. What the SDK prints goes to stderr,
+    // never onto the channel; the daemon decides when this ends. The name: `ps -C sdk-worker`
+    // and `top` find the children whatever they were exec'd through (`/proc/self/exe` would
+    // name them `exe`, `/proc/self/fd/N` `N`).
     unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"sdk-worker".as_ptr() as libc::c_ulong, 0, 0, 0);
         libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
