@@ -267,9 +267,13 @@ fn the_lean_worker_runs_from_its_held_descriptor_and_outlives_an_upgrade_of_its_
     use std::os::unix::fs::PermissionsExt as _;
     use wework_msgaudit::sdk::process::{HeldProgram, WORKER_BINARY};
     setup();
-    let dir = tempfile::tempdir().unwrap();
+    // A hard link, not a copy: a copy is written through a descriptor that a child forked by
+    // another test meanwhile would hold until its exec, and exec'ing the copy then fails with
+    // ETXTBSY. The link is in the binary's directory (the same file system).
+    let built = std::path::Path::new(env!("CARGO_BIN_EXE_wework-msgaudit-sdk-worker"));
+    let dir = tempfile::tempdir_in(built.parent().unwrap()).unwrap();
     let bin = dir.path().join(WORKER_BINARY);
-    std::fs::copy(env!("CARGO_BIN_EXE_wework-msgaudit-sdk-worker"), &bin).unwrap();
+    std::fs::hard_link(built, &bin).unwrap();
     let held = std::sync::Arc::new(HeldProgram::open(&bin).unwrap());
     assert_eq!(held.path(), bin);
     let sdk =
@@ -293,7 +297,8 @@ fn the_lean_worker_runs_from_its_held_descriptor_and_outlives_an_upgrade_of_its_
     assert!(fat.iter().any(|l| l.contains("libavcodec")), "{fat:#?}");
     assert!(lean.len() * 3 < fat.len(), "lean {} libraries, the daemon's binary {}", lean.len(), fat.len());
 
-    // An upgrade replaces the file (a new inode renamed over it), here by one that would fail.
+    // An upgrade replaces the file (a new inode renamed over it), here by one that would fail;
+    // the held inode is cargo's binary, which stays where it is.
     let new = dir.path().join("new");
     std::fs::write(&new, "#!/bin/sh\nexit 3\n").unwrap();
     std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
