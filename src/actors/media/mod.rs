@@ -33,7 +33,9 @@
 //!   process leaves "interrupted" behind instead of a retry loop (decision 2). A kill after the
 //!   MP3's rename but before the row update leaves a complete MP3 that the row does not name: at
 //!   the corp's first recovery it is checked and recorded (a damaged one is removed and made
-//!   again), see [`crate::media::adopt_beside`].
+//!   again), see [`crate::media::adopt_beside`]. An MP3 whose record failed while the daemon
+//!   runs (the database went away) is looked for the same way once the corp is recovered; a look
+//!   that the database cuts short is made again after the next recovery, not left for a restart.
 //! - Items stored while media was off (`[media] enabled = false`) are held (status
 //!   [`crate::store::MEDIA_HELD`]); the corp's recovery makes them pending.
 //! - A transient failure goes back to status 1 with `retry_at` = now + exponential backoff; a

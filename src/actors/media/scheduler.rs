@@ -363,14 +363,30 @@ impl MediaScheduler {
     /// [`TRANSCODE_INTERRUPTED`]) gets the MP3 a kill left beside it recorded, after a check;
     /// a damaged one is made again (see [`crate::media::adopt_beside`]). Runs beside the corp's
     /// downloads.
+    ///
+    /// A look that the database cut short (it went away meanwhile) is due again, after the
+    /// corp's next recovery, i.e. once the database answers: otherwise an MP3 whose record
+    /// failed during an outage would wait for a restart.
     fn adopt(&mut self, corpid: CorpId, ctx: &mut Context<Self>) {
         let span = corp_span(&corpid);
         let (env, hold, stop) = (self.env.clone(), self.hold.clone(), self.stop.clone());
+        let id = corpid.clone();
         let fut = async move {
             let _hold = hold;
-            adopt_interrupted(env, corpid, stop).await;
+            adopt_interrupted(env, id, stop).await
         };
-        ctx.spawn(tracing::Instrument::instrument(fut, span).into_actor(self));
+        let fut = tracing::Instrument::instrument(fut, span).into_actor(self);
+        ctx.spawn(fut.map(move |completed, act, ctx| {
+            if completed {
+                return;
+            }
+            if let Some(c) = act.corps.get_mut(&corpid) {
+                c.adopt_due = true;
+                c.phase = c.phase.must_recover();
+            }
+            act.touch(&corpid, ctx);
+            act.schedule(ctx);
+        }));
     }
 
     fn claim(&mut self, corpid: CorpId, want: usize, ctx: &mut Context<Self>) {
@@ -643,13 +659,14 @@ fn count_and_log(
 }
 
 /// The corp's done voice items whose transcode was cut off: see [`MediaScheduler::adopt`]. A
-/// stop ends the look between two items (the rest wait for the next start).
-async fn adopt_interrupted(env: JobEnv, corpid: CorpId, stop: CancellationToken) {
+/// stop ends the look between two items (the rest wait for the next start). False when the
+/// database failed it (the look is due again).
+async fn adopt_interrupted(env: JobEnv, corpid: CorpId, stop: CancellationToken) -> bool {
     let items = match env.store.interrupted_transcodes(&corpid, TRANSCODE_INTERRUPTED).await {
         Ok(items) => items,
         Err(e) => {
-            tracing::warn!(error = %e, "looking for transcodes cut off by a stop failed");
-            return;
+            tracing::warn!(error = %e, "looking for transcodes cut off by a stop failed; looking again once the database answers");
+            return false;
         }
     };
     let counters = &env.counters;
@@ -662,7 +679,7 @@ async fn adopt_interrupted(env: JobEnv, corpid: CorpId, stop: CancellationToken)
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "the media workers are gone");
-                return;
+                return true;
             }
         };
         let (tpath, terr) = match adoption {
@@ -701,13 +718,14 @@ async fn adopt_interrupted(env: JobEnv, corpid: CorpId, stop: CancellationToken)
         };
         let outcome = MediaOutcome::Done { path, transcoded_path: tpath, transcode_error: terr };
         if let Err(e) = env.store.finish_media(&corpid, &job, &outcome).await {
-            tracing::warn!(id = job.id, error = %e, "recording an adopted transcode failed; retried at the next start");
-            return;
+            tracing::warn!(id = job.id, error = %e, "recording an adopted transcode failed; looking again once the database answers");
+            return false;
         }
     }
     if adopted + redone + missing > 0 {
         tracing::info!(adopted, redone, missing, "transcodes cut off by a stop: MP3s checked and recorded");
     }
+    true
 }
 
 fn unix_now() -> i64 {
