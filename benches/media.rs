@@ -205,26 +205,13 @@ fn python_baseline(dir: &Path, target: &Target, out: &Path) -> Option<(Baseline,
     });
     let job_file = dir.join("python-job.json");
     std::fs::write(&job_file, job.to_string()).unwrap();
-    let run = python()
+    let output = python()
         .arg(repo.join("benches/support/baseline.py"))
         .arg(&job_file)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    let pid = run.id().to_string();
-    // Its CPU, read while it runs (a reaped process has no /proc entry): the last reading.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let watcher = std::thread::spawn(move || {
-        let mut last = 0.0;
-        while rx.recv_timeout(Duration::from_millis(20)).is_err() {
-            last = f64::max(last, cpu_secs(&pid));
-        }
-        last
-    });
-    let output = run.wait_with_output().unwrap();
-    let _ = tx.send(());
-    let cpu = watcher.join().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the Python baseline failed: {}\n{stderr}", output.status);
     let line = stderr.lines().find_map(|l| l.strip_prefix("BASELINE ")).expect("the Python baseline's result line");
@@ -237,7 +224,8 @@ fn python_baseline(dir: &Path, target: &Target, out: &Path) -> Option<(Baseline,
         .collect();
     let bytes = files.iter().map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
     let b = Baseline { secs: v["secs"].as_f64().unwrap(), media_secs: v["media_secs"].as_f64().unwrap(), files, bytes };
-    Some((b, cpu))
+    // Its own CPU (getrusage at its end: the whole process).
+    Some((b, v["cpu"].as_f64().unwrap()))
 }
 
 /// The daemon's configuration: where things are, nothing else.

@@ -159,8 +159,8 @@ async fn isolation_round(mode: &str, records: u64) {
 
 /// `[sdk] isolate`: the same ingest through the emulator `.so` loaded in-process and run in
 /// `sdk-worker` children (the lean worker binary, as the daemon runs them), alternately,
-/// `BENCH_ROUNDS` (default 2) times each; the best rate of each (the box is shared: the best run is the least disturbed one). Returns (in-process,
-/// isolated) records/s.
+/// `BENCH_ROUNDS` (default 2) times each; the best rate of each (the box is shared: the best run
+/// is the least disturbed one). Returns (in-process, isolated) records/s.
 ///
 /// Every round runs in a fresh process of this bench ([`isolation_round`]), so both modes start
 /// from the same state. The emulator `.so` keeps one process-wide emulator whose cache of media

@@ -12,9 +12,10 @@ JOB.json: {"library": path, "proxy": url or "", "out": dir,
            "corps": [{"corpid": str, "secret": str}], "keys": {"1": pem path, ...}}
 The result is one JSON line on stderr, prefixed "BASELINE ": seconds of the whole job (timed
 from the first SDK instance, imports and key parsing excluded), seconds of the media phases,
-and every file written with its sdkfileid.
+the CPU seconds of the whole process (user + system), and every file written with its sdkfileid.
 """
 import json
+import resource
 import sys
 import time
 import types
@@ -71,7 +72,9 @@ def main():
             files.append([sdkfileid, str(out / name)])
         media_secs += time.monotonic() - t
     secs = time.monotonic() - started
-    print("BASELINE " + json.dumps({"secs": secs, "media_secs": media_secs, "files": files}), file=sys.stderr)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
+    print("BASELINE " + json.dumps({"secs": secs, "media_secs": media_secs, "cpu": cpu, "files": files}), file=sys.stderr)
 
 
 if __name__ == "__main__":
