@@ -12,15 +12,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/knobs.rs"]
+mod knobs;
 
 use std::time::Duration;
 
 use common::freshness::{self, quantile};
 use common::pipeline::Db;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; a `cargo test --benches` run passes nothing: skip there.
@@ -34,9 +32,9 @@ fn main() {
         std::process::exit(2);
     };
     common::assert_network_isolated();
-    let callbacks = env_num("WWF_BENCH_CALLBACK_SAMPLES", 100) as usize;
-    let polls = env_num("WWF_BENCH_POLL_SAMPLES", 20) as usize;
-    let poll = Duration::from_millis(env_num("WWF_BENCH_POLL_INTERVAL_MS", 5000));
+    let callbacks = knobs::number("WWF_BENCH_CALLBACK_SAMPLES", 100) as usize;
+    let polls = knobs::number("WWF_BENCH_POLL_SAMPLES", 20) as usize;
+    let poll = Duration::from_millis(knobs::number("WWF_BENCH_POLL_INTERVAL_MS", 5000));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let db = if std::env::var("WWF_BENCH_DB").as_deref() == Ok("mariadb") {

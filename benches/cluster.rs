@@ -9,6 +9,8 @@
 mod ceiling;
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/knobs.rs"]
+mod knobs;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -118,7 +120,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benchmarks; this is not one to run there.
     }
-    let records: u64 = std::env::var("WWF_BENCH_CLUSTER_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let records: u64 = knobs::number("WWF_BENCH_CLUSTER_RECORDS", 1000);
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ceiling = ceiling::rsa_ceiling(cores);

@@ -44,6 +44,10 @@
 mod cpu;
 #[path = "../tests/common/daemon.rs"]
 mod daemon;
+#[path = "support/knobs.rs"]
+mod knobs;
+#[path = "../tests/common/rss.rs"]
+mod rss;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -255,12 +259,6 @@ thread_local! {
     static METRICS_PORT: u16 = daemon::free_port();
 }
 
-/// `VmHWM` (kB) of a process.
-fn vm_hwm_kb(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
-}
-
 /// CPU seconds of this process's threads: (the main thread, every other thread).
 fn own_cpu() -> (f64, f64) {
     let me = std::process::id();
@@ -345,9 +343,9 @@ async fn daemon_run(
     let pid = d.child.id();
     loop {
         d.alive();
-        peak_kb = peak_kb.max(vm_hwm_kb(&pid.to_string()).unwrap_or(0));
+        peak_kb = peak_kb.max(rss::peak_kb(&pid.to_string()).unwrap_or(0));
         for c in daemon::children(pid) {
-            let kb = vm_hwm_kb(&c).unwrap_or(0);
+            let kb = rss::peak_kb(&c).unwrap_or(0);
             children_cpu.insert(c.clone(), cpu_secs(&c));
             let e = children_peak.entry(c).or_default();
             *e = (*e).max(kb);
@@ -455,8 +453,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let records: u64 = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_RECORDS);
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let records: u64 = knobs::number("BENCH_RECORDS", DEFAULT_RECORDS);
+    let rounds = knobs::number("BENCH_ROUNDS", 1).max(1) as usize;
     let dir =
         tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into())).unwrap();
     let scenario = write_files(dir.path(), records);
@@ -505,15 +503,12 @@ fn main() {
     let mut best_py: Option<Baseline> = None;
     for round in 0..rounds {
         // 1. The baseline.
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let _ = rss::reset_peak();
         let out = dir.path().join(format!("baseline-{round}"));
         let cpu0 = own_cpu();
         let b = baseline(&sdk, &target, &out);
         let cpu1 = own_cpu();
-        let base_peak = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:")).map(|v| v.trim().to_string()))
-            .unwrap_or_default();
+        let base_peak = rss::peak_kb("self").map_or("unavailable".into(), |kb| format!("{kb} kB"));
         assert_eq!(b.files.len() as u64, media, "the baseline downloaded every item");
         for (sdkfileid, p) in &b.files {
             assert_eq!(&md5_file(p), &truth[sdkfileid], "baseline file {} is byte-exact", p.display());

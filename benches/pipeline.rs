@@ -3,27 +3,42 @@
 //! writer) into (i) SQLite (temp file) and (ii) MariaDB (`WWF_TEST_MYSQL_URL`, default the local
 //! Unix socket; skipped with the reason when unreachable). Reports records/s of each, then, in
 //! the same run, the ceiling of ARCHITECTURE.md decision 16 — aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s
-//! on as many threads as the decrypt pool (one per core) — with `records/s ÷ ceiling` (goal ≥ 0.8),
+//! on as many threads as the decrypt pool (one per core) — with `records/s ÷ ceiling` (goal ≥ 0.85),
 //! and the peak RSS of each pipeline run (VmHWM, reset at the start of the run and read before the
 //! bench's own verification, which holds every row; goal < 200 MB). Also the emulator's own
 //! records/s, since it runs in this process and shares the cores.
 //!
-//! Then the cost of `[sdk] isolate`: the same ingest (SQLite, at most 30,000 records) with the
-//! emulator's drop-in `.so` loaded in this process and run in `sdk-worker` children of the
-//! daemon's binary, alternately, twice each, every round in a fresh process of this bench (so
+//! Then (iii) the same two runs with the records' source off this machine, as WeCom's servers are
+//! in production: the emulator's pages made before the clock starts and kept as their bodies'
+//! bytes, each call parsing its page as the SDK layer parses any answer (`Replayed`); records/s ÷
+//! ceiling again, with the run's CPU per record.
+//!
+//! Then (iv) `[pull] fetch_ahead` off and on: the SQLite run again (at most 20,000 records) as it is and
+//! with WeCom's round trip, every GetChatData answered only after `BENCH_ROUND_TRIP_MS` (default
+//! 100), against the bounds that the run without it gives (does the next fetch overlap the
+//! decryption of the page before it?).
+//!
+//! Then (v) the cost of `[sdk] isolate`: the same ingest (SQLite, at most 30,000 records) with the
+//! emulator's drop-in `.so` loaded in this process and run in `sdk-worker` children (the lean
+//! worker binary, as the daemon runs them), alternately, twice each, every round in a fresh process of this bench (so
 //! that no round inherits the emulator's caches from an earlier one): the best rate of each and
 //! their ratio (goal: the process boundary costs under 5 % of ingest throughput).
 //!
 //! `cargo bench --bench pipeline`; `BENCH_RECORDS=N` for a shorter backlog, `BENCH_ROUNDS=N` for
-//! more rounds of the isolation cost (default 2). The emulator runs in
-//! this process, so its work (record generation, sealing, RSA encryption) shares the cores.
+//! more rounds of the isolation cost (default 2), `BENCH_ROUND_TRIP_MS`. The emulator runs in
+//! this process, so in every run but (iii) its work (record generation, sealing, RSA encryption)
+//! shares the cores.
 
 #[path = "support/ceiling.rs"]
 mod ceiling;
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/knobs.rs"]
+mod knobs;
 #[path = "../tests/common/pipeline.rs"]
 mod pipeline_common;
+#[path = "../tests/common/rss.rs"]
+mod rss;
 use ceiling::rsa_ceiling;
 
 use std::hint::black_box;
@@ -37,7 +52,8 @@ use wework_msgaudit::corps::Sources;
 use wework_msgaudit::sdk::dynlib::VendorSdk;
 use wework_msgaudit::sdk::emulated::EmulatedSdk;
 use wework_msgaudit::sdk::process::{HeldProgram, ProcessOptions, ProcessSdk};
-use wework_msgaudit::sdk::FinanceSdk;
+use wework_msgaudit::sdk::{chatdata, ChatPage, FinanceSdk, MediaChunk, NetOptions, SdkError, SdkSession};
+use wework_msgaudit::secret::Secret;
 
 const DEFAULT_RECORDS: u64 = 100_000;
 
@@ -52,9 +68,88 @@ fn scenario_toml(records: u64) -> String {
     toml
 }
 
-/// One corp, the DEMO-ONLY keys 1..=3, no faults.
-fn scenario(records: u64) -> emulator::Scenario {
-    toml::from_str(&scenario_toml(records)).expect("scenario parses")
+/// One corp, the DEMO-ONLY keys 1..=3; every GetChatData call waits `round_trip_ms` before it
+/// answers (WeCom's round trip; 0: none).
+fn scenario(records: u64, round_trip_ms: u64) -> emulator::Scenario {
+    let mut toml = scenario_toml(records);
+    if round_trip_ms > 0 {
+        toml.push_str(&format!("[corp.faults]\nslow_rate = 1.0\nslow_ms = {round_trip_ms}\n"));
+    }
+    toml::from_str(&toml).expect("scenario parses")
+}
+
+/// Where a run's records come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// The emulator, answering each call in this process (sharing the cores), after
+    /// `round_trip_ms`.
+    Emulator { round_trip_ms: u64 },
+    /// The emulator's answers, made before the run ([`Replayed`]): the source off this machine.
+    Replayed,
+}
+
+/// The records' source off this machine, as WeCom's servers are: every page that the emulator
+/// answers for the corp, made before the clock starts and kept as its body's bytes. A call
+/// parses its page's body as the SDK layer parses any answer (`chatdata::parse_chat_page`), so the
+/// daemon's own share of the work is all in the run; the emulator's generating, sealing and RSA
+/// encrypting is not.
+struct Replayed {
+    /// The body of the page from each cursor (pages of [`PAGE`] from 0), then an empty one.
+    bodies: std::collections::HashMap<u64, Arc<Vec<u8>>>,
+}
+
+impl Replayed {
+    fn render(emu: &emulator::Emulator, records: u64) -> Self {
+        let mut s = emu.new_session();
+        assert_eq!(emu.init(&mut s, Some(corpid(0).as_bytes()), Some(b"secret-0")), 0);
+        let mut bodies = std::collections::HashMap::new();
+        let mut seq = 0;
+        loop {
+            let body = emu.get_chat_data(&mut s, seq, PAGE, None, None, 5).expect("emulator answers");
+            let page = chatdata::parse_chat_page(&body).expect("the emulator's page parses");
+            let next = page.max_seq();
+            bodies.insert(seq, Arc::new(body));
+            match next {
+                Some(max) if page.records.len() == PAGE as usize && max < records => seq = max,
+                _ => break,
+            }
+        }
+        let mb = bodies.values().map(|b| b.len()).sum::<usize>() as f64 / 1e6;
+        println!("  (the emulator's {} pages made beforehand: {mb:.1} MB of bodies)", bodies.len());
+        Self { bodies }
+    }
+}
+
+impl FinanceSdk for Replayed {
+    fn describe(&self) -> String {
+        "the emulator's answers, made beforehand".into()
+    }
+
+    fn open(&self, _corpid: &str, _secret: &Secret) -> Result<Box<dyn SdkSession>, SdkError> {
+        Ok(Box::new(ReplayedSession { bodies: self.bodies.clone() }))
+    }
+
+    fn decrypt_data(&self, _key: &str, _msg: &str) -> Result<Vec<u8>, SdkError> {
+        Err(SdkError::Protocol("the replayed source only answers GetChatData"))
+    }
+}
+
+struct ReplayedSession {
+    bodies: std::collections::HashMap<u64, Arc<Vec<u8>>>,
+}
+
+impl SdkSession for ReplayedSession {
+    fn get_chat_data(&mut self, seq: u64, limit: u32, _net: &NetOptions) -> Result<ChatPage, SdkError> {
+        assert_eq!(limit, PAGE, "pages were made of {PAGE} records");
+        match self.bodies.get(&seq) {
+            Some(body) => chatdata::parse_chat_page(body),
+            None => Ok(ChatPage::default()),
+        }
+    }
+
+    fn get_media_chunk(&mut self, _id: &str, _index: &str, _net: &NetOptions) -> Result<MediaChunk, SdkError> {
+        Err(SdkError::Protocol("the replayed source only answers GetChatData"))
+    }
 }
 
 /// One pipeline run: its records/s and peak RSS, and what [`check`] needs afterwards.
@@ -72,24 +167,35 @@ struct Run {
 /// The whole backlog through the pipeline into `db`. The check comes later ([`check`]): it holds
 /// the truth and every row in memory, which would count towards the next run's peak RSS (freed
 /// memory is not necessarily returned to the system).
-async fn run(db: Db, records: u64) -> Run {
-    let emu = Arc::new(emulator::Emulator::new(scenario(records)).expect("emulator"));
-    let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
+async fn run(db: Db, records: u64, source: Source, fetch_ahead: bool) -> Run {
+    let round_trip_ms = match source {
+        Source::Emulator { round_trip_ms } => round_trip_ms,
+        Source::Replayed => 0,
+    };
+    let emu = Arc::new(emulator::Emulator::new(scenario(records, round_trip_ms)).expect("emulator"));
+    let sdk: Arc<dyn FinanceSdk> = match source {
+        Source::Emulator { .. } => Arc::new(EmulatedSdk::new(Arc::clone(&emu))),
+        Source::Replayed => Arc::new(Replayed::render(&emu, records)),
+    };
     let store = open(&db).await;
-    reset_peak_rss();
+    if let Err(e) = rss::reset_peak() {
+        println!("  (cannot reset VmHWM: {e}; the peak is the process's so far)");
+    }
     // SQLite runs in this process: no server to count.
     let server_secs = || if db.url.starts_with("mysql:") { cpu::cpu_secs_named("mariadbd") } else { 0.0 };
     let me = std::process::id().to_string();
     let (cpu0, server0) = (cpu::cpu_secs(&me), server_secs());
     let started = Instant::now();
-    let pipeline = Pipeline::start(store, sdk, Sources { fixed: specs(1, 1000), ..Sources::default() }, &config())
+    let mut cfg = config();
+    cfg.pull.fetch_ahead = fetch_ahead;
+    let pipeline = Pipeline::start(store, sdk, Sources { fixed: specs(1, PAGE), ..Sources::default() }, &cfg)
         .expect("pipeline starts");
     wait_for(&pipeline, &[(corpid(0), records)], Duration::from_secs(3600)).await;
     let elapsed = started.elapsed();
     let (cpu, server_cpu) = (cpu::cpu_secs(&me) - cpu0, server_secs() - server0);
     pipeline.shutdown().await;
     let rate = records as f64 / elapsed.as_secs_f64();
-    let peak_kb = peak_rss_kb();
+    let peak_kb = rss::peak_kb("self");
     let peak = peak_kb.map_or("unavailable".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0));
     println!("  {records} records in {elapsed:.2?}: {rate:.1} records/s; peak RSS of the run (VmHWM) {peak}");
     Run { rate, peak_kb, cpu, server_cpu, db, emu }
@@ -102,6 +208,48 @@ async fn check(name: &str, run: Run, records: u64) {
     println!("[{name}] checked: {fine} rows = the emulator's truth");
     run.db.finish().await;
 }
+
+/// Fetching ahead (`[pull] fetch_ahead`), off and on, on `records` into SQLite: without a round
+/// trip (the emulator answers at once, sharing the cores) and with WeCom's, every GetChatData
+/// call answered only after `BENCH_ROUND_TRIP_MS` (default 100 ms; in production a page of 1,000
+/// records crosses the internet). With the round trip, a fetch that waits for the page before it
+/// cannot beat the round trip plus that page's time without one; a fetch that overlaps it cannot
+/// beat the longer of the two.
+async fn fetch_ahead(records: u64) {
+    let ms = knobs::number("BENCH_ROUND_TRIP_MS", 100);
+    println!("(iv) fetching ahead: {records} records into SQLite, off and on, without a round trip and with {ms} ms");
+    let mut page_ms = 0.0;
+    for round_trip in if ms == 0 { vec![0] } else { vec![0, ms] } {
+        let mut rates = [0.0; 2];
+        for (i, ahead) in [false, true].into_iter().enumerate() {
+            println!("  round trip {round_trip} ms, fetch_ahead = {ahead}:");
+            let r = run(Db::sqlite().await, records, Source::Emulator { round_trip_ms: round_trip }, ahead).await;
+            rates[i] = r.rate;
+            check(&format!("round trip {round_trip} ms, fetch_ahead = {ahead}"), r, records).await;
+        }
+        if round_trip == 0 {
+            page_ms = 1000.0 * f64::from(PAGE) / rates[0];
+        }
+        let bounds = (round_trip > 0).then(|| {
+            let (rt, page) = (round_trip as f64, f64::from(PAGE));
+            format!(
+                "; bounds from the page time without a round trip ({page_ms:.0} ms): waiting {:.1}, overlapping {:.1}",
+                1000.0 * page / (rt + page_ms),
+                1000.0 * page / rt.max(page_ms)
+            )
+        });
+        println!(
+            "[round trip {round_trip} ms] records/s fetch_ahead off {:.1}, on {:.1}: on ÷ off = {:.2}{}",
+            rates[0],
+            rates[1],
+            rates[1] / rates[0],
+            bounds.unwrap_or_default()
+        );
+    }
+}
+
+/// The page size of every run (`specs(1, PAGE)`).
+const PAGE: u32 = 1000;
 
 /// The emulator's drop-in `.so`, built beside the bench binary (as for the tests).
 fn emulator_so() -> PathBuf {
@@ -120,12 +268,12 @@ async fn timed_ingest(sdk: Arc<dyn FinanceSdk>, records: u64) -> f64 {
     let db = Db::sqlite().await;
     let store = open(&db).await;
     let started = Instant::now();
-    let pipeline = Pipeline::start(store, sdk, Sources { fixed: specs(1, 1000), ..Sources::default() }, &config())
+    let pipeline = Pipeline::start(store, sdk, Sources { fixed: specs(1, PAGE), ..Sources::default() }, &config())
         .expect("pipeline starts");
     wait_for(&pipeline, &[(corpid(0), records)], Duration::from_secs(3600)).await;
     let elapsed = started.elapsed();
     pipeline.shutdown().await;
-    let emu = emulator::Emulator::new(scenario(records)).expect("emulator");
+    let emu = emulator::Emulator::new(scenario(records, 0)).expect("emulator");
     let (fine, corrupt) = check_corp(&db, &emu, &corpid(0)).await;
     assert_eq!((fine as u64, corrupt), (records, 0), "every record stored exactly");
     db.finish().await;
@@ -169,7 +317,7 @@ async fn isolation_round(mode: &str, records: u64) {
 /// (44 → 22 ms per 1,000-record page), while every isolated round starts new children with an
 /// empty cache. That difference, not the process boundary, was the "cost" measured before.
 fn isolation_cost(records: u64) -> (f64, f64) {
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
+    let rounds = knobs::number("BENCH_ROUNDS", 2).max(1) as usize;
     let exe = std::env::current_exe().expect("current_exe");
     let (mut inproc, mut isolated) = (0f64, 0f64);
     for round in 1..=rounds {
@@ -200,30 +348,17 @@ fn isolation_cost(records: u64) -> (f64, f64) {
 /// Records/s of the emulator alone (pages of 1,000 on one thread, as the one corp's pulls are
 /// serialised): its share of the cores is part of every run above.
 fn emulator_alone(records: u64) -> f64 {
-    let emu = emulator::Emulator::new(scenario(records)).expect("emulator");
+    let emu = emulator::Emulator::new(scenario(records, 0)).expect("emulator");
     let mut s = emu.new_session();
     assert_eq!(emu.init(&mut s, Some(corpid(0).as_bytes()), Some(b"secret-0")), 0);
     let start = Instant::now();
     let mut seq = 0;
     while seq < records {
-        let body = emu.get_chat_data(&mut s, seq, 1000, None, None, 5).expect("emulator answers");
+        let body = emu.get_chat_data(&mut s, seq, PAGE, None, None, 5).expect("emulator answers");
         black_box(body);
-        seq = (seq + 1000).min(records);
+        seq = (seq + u64::from(PAGE)).min(records);
     }
     records as f64 / start.elapsed().as_secs_f64()
-}
-
-/// Resets VmHWM to the current RSS (`echo 5 > /proc/self/clear_refs`, Linux ≥ 4.0).
-fn reset_peak_rss() {
-    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
-        println!("  (cannot reset VmHWM: {e}; the peak is the process's so far)");
-    }
-}
-
-/// `VmHWM` of /proc/self/status in kB.
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 fn main() {
@@ -231,7 +366,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let records: u64 = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_RECORDS);
+    let records: u64 = knobs::number("BENCH_RECORDS", DEFAULT_RECORDS);
     if let Ok(mode) = std::env::var(ROUND_ENV) {
         // One round of the isolation cost, in a process of its own (the scenario is inherited).
         actix_rt::System::new().block_on(isolation_round(&mode, records));
@@ -254,12 +389,15 @@ fn main() {
 
     // (name, records/s, peak kB, CPU s of this process, CPU s of the database server)
     let mut results: Vec<(&str, f64, Option<u64>, f64, f64)> = Vec::new();
+    // The same without the emulator in the run: (name, records/s, CPU s of this process and of
+    // the database server).
+    let mut replayed: Vec<(&str, f64, f64, f64)> = Vec::new();
     actix_rt::System::new().block_on(async {
         println!("(i) SQLite (temp file)");
-        let lite = run(Db::sqlite().await, records).await;
+        let lite = run(Db::sqlite().await, records, Source::Emulator { round_trip_ms: 0 }, true).await;
         println!("(ii) MariaDB");
         let my = match Db::try_mysql().await {
-            Ok(db) => Some(run(db, records).await),
+            Ok(db) => Some(run(db, records, Source::Emulator { round_trip_ms: 0 }, true).await),
             Err(why) => {
                 println!("  SKIPPED: MariaDB unreachable: {why}");
                 None
@@ -269,8 +407,20 @@ fn main() {
             results.push((name, r.rate, r.peak_kb, r.cpu, r.server_cpu));
             check(name, r, records).await;
         }
+        println!("(iii) the records' source off this machine (the emulator's pages made beforehand)");
+        println!("  SQLite:");
+        let lite = run(Db::sqlite().await, records, Source::Replayed, true).await;
+        replayed.push(("SQLite", lite.rate, lite.cpu, lite.server_cpu));
+        check("SQLite, replayed", lite, records).await;
+        if let Ok(db) = Db::try_mysql().await {
+            println!("  MariaDB:");
+            let my = run(db, records, Source::Replayed, true).await;
+            replayed.push(("MariaDB", my.rate, my.cpu, my.server_cpu));
+            check("MariaDB, replayed", my, records).await;
+        }
+        fetch_ahead(records.min(20_000)).await;
         println!(
-            "(iii) [sdk] isolate: {isolation_records} records into SQLite through the emulator .so, in-process vs \
+            "(v) [sdk] isolate: {isolation_records} records into SQLite through the emulator .so, in-process vs \
              sdk-worker children"
         );
     });
@@ -286,7 +436,7 @@ fn main() {
         "aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s, {decrypt_threads} threads (ceiling, ARCHITECTURE.md decision 16): {ceiling:.1}"
     );
     for (name, rate, ..) in &results {
-        println!("[{name}] records/s {rate:.1} ÷ ceiling {ceiling:.1} = {:.2} (goal ≥ 0.8)", rate / ceiling);
+        println!("[{name}] records/s {rate:.1} ÷ ceiling {ceiling:.1} = {:.2} (goal ≥ 0.85)", rate / ceiling);
     }
     // The same runs by CPU time: the emulator that makes the records shares these cores, but in
     // production the records come from WeCom's servers. Per record: this process's CPU minus the
@@ -301,6 +451,17 @@ fn main() {
             "[{name}] CPU per record: {own_us:.0} µs in the pipeline (the emulator's {emulator_us:.0} µs taken out) + \
              {server_us:.0} µs in the database server; one RSA decryption {rsa_us:.0} µs: {:.2} of the \
              RSA-per-record limit with the records' source off this machine",
+            rsa_us / (own_us + server_us)
+        );
+    }
+    for (name, rate, cpu, server_cpu) in &replayed {
+        let (own_us, server_us) = (cpu * 1e6 / records as f64, server_cpu * 1e6 / records as f64);
+        let verdict = if rate / ceiling >= 0.85 { "met" } else { "NOT met" };
+        println!(
+            "[{name}, source off this machine] records/s {rate:.1} ÷ ceiling {ceiling:.1} = {:.2} (goal ≥ 0.85: \
+             {verdict}); CPU per record {own_us:.0} µs in the pipeline + {server_us:.0} µs in the database server: \
+             {:.2} of the RSA-per-record limit",
+            rate / ceiling,
             rsa_us / (own_us + server_us)
         );
     }
@@ -321,7 +482,7 @@ fn main() {
          cost of the process boundary {cost:.1} % of ingest throughput (goal < 5 %: {verdict})",
         isolated / inproc
     );
-    if let Some(kb) = peak_rss_kb() {
+    if let Some(kb) = rss::peak_kb("self") {
         println!(
             "peak RSS since the MariaDB run, incl. the bench's own verification (truth + all rows in memory): {:.1} MB",
             kb as f64 / 1024.0

@@ -10,6 +10,8 @@
 //!
 //! `cargo bench --bench rules`; `BENCH_RECORDS=N` (default 30,000) for another backlog.
 
+#[path = "support/knobs.rs"]
+mod knobs;
 #[path = "../tests/common/pipeline.rs"]
 mod pipeline_common;
 
@@ -143,7 +145,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let records: u64 = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_RECORDS);
+    let records: u64 = knobs::number("BENCH_RECORDS", DEFAULT_RECORDS);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("rules bench: {records} records per round, {} cores, load average {}", num_cpus(), load.trim());
     let set = Arc::new(rule_set());

@@ -13,6 +13,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/knobs.rs"]
+mod knobs;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,10 +23,6 @@ use common::daemon::{free_port, Daemon};
 use common::pipeline::Db;
 
 const RECORDS: u64 = 5;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn corpid(i: usize) -> String {
     format!("wwscale{i:011}")
@@ -85,9 +83,9 @@ async fn stored(db: &Db) -> i64 {
 }
 
 fn main() {
-    let corps = env_or("BENCH_CORPS", 5000) as usize;
-    let settle = Duration::from_secs(env_or("BENCH_SETTLE_SECS", 10));
-    let idle = Duration::from_secs(env_or("BENCH_IDLE_SECS", 30));
+    let corps = knobs::number("BENCH_CORPS", 5000) as usize;
+    let settle = Duration::from_secs(knobs::number("BENCH_SETTLE_SECS", 10));
+    let idle = Duration::from_secs(knobs::number("BENCH_IDLE_SECS", 30));
     common::block_on(async {
         let db = Db::sqlite().await;
         let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,8 @@
 //! - recall against a plain substring scan on the first `SEARCH_BENCH_RECALL_N` messages, for a
 //!   mixed list of queries (1–4 CJK characters, Latin words, emoji).
 
+#[path = "support/knobs.rs"]
+mod knobs;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -302,10 +304,6 @@ fn message(rng: &mut Lcg, i: u64, n: u64) -> Row {
     }
 }
 
-fn env_n(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn rss() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let get = |k: &str| {
@@ -404,9 +402,9 @@ fn main() {
         return;
     }
     // `cargo bench` passes `--bench`; a filter argument is not supported.
-    let n = env_n("SEARCH_BENCH_N", 1_000_000);
-    let recall_n = env_n("SEARCH_BENCH_RECALL_N", 100_000);
-    let threads = env_n("SEARCH_BENCH_THREADS", 1) as usize;
+    let n = knobs::number("SEARCH_BENCH_N", 1_000_000);
+    let recall_n = knobs::number("SEARCH_BENCH_RECALL_N", 100_000);
+    let threads = knobs::number("SEARCH_BENCH_THREADS", 1) as usize;
     println!(
         "search bench: {n} messages, {threads} indexing thread(s), {} cores",
         std::thread::available_parallelism().map_or(1, |p| p.get())

@@ -10,6 +10,8 @@
 //! Run: `cargo bench --bench transcode` (plain main; set TRANSCODE_BENCH_ITERS to change the
 //! number of timed runs per row, default 10).
 
+#[path = "support/knobs.rs"]
+mod knobs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,7 +114,7 @@ fn probe_duration(mp3: &Path) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
-    let iters: u32 = std::env::var("TRANSCODE_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let iters = u32::try_from(knobs::number("TRANSCODE_BENCH_ITERS", 10)).expect("TRANSCODE_BENCH_ITERS fits in u32");
     let dir = std::env::temp_dir().join(format!("transcode-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = |n: &str| -> PathBuf { dir.join(n) };

@@ -80,12 +80,6 @@ fn part_files(dir: &Path) -> Vec<(PathBuf, u64)> {
         .unwrap_or_default()
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
     // Through the `kill` command: the tests stay free of `unsafe`.
     let rc = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -139,7 +133,7 @@ fn a_download_killed_midway_completes_after_restart_with_bounded_memory() {
         assert!(Instant::now() < until, "media not all done");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let hwm = vm_hwm_kib(second.id());
+    let hwm = common::rss::peak_kb(&second.id().to_string()).expect("VmHWM of the daemon");
     let status = sigterm_and_wait(second);
     assert!(status.success(), "{status}");
     let file = dir.path().join("msgfile").join(&path);

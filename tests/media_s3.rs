@@ -96,16 +96,9 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Starts a new peak: `VmHWM` becomes the current resident size (`clear_refs` 5, Linux ≥ 4.0).
-fn reset_peak_rss() {
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-}
-
 /// Peak resident memory of this process (`VmHWM`), bytes.
 fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    common::rss::peak_kb("self").expect("VmHWM of this process") * 1024
 }
 
 #[test]
@@ -133,7 +126,7 @@ fn a_40_mb_file_goes_up_in_parts_without_being_held_in_memory() {
     drop(f);
     let want_md5: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
     let store = ObjectStore::new(&settings(m.port, "bigfiles", "t/")).unwrap();
-    reset_peak_rss();
+    common::rss::reset_peak().expect("reset VmHWM");
     let before = peak_rss();
     let key = store.key("corp/2026/11/29/big.bin");
     assert_eq!(key, "t/corp/2026/11/29/big.bin");

@@ -2,13 +2,20 @@
 //!
 //! The loop (a future owned by the actor, traced in a span with the `corpid` field):
 //! 1. read the cursor from the store;
-//! 2. fetch `(cursor, limit)` on the [`SdkPool`](super::sdk_pool::SdkPool);
+//! 2. fetch `(cursor, limit)` on the [`SdkPool`](super::sdk_pool::SdkPool); with `[pull]
+//!    fetch_ahead` (the default) a full page starts the fetch of the next one at once
+//!    ([`Ahead`]), so that WeCom's round trip overlaps the decryption instead of following it (a
+//!    page of more than [`AHEAD_MAX_BYTES`] does not, to bound the memory; nor does a page after
+//!    a failed write, or while the lease is unconfirmed);
 //! 3. decrypt and parse the page on the rayon decrypt pool ([`decode::decode_on_with`], which
 //!    builds the complete rows and evaluates the rules in force on them, [`crate::rules`]; a panic there becomes [`CorpError::Panicked`] for this corp only,
 //!    decision 1);
 //! 4. wait for the previous write (at most one write in flight), send
 //!    [`WriteBatch`](super::db_writer::WriteBatch) and go back to 2 from the page's max seq while
-//!    that write runs. The cursor advances only in the database transaction.
+//!    that write runs. The cursor advances only in the database transaction. A fetch started
+//!    ahead is used only if it starts where the loop goes on (it does not after a failed write or
+//!    a page fetched again): otherwise its answer is awaited and dropped, so that a corp never
+//!    has two calls in flight.
 //!
 //! A short page means "caught up": settle the write, wait `poll_interval`. SDK and store
 //! failures back off exponentially with jitter (`backoff_initial..backoff_max`) and restart from
@@ -17,10 +24,10 @@
 //! `write_attempts` (`[daemon] failing_after`) times in a row (a poison batch: a trigger, a revoked privilege, a full
 //! disk): the corp stays `failing` with the database's reason until a write commits again.
 //! [`Stop`] (this corp) or the pipeline's stop (its [`Shutdown`] is a child of the pipeline's)
-//! ends the loop gracefully: no new fetch, the in-flight write finishes; the loop holds the
-//! `Shutdown` until then. The actor reports its end to the supervisor
-//! ([`CorpExited`]). A long catch-up is logged as it goes ([`Progress`]: records/s, lag, ETA
-//! every `progress_interval`, then "caught up").
+//! ends the loop gracefully: no new fetch, the call in flight (also one started ahead) and the
+//! in-flight write finish; the loop holds the `Shutdown` until then. The actor reports its end
+//! to the supervisor ([`CorpExited`]). A long catch-up is logged as it goes ([`Progress`]:
+//! records/s, lag, ETA every `progress_interval`, then "caught up").
 //!
 //! [`PullNow`] (a `msgaudit_notify` callback, `crate::callback`) ends the "caught up" wait at once.
 //! It is coalesced: it stores at most one wake-up ([`tokio::sync::Notify`]), so a burst gives one
@@ -42,7 +49,7 @@ use super::shutdown::Shutdown;
 use super::{KeyOutcome, Shared};
 use crate::corps::CorpSpec;
 use crate::decode::{self, DecodeError};
-use crate::sdk::{NetOptions, SdkError};
+use crate::sdk::{ChatPage, NetOptions, SdkError};
 use crate::store::{CorpId, StoreError};
 
 /// Stop pulling (graceful).
@@ -192,6 +199,35 @@ struct Puller {
     wake: Arc<tokio::sync::Notify>,
 }
 
+/// The previous page's encrypted bytes above which the next page is not fetched ahead: at most
+/// three pages are then in memory at once (one fetched ahead, one being decoded, one being
+/// written) only while pages are small; WeCom's pages of huge records are fetched one at a time.
+pub const AHEAD_MAX_BYTES: usize = 16 << 20;
+
+/// A fetch started before the page in hand was decoded: the cursor it reads from, and the call.
+struct Ahead {
+    seq: u64,
+    handle: tokio::task::JoinHandle<Result<ChatPage, PoolError>>,
+}
+
+/// One GetChatData call on the pool from `seq`, timed into `pull_seconds` (owns what it needs,
+/// so that it can run as a task of its own: [`Ahead`]).
+fn fetch(
+    shared: Arc<Shared>,
+    spec: &CorpSpec,
+    generation: u64,
+    seq: u64,
+    net: &NetOptions,
+) -> impl std::future::Future<Output = Result<ChatPage, PoolError>> + 'static {
+    let (corpid, secret, limit, net) = (spec.corpid.clone(), spec.secret.clone(), spec.limit, net.clone());
+    async move {
+        let started = std::time::Instant::now();
+        let page = shared.pool.get_chat_data(&corpid, generation, &secret, seq, limit, &net).await;
+        shared.stats.pull_seconds.observe(started.elapsed());
+        page
+    }
+}
+
 /// A write in flight: the cursor it will commit and its stats.
 struct InFlight {
     handle: tokio::task::JoinHandle<Result<Result<Committed, StoreError>, MailboxError>>,
@@ -237,6 +273,11 @@ impl Puller {
             () = tokio::time::sleep(d) => self.stopped(),
             () = self.stop.recv() => true,
         }
+    }
+
+    /// Under leases, whether a call may start now (always without leases).
+    fn may_call_now(&self) -> bool {
+        self.spec.fence.as_ref().is_none_or(|f| self.shared.lease_terms.may_call(&self.spec.corpid, f.token))
     }
 
     /// Under leases: waits until the keeper has confirmed this corp's lease for long enough to
@@ -344,38 +385,40 @@ impl Puller {
         };
         let mut next_seq = committed;
         let mut inflight: Option<InFlight> = None;
+        let mut ahead: Option<Ahead> = None;
         let result = loop {
             if self.stopped() {
                 break Ok(());
             }
-            // Under leases, a call starts only while the lease is known to be ours long enough.
-            if self.wait_for_lease().await {
-                break Ok(());
-            }
-            // 2. Fetch (overlapping the previous page's write).
-            let pull_started = std::time::Instant::now();
-            let fetched = {
-                let fetch = self.shared.pool.get_chat_data(
-                    &corpid,
-                    self.generation,
-                    &self.spec.secret,
-                    next_seq,
-                    self.spec.limit,
-                    &net,
-                );
-                tokio::pin!(fetch);
-                tokio::select! {
-                    r = &mut fetch => r,
-                    () = self.stop.recv() => {
-                        // Let the call in flight finish (its answer is dropped; a hung one is cut
-                        // off by the pool): with leases, the corp is handed to another instance
-                        // once this actor has ended, and two instances must never pull it at once.
-                        let _ = fetch.await;
+            // 2. Fetch (overlapping the previous page's write), or take the fetch started ahead.
+            let mut call = match ahead.take() {
+                Some(a) if a.seq == next_seq => a.handle,
+                stale => {
+                    if let Some(a) = stale {
+                        // Not where the loop goes on: one call per corp at a time, so wait for it.
+                        let _ = a.handle.await;
+                    }
+                    // Under leases, a call starts only while the lease is known to be ours long enough.
+                    if self.wait_for_lease().await {
                         break Ok(());
                     }
+                    actix_rt::spawn(fetch(Arc::clone(&self.shared), &self.spec, self.generation, next_seq, &net))
                 }
             };
-            self.shared.stats.pull_seconds.observe(pull_started.elapsed());
+            let fetched = tokio::select! {
+                r = &mut call => r,
+                () = self.stop.recv() => {
+                    // Let the call in flight finish (its answer is dropped; a hung one is cut
+                    // off by the pool): with leases, the corp is handed to another instance
+                    // once this actor has ended, and two instances must never pull it at once.
+                    let _ = call.await;
+                    break Ok(());
+                }
+            };
+            let fetched = match fetched {
+                Ok(fetched) => fetched,
+                Err(e) => break Err(CorpError::Panicked(format!("the GetChatData task failed: {e}"))),
+            };
             let page = match fetched {
                 Ok(page) => page,
                 Err(PoolError::Stopped) => break Err(CorpError::PoolGone("the SDK thread pool is stopped".into())),
@@ -418,6 +461,20 @@ impl Puller {
             self.pulled();
             let count = page.records.len();
             let max_seq = page.max_seq().unwrap_or(next_seq).max(next_seq);
+            // The next page's fetch overlaps this one's decryption and write, when this one is
+            // full (more is waiting), small, and the writes are going through.
+            let bytes: usize = page.records.iter().map(|r| r.encrypt_chat_msg.len() + r.encrypt_random_key.len()).sum();
+            if self.shared.pull.fetch_ahead
+                && count >= self.spec.limit as usize
+                && count > 0
+                && bytes <= AHEAD_MAX_BYTES
+                && self.write_failures.load(std::sync::atomic::Ordering::Relaxed) == 0
+                && self.may_call_now()
+            {
+                let handle =
+                    actix_rt::spawn(fetch(Arc::clone(&self.shared), &self.spec, self.generation, max_seq, &net));
+                ahead = Some(Ahead { seq: max_seq, handle });
+            }
             // 3. Decrypt + parse on the decrypt pool.
             let rules = Some(self.shared.rules.current()).filter(|r| !r.is_empty()).map(|r| (r, corpid.clone()));
             let decoded =
@@ -506,7 +563,10 @@ impl Puller {
                 self.log_progress(true);
             }
         };
-        // Graceful end: the in-flight write finishes.
+        // Graceful end: the call started ahead and the in-flight write finish.
+        if let Some(a) = ahead.take() {
+            let _ = a.handle.await;
+        }
         let settled = self.settle(&mut inflight, &mut committed).await;
         self.set_state("stopped", None);
         tracing::info!(cursor = committed, "stopped");

@@ -3,7 +3,8 @@
 //! - [`supervisor::Supervisor`] holds the desired set of corps ([`crate::corps`]) and starts,
 //!   restarts and stops one [`corp::CorpActor`] per corp (one code path for start-up and reload);
 //! - [`corp::CorpActor`] pulls its corp: fetch via the [`sdk_pool::SdkPool`] → decrypt and parse
-//!   on the rayon decrypt pool → [`db_writer::WriteBatch`], the next fetch overlapping the write;
+//!   on the rayon decrypt pool → [`db_writer::WriteBatch`], the next fetch overlapping the
+//!   decryption and the write while the corp is behind;
 //! - [`db_writer::DbWriter`] commits each batch in its own transaction, batches of different
 //!   corps concurrently;
 //! - [`sdk_pool::SdkPool`] is the bounded set of OS threads that make every SDK call;
@@ -57,6 +58,9 @@ pub struct PullSettings {
     /// poll_interval`); `None`: callbacks are off (`[callback] listen` unset), every corp polls
     /// at `poll_interval`.
     pub callback_poll_interval: Option<Duration>,
+    /// While a corp is behind, its next page is fetched while the one before it is decrypted
+    /// and written (`[pull] fetch_ahead`; [`corp`] says when it is not).
+    pub fetch_ahead: bool,
 }
 
 impl Default for PullSettings {
@@ -68,6 +72,7 @@ impl Default for PullSettings {
             progress_interval: Duration::from_secs(10),
             write_attempts: 3,
             callback_poll_interval: None,
+            fetch_ahead: true,
         }
     }
 }

@@ -459,6 +459,7 @@ pub fn pipeline_config(cfg: &Config) -> PipelineConfig {
             progress_interval: cfg.daemon.progress_interval,
             write_attempts: cfg.daemon.failing_after,
             callback_poll_interval: (!cfg.callback.listen.is_empty()).then_some(cfg.callback.poll_interval),
+            fetch_ahead: cfg.pull.fetch_ahead,
         },
         reload_interval: cfg.corps.reload_interval.max(Duration::from_secs(1)),
         hang_grace: Duration::from_secs(10),

@@ -600,6 +600,8 @@ pub struct PullConfig {
     pub backoff_max: Duration,
     /// Decrypt threads (0 = cores).
     pub decrypt_threads: usize,
+    /// Fetch a corp's next page while the one before it is decrypted and written.
+    pub fetch_ahead: bool,
 }
 
 impl Default for PullConfig {
@@ -610,6 +612,7 @@ impl Default for PullConfig {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             decrypt_threads: 0,
+            fetch_ahead: true,
         }
     }
 }

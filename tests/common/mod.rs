@@ -71,6 +71,7 @@ pub mod daemon;
 pub mod freshness;
 pub mod pipeline;
 pub mod review;
+pub mod rss;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
