@@ -1,7 +1,8 @@
 //! End to end: one emulator corp with a backlog of 100,000 records (the normal generator: every
 //! msgtype, text-heavy) pulled through the real pipeline (supervisor, SDK pool, decrypt pool, DB
 //! writer) into (i) SQLite (temp file) and (ii) MariaDB (`WWF_TEST_MYSQL_URL`, default the local
-//! Unix socket; skipped with the reason when unreachable). Reports records/s of each, then, in
+//! Unix socket; skipped with the reason when unreachable), with `[pull] fetch_ahead` on (off is
+//! the daemon's default for now; section iv compares both). Reports records/s of each, then, in
 //! the same run, the ceiling of ARCHITECTURE.md decision 16 — aws-lc-rs RSA-2048 PKCS#1 v1.5 decryptions/s
 //! on as many threads as the decrypt pool (one per core) — with `records/s ÷ ceiling` (goal ≥ 0.85),
 //! and the peak RSS of each pipeline run (VmHWM, reset at the start of the run and read before the
@@ -383,7 +384,8 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let decrypt_threads = if cfg.decrypt_threads == 0 { cores } else { cfg.decrypt_threads };
     println!(
-        "== pipeline end to end: 1 emulator corp, {records} records, SDK threads {}, decrypt threads {decrypt_threads} ==",
+        "== pipeline end to end: 1 emulator corp, {records} records, SDK threads {}, decrypt threads {decrypt_threads}, \
+         fetch_ahead on in (i)-(iii) ==",
         cfg.sdk_threads
     );
 

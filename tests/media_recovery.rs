@@ -5,6 +5,8 @@
 //!     media actors adopt it at start-up (the file untouched, the row naming it). An MP3 cut
 //!     short, or with a byte of its audio changed, is made again; an item with no MP3 keeps its
 //!     marker (a transcoder that kills the process is not retried).
+//!     A look that fails (a row it cannot read) is made again each sweep, and records the MP3
+//!     once it can, without a restart.
 //! (b) The daemon with `[media] enabled = false` queues no media row: the items are kept held
 //!     (status 0) with the message rows at status 1; started again with media on, it downloads
 //!     them all. Through the binary (the configuration's wiring) and through the pipeline on both
@@ -83,11 +85,28 @@ async fn transcode_columns(db: &Db, corp: &CorpId, path: &str) -> (String, Strin
     db.pairs(&sql).await.pop().unwrap_or_else(|| panic!("no row has path {path}"))
 }
 
-async fn adoption(db: Db) {
+/// The one corp's pages (of 100 records).
+fn sources() -> Sources {
+    Sources { fixed: specs(1, 100), ..Sources::default() }
+}
+
+/// The state a kill while transcoding leaves: the corp's records ingested through the pipeline
+/// (media off), then every media item downloaded and recorded done, the voice ones with the
+/// "interrupted" marker and no MP3 yet.
+struct LeftByAKill {
+    sdk: Arc<EmulatedSdk>,
+    store: Arc<dyn Store>,
+    corp: CorpId,
+    dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    /// The voice items' paths under `root`.
+    voice: Vec<String>,
+}
+
+async fn left_by_a_kill(db: &Db) -> LeftByAKill {
     let emu = Arc::new(emulator::Emulator::new(scenario(1, &[], RECORDS)).unwrap());
     let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
-    let store = open(&db).await;
-    let sources = || Sources { fixed: specs(1, 100), ..Sources::default() };
+    let store = open(db).await;
     let p = Pipeline::start(Arc::clone(&store), sdk.clone(), sources(), &config()).unwrap();
     wait_for(&p, &[(corpid(0), RECORDS)], Duration::from_secs(60)).await;
     p.shutdown().await;
@@ -95,6 +114,23 @@ async fn adoption(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("msgfile");
     let voice = download_all_as_if_killed_while_transcoding(&store, &sdk, &corp, &root).await;
+    LeftByAKill { sdk, store, corp, dir, root, voice }
+}
+
+/// Media on, the sweep every 200 ms.
+fn media_config(root: &Path) -> wework_msgaudit::actors::PipelineConfig {
+    let mut cfg = config();
+    cfg.media = Some(MediaSettings {
+        root: root.to_path_buf(),
+        owner: "adopt".into(),
+        sweep_interval: Duration::from_millis(200),
+        ..MediaSettings::default()
+    });
+    cfg
+}
+
+async fn adoption(db: Db) {
+    let LeftByAKill { sdk, store, corp, dir, root, voice } = left_by_a_kill(&db).await;
     assert!(voice.len() >= 4, "the scenario has at least 4 voice items: {voice:?}");
     // The state a kill leaves: [0] a complete MP3 beside the original; [1] an MP3 cut short; [2]
     // an MP3 with one audio byte changed; [3..] no MP3 (killed before the rename).
@@ -125,14 +161,7 @@ async fn adoption(db: Db) {
         assert_eq!(transcode_columns(&db, &corp, v).await, (String::new(), TRANSCODE_INTERRUPTED.to_string()));
     }
     // Start-up with media on: nothing to download, the three MP3s settled.
-    let mut cfg = config();
-    cfg.media = Some(MediaSettings {
-        root: root.clone(),
-        owner: "adopt".into(),
-        sweep_interval: Duration::from_millis(200),
-        ..MediaSettings::default()
-    });
-    let p = Pipeline::start(Arc::clone(&store), sdk, sources(), &cfg).unwrap();
+    let p = Pipeline::start(Arc::clone(&store), sdk, sources(), &media_config(&root)).unwrap();
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let mut settled = 0;
@@ -309,7 +338,6 @@ async fn held_then_released(db: Db) {
     let sdk = Arc::new(EmulatedSdk::new(Arc::clone(&emu)));
     let store = open(&db).await;
     store.hold_new_media(true);
-    let sources = || Sources { fixed: specs(1, 100), ..Sources::default() };
     let p = Pipeline::start(Arc::clone(&store), sdk.clone(), sources(), &config()).unwrap();
     wait_for(&p, &[(corpid(0), 80)], Duration::from_secs(60)).await;
     p.shutdown().await;
@@ -322,14 +350,7 @@ async fn held_then_released(db: Db) {
     // A store that no longer holds (media on) and the media actors.
     let store = open(&db).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config();
-    cfg.media = Some(MediaSettings {
-        root: dir.path().to_path_buf(),
-        owner: "held".into(),
-        sweep_interval: Duration::from_millis(200),
-        ..MediaSettings::default()
-    });
-    let p = Pipeline::start(store, sdk, sources(), &cfg).unwrap();
+    let p = Pipeline::start(store, sdk, sources(), &media_config(dir.path())).unwrap();
     let until = Instant::now() + Duration::from_secs(120);
     loop {
         let s = by_status(&db, &corp).await;
@@ -377,6 +398,63 @@ async fn java_items_held(db: Db) {
     assert_eq!(open(&db).await.release_held_media(&corp).await.unwrap(), 1);
     assert_eq!(db.int(&status("m5"), None).await, 1, "queued once media is on");
     db.finish().await;
+}
+
+/// A row that the look for cut-off transcodes cannot read (its msgid is not UTF-8: SQLite keeps
+/// what it is given) fails the whole look at start-up, while recovering and claiming, which do
+/// not read it, go on. The look is made again once a sweep interval has passed, not as fast as
+/// the database answers; once the row is mended, the MP3 that a kill left beside another voice
+/// item is recorded without a restart.
+#[test]
+fn a_look_for_cut_off_transcodes_that_fails_is_made_again_each_sweep_until_it_succeeds() {
+    common::block_on(async {
+        let db = Db::sqlite().await;
+        let k = left_by_a_kill(&db).await;
+        assert!(k.voice.len() >= 2, "the scenario has at least 2 voice items: {:?}", k.voice);
+        let opts = Mp3Options { bitrate_kbps: 32, sample_rate: None, ..Default::default() };
+        let mp3 = transcode_beside(&k.root, &k.voice[0], &k.dir.path().join("tmp"), &opts).unwrap();
+        let table = format!("media_{}", k.corp.as_str());
+        let (msgid, _) =
+            db.pairs(&format!("SELECT msgid, '' FROM {table} WHERE path = '{}'", k.voice[1])).await.pop().unwrap();
+        db.exec(&format!("UPDATE {table} SET msgid = X'FF' WHERE path = '{}'", k.voice[1])).await;
+
+        let sweep = Duration::from_millis(200);
+        let p = Pipeline::start(Arc::clone(&k.store), k.sdk.clone(), sources(), &media_config(&k.root)).unwrap();
+        let counters = p.media_counters.clone().unwrap();
+        let failed = || counters.adopt_failed.load(std::sync::atomic::Ordering::Relaxed);
+        let until = Instant::now() + Duration::from_secs(30);
+        while failed() < 3 {
+            assert!(
+                Instant::now() < until,
+                "the failing look was made {} times in 30 s, not again and again",
+                failed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (t0, n0) = (Instant::now(), failed());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (looks, took) = (failed() - n0, t0.elapsed());
+        let most = (took.as_millis() / sweep.as_millis()) as u64 + 2;
+        assert!(looks <= most, "{looks} failed looks in {took:?}: at most one per sweep ({sweep:?}) expected");
+        assert_eq!(
+            transcode_columns(&db, &k.corp, &k.voice[0]).await,
+            (String::new(), TRANSCODE_INTERRUPTED.to_string()),
+            "nothing is recorded while the look fails"
+        );
+
+        db.exec(&format!("UPDATE {table} SET msgid = '{msgid}' WHERE path = '{}'", k.voice[1])).await;
+        let until = Instant::now() + Duration::from_secs(30);
+        while transcode_columns(&db, &k.corp, &k.voice[0]).await != (mp3.clone(), String::new()) {
+            assert!(Instant::now() < until, "the MP3 left by a kill is not recorded 30 s after the row was mended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p.shutdown().await;
+        common::report(&format!(
+            "media_recovery failing look (SQLite): {looks} failed looks in {took:.1?} with a {sweep:?} sweep; after the \
+             row was mended the MP3 was recorded without a restart"
+        ));
+        db.finish().await;
+    });
 }
 
 per_db!(

@@ -3,7 +3,7 @@
 //! The loop (a future owned by the actor, traced in a span with the `corpid` field):
 //! 1. read the cursor from the store;
 //! 2. fetch `(cursor, limit)` on the [`SdkPool`](super::sdk_pool::SdkPool); with `[pull]
-//!    fetch_ahead` (the default) a full page starts the fetch of the next one at once
+//!    fetch_ahead` (off by default) a full page starts the fetch of the next one at once
 //!    ([`Ahead`]), so that WeCom's round trip overlaps the decryption instead of following it (a
 //!    page of more than [`AHEAD_MAX_BYTES`] does not, to bound the memory; nor does a page after
 //!    a failed write, or while the lease is unconfirmed);

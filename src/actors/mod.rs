@@ -72,7 +72,7 @@ impl Default for PullSettings {
             progress_interval: Duration::from_secs(10),
             write_attempts: 3,
             callback_poll_interval: None,
-            fetch_ahead: true,
+            fetch_ahead: false,
         }
     }
 }

@@ -612,7 +612,7 @@ impl Default for PullConfig {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             decrypt_threads: 0,
-            fetch_ahead: true,
+            fetch_ahead: false,
         }
     }
 }

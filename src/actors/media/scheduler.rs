@@ -67,6 +67,8 @@ pub struct MediaCounters {
     pub transcode_failed: AtomicU64,
     /// Complete MP3s of transcodes cut off by a kill, found and recorded at start-up.
     pub adopted: AtomicU64,
+    /// Looks for cut-off transcodes that the database cut short (each is made again later).
+    pub adopt_failed: AtomicU64,
     /// How long each stage takes.
     pub stages: MediaStages,
 }
@@ -129,6 +131,8 @@ struct CorpMedia {
     /// result could not be recorded. It starts once the corp is recovered and none of its
     /// transcodes is in flight (so that it never redoes one under the transcoder).
     adopt_due: bool,
+    /// After a look that the database cut short: not again before this (one sweep later).
+    adopt_not_before: Option<Instant>,
 }
 
 /// The span of one corp's media work: every line logged inside (ours and the database
@@ -258,6 +262,7 @@ impl MediaScheduler {
         if c.adopt_due
             && !stopping
             && c.transcoding == 0
+            && c.adopt_not_before.is_none_or(|t| Instant::now() >= t)
             && !matches!(c.phase, Phase::Unrecovered | Phase::Recovering | Phase::Idle { recovered: false })
         {
             c.adopt_due = false;
@@ -366,7 +371,9 @@ impl MediaScheduler {
     ///
     /// A look that the database cut short (it went away meanwhile) is due again, after the
     /// corp's next recovery, i.e. once the database answers: otherwise an MP3 whose record
-    /// failed during an outage would wait for a restart.
+    /// failed during an outage would wait for a restart. Not before a sweep interval has passed
+    /// either: a failure of the look's own query that the recovery does not share (a row that
+    /// does not decode) would otherwise repeat recovery and look as fast as the database answers.
     fn adopt(&mut self, corpid: CorpId, ctx: &mut Context<Self>) {
         let span = corp_span(&corpid);
         let (env, hold, stop) = (self.env.clone(), self.hold.clone(), self.stop.clone());
@@ -380,8 +387,11 @@ impl MediaScheduler {
             if completed {
                 return;
             }
+            act.env.counters.adopt_failed.fetch_add(1, Ordering::Relaxed);
+            let again = Instant::now() + act.env.settings.sweep_interval;
             if let Some(c) = act.corps.get_mut(&corpid) {
                 c.adopt_due = true;
+                c.adopt_not_before = Some(again);
                 c.phase = c.phase.must_recover();
             }
             act.touch(&corpid, ctx);
@@ -773,9 +783,15 @@ impl Handler<MediaCorps> for MediaScheduler {
                     old.net = net;
                     old
                 }
-                None => {
-                    CorpMedia { spec, net, phase: Phase::Unrecovered, inflight: 0, transcoding: 0, adopt_due: true }
-                }
+                None => CorpMedia {
+                    spec,
+                    net,
+                    phase: Phase::Unrecovered,
+                    inflight: 0,
+                    transcoding: 0,
+                    adopt_due: true,
+                    adopt_not_before: None,
+                },
             };
             next.insert(c.spec.corpid.clone(), c);
         }
