@@ -467,6 +467,7 @@ impl Handler<CorpExited> for Supervisor {
         }
         let ran_for = entry.started.elapsed();
         let was_stopping = entry.stopping;
+        let ran_with = entry.fingerprint.clone();
         self.running.remove(&msg.corpid);
         // A corp can see the pipeline's token cancelled and exit before this actor's own watch
         // of the token has run: its exit is part of the shutdown, not a crash to restart.
@@ -482,9 +483,16 @@ impl Handler<CorpExited> for Supervisor {
             return;
         };
         if let Err(CorpError::LeaseLost(why)) = &msg.result {
-            // Not restarted here: the keeper's next report says whether the lease is still ours.
             tracing::warn!(corpid = %msg.corpid, %why, "corp stopped: its lease was lost");
             self.shared.stats.update(&msg.corpid, |s| s.state = "lease lost".into());
+            // The keeper's report already holds the corp under another fence (it dropped the
+            // lease and claimed it back, and this actor's write in flight met the new token):
+            // that report has come and will not come again, so the corp starts with it now.
+            // With the same fence, the keeper's next report says whether the lease is still ours.
+            if spec.fingerprint() != ran_with {
+                tracing::info!(corpid = %msg.corpid, "the corp's lease is held again under a new token: starting it");
+                self.start_corp(spec, ctx);
+            }
             return;
         }
         if let Err(CorpError::Fatal(reason)) = &msg.result {
