@@ -9,7 +9,9 @@
 //! - after `kill -9` of an instance its corps are claimed by the others within the lease TTL (the
 //!   takeover times are printed), and the corps end up split evenly between the live instances;
 //! - a keeper that cannot renew in time (its database statements blocked) pauses its corps' pulls
-//!   before the lease runs out by its own clock.
+//!   before the lease runs out by its own clock;
+//! - a lease the keeper claims back under a new token while the corp's write is in flight: the
+//!   write is refused and the corp starts again at once under the new token.
 
 mod common;
 
@@ -329,6 +331,70 @@ fn a_keeper_that_cannot_renew_pauses_its_pulls_in_time() {
     actix_rt::System::new().block_on(async {
         if let Some(db) = Db::mysql().await {
             keeper_behind(db).await;
+        }
+    });
+}
+
+/// A keeper that drops a lease it could not renew in time and claims it back at once (token + 1)
+/// while the corp's write is in flight: the write meets the new token and is refused, the actor
+/// ends with "lease lost", and the corp starts again under the new token at once. Before
+/// 4a98dc7 the supervisor left it for "the keeper's next report", which had already come: the
+/// corp stayed stopped while its lease stayed held and renewed, and nothing more was stored.
+async fn reclaimed_while_writing(db: Db) {
+    use sqlx::Connection;
+    const TTL_MS: u64 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let corp = "wwleasereclaim001".to_string();
+    // 3,000 records, 10 per page, 40 ms a call: about 15 s of pulling.
+    write_corps(dir.path(), std::slice::from_ref(&corp), 9, 3000, "slow_rate = 1.0\nslow_ms = 40\n", Some(10));
+    let config = config(dir.path(), &db.url, 1, &format!("{TTL_MS}ms"));
+    let mut daemons = vec![Some(Daemon::start(dir.path(), &config, 1, &[]))];
+    wait("200 records stored", 60, &mut daemons, async || stored(&db).await >= 200).await;
+    let token_sql = "SELECT CAST(token AS SIGNED INTEGER) FROM corp_lease WHERE corpid = ?";
+    let token0 = db.int(token_sql, Some(&corp)).await;
+
+    // The corp's next write waits on its cursor row; the keeper's next round on its heartbeat
+    // row, past the TTL.
+    let mut cursor_lock = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut cursor_lock).await.unwrap();
+    sqlx::query("SELECT seq FROM corp_cursor WHERE corpid = ? FOR UPDATE")
+        .bind(&corp)
+        .fetch_optional(&mut cursor_lock)
+        .await
+        .unwrap();
+    let mut heartbeat_lock = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut heartbeat_lock).await.unwrap();
+    sqlx::query("SELECT holder FROM lease_instance WHERE holder = 'inst-1' FOR UPDATE")
+        .fetch_optional(&mut heartbeat_lock)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2 * TTL_MS)).await;
+    let at_lock = stored(&db).await;
+    sqlx::query("ROLLBACK").execute(&mut heartbeat_lock).await.unwrap();
+    // The keeper drops the stale lease and claims it back; the write still waits.
+    wait("the lease claimed again", 30, &mut daemons, async || db.int(token_sql, Some(&corp)).await > token0).await;
+    assert_eq!(stored(&db).await, at_lock, "no write went through while the cursor row was locked");
+    sqlx::query("ROLLBACK").execute(&mut cursor_lock).await.unwrap();
+
+    wait("every record stored", 120, &mut daemons, async || stored(&db).await >= 3000).await;
+    let log = daemons[0].as_ref().unwrap().log();
+    assert!(log.contains("corp stopped: its lease was lost"), "the write in flight met the new token: {log}");
+    assert!(log.contains("held again under a new token: starting it"), "{log}");
+    eprintln!(
+        "lease reclaimed while writing: token {token0} -> {}, {at_lock} records stored at the lock, all 3000 after",
+        db.int(token_sql, Some(&corp)).await
+    );
+    check_corp(&db, &truth(dir.path()), &corp).await;
+    let (status, _) = daemons[0].as_mut().unwrap().terminate(Duration::from_secs(60));
+    assert!(status.success(), "{log}");
+    db.finish().await;
+}
+
+#[test]
+fn a_lease_claimed_back_while_a_write_is_in_flight_restarts_the_corp() {
+    actix_rt::System::new().block_on(async {
+        if let Some(db) = Db::mysql().await {
+            reclaimed_while_writing(db).await;
         }
     });
 }
