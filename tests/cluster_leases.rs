@@ -261,6 +261,30 @@ fn three_instances_split_the_corps_take_over_and_fence() {
     });
 }
 
+/// One daemon (`inst-1`, leases of `ttl_ms`) pulling one corp of 3,000 records, 10 per page, 40
+/// ms a call (about 15 s of pulling), with `env`; returns once 200 records are stored.
+async fn one_slow_corp(dir: &Path, db: &Db, corp: &str, ttl_ms: u64, env: &[(&str, &str)]) -> Vec<Option<Daemon>> {
+    write_corps(dir, &[corp.to_string()], 9, 3000, "slow_rate = 1.0\nslow_ms = 40\n", Some(10));
+    let config = config(dir, &db.url, 1, &format!("{ttl_ms}ms"));
+    let mut daemons = vec![Some(Daemon::start(dir, &config, 1, env))];
+    wait("200 records stored", 60, &mut daemons, async || stored(db).await >= 200).await;
+    daemons
+}
+
+/// The lock of an instance's heartbeat row (bind: the holder): its keeper's next round waits.
+const HEARTBEAT_ROW: &str = "SELECT holder FROM lease_instance WHERE holder = ? FOR UPDATE";
+
+/// Another session's transaction holding the row lock of `select` (a `SELECT … FOR UPDATE` with
+/// one bind), which must find its row; the lock goes with a `ROLLBACK` on the connection.
+async fn hold_row_lock(db: &Db, select: &str, bind: &str) -> sqlx::MySqlConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    let row = sqlx::query(select).bind(bind).fetch_optional(&mut conn).await.unwrap();
+    assert!(row.is_some(), "{select} [{bind}] locked no row");
+    conn
+}
+
 /// A keeper that cannot renew (its statements wait on a row lock another session holds) pauses
 /// its corps' pulls before the lease runs out by its own clock, instead of pulling on until its
 /// round finishes: while the lock is held, no `GetChatData` call ends later than two thirds of
@@ -269,27 +293,13 @@ fn three_instances_split_the_corps_take_over_and_fence() {
 async fn keeper_behind(db: Db) {
     const TTL_MS: i64 = 2000;
     let dir = tempfile::tempdir().unwrap();
-    let corp = "wwleasebehind0001".to_string();
-    // 3,000 records, 10 per page, 40 ms a call: about 15 s of pulling.
-    write_corps(dir.path(), std::slice::from_ref(&corp), 9, 3000, "slow_rate = 1.0\nslow_ms = 40\n", Some(10));
-    let config = config(dir.path(), &db.url, 1, &format!("{TTL_MS}ms"));
+    let corp = "wwleasebehind0001";
     let calllog = dir.path().join("calls.jsonl");
-    let mut daemons =
-        vec![Some(Daemon::start(dir.path(), &config, 1, &[("WWF_EMULATOR_CALLLOG", calllog.to_str().unwrap())]))];
-    wait("200 records stored", 60, &mut daemons, async || stored(&db).await >= 200).await;
+    let env = [("WWF_EMULATOR_CALLLOG", calllog.to_str().unwrap())];
+    let mut daemons = one_slow_corp(dir.path(), &db, corp, TTL_MS as u64, &env).await;
 
     // Another session locks the instance's heartbeat row: the keeper's next round waits on it.
-    let mut locker = {
-        use sqlx::Connection;
-        sqlx::MySqlConnection::connect(&db.url).await.unwrap()
-    };
-    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
-    let locked: Option<String> =
-        sqlx::query_scalar("SELECT holder FROM lease_instance WHERE holder = 'inst-1' FOR UPDATE")
-            .fetch_optional(&mut locker)
-            .await
-            .unwrap();
-    assert_eq!(locked.as_deref(), Some("inst-1"));
+    let mut locker = hold_row_lock(&db, HEARTBEAT_ROW, "inst-1").await;
     let t_lock = now_ms();
     let at_lock = stored(&db).await;
     tokio::time::sleep(Duration::from_millis(2 * TTL_MS as u64)).await;
@@ -320,7 +330,7 @@ async fn keeper_behind(db: Db) {
     let log = daemons[0].as_ref().unwrap().log();
     assert!(log.contains("lease not confirmed in time; pulls paused"), "{log}");
     let emu = truth(dir.path());
-    check_corp(&db, &emu, &corp).await;
+    check_corp(&db, &emu, corp).await;
     let (status, _) = daemons[0].as_mut().unwrap().terminate(Duration::from_secs(60));
     assert!(status.success(), "{log}");
     db.finish().await;
@@ -341,38 +351,22 @@ fn a_keeper_that_cannot_renew_pauses_its_pulls_in_time() {
 /// 4a98dc7 the supervisor left it for "the keeper's next report", which had already come: the
 /// corp stayed stopped while its lease stayed held and renewed, and nothing more was stored.
 async fn reclaimed_while_writing(db: Db) {
-    use sqlx::Connection;
     const TTL_MS: u64 = 2000;
     let dir = tempfile::tempdir().unwrap();
-    let corp = "wwleasereclaim001".to_string();
-    // 3,000 records, 10 per page, 40 ms a call: about 15 s of pulling.
-    write_corps(dir.path(), std::slice::from_ref(&corp), 9, 3000, "slow_rate = 1.0\nslow_ms = 40\n", Some(10));
-    let config = config(dir.path(), &db.url, 1, &format!("{TTL_MS}ms"));
-    let mut daemons = vec![Some(Daemon::start(dir.path(), &config, 1, &[]))];
-    wait("200 records stored", 60, &mut daemons, async || stored(&db).await >= 200).await;
+    let corp = "wwleasereclaim001";
+    let mut daemons = one_slow_corp(dir.path(), &db, corp, TTL_MS, &[]).await;
     let token_sql = "SELECT CAST(token AS SIGNED INTEGER) FROM corp_lease WHERE corpid = ?";
-    let token0 = db.int(token_sql, Some(&corp)).await;
+    let token0 = db.int(token_sql, Some(corp)).await;
 
     // The corp's next write waits on its cursor row; the keeper's next round on its heartbeat
     // row, past the TTL.
-    let mut cursor_lock = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut cursor_lock).await.unwrap();
-    sqlx::query("SELECT seq FROM corp_cursor WHERE corpid = ? FOR UPDATE")
-        .bind(&corp)
-        .fetch_optional(&mut cursor_lock)
-        .await
-        .unwrap();
-    let mut heartbeat_lock = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut heartbeat_lock).await.unwrap();
-    sqlx::query("SELECT holder FROM lease_instance WHERE holder = 'inst-1' FOR UPDATE")
-        .fetch_optional(&mut heartbeat_lock)
-        .await
-        .unwrap();
+    let mut cursor_lock = hold_row_lock(&db, "SELECT seq FROM corp_cursor WHERE corpid = ? FOR UPDATE", corp).await;
+    let mut heartbeat_lock = hold_row_lock(&db, HEARTBEAT_ROW, "inst-1").await;
     tokio::time::sleep(Duration::from_millis(2 * TTL_MS)).await;
     let at_lock = stored(&db).await;
     sqlx::query("ROLLBACK").execute(&mut heartbeat_lock).await.unwrap();
     // The keeper drops the stale lease and claims it back; the write still waits.
-    wait("the lease claimed again", 30, &mut daemons, async || db.int(token_sql, Some(&corp)).await > token0).await;
+    wait("the lease claimed again", 30, &mut daemons, async || db.int(token_sql, Some(corp)).await > token0).await;
     assert_eq!(stored(&db).await, at_lock, "no write went through while the cursor row was locked");
     sqlx::query("ROLLBACK").execute(&mut cursor_lock).await.unwrap();
 
@@ -382,9 +376,9 @@ async fn reclaimed_while_writing(db: Db) {
     assert!(log.contains("held again under a new token: starting it"), "{log}");
     eprintln!(
         "lease reclaimed while writing: token {token0} -> {}, {at_lock} records stored at the lock, all 3000 after",
-        db.int(token_sql, Some(&corp)).await
+        db.int(token_sql, Some(corp)).await
     );
-    check_corp(&db, &truth(dir.path()), &corp).await;
+    check_corp(&db, &truth(dir.path()), corp).await;
     let (status, _) = daemons[0].as_mut().unwrap().terminate(Duration::from_secs(60));
     assert!(status.success(), "{log}");
     db.finish().await;

@@ -463,11 +463,14 @@ impl Puller {
             let max_seq = page.max_seq().unwrap_or(next_seq).max(next_seq);
             // The next page's fetch overlaps this one's decryption and write, when this one is
             // full (more is waiting), small, and the writes are going through.
-            let bytes: usize = page.records.iter().map(|r| r.encrypt_chat_msg.len() + r.encrypt_random_key.len()).sum();
+            let small = || {
+                page.records.iter().map(|r| r.encrypt_chat_msg.len() + r.encrypt_random_key.len()).sum::<usize>()
+                    <= AHEAD_MAX_BYTES
+            };
             if self.shared.pull.fetch_ahead
                 && count >= self.spec.limit as usize
                 && count > 0
-                && bytes <= AHEAD_MAX_BYTES
+                && small()
                 && self.write_failures.load(std::sync::atomic::Ordering::Relaxed) == 0
                 && self.may_call_now()
             {
